@@ -1,0 +1,207 @@
+//! `lamina bench`: lamina against a bare llama-cpp-2 loop, measured in the same process.
+//!
+//! The machine may be shared and noisy, so absolute numbers mean little; the ratio
+//! lamina / bare does. Both sides run the same tokens with the same context parameters,
+//! alternating runs, and each side reports its median. The bare side is the minimal loop a
+//! llama-cpp-2 user would write: batch decode of the prompt, then sample-greedy-and-decode.
+
+use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use lamina::{Error, Sampling, Session, SessionParams};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::options::ModelOptions;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    model: ModelOptions,
+    /// Prompt tokens for the prompt-processing test.
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    /// Tokens to generate for the generation test.
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: u32,
+    /// Repetitions per side (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Sample {
+    load: Duration,
+    pp_tokens_per_s: f64,
+    tg_tokens_per_s: f64,
+    ttft: Duration,
+}
+
+const TEXT: &str = "The history of the printing press begins in the fifteenth century, when movable type \
+made it possible to produce books quickly and cheaply. Before that, every copy of a text had to be \
+written by hand, a slow and expensive process that kept books rare. ";
+
+fn bench_tokens(model: &lamina::Model, n: usize) -> Vec<i32> {
+    let mut tokens = Vec::with_capacity(n);
+    while tokens.len() < n {
+        tokens.extend(model.tokenize(TEXT, false, false));
+    }
+    tokens.truncate(n);
+    tokens
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs[xs.len() / 2]
+}
+
+fn lamina_run(args: &BenchArgs, params: &SessionParams, pp: &[i32], tg_prompt: &[i32]) -> Result<Sample, Error> {
+    let load_start = Instant::now();
+    let model = args.model.load()?;
+    let load = load_start.elapsed();
+    let mut session = Session::new(&model, params)?;
+    // Prompt processing: one token generated so only the prompt is timed.
+    let g = session.generate_from_tokens(pp, &Sampling::greedy(1), |_| true)?;
+    let pp_tokens_per_s = pp.len() as f64 / g.prompt_time.as_secs_f64();
+    session.reset();
+    // Generation after a short prompt; EOG is not expected from this prompt within the budget.
+    let g = session.generate_from_tokens(tg_prompt, &Sampling::greedy(args.gen_tokens), |_| true)?;
+    let tg_tokens_per_s = g.generated_tokens as f64 / g.generation_time.as_secs_f64();
+    Ok(Sample { load, pp_tokens_per_s, tg_tokens_per_s, ttft: g.time_to_first_token })
+}
+
+fn bare_run(args: &BenchArgs, params: &SessionParams, pp: &[i32], tg_prompt: &[i32]) -> Result<Sample, Error> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| Error::Decode(format!("bare llama-cpp-2 {what}: {e}"));
+    let backend = lamina::engine::llama_backend();
+    let load_start = Instant::now();
+    let mparams = LlamaModelParams::default().with_n_gpu_layers(args.model.gpu_layers);
+    let model = LlamaModel::load_from_file(backend, args.model.model_path(), &mparams).map_err(|e| fail("load", &e))?;
+    let load = load_start.elapsed();
+    let threads = if params.n_threads == 0 { std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1) } else { params.n_threads as i32 };
+    let n_ctx = if params.n_ctx == 0 { model.n_ctx_train().min(4096) } else { params.n_ctx };
+    let cparams = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(params.n_batch)
+        .with_n_ubatch(params.n_batch)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model.new_context(backend, cparams).map_err(|e| fail("context", &e))?;
+    let mut batch = LlamaBatch::new(params.n_batch as usize, 1);
+
+    // Prompt processing.
+    let start = Instant::now();
+    for (c, chunk) in pp.chunks(params.n_batch as usize).enumerate() {
+        batch.clear();
+        for (i, &t) in chunk.iter().enumerate() {
+            let pos = (c * params.n_batch as usize + i) as i32;
+            batch.add(LlamaToken(t), pos, &[0], pos as usize + 1 == pp.len()).map_err(|e| fail("batch", &e))?;
+        }
+        ctx.decode(&mut batch).map_err(|e| fail("decode", &e))?;
+    }
+    let mut sampler = LlamaSampler::greedy();
+    let _ = sampler.sample(&ctx, batch.n_tokens() - 1);
+    let pp_tokens_per_s = pp.len() as f64 / start.elapsed().as_secs_f64();
+    ctx.clear_kv_cache();
+
+    // Generation.
+    let start = Instant::now();
+    batch.clear();
+    for (i, &t) in tg_prompt.iter().enumerate() {
+        batch.add(LlamaToken(t), i as i32, &[0], i + 1 == tg_prompt.len()).map_err(|e| fail("batch", &e))?;
+    }
+    ctx.decode(&mut batch).map_err(|e| fail("decode", &e))?;
+    let gen_start = Instant::now();
+    let mut ttft = Duration::ZERO;
+    let mut pos = tg_prompt.len() as i32;
+    let mut idx = batch.n_tokens() - 1;
+    let mut generated = 0u32;
+    let mut piece = Vec::new();
+    loop {
+        let token = sampler.sample(&ctx, idx);
+        generated += 1;
+        if generated == 1 {
+            ttft = start.elapsed();
+        }
+        if model.vocab().is_eog(token) {
+            break;
+        }
+        piece.clear();
+        model.vocab().token_to_piece_into(token, &mut piece, false, None);
+        if generated >= args.gen_tokens {
+            break;
+        }
+        batch.clear();
+        batch.add(token, pos, &[0], true).map_err(|e| fail("batch", &e))?;
+        ctx.decode(&mut batch).map_err(|e| fail("decode", &e))?;
+        pos += 1;
+        idx = 0;
+    }
+    let tg_tokens_per_s = f64::from(generated) / gen_start.elapsed().as_secs_f64();
+    Ok(Sample { load, pp_tokens_per_s, tg_tokens_per_s, ttft })
+}
+
+pub fn run(args: &BenchArgs) -> Result<(), Error> {
+    if args.reps == 0 || args.prompt_tokens == 0 || args.gen_tokens == 0 {
+        return Err(Error::InvalidArgument { name: "bench", reason: "--reps, --prompt-tokens and --gen-tokens must be at least 1".into() });
+    }
+    let probe = args.model.load()?;
+    let params = SessionParams { n_ctx: 0, n_batch: 512, ..args.model.session_params() };
+    let n_ctx = if params.n_ctx == 0 { probe.info().n_ctx_train.min(4096) as usize } else { params.n_ctx as usize };
+    if args.prompt_tokens >= n_ctx || 16 + args.gen_tokens as usize >= n_ctx {
+        return Err(Error::InvalidArgument { name: "bench", reason: format!("the test does not fit in the {n_ctx}-token context") });
+    }
+    let pp = bench_tokens(&probe, args.prompt_tokens);
+    let tg_prompt = probe.tokenize("Once upon a time, there was a little", false, false);
+    drop(probe);
+
+    // Warm-up (page cache, thread pools), not counted.
+    lamina_run(args, &params, &pp, &tg_prompt)?;
+    bare_run(args, &params, &pp, &tg_prompt)?;
+    let (mut lamina, mut bare) = (Vec::new(), Vec::new());
+    for _ in 0..args.reps {
+        lamina.push(lamina_run(args, &params, &pp, &tg_prompt)?);
+        bare.push(bare_run(args, &params, &pp, &tg_prompt)?);
+    }
+    let med = |xs: &[Sample], f: fn(&Sample) -> f64| median(xs.iter().map(f).collect());
+    let rows: [(&str, fn(&Sample) -> f64, bool); 4] = [
+        ("load time (ms)", |s| s.load.as_secs_f64() * 1e3, false),
+        ("prompt processing (tokens/s)", |s| s.pp_tokens_per_s, true),
+        ("generation (tokens/s)", |s| s.tg_tokens_per_s, true),
+        ("time to first token (ms)", |s| s.ttft.as_secs_f64() * 1e3, false),
+    ];
+    let threads = if params.n_threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32 } else { params.n_threads };
+    if args.json {
+        let mut obj = serde_json::Map::new();
+        for (name, f, _) in rows {
+            obj.insert(name.to_string(), serde_json::json!({ "lamina": med(&lamina, f), "bare": med(&bare, f), "ratio": med(&lamina, f) / med(&bare, f) }));
+        }
+        obj.insert("threads".into(), threads.into());
+        obj.insert("prompt_tokens".into(), args.prompt_tokens.into());
+        obj.insert("gen_tokens".into(), args.gen_tokens.into());
+        obj.insert("reps".into(), args.reps.into());
+        println!("{}", serde_json::Value::Object(obj));
+        return Ok(());
+    }
+    println!(
+        "lamina bench: {} threads, pp{} / tg{}, median of {} runs per side (ratio = lamina / bare llama-cpp-2)",
+        threads, args.prompt_tokens, args.gen_tokens, args.reps
+    );
+    println!("{:<30} {:>12} {:>12} {:>8}", "metric", "lamina", "bare", "ratio");
+    for (name, f, higher_is_better) in rows {
+        let (l, b) = (med(&lamina, f), med(&bare, f));
+        let note = if higher_is_better { "" } else { " (lower is better)" };
+        println!("{name:<30} {l:>12.1} {b:>12.1} {:>8.3}{note}", l / b);
+    }
+    Ok(())
+}

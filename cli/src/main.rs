@@ -1,0 +1,103 @@
+//! `lamina`: the command-line face of the runtime.
+//!
+//! Every subcommand takes `--model PATH` and falls back to the default model in the cache
+//! (see `scripts/fetch-model.sh`). llama.cpp's own log stays silent unless `--verbose`.
+//! Generated text goes to stdout; everything else (timings, prompts) to stderr.
+
+mod bench;
+mod commands;
+mod options;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use options::{ModelOptions, SamplingOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "lamina", version, about = "An embeddable LLM runtime: generation, chat, translation and QA on llama.cpp's kernels")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Continue a prompt (raw text, no chat template), streaming the output.
+    Generate {
+        #[command(flatten)]
+        model: ModelOptions,
+        #[command(flatten)]
+        sampling: SamplingOptions,
+        /// The text to continue.
+        #[arg(long, short)]
+        prompt: String,
+    },
+    /// Interactive multi-turn chat with the model's chat template. Reads one message per line
+    /// from stdin; `/reset` clears the conversation, `/exit` (or end of input) quits. Ctrl-C
+    /// stops the current reply.
+    Chat {
+        #[command(flatten)]
+        model: ModelOptions,
+        #[command(flatten)]
+        sampling: SamplingOptions,
+        /// System prompt.
+        #[arg(long)]
+        system: Option<String>,
+    },
+    /// Translate text between languages (greedy).
+    Translate {
+        #[command(flatten)]
+        model: ModelOptions,
+        /// Source language: ISO 639-1 code ("en") or English name ("English").
+        #[arg(long)]
+        from: String,
+        /// Target language: ISO 639-1 code ("de") or English name ("German").
+        #[arg(long)]
+        to: String,
+        /// The text to translate (reads stdin when omitted).
+        #[arg(long, short)]
+        prompt: Option<String>,
+    },
+    /// Answer a question, optionally from a context passage (greedy, short answer).
+    Ask {
+        #[command(flatten)]
+        model: ModelOptions,
+        /// The question.
+        #[arg(long, short)]
+        prompt: String,
+        /// Passage to answer from (`@FILE` reads a file).
+        #[arg(long)]
+        context: Option<String>,
+    },
+    /// Show the model's architecture, metadata and this build's backends.
+    Info {
+        #[command(flatten)]
+        model: ModelOptions,
+        /// Print every GGUF metadata key.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Measure load time, prompt and generation throughput and time to first token, against a
+    /// bare llama-cpp-2 loop in the same process; prints the ratios lamina/bare.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate { model, sampling, prompt } => commands::generate(&model, &sampling, &prompt),
+        Command::Chat { model, sampling, system } => commands::chat(&model, &sampling, system.as_deref()),
+        Command::Translate { model, from, to, prompt } => commands::translate(&model, &from, &to, prompt.as_deref()),
+        Command::Ask { model, prompt, context } => commands::ask(&model, &prompt, context.as_deref()),
+        Command::Info { model, all } => commands::info(&model, all),
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lamina: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Options shared by the subcommands.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use lamina::{Error, Model, ModelParams, Sampling, Session, SessionParams};
+
+/// Which model, and how to run it.
+#[derive(Args, Debug, Clone)]
+pub struct ModelOptions {
+    /// GGUF model file [default: the cached SmolLM2-135M-Instruct Q4_1, or $LAMINA_MODEL]
+    #[arg(long, short)]
+    pub model: Option<PathBuf>,
+    /// CPU threads (0 = all cores).
+    #[arg(long, short = 't', default_value_t = 0)]
+    pub threads: u32,
+    /// Layers to offload to the GPU (needs a GPU build).
+    #[arg(long, default_value_t = 0)]
+    pub gpu_layers: u32,
+    /// Context window in tokens (0 = min(4096, the model's)).
+    #[arg(long, default_value_t = 0)]
+    pub ctx: u32,
+    /// Show llama.cpp's log on stderr.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+impl ModelOptions {
+    pub fn model_path(&self) -> PathBuf {
+        self.model.clone().unwrap_or_else(lamina::paths::default_model_path)
+    }
+
+    pub fn install_logging(&self) {
+        if self.verbose {
+            lamina::engine::set_log_sink(
+                Some(Box::new(|_, line| eprintln!("{line}"))),
+                lamina::engine::LogLevel::Debug,
+            );
+        }
+    }
+
+    pub fn load(&self) -> Result<Model, Error> {
+        self.install_logging();
+        let path = self.model_path();
+        let params = ModelParams { n_gpu_layers: self.gpu_layers, ..ModelParams::default() };
+        Model::load(&path, &params).map_err(|e| match e {
+            Error::ModelNotFound { .. } if self.model.is_none() => Error::InvalidArgument {
+                name: "model",
+                reason: format!("the default model is not in the cache ({}); run scripts/fetch-model.sh or pass --model", path.display()),
+            },
+            other => other,
+        })
+    }
+
+    pub fn session_params(&self) -> SessionParams {
+        SessionParams { n_ctx: self.ctx, n_threads: self.threads, ..SessionParams::default() }
+    }
+
+    pub fn open(&self) -> Result<(Model, Session), Error> {
+        let model = self.load()?;
+        let session = Session::new(&model, &self.session_params())?;
+        Ok((model, session))
+    }
+}
+
+/// Sampling flags.
+#[derive(Args, Debug, Clone)]
+pub struct SamplingOptions {
+    /// Maximum tokens to generate.
+    #[arg(long, short = 'n', default_value_t = 256)]
+    pub max_tokens: u32,
+    /// Temperature; 0 = greedy (deterministic).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// Top-k (0 = off).
+    #[arg(long, default_value_t = 40, allow_negative_numbers = true)]
+    pub top_k: i32,
+    /// Top-p (1 = off).
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
+    pub top_p: f32,
+    /// Min-p (0 = off).
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
+    pub min_p: f32,
+    /// Repeat penalty (1 = off).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub repeat_penalty: f32,
+    /// Random seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u32,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+}
+
+impl SamplingOptions {
+    pub fn to_sampling(&self) -> Sampling {
+        Sampling {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: 64,
+            seed: self.seed,
+            max_tokens: self.max_tokens,
+            stop: self.stop.clone(),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Converting C arguments: strings, versioned params structs, out-parameters.
+
+use std::ffi::{c_char, CStr, CString};
+
+use crate::status::{lamina_status, Failure};
+
+/// Borrow a required NUL-terminated UTF-8 string argument.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string valid for the returned lifetime.
+pub(crate) unsafe fn str_arg<'a>(ptr: *const c_char, name: &'static str) -> Result<&'a str, Failure> {
+    if ptr.is_null() {
+        return Err(Failure::null(name));
+    }
+    // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+    let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
+    lamina::error::utf8(name, bytes).map_err(Failure::from)
+}
+
+/// Borrow an optional string argument (NULL = None).
+///
+/// # Safety
+/// As [`str_arg`].
+pub(crate) unsafe fn opt_str_arg<'a>(ptr: *const c_char, name: &'static str) -> Result<Option<&'a str>, Failure> {
+    if ptr.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { str_arg(ptr, name) }.map(Some)
+    }
+}
+
+/// A params struct whose first field is `size_t struct_size`.
+///
+/// # Safety
+/// Implementors are `#[repr(C)]`, start with a `usize` struct_size, and every bit pattern a C
+/// caller may write in the remaining fields is a valid value (plain numbers, bools written by
+/// C as 0/1, pointers).
+pub(crate) unsafe trait Versioned: Copy {
+    const NAME: &'static str;
+    fn defaults() -> Self;
+}
+
+/// Read a caller's params struct: NULL means defaults; fields beyond the caller's
+/// `struct_size` (an older caller) keep their defaults; fields of a newer caller that this
+/// library does not know are ignored.
+///
+/// # Safety
+/// `ptr` is NULL or points to at least `struct_size` readable bytes.
+pub(crate) unsafe fn read_params<T: Versioned>(ptr: *const T) -> Result<T, Failure> {
+    let mut value = T::defaults();
+    if ptr.is_null() {
+        return Ok(value);
+    }
+    // SAFETY: every params struct starts with a usize (trait contract); read unaligned in case
+    // a foreign caller packed it oddly.
+    let declared = unsafe { std::ptr::read_unaligned(ptr.cast::<usize>()) };
+    let header = std::mem::size_of::<usize>();
+    if declared < header {
+        return Err(Failure::new(
+            lamina_status::ErrorInvalidArgument,
+            format!(
+                "{}.struct_size is {declared}; initialise the struct with {}_default()",
+                T::NAME,
+                T::NAME
+            ),
+        ));
+    }
+    let n = declared.min(std::mem::size_of::<T>());
+    // SAFETY: the caller vouches for `declared` readable bytes at `ptr`; we copy at most that
+    // many into a value of T, whose fields accept any bit pattern (trait contract).
+    unsafe { std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), (&mut value as *mut T).cast::<u8>(), n) };
+    // struct_size reflects this library's layout from here on.
+    // SAFETY: T starts with a usize.
+    unsafe { std::ptr::write_unaligned((&mut value as *mut T).cast::<usize>(), std::mem::size_of::<T>()) };
+    Ok(value)
+}
+
+/// Write `value` through an optional out-pointer (NULL = the caller does not want it).
+///
+/// # Safety
+/// `out` is NULL or valid for a write of `T`.
+pub(crate) unsafe fn write_opt<T>(out: *mut T, value: T) {
+    if !out.is_null() {
+        // SAFETY: caller contract.
+        unsafe { out.write(value) };
+    }
+}
+
+/// Check a required out-pointer before doing any work.
+pub(crate) fn require_out<T>(out: *mut T, name: &'static str) -> Result<(), Failure> {
+    if out.is_null() {
+        Err(Failure::null(name))
+    } else {
+        Ok(())
+    }
+}
+
+/// A Rust string as a caller-owned C string (freed with `lamina_string_free`). Interior NULs,
+/// which generated text never contains, are escaped rather than truncating the text.
+pub(crate) fn owned_c_string(s: &str) -> *mut c_char {
+    let c = CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "\\0")).unwrap_or_default());
+    c.into_raw()
+}

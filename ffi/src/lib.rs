@@ -1,0 +1,104 @@
+//! The C ABI of lamina. `include/lamina.h` is generated from this crate by cbindgen.
+//!
+//! This crate is deliberately thin: each exported function checks and converts its arguments,
+//! calls the safe `lamina` runtime, and maps the result to a status code. All logic lives in
+//! the runtime. Conventions (repeated in the header's preamble):
+//! - every fallible call returns `lamina_status`; the message of the last failure on the
+//!   calling thread is `lamina_last_error_message()`;
+//! - out-parameters come last and are written only on success;
+//! - every pointer argument is checked for NULL;
+//! - every body runs inside a panic boundary: lamina never unwinds into or aborts the host;
+//! - handles are checked against a registry, so a double free or a use after free is reported
+//!   as `LAMINA_STATUS_ERROR_INVALID_HANDLE` instead of crashing.
+
+#![allow(non_camel_case_types)]
+#![allow(clippy::missing_safety_doc)] // the safety contract of each function is in the header
+
+mod args;
+mod boundary;
+mod handles;
+mod log;
+mod model;
+mod session;
+mod status;
+
+pub use log::{lamina_log_callback, lamina_log_level, lamina_set_log_callback};
+pub use model::{lamina_model, lamina_model_free, lamina_model_info_json, lamina_model_load, lamina_model_meta, lamina_model_params, lamina_model_params_default};
+pub use session::*;
+pub use status::lamina_status;
+
+use std::ffi::{c_char, CString};
+
+use boundary::guard;
+
+/// The library's version, "MAJOR.MINOR.PATCH", the same as the LAMINA_VERSION_STRING macro of
+/// the header it was built with. Static storage; never free it.
+#[no_mangle]
+pub extern "C" fn lamina_version() -> *const c_char {
+    guard(|| concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast::<c_char>())
+}
+
+/// The message of the last failed lamina call on this thread ("" if none failed yet). The
+/// pointer stays valid until the next failing lamina call on the same thread; copy it to keep
+/// it. Never NULL; never free it.
+#[no_mangle]
+pub extern "C" fn lamina_last_error_message() -> *const c_char {
+    guard(status::last_error_ptr)
+}
+
+/// A short constant name for a status code ("LAMINA_STATUS_OK", ...). Never NULL; never free it.
+#[no_mangle]
+pub extern "C" fn lamina_status_name(status: lamina_status) -> *const c_char {
+    guard(|| {
+        let name: &'static str = match status {
+            lamina_status::Ok => "LAMINA_STATUS_OK\0",
+            lamina_status::ErrorNullArgument => "LAMINA_STATUS_ERROR_NULL_ARGUMENT\0",
+            lamina_status::ErrorInvalidArgument => "LAMINA_STATUS_ERROR_INVALID_ARGUMENT\0",
+            lamina_status::ErrorInvalidUtf8 => "LAMINA_STATUS_ERROR_INVALID_UTF8\0",
+            lamina_status::ErrorEmptyPrompt => "LAMINA_STATUS_ERROR_EMPTY_PROMPT\0",
+            lamina_status::ErrorPromptTooLong => "LAMINA_STATUS_ERROR_PROMPT_TOO_LONG\0",
+            lamina_status::ErrorUnknownLanguage => "LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE\0",
+            lamina_status::ErrorModelNotFound => "LAMINA_STATUS_ERROR_MODEL_NOT_FOUND\0",
+            lamina_status::ErrorNotGguf => "LAMINA_STATUS_ERROR_NOT_GGUF\0",
+            lamina_status::ErrorModelLoad => "LAMINA_STATUS_ERROR_MODEL_LOAD\0",
+            lamina_status::ErrorIo => "LAMINA_STATUS_ERROR_IO\0",
+            lamina_status::ErrorContextCreation => "LAMINA_STATUS_ERROR_CONTEXT_CREATION\0",
+            lamina_status::ErrorDecode => "LAMINA_STATUS_ERROR_DECODE\0",
+            lamina_status::ErrorChatTemplate => "LAMINA_STATUS_ERROR_CHAT_TEMPLATE\0",
+            lamina_status::ErrorBusy => "LAMINA_STATUS_ERROR_BUSY\0",
+            lamina_status::ErrorInvalidHandle => "LAMINA_STATUS_ERROR_INVALID_HANDLE\0",
+            lamina_status::ErrorPanic => "LAMINA_STATUS_ERROR_PANIC\0",
+        };
+        name.as_ptr().cast::<c_char>()
+    })
+}
+
+/// Free a string that lamina returned through a `char **` out-parameter. Calling with NULL is
+/// fine. Must not be called twice with the same value, nor on strings lamina did not allocate.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_string_free(s: *mut c_char) {
+    guard(|| {
+        if !s.is_null() {
+            // SAFETY: per the contract, `s` came from CString::into_raw in this library.
+            drop(unsafe { CString::from_raw(s) });
+        }
+    })
+}
+
+/// The path of lamina's default model (SmolLM2-135M-Instruct Q4_1) in the cache:
+/// `$LAMINA_MODEL` if set, else `$LAMINA_CACHE/models/...`, else under `$XDG_CACHE_HOME/lamina`
+/// or `~/.cache/lamina`. The file exists only after `scripts/fetch-model.sh` ran. On success
+/// `*out_path` receives a string to free with `lamina_string_free`.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_default_model_path(out_path: *mut *mut c_char) -> lamina_status {
+    guard(|| {
+        status::finish((|| {
+            args::require_out(out_path, "out_path")?;
+            let path = lamina::paths::default_model_path();
+            let s = path.to_str().ok_or_else(|| status::Failure::new(lamina_status::ErrorInvalidUtf8, "the cache path is not valid UTF-8"))?;
+            // SAFETY: checked non-NULL above; the caller provides a writable `char *` slot.
+            unsafe { out_path.write(args::owned_c_string(s)) };
+            Ok(())
+        })())
+    })
+}

@@ -1,0 +1,428 @@
+//! Session handles: generation, chat, translation, question answering.
+
+use std::ffi::{c_char, c_void};
+use std::sync::Mutex;
+
+use lamina::{CancelHandle, Generation, Sampling, Session, StopReason};
+
+use crate::args::{opt_str_arg, owned_c_string, read_params, str_arg, write_opt, Versioned};
+use crate::boundary::{guard, OnPanic};
+use crate::handles::Registry;
+use crate::model::MODELS;
+use crate::model::lamina_model;
+use crate::status::{finish, lamina_status, Failure};
+
+/// A session: one context (KV cache) and chat history over a model. Opaque; create with
+/// `lamina_session_new`, free with `lamina_session_free`. Use a session from one thread at a
+/// time (a second thread calling while one generates gets LAMINA_STATUS_ERROR_BUSY);
+/// `lamina_session_cancel` is the exception and may be called from any thread.
+pub struct lamina_session {
+    session: Mutex<Session>,
+    cancel: CancelHandle,
+}
+
+static SESSIONS: Registry<lamina_session> = Registry::new("lamina_session");
+
+/// How to create a session. Initialise with `lamina_session_params_default()`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lamina_session_params {
+    /// sizeof(lamina_session_params), set by lamina_session_params_default().
+    pub struct_size: usize,
+    /// Context window in tokens; 0 = min(4096, the model's training context) (default).
+    pub n_ctx: u32,
+    /// Most tokens per decode call; long prompts are fed in chunks of this size and
+    /// cancellation is checked between chunks (default 512).
+    pub n_batch: u32,
+    /// Threads for generation; 0 = all cores (default).
+    pub n_threads: u32,
+    /// Threads for prompt processing; 0 = same as n_threads (default).
+    pub n_threads_batch: u32,
+}
+
+// SAFETY: repr(C), starts with usize, plain integer fields.
+unsafe impl Versioned for lamina_session_params {
+    const NAME: &'static str = "lamina_session_params";
+    fn defaults() -> Self {
+        let d = lamina::SessionParams::default();
+        Self { struct_size: std::mem::size_of::<Self>(), n_ctx: d.n_ctx, n_batch: d.n_batch, n_threads: d.n_threads, n_threads_batch: d.n_threads_batch }
+    }
+}
+impl OnPanic for lamina_session_params {
+    fn on_panic() -> Self {
+        Self::defaults()
+    }
+}
+
+/// Default session parameters (struct_size filled in).
+#[no_mangle]
+pub extern "C" fn lamina_session_params_default() -> lamina_session_params {
+    guard(lamina_session_params::defaults)
+}
+
+/// How tokens are chosen and when generation stops. Initialise with
+/// `lamina_sampling_params_default()` (greedy, 256 tokens).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lamina_sampling_params {
+    /// sizeof(lamina_sampling_params), set by lamina_sampling_params_default().
+    pub struct_size: usize,
+    /// 0 = greedy (deterministic, default); > 0 samples at that temperature.
+    pub temperature: f32,
+    /// Keep the k most likely tokens; 0 = off (default 40).
+    pub top_k: i32,
+    /// Nucleus sampling threshold in (0, 1]; 1 = off (default 0.95).
+    pub top_p: f32,
+    /// Minimum probability relative to the best token, in [0, 1]; 0 = off (default 0.05).
+    pub min_p: f32,
+    /// Repetition penalty > 0; 1 = off (default).
+    pub repeat_penalty: f32,
+    /// Tokens the repetition penalty looks back over; -1 = whole context (default 64).
+    pub repeat_last_n: i32,
+    /// Seed of the random sampler (default 0). Same seed, same output.
+    pub seed: u32,
+    /// Maximum number of generated tokens, >= 1 (default 256).
+    pub max_tokens: u32,
+    /// Stop strings: generation ends before the first occurrence of any of them. Array of
+    /// `n_stop` NUL-terminated UTF-8 strings; may be NULL when n_stop is 0. Read during the call
+    /// only.
+    pub stop: *const *const c_char,
+    /// Number of entries in `stop`.
+    pub n_stop: usize,
+}
+
+// SAFETY: repr(C), starts with usize; numbers and a pointer accept any bit pattern.
+unsafe impl Versioned for lamina_sampling_params {
+    const NAME: &'static str = "lamina_sampling_params";
+    fn defaults() -> Self {
+        let d = Sampling::default();
+        Self {
+            struct_size: std::mem::size_of::<Self>(),
+            temperature: d.temperature,
+            top_k: d.top_k,
+            top_p: d.top_p,
+            min_p: d.min_p,
+            repeat_penalty: d.repeat_penalty,
+            repeat_last_n: d.repeat_last_n,
+            seed: d.seed,
+            max_tokens: d.max_tokens,
+            stop: std::ptr::null(),
+            n_stop: 0,
+        }
+    }
+}
+impl OnPanic for lamina_sampling_params {
+    fn on_panic() -> Self {
+        Self::defaults()
+    }
+}
+
+/// Default sampling parameters: greedy, 256 tokens, no stop strings.
+#[no_mangle]
+pub extern "C" fn lamina_sampling_params_default() -> lamina_sampling_params {
+    guard(lamina_sampling_params::defaults)
+}
+
+/// Why a generation ended.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lamina_stop_reason {
+    /// The model ended its turn (end-of-generation token).
+    EndOfGeneration = 0,
+    /// max_tokens were generated.
+    MaxTokens = 1,
+    /// A stop string appeared (it is not part of the text).
+    StopString = 2,
+    /// The context window is full.
+    ContextFull = 3,
+    /// The token callback returned false.
+    CallbackStopped = 4,
+    /// lamina_session_cancel() was called.
+    Cancelled = 5,
+}
+
+impl From<StopReason> for lamina_stop_reason {
+    fn from(r: StopReason) -> Self {
+        match r {
+            StopReason::EndOfGeneration => Self::EndOfGeneration,
+            StopReason::MaxTokens => Self::MaxTokens,
+            StopReason::StopString => Self::StopString,
+            StopReason::ContextFull => Self::ContextFull,
+            StopReason::CallbackStopped => Self::CallbackStopped,
+            StopReason::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+/// Facts about a finished generation. The caller sets struct_size = sizeof(lamina_generation_info)
+/// before the call; lamina writes only the fields that fit in it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lamina_generation_info {
+    /// Set by the caller to sizeof(lamina_generation_info).
+    pub struct_size: usize,
+    /// Why generation ended.
+    pub stop_reason: lamina_stop_reason,
+    /// Tokens in the prompt (after the chat template, for chat).
+    pub prompt_tokens: u32,
+    /// Prompt tokens reused from the KV cache instead of decoded again.
+    pub reused_tokens: u32,
+    /// Tokens generated.
+    pub generated_tokens: u32,
+    /// Milliseconds spent on the prompt.
+    pub prompt_ms: f64,
+    /// Milliseconds from the call to the first generated token.
+    pub time_to_first_token_ms: f64,
+    /// Milliseconds spent generating after the prompt.
+    pub generation_ms: f64,
+}
+
+/// Receives generated text as it is produced: `len` bytes of UTF-8 at `piece` (also
+/// NUL-terminated), never a partial character, valid only during the call. Return true to go
+/// on, false to stop (the call then returns LAMINA_STATUS_OK with stop reason
+/// LAMINA_STOP_REASON_CALLBACK_STOPPED). Called on the thread that called lamina.
+pub type lamina_token_callback = Option<unsafe extern "C" fn(piece: *const c_char, len: usize, user_data: *mut c_void) -> bool>;
+
+/// Create a session over `model`. `params` may be NULL for defaults. The session keeps the
+/// model alive. On success `*out_session` receives a handle to free with `lamina_session_free`.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_session_new(model: *const lamina_model, params: *const lamina_session_params, out_session: *mut *mut lamina_session) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            let model = MODELS.get(model, "model")?;
+            // SAFETY: params contract is the caller's.
+            let p = unsafe { read_params(params) }?;
+            crate::args::require_out(out_session, "out_session")?;
+            let params = lamina::SessionParams { n_ctx: p.n_ctx, n_batch: p.n_batch, n_threads: p.n_threads, n_threads_batch: p.n_threads_batch };
+            let session = Session::new(&model.model, &params)?;
+            let cancel = session.cancel_handle();
+            let handle = SESSIONS.insert(lamina_session { session: Mutex::new(session), cancel });
+            // SAFETY: checked non-NULL.
+            unsafe { out_session.write(handle) };
+            Ok(())
+        })())
+    })
+}
+
+/// Free a session. Calling with NULL is fine. Freeing a handle twice is reported through
+/// lamina_last_error_message() and otherwise ignored. If another thread is still inside a call
+/// on this session, the session is destroyed when that call returns.
+#[no_mangle]
+pub extern "C" fn lamina_session_free(session: *mut lamina_session) {
+    guard(|| {
+        if !session.is_null() && !SESSIONS.remove(session) {
+            crate::status::set_last_error("lamina_session_free: not a live lamina_session handle (freed twice?)");
+        }
+    })
+}
+
+/// Ask the session's running generation to stop; it does within one decode step and returns
+/// LAMINA_STATUS_OK with stop reason LAMINA_STOP_REASON_CANCELLED. Thread-safe: this is the one
+/// call meant for another thread. If nothing is running, the next generation stops at once.
+#[no_mangle]
+pub extern "C" fn lamina_session_cancel(session: *const lamina_session) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            SESSIONS.get(session, "session")?.cancel.cancel();
+            Ok(())
+        })())
+    })
+}
+
+fn with_session<R>(session: *const lamina_session, f: impl FnOnce(&mut Session) -> Result<R, Failure>) -> Result<R, Failure> {
+    let handle = SESSIONS.get(session, "session")?;
+    let mut guard = match handle.session.try_lock() {
+        Ok(guard) => guard,
+        Err(std::sync::TryLockError::WouldBlock) => return Err(lamina::Error::Busy.into()),
+        // A panic inside an earlier call poisoned the lock; the session's state is still
+        // consistent at the Rust level, so keep serving it.
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+    };
+    f(&mut guard)
+}
+
+/// Clear the chat history and the KV cache.
+#[no_mangle]
+pub extern "C" fn lamina_session_reset(session: *mut lamina_session) -> lamina_status {
+    guard(|| finish(with_session(session, |s| Ok(s.reset()))))
+}
+
+/// Set the chat's system prompt, or remove it with NULL. The rest of the history is kept.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_session_set_system_prompt(session: *mut lamina_session, system_prompt: *const c_char) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            // SAFETY: caller's C-string contract.
+            let system = unsafe { opt_str_arg(system_prompt, "system_prompt") }?;
+            with_session(session, |s| Ok(s.set_system_prompt(system)))
+        })())
+    })
+}
+
+/// Convert C sampling params (validated by the runtime).
+unsafe fn sampling_from_c(params: *const lamina_sampling_params) -> Result<Sampling, Failure> {
+    // SAFETY: caller's params contract.
+    let p = unsafe { read_params(params) }?;
+    if p.n_stop > 0 && p.stop.is_null() {
+        return Err(Failure::null("sampling.stop (n_stop > 0)"));
+    }
+    let mut stop = Vec::with_capacity(p.n_stop.min(1024));
+    for i in 0..p.n_stop {
+        // SAFETY: the caller provides n_stop readable entries.
+        let s = unsafe { *p.stop.add(i) };
+        // SAFETY: each entry is a NUL-terminated string or NULL (rejected by str_arg).
+        stop.push(unsafe { str_arg(s, "sampling.stop[i]") }?.to_string());
+    }
+    Ok(Sampling {
+        temperature: p.temperature,
+        top_k: p.top_k,
+        top_p: p.top_p,
+        min_p: p.min_p,
+        repeat_penalty: p.repeat_penalty,
+        repeat_last_n: p.repeat_last_n,
+        seed: p.seed,
+        max_tokens: p.max_tokens,
+        stop,
+    })
+}
+
+/// Adapter from the C callback to the runtime's closure.
+fn piece_sink(callback: lamina_token_callback, user_data: *mut c_void) -> impl FnMut(&str) -> bool {
+    let mut buf: Vec<u8> = Vec::new();
+    move |piece: &str| match callback {
+        None => true,
+        Some(cb) => {
+            buf.clear();
+            buf.extend_from_slice(piece.as_bytes());
+            buf.push(0);
+            // SAFETY: the host supplied this callback and user data for this call.
+            unsafe { cb(buf.as_ptr().cast::<c_char>(), piece.len(), user_data) }
+        }
+    }
+}
+
+/// Write the optional results of a generation.
+unsafe fn write_generation(g: &Generation, out_text: *mut *mut c_char, out_info: *mut lamina_generation_info) -> Result<(), Failure> {
+    if !out_info.is_null() {
+        // SAFETY: non-NULL per check; the caller vouches for struct_size bytes.
+        let declared = unsafe { std::ptr::read_unaligned(out_info.cast::<usize>()) };
+        if declared < std::mem::size_of::<usize>() {
+            return Err(Failure::new(
+                lamina_status::ErrorInvalidArgument,
+                "out_info->struct_size must be set to sizeof(lamina_generation_info)",
+            ));
+        }
+        let info = lamina_generation_info {
+            struct_size: std::mem::size_of::<lamina_generation_info>().min(declared),
+            stop_reason: g.stop_reason.into(),
+            prompt_tokens: g.prompt_tokens as u32,
+            reused_tokens: g.reused_tokens as u32,
+            generated_tokens: g.generated_tokens as u32,
+            prompt_ms: g.prompt_time.as_secs_f64() * 1e3,
+            time_to_first_token_ms: g.time_to_first_token.as_secs_f64() * 1e3,
+            generation_ms: g.generation_time.as_secs_f64() * 1e3,
+        };
+        let n = declared.min(std::mem::size_of::<lamina_generation_info>());
+        // SAFETY: copy at most the caller's declared size into its struct.
+        unsafe { std::ptr::copy_nonoverlapping((&info as *const lamina_generation_info).cast::<u8>(), out_info.cast::<u8>(), n) };
+    }
+    // SAFETY: NULL-checked inside write_opt.
+    unsafe { write_opt(out_text, owned_c_string(&g.text)) };
+    Ok(())
+}
+
+/// Continue `prompt` (raw text, no chat template). `sampling` may be NULL for defaults;
+/// `callback` may be NULL. On success, `*out_text` (if out_text is not NULL) receives the whole
+/// generated text, to free with `lamina_string_free`, and `*out_info` (if not NULL) the
+/// generation's facts. A cancelled or callback-stopped generation is a success with the
+/// matching stop reason.
+/// Errors: _EMPTY_PROMPT, _PROMPT_TOO_LONG, _INVALID_ARGUMENT (sampling values), _INVALID_UTF8,
+/// _BUSY, _DECODE, _INVALID_HANDLE, _NULL_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_session_generate(
+    session: *mut lamina_session,
+    prompt: *const c_char,
+    sampling: *const lamina_sampling_params,
+    callback: lamina_token_callback,
+    user_data: *mut c_void,
+    out_text: *mut *mut c_char,
+    out_info: *mut lamina_generation_info,
+) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            // SAFETY: caller's contracts for the string and params.
+            let prompt = unsafe { str_arg(prompt, "prompt") }?;
+            let sampling = unsafe { sampling_from_c(sampling) }?;
+            let g = with_session(session, |s| Ok(s.generate(prompt, &sampling, piece_sink(callback, user_data))?))?;
+            // SAFETY: out-pointer contract.
+            unsafe { write_generation(&g, out_text, out_info) }
+        })())
+    })
+}
+
+/// One chat turn: add `user_message` to the session's history, render the model's chat
+/// template (the KV cache is reused for the part of the conversation already processed),
+/// generate the reply and add it to the history. Arguments and results as for
+/// lamina_session_generate. A cancelled turn leaves the history unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_session_chat(
+    session: *mut lamina_session,
+    user_message: *const c_char,
+    sampling: *const lamina_sampling_params,
+    callback: lamina_token_callback,
+    user_data: *mut c_void,
+    out_text: *mut *mut c_char,
+    out_info: *mut lamina_generation_info,
+) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            // SAFETY: caller's contracts.
+            let message = unsafe { str_arg(user_message, "user_message") }?;
+            let sampling = unsafe { sampling_from_c(sampling) }?;
+            let g = with_session(session, |s| Ok(s.chat(message, &sampling, piece_sink(callback, user_data))?))?;
+            // SAFETY: out-pointer contract.
+            unsafe { write_generation(&g, out_text, out_info) }
+        })())
+    })
+}
+
+/// Translate `text` from language `from` to language `to` (ISO 639-1 codes such as "en",
+/// "de", "fr", or English names). Greedy. The session's chat history is not changed. On
+/// success `*out_text` receives the translation (free with `lamina_string_free`).
+/// Errors include LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE and _EMPTY_PROMPT.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_translate(session: *mut lamina_session, text: *const c_char, from: *const c_char, to: *const c_char, out_text: *mut *mut c_char) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            // SAFETY: caller's C-string contracts.
+            let text = unsafe { str_arg(text, "text") }?;
+            let from = unsafe { str_arg(from, "from") }?;
+            let to = unsafe { str_arg(to, "to") }?;
+            crate::args::require_out(out_text, "out_text")?;
+            let t = with_session(session, |s| Ok(lamina::tasks::translate(s, text, from, to, &Default::default())?))?;
+            // SAFETY: checked non-NULL.
+            unsafe { out_text.write(owned_c_string(&t)) };
+            Ok(())
+        })())
+    })
+}
+
+/// Answer `question`, using `context` (may be NULL) as the source when given. Greedy; a short
+/// answer without explanation. The session's chat history is not changed. On success
+/// `*out_text` receives the answer (free with `lamina_string_free`).
+#[no_mangle]
+pub unsafe extern "C" fn lamina_answer(session: *mut lamina_session, question: *const c_char, context: *const c_char, out_text: *mut *mut c_char) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            // SAFETY: caller's C-string contracts.
+            let question = unsafe { str_arg(question, "question") }?;
+            let context = unsafe { opt_str_arg(context, "context") }?;
+            crate::args::require_out(out_text, "out_text")?;
+            let a = with_session(session, |s| Ok(lamina::tasks::answer(s, question, context, &Default::default())?))?;
+            // SAFETY: checked non-NULL.
+            unsafe { out_text.write(owned_c_string(&a)) };
+            Ok(())
+        })())
+    })
+}
+

@@ -1,0 +1,15 @@
+//! The llama.cpp engine: models, sessions, sampling, chat templates.
+
+mod backend;
+mod chat_template;
+mod model;
+mod sampling;
+mod session;
+mod text_stream;
+
+pub use backend::{llama_backend, set_log_sink, LogLevel, LogSink};
+pub use chat_template::{ChatMessage, ChatTemplate, TemplateEngine};
+pub use model::{Model, ModelInfo, ModelParams};
+pub use sampling::Sampling;
+pub use session::{CancelHandle, Generation, Session, SessionParams, StopReason};
+pub use text_stream::{StopFilter, Utf8Decoder};

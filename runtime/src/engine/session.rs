@@ -1,0 +1,416 @@
+//! A session: one llama.cpp context (KV cache) over a shared [`Model`], with generation and
+//! multi-turn chat.
+//!
+//! Threads: a `Session` is `Send` but not `Sync`: use it from one thread at a time. Many
+//! sessions over one model may run at once on different threads. [`CancelHandle`] is the one
+//! part that may be used from any thread while the session works.
+//!
+//! KV-cache reuse: the session remembers which tokens its cache holds. Each call computes the
+//! longest common prefix between those and the new prompt and decodes only the rest, so a chat
+//! turn re-reads only the newest message, and repeated prompts with a shared preamble are cheap.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::token::LlamaToken;
+
+use super::backend::{llama_backend, take_last_llama_error, CONTEXT_CREATION};
+use super::chat_template::{ChatMessage, TemplateEngine};
+use super::model::Model;
+use super::sampling::Sampling;
+use super::text_stream::{StopFilter, Utf8Decoder};
+use crate::error::{Error, Result};
+
+/// How to create a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionParams {
+    /// Context window in tokens (prompt + generated). 0 = min(4096, the model's training context).
+    pub n_ctx: u32,
+    /// Most tokens handed to llama.cpp per decode call. Prompts longer than this are fed in
+    /// chunks, and cancellation is checked between chunks.
+    pub n_batch: u32,
+    /// Threads for generation (one token at a time). 0 = all available cores.
+    pub n_threads: u32,
+    /// Threads for prompt processing (batches). 0 = same as `n_threads`.
+    pub n_threads_batch: u32,
+}
+
+impl Default for SessionParams {
+    fn default() -> Self {
+        Self { n_ctx: 0, n_batch: 512, n_threads: 0, n_threads_batch: 0 }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// `max_tokens` tokens were generated.
+    MaxTokens,
+    /// One of the stop strings appeared (it is not part of the text).
+    StopString,
+    /// The context window is full.
+    ContextFull,
+    /// The streaming callback returned false.
+    CallbackStopped,
+    /// [`CancelHandle::cancel`] was called.
+    Cancelled,
+}
+
+/// The result of one generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// The generated text, without stop strings or end-of-turn markers.
+    pub text: String,
+    pub stop_reason: StopReason,
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Prompt tokens found in the KV cache from earlier calls, not decoded again.
+    pub reused_tokens: usize,
+    /// Tokens generated.
+    pub generated_tokens: usize,
+    /// Time spent decoding the (non-reused part of the) prompt.
+    pub prompt_time: Duration,
+    /// Time from the call until the first generated token was known.
+    pub time_to_first_token: Duration,
+    /// Time spent after the prompt, generating.
+    pub generation_time: Duration,
+}
+
+/// Stops a running generation from another thread. Cheap to clone.
+///
+/// A cancel takes effect within one decode step (one token, or one prompt chunk of `n_batch`
+/// tokens). Requested while nothing runs, it applies to the session's next generation.
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    /// Consume a pending cancel request.
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// A context over a model. See the module documentation for the threading contract.
+pub struct Session {
+    // Field order matters: `ctx` borrows the llama model owned by `model`'s Arc and must be
+    // dropped first (fields drop in declaration order).
+    ctx: LlamaContext<'static>,
+    batch: LlamaBatch<'static>,
+    model: Model,
+    n_batch: usize,
+    /// Tokens whose keys/values are in the cache, at positions 0..len, sequence 0.
+    cached: Vec<LlamaToken>,
+    history: Vec<ChatMessage>,
+    cancel: CancelHandle,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("model", &self.model)
+            .field("n_ctx", &self.ctx.n_ctx())
+            .field("cached_tokens", &self.cached.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_threads() -> u32 {
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+}
+
+impl Session {
+    /// Create a session (allocates the KV cache).
+    pub fn new(model: &Model, params: &SessionParams) -> Result<Session> {
+        if params.n_batch == 0 {
+            return Err(Error::invalid("n_batch", "must be at least 1"));
+        }
+        let n_ctx_train = model.inner.llama.n_ctx_train().max(1);
+        let n_ctx = if params.n_ctx == 0 { n_ctx_train.min(4096) } else { params.n_ctx };
+        let n_threads = if params.n_threads == 0 { default_threads() } else { params.n_threads };
+        let n_threads_batch = if params.n_threads_batch == 0 { n_threads } else { params.n_threads_batch };
+        let n_batch = params.n_batch.min(n_ctx);
+        let to_i32 = |name: &'static str, v: u32| i32::try_from(v).map_err(|_| Error::invalid(name, format!("{v} is too large")));
+        let ctx_params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(n_batch)
+            .with_n_threads(to_i32("n_threads", n_threads)?)
+            .with_n_threads_batch(to_i32("n_threads_batch", n_threads_batch)?);
+
+        let ctx = {
+            let _guard = CONTEXT_CREATION.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = take_last_llama_error();
+            model.inner.llama.new_context(llama_backend(), ctx_params).map_err(|e| {
+                Error::ContextCreation(take_last_llama_error().unwrap_or_else(|| e.to_string()))
+            })?
+        };
+        // SAFETY: the context borrows the `LlamaModel` inside `model.inner` (an Arc). The
+        // session keeps a clone of that Arc in a field declared after `ctx`, so the model
+        // outlives the context; the model never moves because it lives in the Arc's heap cell.
+        let ctx: LlamaContext<'static> = unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) };
+        Ok(Session {
+            ctx,
+            batch: LlamaBatch::new(n_batch as usize, 1),
+            model: model.clone(),
+            n_batch: n_batch as usize,
+            cached: Vec::new(),
+            history: Vec::new(),
+            cancel: CancelHandle::default(),
+        })
+    }
+
+    /// The model this session runs.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Context window size in tokens.
+    pub fn n_ctx(&self) -> usize {
+        self.ctx.n_ctx() as usize
+    }
+
+    /// A handle that cancels this session's generation from any thread.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+
+    /// Forget the chat history and clear the KV cache.
+    pub fn reset(&mut self) {
+        self.history.clear();
+        self.clear_cache();
+    }
+
+    fn clear_cache(&mut self) {
+        self.ctx.clear_kv_cache();
+        self.cached.clear();
+    }
+
+    /// The chat so far (system prompt first, if set).
+    pub fn history(&self) -> &[ChatMessage] {
+        &self.history
+    }
+
+    /// Set (or with `None`, remove) the system prompt of the chat. Keeps the rest of the history.
+    pub fn set_system_prompt(&mut self, system: Option<&str>) {
+        if self.history.first().is_some_and(|m| m.role == "system") {
+            self.history.remove(0);
+        }
+        if let Some(text) = system {
+            self.history.insert(0, ChatMessage::system(text));
+        }
+    }
+
+    /// Continue `prompt` (raw text, no chat template). Special-token text in the prompt (such as
+    /// `<|im_start|>`) is parsed as the special token. `on_piece` receives the text as it is
+    /// generated, never splitting a UTF-8 character; returning false stops generation.
+    pub fn generate(&mut self, prompt: &str, sampling: &Sampling, on_piece: impl FnMut(&str) -> bool) -> Result<Generation> {
+        sampling.validate()?;
+        if prompt.is_empty() {
+            return Err(Error::EmptyPrompt { what: "prompt" });
+        }
+        let tokens = self.tokenize_prompt(prompt);
+        if tokens.is_empty() {
+            return Err(Error::EmptyPrompt { what: "prompt (it tokenizes to nothing)" });
+        }
+        self.generate_tokens(&tokens, sampling, on_piece)
+    }
+
+    /// One chat turn: add `user` to the history, render the model's chat template, generate the
+    /// assistant's reply (reusing the cache for the shared prefix) and add it to the history.
+    /// A cancelled turn leaves the history as it was.
+    pub fn chat(&mut self, user: &str, sampling: &Sampling, on_piece: impl FnMut(&str) -> bool) -> Result<Generation> {
+        if user.trim().is_empty() {
+            return Err(Error::EmptyPrompt { what: "user message" });
+        }
+        let mut messages = self.history.clone();
+        messages.push(ChatMessage::user(user));
+        let generation = self.complete_chat(&messages, sampling, on_piece)?;
+        if generation.stop_reason != StopReason::Cancelled {
+            self.history = messages;
+            self.history.push(ChatMessage::assistant(generation.text.clone()));
+        }
+        Ok(generation)
+    }
+
+    /// Continue a prompt given as token ids (as [`Model::tokenize`] returns them). Used by
+    /// benchmarks and evaluation, where the exact tokens matter.
+    pub fn generate_from_tokens(&mut self, tokens: &[i32], sampling: &Sampling, on_piece: impl FnMut(&str) -> bool) -> Result<Generation> {
+        sampling.validate()?;
+        if tokens.is_empty() {
+            return Err(Error::EmptyPrompt { what: "token list" });
+        }
+        let n_vocab = self.model.n_vocab() as i32;
+        if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
+            return Err(Error::invalid("tokens", format!("token id {bad} is outside the vocabulary (0..{n_vocab})")));
+        }
+        let tokens: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t)).collect();
+        self.generate_tokens(&tokens, sampling, on_piece)
+    }
+
+    /// Generate the assistant's reply to `messages` (which need not be this session's history;
+    /// the history is left unchanged).
+    pub fn complete_chat(&mut self, messages: &[ChatMessage], sampling: &Sampling, on_piece: impl FnMut(&str) -> bool) -> Result<Generation> {
+        sampling.validate()?;
+        let (prompt, _) = self.render_chat(messages)?;
+        let tokens = self.tokenize_prompt(&prompt);
+        self.generate_tokens(&tokens, sampling, on_piece)
+    }
+
+    /// Render `messages` with the model's chat template, ending with an open assistant turn.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<(String, TemplateEngine)> {
+        self.model.inner.template.render(messages, true)
+    }
+
+    fn tokenize_prompt(&self, prompt: &str) -> Vec<LlamaToken> {
+        let vocab = self.model.inner.llama.vocab();
+        // A template that writes the BOS text itself must not get a second BOS.
+        let bos_text = vocab.token_to_piece(vocab.bos(), true, None);
+        let add_special = bos_text.is_empty() || !prompt.as_bytes().starts_with(&bos_text);
+        vocab.tokenize(prompt.as_bytes(), add_special, true)
+    }
+
+    /// Make the cache hold `tokens` and leave the logits of the last one ready. Returns the
+    /// number of tokens reused, or None when cancelled.
+    fn feed_prompt(&mut self, tokens: &[LlamaToken]) -> Result<Option<usize>> {
+        let mut common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
+        if common == tokens.len() {
+            common -= 1; // the last token must be decoded again to produce logits
+        }
+        if common < self.cached.len() {
+            let removed = self.ctx.kv_cache_seq_rm(0, Some(common as u32), None);
+            if removed.is_err() {
+                // This cache kind cannot drop a suffix: start over.
+                self.clear_cache();
+                common = 0;
+            }
+            self.cached.truncate(common);
+        }
+        let reused = common;
+        let rest = &tokens[common..];
+        for (chunk_index, chunk) in rest.chunks(self.n_batch).enumerate() {
+            if self.cancel.take() {
+                return Ok(None);
+            }
+            let is_last_chunk = (chunk_index + 1) * self.n_batch >= rest.len();
+            self.batch.clear();
+            for (i, &token) in chunk.iter().enumerate() {
+                let pos = (self.cached.len() + i) as i32;
+                let wants_logits = is_last_chunk && i + 1 == chunk.len();
+                self.batch.add(token, pos, &[0], wants_logits).map_err(|e| Error::Decode(e.to_string()))?;
+            }
+            self.decode()?;
+            self.cached.extend_from_slice(chunk);
+        }
+        Ok(Some(reused))
+    }
+
+    fn decode(&mut self) -> Result<()> {
+        let _ = take_last_llama_error();
+        if let Err(e) = self.ctx.decode(&mut self.batch) {
+            // A failed decode leaves the cache in an unknown state.
+            let reason = take_last_llama_error().map(|l| format!("{e} ({l})")).unwrap_or_else(|| e.to_string());
+            self.clear_cache();
+            return Err(Error::Decode(reason));
+        }
+        Ok(())
+    }
+
+    fn generate_tokens(&mut self, tokens: &[LlamaToken], sampling: &Sampling, mut on_piece: impl FnMut(&str) -> bool) -> Result<Generation> {
+        let start = Instant::now();
+        let n_ctx = self.n_ctx();
+        if tokens.len() >= n_ctx {
+            return Err(Error::PromptTooLong { tokens: tokens.len(), n_ctx });
+        }
+        let mut generation = Generation {
+            text: String::new(),
+            stop_reason: StopReason::Cancelled,
+            prompt_tokens: tokens.len(),
+            reused_tokens: 0,
+            generated_tokens: 0,
+            prompt_time: Duration::ZERO,
+            time_to_first_token: Duration::ZERO,
+            generation_time: Duration::ZERO,
+        };
+        match self.feed_prompt(tokens)? {
+            Some(reused) => generation.reused_tokens = reused,
+            None => return Ok(generation),
+        }
+        generation.prompt_time = start.elapsed();
+        let gen_start = Instant::now();
+
+        let model = self.model.clone();
+        let llama = &model.inner.llama;
+        let vocab = llama.vocab();
+        let mut sampler = sampling.build_chain(llama.n_vocab(), n_ctx as u32);
+        if sampling.repeat_penalty != 1.0 {
+            sampler.accept_many(tokens);
+        }
+        let mut utf8 = Utf8Decoder::default();
+        let mut stops = StopFilter::new(&sampling.stop);
+        let mut piece = Vec::with_capacity(16);
+        let mut logits_index = self.batch.n_tokens() - 1;
+        let mut emit = |text: &str, generation: &mut Generation| -> bool {
+            if text.is_empty() {
+                return true;
+            }
+            generation.text.push_str(text);
+            on_piece(text)
+        };
+
+        let reason = loop {
+            if self.cancel.take() {
+                break StopReason::Cancelled;
+            }
+            let token = sampler.sample(&self.ctx, logits_index);
+            generation.generated_tokens += 1;
+            if generation.generated_tokens == 1 {
+                generation.time_to_first_token = start.elapsed();
+            }
+            if vocab.is_eog(token) {
+                break StopReason::EndOfGeneration;
+            }
+            piece.clear();
+            vocab.token_to_piece_into(token, &mut piece, false, None);
+            let filtered = stops.push(&utf8.push(&piece));
+            if !emit(&filtered.emit, &mut generation) {
+                break StopReason::CallbackStopped;
+            }
+            if filtered.stopped {
+                break StopReason::StopString;
+            }
+            if generation.generated_tokens >= sampling.max_tokens as usize {
+                break StopReason::MaxTokens;
+            }
+            if self.cached.len() + 1 >= n_ctx {
+                break StopReason::ContextFull;
+            }
+            self.batch.clear();
+            self.batch.add(token, self.cached.len() as i32, &[0], true).map_err(|e| Error::Decode(e.to_string()))?;
+            self.decode()?;
+            self.cached.push(token);
+            logits_index = 0;
+        };
+        if matches!(reason, StopReason::EndOfGeneration | StopReason::MaxTokens | StopReason::ContextFull) {
+            let tail = utf8.finish();
+            let filtered = stops.push(&tail);
+            let mut rest = filtered.emit;
+            if !filtered.stopped {
+                rest.push_str(&stops.finish());
+            }
+            emit(&rest, &mut generation);
+        }
+        generation.stop_reason = reason;
+        generation.generation_time = gen_start.elapsed();
+        Ok(generation)
+    }
+}
