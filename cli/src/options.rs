@@ -34,7 +34,7 @@ impl ModelOptions {
         if self.verbose {
             lamina::engine::set_log_sink(
                 Some(Box::new(|_, line| eprintln!("{line}"))),
-                lamina::engine::LogLevel::Debug,
+                lamina::engine::LogLevel::Info,
             );
         }
     }

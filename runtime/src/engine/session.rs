@@ -108,6 +108,9 @@ pub struct Session {
     batch: LlamaBatch<'static>,
     model: Model,
     n_batch: usize,
+    /// The context size the caller asked for. llama.cpp may round its KV cache up (to a
+    /// multiple of 256); limits use the requested size so behaviour does not depend on padding.
+    n_ctx: usize,
     /// Tokens whose keys/values are in the cache, at positions 0..len, sequence 0.
     cached: Vec<LlamaToken>,
     history: Vec<ChatMessage>,
@@ -118,7 +121,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("model", &self.model)
-            .field("n_ctx", &self.ctx.n_ctx())
+            .field("n_ctx", &self.n_ctx)
             .field("cached_tokens", &self.cached.len())
             .finish_non_exhaustive()
     }
@@ -158,11 +161,13 @@ impl Session {
         // session keeps a clone of that Arc in a field declared after `ctx`, so the model
         // outlives the context; the model never moves because it lives in the Arc's heap cell.
         let ctx: LlamaContext<'static> = unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) };
+        let actual_ctx = ctx.n_ctx() as usize;
         Ok(Session {
             ctx,
             batch: LlamaBatch::new(n_batch as usize, 1),
             model: model.clone(),
             n_batch: n_batch as usize,
+            n_ctx: (n_ctx as usize).min(actual_ctx),
             cached: Vec::new(),
             history: Vec::new(),
             cancel: CancelHandle::default(),
@@ -176,7 +181,7 @@ impl Session {
 
     /// Context window size in tokens.
     pub fn n_ctx(&self) -> usize {
-        self.ctx.n_ctx() as usize
+        self.n_ctx
     }
 
     /// A handle that cancels this session's generation from any thread.
