@@ -13,8 +13,9 @@
  * - Handles are validated: using or freeing a handle that was already freed gives
  *   LAMINA_STATUS_ERROR_INVALID_HANDLE (or is ignored by _free) instead of a crash.
  * - Params structs start with `size_t struct_size`. Initialise them with the matching
- *   lamina_*_params_default() call and then change fields: a program compiled against this
- *   header keeps working with later versions of the library, which may append fields.
+ *   lamina_*_params_init(&params, sizeof params) call and then change fields: a program
+ *   compiled against this header keeps working with later versions of the library, which may
+ *   append fields.
  * - lamina never aborts or exits the host process and never lets a Rust panic cross this
  *   boundary: an internal error becomes LAMINA_STATUS_ERROR_PANIC.
  *
@@ -124,9 +125,9 @@ typedef struct lamina_session lamina_session;
 // May be called from any thread, several at once; must not call back into lamina.
 typedef void (*lamina_log_callback)(lamina_log_level level, const char *message, void *user_data);
 
-// How to load a model. Initialise with `lamina_model_params_default()`, then change fields.
+// How to load a model. Initialise with `lamina_model_params_init(&p, sizeof p)`, then change fields.
 typedef struct {
-  // sizeof(lamina_model_params), set by lamina_model_params_default(). Lets the struct grow
+  // sizeof(lamina_model_params), set by lamina_model_params_init(). Lets the struct grow
   // in later versions without breaking callers compiled against this one.
   size_t struct_size;
   // Layers to offload to a GPU backend; 0 = CPU only (default). Ignored without a GPU build.
@@ -137,9 +138,9 @@ typedef struct {
   bool use_mlock;
 } lamina_model_params;
 
-// How to create a session. Initialise with `lamina_session_params_default()`.
+// How to create a session. Initialise with `lamina_session_params_init(&p, sizeof p)`.
 typedef struct {
-  // sizeof(lamina_session_params), set by lamina_session_params_default().
+  // sizeof(lamina_session_params), set by lamina_session_params_init().
   size_t struct_size;
   // Context window in tokens; 0 = min(4096, the model's training context) (default).
   uint32_t n_ctx;
@@ -153,9 +154,9 @@ typedef struct {
 } lamina_session_params;
 
 // How tokens are chosen and when generation stops. Initialise with
-// `lamina_sampling_params_default()` (greedy, 256 tokens).
+// `lamina_sampling_params_init(&p, sizeof p)` (greedy, 256 tokens).
 typedef struct {
-  // sizeof(lamina_sampling_params), set by lamina_sampling_params_default().
+  // sizeof(lamina_sampling_params), set by lamina_sampling_params_init().
   size_t struct_size;
   // 0 = greedy (deterministic, default); > 0 samples at that temperature.
   float temperature;
@@ -221,8 +222,10 @@ const char *lamina_version(void);
 // it. Never NULL; never free it.
 const char *lamina_last_error_message(void);
 
-// A short constant name for a status code ("LAMINA_STATUS_OK", ...). Never NULL; never free it.
-const char *lamina_status_name(lamina_status status);
+// A short constant name for a status code ("LAMINA_STATUS_OK", ...), or
+// "LAMINA_STATUS_UNKNOWN" for a number this library does not define (a code from a newer
+// version). Takes an int so that any value is safe to pass. Never NULL; never free it.
+const char *lamina_status_name(int32_t status);
 
 // Free a string that lamina returned through a `char **` out-parameter. Calling with NULL is
 // fine. Must not be called twice with the same value, nor on strings lamina did not allocate.
@@ -234,15 +237,17 @@ void lamina_string_free(char *s);
 // `*out_path` receives a string to free with `lamina_string_free`.
 lamina_status lamina_default_model_path(char **out_path);
 
-// Install a log callback for llama.cpp's messages at `min_level` and above, or silence them
-// with a NULL callback (the default: lamina prints nothing). `user_data` is passed back
+// Install a log callback for llama.cpp's messages at `min_level` (a lamina_log_level value)
+// and above, or silence them with a NULL callback (the default: lamina prints nothing).
+// Levels below DEBUG count as DEBUG, above ERROR as ERROR. `user_data` is passed back
 // untouched and must stay valid until the callback is replaced. Process-wide; thread-safe.
-void lamina_set_log_callback(lamina_log_callback callback,
-                             void *user_data,
-                             lamina_log_level min_level);
+void lamina_set_log_callback(lamina_log_callback callback, void *user_data, int32_t min_level);
 
-// Default model parameters (struct_size filled in).
-lamina_model_params lamina_model_params_default(void);
+// Fill `*params` with the defaults (CPU only, memory-mapped). Pass `sizeof(*params)` as `struct_size`: a
+// program built against an older, shorter version of the struct keeps working with a newer
+// library (only the fields it knows are written). Call this before changing any field.
+lamina_status lamina_model_params_init(lamina_model_params *params,
+                                       size_t struct_size);
 
 // Load a GGUF model from `path` (memory-mapped). `params` may be NULL for defaults.
 // On success `*out_model` receives a new handle owned by the caller (free it with
@@ -267,11 +272,17 @@ lamina_status lamina_model_info_json(const lamina_model *model, char **out_json)
 // LAMINA_STATUS_ERROR_INVALID_ARGUMENT.
 lamina_status lamina_model_meta(const lamina_model *model, const char *key, char **out_value);
 
-// Default session parameters (struct_size filled in).
-lamina_session_params lamina_session_params_default(void);
+// Fill `*params` with the defaults (context min(4096, the model's), batch 512, all cores). Pass `sizeof(*params)` as `struct_size`: a
+// program built against an older, shorter version of the struct keeps working with a newer
+// library (only the fields it knows are written). Call this before changing any field.
+lamina_status lamina_session_params_init(lamina_session_params *params,
+                                         size_t struct_size);
 
-// Default sampling parameters: greedy, 256 tokens, no stop strings.
-lamina_sampling_params lamina_sampling_params_default(void);
+// Fill `*params` with the defaults (greedy, 256 tokens, no stop strings). Pass `sizeof(*params)` as `struct_size`: a
+// program built against an older, shorter version of the struct keeps working with a newer
+// library (only the fields it knows are written). Call this before changing any field.
+lamina_status lamina_sampling_params_init(lamina_sampling_params *params,
+                                          size_t struct_size);
 
 // Create a session over `model`. `params` may be NULL for defaults. The session keeps the
 // model alive. On success `*out_session` receives a handle to free with `lamina_session_free`.
@@ -284,9 +295,10 @@ lamina_status lamina_session_new(const lamina_model *model,
 // on this session, the session is destroyed when that call returns.
 void lamina_session_free(lamina_session *session);
 
-// Ask the session's running generation to stop; it does within one decode step and returns
-// LAMINA_STATUS_OK with stop reason LAMINA_STOP_REASON_CANCELLED. Thread-safe: this is the one
-// call meant for another thread. If nothing is running, the next generation stops at once.
+// Stop the generation running on this session at the moment of the call: it stops within one
+// decode step and returns LAMINA_STATUS_OK with stop reason LAMINA_STOP_REASON_CANCELLED.
+// When nothing is running this does nothing, so a late cancel never stops a later generation.
+// Thread-safe: this is the one call meant for another thread.
 lamina_status lamina_session_cancel(const lamina_session *session);
 
 // Clear the chat history and the KV cache.
@@ -339,6 +351,10 @@ lamina_status lamina_answer(lamina_session *session,
                             const char *question,
                             const char *context,
                             char **out_text);
+
+// The session's context window in tokens (what `n_ctx` asked for, or the default), the limit
+// that prompt plus generated text must fit in. Written to `*out_n_ctx` on success.
+lamina_status lamina_session_n_ctx(const lamina_session *session, uint32_t *out_n_ctx);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -60,7 +60,7 @@ pub(crate) unsafe fn read_params<T: Versioned>(ptr: *const T) -> Result<T, Failu
         return Err(Failure::new(
             lamina_status::ErrorInvalidArgument,
             format!(
-                "{}.struct_size is {declared}; initialise the struct with {}_default()",
+                "{}.struct_size is {declared}; initialise the struct with {}_init(&params, sizeof params)",
                 T::NAME,
                 T::NAME
             ),
@@ -74,6 +74,37 @@ pub(crate) unsafe fn read_params<T: Versioned>(ptr: *const T) -> Result<T, Failu
     // SAFETY: T starts with a usize.
     unsafe { std::ptr::write_unaligned((&mut value as *mut T).cast::<usize>(), std::mem::size_of::<T>()) };
     Ok(value)
+}
+
+/// Fill a caller's params struct with defaults: the first `struct_size` bytes of ours (the
+/// caller's struct may be older and shorter, or newer and longer; a newer caller's extra
+/// fields are zeroed), with `struct_size` set to the caller's size.
+///
+/// # Safety
+/// `ptr` is NULL or valid for writes of `struct_size` bytes.
+pub(crate) unsafe fn init_params<T: Versioned>(ptr: *mut T, struct_size: usize) -> Result<(), Failure> {
+    if ptr.is_null() {
+        return Err(Failure::null(T::NAME));
+    }
+    let header = std::mem::size_of::<usize>();
+    if struct_size < header {
+        return Err(Failure::new(
+            lamina_status::ErrorInvalidArgument,
+            format!("struct_size {struct_size} is too small for {}; pass sizeof({})", T::NAME, T::NAME),
+        ));
+    }
+    let defaults = T::defaults();
+    let ours = std::mem::size_of::<T>();
+    let n = struct_size.min(ours);
+    // SAFETY: the caller vouches for `struct_size` writable bytes; we write at most that many.
+    unsafe {
+        std::ptr::copy_nonoverlapping((&defaults as *const T).cast::<u8>(), ptr.cast::<u8>(), n);
+        if struct_size > ours {
+            std::ptr::write_bytes(ptr.cast::<u8>().add(ours), 0, struct_size - ours);
+        }
+        std::ptr::write_unaligned(ptr.cast::<usize>(), struct_size);
+    }
+    Ok(())
 }
 
 /// Write `value` through an optional out-pointer (NULL = the caller does not want it).

@@ -1,7 +1,9 @@
 //! Registry of live handles.
 //!
-//! A C handle is the address of an `Arc`'d object that the registry keeps alive. Each call
-//! looks the address up and works on its own `Arc` clone, so:
+//! A C handle is an opaque number, never reused within a process (a counter, not an address:
+//! addresses are recycled by the allocator, so a stale pointer could otherwise alias a new
+//! object). The registry maps it to an `Arc`'d object; each call looks the handle up and works
+//! on its own `Arc` clone, so:
 //! - a freed (or never created) pointer is rejected with `LAMINA_STATUS_ERROR_INVALID_HANDLE`
 //!   instead of being dereferenced: double frees and use-after-free are caught;
 //! - freeing a handle while another thread still runs a call on it is safe: the object lives
@@ -9,9 +11,14 @@
 //! The cost is one mutex lock per call, negligible next to model work.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::status::{lamina_status, Failure};
+
+/// Shared by all registries, so a model handle never equals a session handle either. Steps of
+/// 16 keep handles aligned like real pointers, for hosts that check.
+static NEXT_HANDLE: AtomicUsize = AtomicUsize::new(0x1000);
 
 pub(crate) struct Registry<T> {
     live: Mutex<Option<HashMap<usize, Arc<T>>>>,
@@ -29,10 +36,9 @@ impl<T> Registry<T> {
 
     /// Register `value` and return its handle.
     pub fn insert(&self, value: T) -> *mut T {
-        let arc = Arc::new(value);
-        let ptr = Arc::as_ptr(&arc) as *mut T;
-        self.lock().get_or_insert_with(HashMap::new).insert(ptr as usize, arc);
-        ptr
+        let id = NEXT_HANDLE.fetch_add(16, Ordering::Relaxed);
+        self.lock().get_or_insert_with(HashMap::new).insert(id, Arc::new(value));
+        std::ptr::without_provenance_mut(id)
     }
 
     /// The live object behind `ptr`.

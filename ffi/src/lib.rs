@@ -23,7 +23,7 @@ mod session;
 mod status;
 
 pub use log::{lamina_log_callback, lamina_log_level, lamina_set_log_callback};
-pub use model::{lamina_model, lamina_model_free, lamina_model_info_json, lamina_model_load, lamina_model_meta, lamina_model_params, lamina_model_params_default};
+pub use model::{lamina_model, lamina_model_free, lamina_model_info_json, lamina_model_load, lamina_model_meta, lamina_model_params, lamina_model_params_init};
 pub use session::*;
 pub use status::lamina_status;
 
@@ -46,10 +46,15 @@ pub extern "C" fn lamina_last_error_message() -> *const c_char {
     guard(status::last_error_ptr)
 }
 
-/// A short constant name for a status code ("LAMINA_STATUS_OK", ...). Never NULL; never free it.
+/// A short constant name for a status code ("LAMINA_STATUS_OK", ...), or
+/// "LAMINA_STATUS_UNKNOWN" for a number this library does not define (a code from a newer
+/// version). Takes an int so that any value is safe to pass. Never NULL; never free it.
 #[no_mangle]
-pub extern "C" fn lamina_status_name(status: lamina_status) -> *const c_char {
+pub extern "C" fn lamina_status_name(status: i32) -> *const c_char {
     guard(|| {
+        let Some(status) = lamina_status::from_code(status) else {
+            return "LAMINA_STATUS_UNKNOWN\0".as_ptr().cast::<c_char>();
+        };
         let name: &'static str = match status {
             lamina_status::Ok => "LAMINA_STATUS_OK\0",
             lamina_status::ErrorNullArgument => "LAMINA_STATUS_ERROR_NULL_ARGUMENT\0",

@@ -23,17 +23,18 @@ struct HostSink {
     user_data: usize,
 }
 
-/// Install a log callback for llama.cpp's messages at `min_level` and above, or silence them
-/// with a NULL callback (the default: lamina prints nothing). `user_data` is passed back
+/// Install a log callback for llama.cpp's messages at `min_level` (a lamina_log_level value)
+/// and above, or silence them with a NULL callback (the default: lamina prints nothing).
+/// Levels below DEBUG count as DEBUG, above ERROR as ERROR. `user_data` is passed back
 /// untouched and must stay valid until the callback is replaced. Process-wide; thread-safe.
 #[no_mangle]
-pub extern "C" fn lamina_set_log_callback(callback: lamina_log_callback, user_data: *mut c_void, min_level: lamina_log_level) {
+pub extern "C" fn lamina_set_log_callback(callback: lamina_log_callback, user_data: *mut c_void, min_level: i32) {
     guard(|| {
         let level = match min_level {
-            lamina_log_level::Debug => lamina::engine::LogLevel::Debug,
-            lamina_log_level::Info => lamina::engine::LogLevel::Info,
-            lamina_log_level::Warn => lamina::engine::LogLevel::Warn,
-            lamina_log_level::Error => lamina::engine::LogLevel::Error,
+            i32::MIN..=1 => lamina::engine::LogLevel::Debug,
+            2 => lamina::engine::LogLevel::Info,
+            3 => lamina::engine::LogLevel::Warn,
+            _ => lamina::engine::LogLevel::Error,
         };
         let sink = callback.map(|callback| HostSink { callback, user_data: user_data as usize });
         lamina::engine::set_log_sink(

@@ -15,11 +15,11 @@ pub struct lamina_model {
 
 pub(crate) static MODELS: Registry<lamina_model> = Registry::new("lamina_model");
 
-/// How to load a model. Initialise with `lamina_model_params_default()`, then change fields.
+/// How to load a model. Initialise with `lamina_model_params_init(&p, sizeof p)`, then change fields.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lamina_model_params {
-    /// sizeof(lamina_model_params), set by lamina_model_params_default(). Lets the struct grow
+    /// sizeof(lamina_model_params), set by lamina_model_params_init(). Lets the struct grow
     /// in later versions without breaking callers compiled against this one.
     pub struct_size: usize,
     /// Layers to offload to a GPU backend; 0 = CPU only (default). Ignored without a GPU build.
@@ -39,17 +39,15 @@ unsafe impl Versioned for lamina_model_params {
     }
 }
 
-/// Default model parameters (struct_size filled in).
+/// Fill `*params` with the defaults (CPU only, memory-mapped). Pass `sizeof(*params)` as `struct_size`: a
+/// program built against an older, shorter version of the struct keeps working with a newer
+/// library (only the fields it knows are written). Call this before changing any field.
 #[no_mangle]
-pub extern "C" fn lamina_model_params_default() -> lamina_model_params {
-    guard(lamina_model_params::defaults)
+pub unsafe extern "C" fn lamina_model_params_init(params: *mut lamina_model_params, struct_size: usize) -> lamina_status {
+    // SAFETY: the caller provides `struct_size` writable bytes at `params`.
+    guard(|| finish(unsafe { crate::args::init_params(params, struct_size) }))
 }
 
-impl crate::boundary::OnPanic for lamina_model_params {
-    fn on_panic() -> Self {
-        Self::defaults()
-    }
-}
 
 /// Load a GGUF model from `path` (memory-mapped). `params` may be NULL for defaults.
 /// On success `*out_model` receives a new handle owned by the caller (free it with

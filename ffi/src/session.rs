@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use lamina::{CancelHandle, Generation, Sampling, Session, StopReason};
 
 use crate::args::{opt_str_arg, owned_c_string, read_params, str_arg, write_opt, Versioned};
-use crate::boundary::{guard, OnPanic};
+use crate::boundary::guard;
 use crate::handles::Registry;
 use crate::model::MODELS;
 use crate::model::lamina_model;
@@ -23,11 +23,11 @@ pub struct lamina_session {
 
 static SESSIONS: Registry<lamina_session> = Registry::new("lamina_session");
 
-/// How to create a session. Initialise with `lamina_session_params_default()`.
+/// How to create a session. Initialise with `lamina_session_params_init(&p, sizeof p)`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lamina_session_params {
-    /// sizeof(lamina_session_params), set by lamina_session_params_default().
+    /// sizeof(lamina_session_params), set by lamina_session_params_init().
     pub struct_size: usize,
     /// Context window in tokens; 0 = min(4096, the model's training context) (default).
     pub n_ctx: u32,
@@ -48,24 +48,22 @@ unsafe impl Versioned for lamina_session_params {
         Self { struct_size: std::mem::size_of::<Self>(), n_ctx: d.n_ctx, n_batch: d.n_batch, n_threads: d.n_threads, n_threads_batch: d.n_threads_batch }
     }
 }
-impl OnPanic for lamina_session_params {
-    fn on_panic() -> Self {
-        Self::defaults()
-    }
-}
 
-/// Default session parameters (struct_size filled in).
+/// Fill `*params` with the defaults (context min(4096, the model's), batch 512, all cores). Pass `sizeof(*params)` as `struct_size`: a
+/// program built against an older, shorter version of the struct keeps working with a newer
+/// library (only the fields it knows are written). Call this before changing any field.
 #[no_mangle]
-pub extern "C" fn lamina_session_params_default() -> lamina_session_params {
-    guard(lamina_session_params::defaults)
+pub unsafe extern "C" fn lamina_session_params_init(params: *mut lamina_session_params, struct_size: usize) -> lamina_status {
+    // SAFETY: the caller provides `struct_size` writable bytes at `params`.
+    guard(|| finish(unsafe { crate::args::init_params(params, struct_size) }))
 }
 
 /// How tokens are chosen and when generation stops. Initialise with
-/// `lamina_sampling_params_default()` (greedy, 256 tokens).
+/// `lamina_sampling_params_init(&p, sizeof p)` (greedy, 256 tokens).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lamina_sampling_params {
-    /// sizeof(lamina_sampling_params), set by lamina_sampling_params_default().
+    /// sizeof(lamina_sampling_params), set by lamina_sampling_params_init().
     pub struct_size: usize,
     /// 0 = greedy (deterministic, default); > 0 samples at that temperature.
     pub temperature: f32,
@@ -111,16 +109,14 @@ unsafe impl Versioned for lamina_sampling_params {
         }
     }
 }
-impl OnPanic for lamina_sampling_params {
-    fn on_panic() -> Self {
-        Self::defaults()
-    }
-}
 
-/// Default sampling parameters: greedy, 256 tokens, no stop strings.
+/// Fill `*params` with the defaults (greedy, 256 tokens, no stop strings). Pass `sizeof(*params)` as `struct_size`: a
+/// program built against an older, shorter version of the struct keeps working with a newer
+/// library (only the fields it knows are written). Call this before changing any field.
 #[no_mangle]
-pub extern "C" fn lamina_sampling_params_default() -> lamina_sampling_params {
-    guard(lamina_sampling_params::defaults)
+pub unsafe extern "C" fn lamina_sampling_params_init(params: *mut lamina_sampling_params, struct_size: usize) -> lamina_status {
+    // SAFETY: the caller provides `struct_size` writable bytes at `params`.
+    guard(|| finish(unsafe { crate::args::init_params(params, struct_size) }))
 }
 
 /// Why a generation ended.
@@ -216,9 +212,10 @@ pub extern "C" fn lamina_session_free(session: *mut lamina_session) {
     })
 }
 
-/// Ask the session's running generation to stop; it does within one decode step and returns
-/// LAMINA_STATUS_OK with stop reason LAMINA_STOP_REASON_CANCELLED. Thread-safe: this is the one
-/// call meant for another thread. If nothing is running, the next generation stops at once.
+/// Stop the generation running on this session at the moment of the call: it stops within one
+/// decode step and returns LAMINA_STATUS_OK with stop reason LAMINA_STOP_REASON_CANCELLED.
+/// When nothing is running this does nothing, so a late cancel never stops a later generation.
+/// Thread-safe: this is the one call meant for another thread.
 #[no_mangle]
 pub extern "C" fn lamina_session_cancel(session: *const lamina_session) -> lamina_status {
     guard(|| {
@@ -426,3 +423,18 @@ pub unsafe extern "C" fn lamina_answer(session: *mut lamina_session, question: *
     })
 }
 
+
+/// The session's context window in tokens (what `n_ctx` asked for, or the default), the limit
+/// that prompt plus generated text must fit in. Written to `*out_n_ctx` on success.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_session_n_ctx(session: *const lamina_session, out_n_ctx: *mut u32) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            crate::args::require_out(out_n_ctx, "out_n_ctx")?;
+            let n = with_session(session, |s| Ok(s.n_ctx() as u32))?;
+            // SAFETY: checked non-NULL.
+            unsafe { out_n_ctx.write(n) };
+            Ok(())
+        })())
+    })
+}

@@ -49,6 +49,20 @@ pub enum lamina_status {
     ErrorPanic = 100,
 }
 
+impl lamina_status {
+    /// The status with this number, if this library defines it.
+    pub(crate) fn from_code(code: i32) -> Option<Self> {
+        use lamina_status::*;
+        [
+            Ok, ErrorNullArgument, ErrorInvalidArgument, ErrorInvalidUtf8, ErrorEmptyPrompt, ErrorPromptTooLong,
+            ErrorUnknownLanguage, ErrorModelNotFound, ErrorNotGguf, ErrorModelLoad, ErrorIo, ErrorContextCreation,
+            ErrorDecode, ErrorChatTemplate, ErrorBusy, ErrorInvalidHandle, ErrorPanic,
+        ]
+        .into_iter()
+        .find(|s| *s as i32 == code)
+    }
+}
+
 impl From<ErrorKind> for lamina_status {
     fn from(kind: ErrorKind) -> Self {
         match kind {

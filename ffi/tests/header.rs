@@ -21,8 +21,9 @@ const PREAMBLE: &str = r#"/*
  * - Handles are validated: using or freeing a handle that was already freed gives
  *   LAMINA_STATUS_ERROR_INVALID_HANDLE (or is ignored by _free) instead of a crash.
  * - Params structs start with `size_t struct_size`. Initialise them with the matching
- *   lamina_*_params_default() call and then change fields: a program compiled against this
- *   header keeps working with later versions of the library, which may append fields.
+ *   lamina_*_params_init(&params, sizeof params) call and then change fields: a program
+ *   compiled against this header keeps working with later versions of the library, which may
+ *   append fields.
  * - lamina never aborts or exits the host process and never lets a Rust panic cross this
  *   boundary: an internal error becomes LAMINA_STATUS_ERROR_PANIC.
  *

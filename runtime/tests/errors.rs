@@ -126,3 +126,9 @@ fn zero_batch_is_rejected() {
     let e = Session::new(common::model(), &SessionParams { n_batch: 0, ..SessionParams::default() }).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
+
+#[test]
+fn absurd_thread_counts_are_rejected() {
+    let e = Session::new(common::model(), &SessionParams { n_threads: 1_000_000, ..SessionParams::default() }).unwrap_err();
+    assert!(matches!(&e, Error::InvalidArgument { name: "n_threads", .. }), "{e}");
+}

@@ -101,8 +101,20 @@ fn a_cancelled_chat_turn_leaves_history_unchanged() {
     let mut s = common::session();
     s.chat("Hello", &Sampling::greedy(8), |_| true).unwrap();
     let before = s.history().to_vec();
-    s.cancel_handle().cancel(); // pending: applies to the next call
-    let g = s.chat("Tell me a story", &Sampling::greedy(64), |_| true).unwrap();
+    let cancel = s.cancel_handle();
+    let g = s.chat("Count from one to one hundred.", &Sampling::greedy(64), |_| {
+        cancel.cancel();
+        true
+    }).unwrap();
     assert_eq!(g.stop_reason, StopReason::Cancelled);
     assert_eq!(s.history(), &before[..]);
+}
+
+#[test]
+fn a_cancel_while_idle_does_not_leak_into_the_next_generation() {
+    let mut s = common::session();
+    s.cancel_handle().cancel();
+    let g = s.generate("The capital of France is", &Sampling::greedy(8), |_| true).unwrap();
+    assert_eq!(g.stop_reason, StopReason::MaxTokens);
+    assert!(g.text.contains("Paris"));
 }

@@ -10,7 +10,7 @@
 //! turn re-reads only the newest message, and repeated prompts with a shared preamble are cheap.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,18 +85,45 @@ pub struct Generation {
 
 /// Stops a running generation from another thread. Cheap to clone.
 ///
-/// A cancel takes effect within one decode step (one token, or one prompt chunk of `n_batch`
-/// tokens). Requested while nothing runs, it applies to the session's next generation.
+/// `cancel()` stops the generation that is running at the moment of the call, within one
+/// decode step (one token, or one prompt chunk of `n_batch` tokens); that call then returns
+/// with [`StopReason::Cancelled`]. When no generation runs, it does nothing: a late cancel never
+/// leaks into the session's next generation.
 #[derive(Debug, Clone, Default)]
-pub struct CancelHandle(Arc<AtomicBool>);
+pub struct CancelHandle(Arc<AtomicU8>);
+
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+const CANCELLED: u8 = 2;
 
 impl CancelHandle {
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        let _ = self.0.compare_exchange(RUNNING, CANCELLED, Ordering::SeqCst, Ordering::SeqCst);
     }
-    /// Consume a pending cancel request.
-    fn take(&self) -> bool {
-        self.0.swap(false, Ordering::SeqCst)
+    fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == CANCELLED
+    }
+    fn start(&self) {
+        self.0.store(RUNNING, Ordering::SeqCst);
+    }
+    fn finish(&self) {
+        self.0.store(IDLE, Ordering::SeqCst);
+    }
+}
+
+/// Marks a generation as running for as long as it lives, including on early returns.
+struct Running<'a>(&'a CancelHandle);
+
+impl<'a> Running<'a> {
+    fn new(handle: &'a CancelHandle) -> Self {
+        handle.start();
+        Running(handle)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 
@@ -136,6 +163,12 @@ impl Session {
     pub fn new(model: &Model, params: &SessionParams) -> Result<Session> {
         if params.n_batch == 0 {
             return Err(Error::invalid("n_batch", "must be at least 1"));
+        }
+        const MAX_THREADS: u32 = 1024;
+        for (name, value) in [("n_threads", params.n_threads), ("n_threads_batch", params.n_threads_batch)] {
+            if value > MAX_THREADS {
+                return Err(Error::invalid(name, format!("{value} threads is more than the supported {MAX_THREADS}")));
+            }
         }
         let n_ctx_train = model.inner.llama.n_ctx_train().max(1);
         let n_ctx = if params.n_ctx == 0 { n_ctx_train.min(4096) } else { params.n_ctx };
@@ -303,7 +336,7 @@ impl Session {
         let reused = common;
         let rest = &tokens[common..];
         for (chunk_index, chunk) in rest.chunks(self.n_batch).enumerate() {
-            if self.cancel.take() {
+            if self.cancel.is_cancelled() {
                 return Ok(None);
             }
             let is_last_chunk = (chunk_index + 1) * self.n_batch >= rest.len();
@@ -332,6 +365,8 @@ impl Session {
 
     fn generate_tokens(&mut self, tokens: &[LlamaToken], sampling: &Sampling, mut on_piece: impl FnMut(&str) -> bool) -> Result<Generation> {
         let start = Instant::now();
+        let cancel = self.cancel.clone();
+        let _running = Running::new(&cancel);
         let n_ctx = self.n_ctx();
         if tokens.len() >= n_ctx {
             return Err(Error::PromptTooLong { tokens: tokens.len(), n_ctx });
@@ -373,7 +408,7 @@ impl Session {
         };
 
         let reason = loop {
-            if self.cancel.take() {
+            if self.cancel.is_cancelled() {
                 break StopReason::Cancelled;
             }
             let token = sampler.sample(&self.ctx, logits_index);

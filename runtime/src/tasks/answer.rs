@@ -28,7 +28,8 @@ pub fn answer(session: &mut Session, question: &str, context: Option<&str>, opti
     if options.max_tokens == 0 {
         return Err(Error::invalid("max_tokens", "must be at least 1"));
     }
-    let user = match context.map(str::trim).filter(|c| !c.is_empty()) {
+    let context = context.map(str::trim).filter(|c| !c.is_empty());
+    let user = match context {
         Some(context) => format!("Context:\n{context}\n\nQuestion: {question}"),
         None => question.to_string(),
     };

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian/Ubuntu machine for lamina: the C toolchain pieces llama.cpp's build
+# needs (cmake, clang/libclang for bindgen), pytest for the Python tests, and the default
+# model in the cache. Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+# bindgen needs libclang.so; Debian ships it in libclang-dev (libclang-NN-dev).
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+    missing+=(libclang-dev)
+fi
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null 2>&1 || { echo "setup: cargo is required (https://rustup.rs)" >&2; exit 1; }
+
+if ! python3 -c "import pytest" >/dev/null 2>&1; then
+    echo "setup: installing pytest" >&2
+    python3 -m pip install --quiet pytest
+fi
+
+scripts/fetch-model.sh >/dev/null

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The full test suite: what CI runs on a fresh clone.
+# Set-up, one release build (tests share the profile so llama.cpp is compiled once), Rust
+# tests, the header check, the C examples and ABI tests, and the Python tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "setup"
+scripts/setup.sh
+
+step "build (release)"
+cargo build --release --workspace
+
+step "Rust tests"
+# One test at a time: each test runs llama.cpp with all cores, and llama.cpp's worker
+# threads spin while waiting, so parallel tests would only fight for the CPU.
+cargo test --release --workspace -- --test-threads=1
+
+step "header check: include/lamina.h must match the code"
+LAMINA_UPDATE_HEADER=1 cargo test --release -p lamina-ffi --test header -q >/dev/null
+git diff --exit-code -- include/
+
+step "C examples and ABI tests"
+scripts/c-tests.sh
+
+step "Python tests"
+python3 -m pytest -q bindings/python/tests
+
+step "all tests passed"
