@@ -121,7 +121,8 @@ typedef struct lamina_model lamina_model;
 // `lamina_session_cancel` is the exception and may be called from any thread.
 typedef struct lamina_session lamina_session;
 
-// Receives one log line (NUL-terminated, no trailing newline, valid only during the call).
+// Receives one log message (NUL-terminated, no trailing newline, valid only during the call).
+// Usually a whole line; llama.cpp's progress output arrives in fragments such as ".".
 // May be called from any thread, several at once; must not call back into lamina.
 typedef void (*lamina_log_callback)(lamina_log_level level, const char *message, void *user_data);
 

@@ -107,17 +107,6 @@ pub(crate) unsafe fn init_params<T: Versioned>(ptr: *mut T, struct_size: usize) 
     Ok(())
 }
 
-/// Write `value` through an optional out-pointer (NULL = the caller does not want it).
-///
-/// # Safety
-/// `out` is NULL or valid for a write of `T`.
-pub(crate) unsafe fn write_opt<T>(out: *mut T, value: T) {
-    if !out.is_null() {
-        // SAFETY: caller contract.
-        unsafe { out.write(value) };
-    }
-}
-
 /// Check a required out-pointer before doing any work.
 pub(crate) fn require_out<T>(out: *mut T, name: &'static str) -> Result<(), Failure> {
     if out.is_null() {

@@ -14,7 +14,8 @@ pub enum lamina_log_level {
     Error = 4,
 }
 
-/// Receives one log line (NUL-terminated, no trailing newline, valid only during the call).
+/// Receives one log message (NUL-terminated, no trailing newline, valid only during the call).
+/// Usually a whole line; llama.cpp's progress output arrives in fragments such as ".".
 /// May be called from any thread, several at once; must not call back into lamina.
 pub type lamina_log_callback = Option<unsafe extern "C" fn(level: lamina_log_level, message: *const c_char, user_data: *mut c_void)>;
 

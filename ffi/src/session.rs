@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use lamina::{CancelHandle, Generation, Sampling, Session, StopReason};
 
-use crate::args::{opt_str_arg, owned_c_string, read_params, str_arg, write_opt, Versioned};
+use crate::args::{opt_str_arg, owned_c_string, read_params, str_arg, Versioned};
 use crate::boundary::guard;
 use crate::handles::Registry;
 use crate::model::MODELS;
@@ -298,19 +298,36 @@ fn piece_sink(callback: lamina_token_callback, user_data: *mut c_void) -> impl F
     }
 }
 
-/// Write the optional results of a generation.
-unsafe fn write_generation(g: &Generation, out_text: *mut *mut c_char, out_info: *mut lamina_generation_info) -> Result<(), Failure> {
+/// Check the caller's `out_info` before any work, so that a bad struct_size fails the call
+/// without generating (and without changing the chat history).
+///
+/// # Safety
+/// `out_info` is NULL or points to at least `size_t` readable bytes.
+unsafe fn check_info(out_info: *const lamina_generation_info) -> Result<(), Failure> {
+    if out_info.is_null() {
+        return Ok(());
+    }
+    // SAFETY: non-NULL; struct_size is the struct's first field.
+    let declared = unsafe { std::ptr::read_unaligned(out_info.cast::<usize>()) };
+    if declared < std::mem::size_of::<usize>() {
+        return Err(Failure::new(
+            lamina_status::ErrorInvalidArgument,
+            "out_info->struct_size must be set to sizeof(lamina_generation_info)",
+        ));
+    }
+    Ok(())
+}
+
+/// Write the optional results of a generation (already checked by [`check_info`]).
+///
+/// # Safety
+/// `out_text` is NULL or writable; `out_info` is NULL or valid for `struct_size` bytes.
+unsafe fn write_generation(g: &Generation, out_text: *mut *mut c_char, out_info: *mut lamina_generation_info) {
     if !out_info.is_null() {
-        // SAFETY: non-NULL per check; the caller vouches for struct_size bytes.
+        // SAFETY: non-NULL; validated by check_info before the generation.
         let declared = unsafe { std::ptr::read_unaligned(out_info.cast::<usize>()) };
-        if declared < std::mem::size_of::<usize>() {
-            return Err(Failure::new(
-                lamina_status::ErrorInvalidArgument,
-                "out_info->struct_size must be set to sizeof(lamina_generation_info)",
-            ));
-        }
         let info = lamina_generation_info {
-            struct_size: std::mem::size_of::<lamina_generation_info>().min(declared),
+            struct_size: declared,
             stop_reason: g.stop_reason.into(),
             prompt_tokens: g.prompt_tokens as u32,
             reused_tokens: g.reused_tokens as u32,
@@ -323,9 +340,11 @@ unsafe fn write_generation(g: &Generation, out_text: *mut *mut c_char, out_info:
         // SAFETY: copy at most the caller's declared size into its struct.
         unsafe { std::ptr::copy_nonoverlapping((&info as *const lamina_generation_info).cast::<u8>(), out_info.cast::<u8>(), n) };
     }
-    // SAFETY: NULL-checked inside write_opt.
-    unsafe { write_opt(out_text, owned_c_string(&g.text)) };
-    Ok(())
+    if !out_text.is_null() {
+        // Allocate only when the caller takes ownership: a streaming-only caller passes NULL.
+        // SAFETY: non-NULL per check.
+        unsafe { out_text.write(owned_c_string(&g.text)) };
+    }
 }
 
 /// Continue `prompt` (raw text, no chat template). `sampling` may be NULL for defaults;
@@ -350,9 +369,11 @@ pub unsafe extern "C" fn lamina_session_generate(
             // SAFETY: caller's contracts for the string and params.
             let prompt = unsafe { str_arg(prompt, "prompt") }?;
             let sampling = unsafe { sampling_from_c(sampling) }?;
+            unsafe { check_info(out_info) }?;
             let g = with_session(session, |s| Ok(s.generate(prompt, &sampling, piece_sink(callback, user_data))?))?;
             // SAFETY: out-pointer contract.
-            unsafe { write_generation(&g, out_text, out_info) }
+            unsafe { write_generation(&g, out_text, out_info) };
+            Ok(())
         })())
     })
 }
@@ -376,9 +397,11 @@ pub unsafe extern "C" fn lamina_session_chat(
             // SAFETY: caller's contracts.
             let message = unsafe { str_arg(user_message, "user_message") }?;
             let sampling = unsafe { sampling_from_c(sampling) }?;
+            unsafe { check_info(out_info) }?;
             let g = with_session(session, |s| Ok(s.chat(message, &sampling, piece_sink(callback, user_data))?))?;
             // SAFETY: out-pointer contract.
-            unsafe { write_generation(&g, out_text, out_info) }
+            unsafe { write_generation(&g, out_text, out_info) };
+            Ok(())
         })())
     })
 }

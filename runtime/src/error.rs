@@ -71,9 +71,10 @@ pub enum Error {
     #[error("chat template error: {0}")]
     ChatTemplate(String),
 
-    /// A session was used from two threads at once (C ABI and bindings only; Rust's borrow rules
-    /// make this impossible for Rust callers).
-    #[error("the session is in use by another thread")]
+    /// A session was called while a call on it was still running: from another thread, or
+    /// from inside its own token callback (C ABI and bindings only; Rust's borrow rules make
+    /// this impossible for Rust callers).
+    #[error("the session is busy with another call (from another thread, or from inside its own callback)")]
     Busy,
 }
 
