@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Build and run the C examples and the C-level tests against the release build of lamina-ffi.
+#
+#   cargo build --release        # first (this script does not build the Rust code)
+#   scripts/fetch-model.sh       # the default model the tests and examples use
+#   bash scripts/c-tests.sh
+#
+# Compiles examples/c/*.c into examples/c/build/ and tests/c/* into tests/c/build/ with
+# strict warnings (C99 and C++11), then runs: the ABI test program, the C++ header test, the
+# generate example (whose stdout must be byte-identical to the `lamina generate` CLI's), the
+# chat example with two turns, and the tasks example. Exits nonzero on any failure.
+# Environment: CC (default cc), CXX (default c++), LAMINA_MODEL (model path override),
+# C_TESTS_THREADS=N: run the examples and the CLI with N threads (default: all cores, exactly
+# the commands above). On a busy machine, C_TESTS_THREADS=1 is much faster: llama.cpp's
+# spinning worker threads crawl when the cores are oversubscribed. The thread count does not
+# change greedy output. (test_abi always uses one thread per session.)
+# C_TESTS_SANITIZE=1: also build test_abi with AddressSanitizer, UndefinedBehaviorSanitizer
+# and LeakSanitizer and run it.
+
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+LIBDIR="$ROOT/target/release"
+CLI="$LIBDIR/lamina"
+CC="${CC:-cc}"
+CXX="${CXX:-c++}"
+EX_THREADS=()
+CLI_THREADS=()
+if [[ -n "${C_TESTS_THREADS:-}" ]]; then
+    EX_THREADS=(--threads "$C_TESTS_THREADS")
+    CLI_THREADS=(-t "$C_TESTS_THREADS")
+fi
+
+missing=0
+for f in "$LIBDIR/liblamina_ffi.so" "$CLI"; do
+    if [[ ! -e "$f" ]]; then
+        echo "c-tests: $f is missing; run \`cargo build --release\` first" >&2
+        missing=1
+    fi
+done
+if [[ "$missing" -ne 0 ]]; then
+    exit 1
+fi
+
+CFLAGS=(-std=c99 -Wall -Wextra -Werror -pedantic -D_POSIX_C_SOURCE=200809L -I "$ROOT/include")
+CXXFLAGS=(-std=c++11 -Wall -Wextra -Werror -pedantic -I "$ROOT/include")
+LDFLAGS=(-L "$LIBDIR" -llamina_ffi "-Wl,-rpath,$LIBDIR")
+
+EX_BUILD="$ROOT/examples/c/build"
+TEST_BUILD="$ROOT/tests/c/build"
+mkdir -p "$EX_BUILD" "$TEST_BUILD"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "compile"
+for src in examples/c/*.c; do
+    name="$(basename "$src" .c)"
+    echo "$CC ${CFLAGS[*]} $src -> examples/c/build/$name"
+    "$CC" "${CFLAGS[@]}" "$src" -o "$EX_BUILD/$name" "${LDFLAGS[@]}"
+done
+echo "$CC ${CFLAGS[*]} -pthread tests/c/test_abi.c -> tests/c/build/test_abi"
+"$CC" "${CFLAGS[@]}" -pthread tests/c/test_abi.c -o "$TEST_BUILD/test_abi" "${LDFLAGS[@]}"
+echo "$CXX ${CXXFLAGS[*]} tests/c/header_cpp.cc tests/c/header_cpp2.cc -> tests/c/build/header_cpp"
+"$CXX" "${CXXFLAGS[@]}" tests/c/header_cpp.cc tests/c/header_cpp2.cc -o "$TEST_BUILD/header_cpp" "${LDFLAGS[@]}"
+
+step "test_abi"
+"$TEST_BUILD/test_abi"
+
+if [[ -n "${C_TESTS_SANITIZE:-}" ]]; then
+    step "test_abi under ASan/UBSan/LSan"
+    SAN_FLAGS=(-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined)
+    echo "$CC ${CFLAGS[*]} ${SAN_FLAGS[*]} -pthread tests/c/test_abi.c -> tests/c/build/test_abi_asan"
+    "$CC" "${CFLAGS[@]}" "${SAN_FLAGS[@]}" -pthread tests/c/test_abi.c -o "$TEST_BUILD/test_abi_asan" "${LDFLAGS[@]}"
+    ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0" \
+        UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+        "$TEST_BUILD/test_abi_asan"
+fi
+
+step "header_cpp"
+"$TEST_BUILD/header_cpp"
+
+step "generate (compared byte for byte with the lamina CLI)"
+PROMPT="The capital of France is"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+"$EX_BUILD/generate" ${EX_THREADS[@]+"${EX_THREADS[@]}"} "$PROMPT" >"$TMP/c.out"
+"$CLI" generate ${CLI_THREADS[@]+"${CLI_THREADS[@]}"} --prompt "$PROMPT" --temperature 0 >"$TMP/cli.out"
+if ! cmp -s "$TMP/c.out" "$TMP/cli.out"; then
+    echo "c-tests: FAIL: examples/c/generate and \`lamina generate\` printed different bytes:" >&2
+    cmp "$TMP/c.out" "$TMP/cli.out" >&2 || true
+    diff -u --label "lamina generate (CLI)" --label "examples/c/generate" "$TMP/cli.out" "$TMP/c.out" >&2 || true
+    exit 1
+fi
+if ! grep -q "Paris" "$TMP/c.out"; then
+    echo "c-tests: FAIL: the greedy continuation of \"$PROMPT\" does not mention Paris:" >&2
+    cat "$TMP/c.out" >&2
+    exit 1
+fi
+echo "identical output ($(wc -c <"$TMP/c.out") bytes), mentions Paris:"
+head -n 1 "$TMP/c.out"
+
+# The error path: a missing model gives "generate: <status>: <message>" and exit status 1.
+rc=0
+"$EX_BUILD/generate" --model "$TMP/no-such-model.gguf" "$PROMPT" >"$TMP/err.out" 2>"$TMP/err.txt" || rc=$?
+if [[ "$rc" -ne 1 ]] || ! grep -q "^generate: LAMINA_STATUS_ERROR_MODEL_NOT_FOUND: .*no-such-model.gguf" "$TMP/err.txt" \
+    || [[ -s "$TMP/err.out" ]]; then
+    echo "c-tests: FAIL: generate with a missing model: exit $rc, stderr:" >&2
+    cat "$TMP/err.txt" >&2
+    exit 1
+fi
+echo "missing model -> exit 1: $(cat "$TMP/err.txt")"
+
+step "chat (two turns)"
+"$EX_BUILD/chat" ${EX_THREADS[@]+"${EX_THREADS[@]}"} --max-tokens 48 --system "You are a helpful assistant." \
+    "What is the capital of France?" "And what is the capital of Germany?" >"$TMP/chat.out" 2>"$TMP/chat.err" \
+    || { cat "$TMP/chat.out" "$TMP/chat.err" >&2; echo "c-tests: FAIL: chat exited with an error" >&2; exit 1; }
+cat "$TMP/chat.out"
+cat "$TMP/chat.err" >&2
+if ! grep -q "^\[turn 2: .* reused from the cache" "$TMP/chat.err"; then
+    echo "c-tests: FAIL: chat did not report the cache reuse of the second turn" >&2
+    exit 1
+fi
+if ! grep -q "Paris" "$TMP/chat.out" || ! grep -q "Berlin" "$TMP/chat.out"; then
+    echo "c-tests: FAIL: the chat replies do not mention Paris and Berlin" >&2
+    exit 1
+fi
+# Messages from stdin, one per line (the empty line is skipped), without a system prompt.
+printf 'Hello!\n\nHow are you?\n' | "$EX_BUILD/chat" ${EX_THREADS[@]+"${EX_THREADS[@]}"} --max-tokens 8 \
+    >"$TMP/chat-stdin.out" 2>"$TMP/chat-stdin.err" \
+    || { cat "$TMP/chat-stdin.out" "$TMP/chat-stdin.err" >&2; echo "c-tests: FAIL: chat (stdin) exited with an error" >&2; exit 1; }
+if [[ ! -s "$TMP/chat-stdin.out" ]] || ! grep -q "^\[turn 2: " "$TMP/chat-stdin.err" \
+    || grep -q "^\[turn 3: " "$TMP/chat-stdin.err"; then
+    echo "c-tests: FAIL: chat from stdin did not answer two messages" >&2
+    cat "$TMP/chat-stdin.out" "$TMP/chat-stdin.err" >&2
+    exit 1
+fi
+echo "(stdin mode: two replies)"
+
+step "tasks"
+"$EX_BUILD/tasks" ${EX_THREADS[@]+"${EX_THREADS[@]}"} | tee "$TMP/tasks.out"
+if ! grep -q "^translate en->de" "$TMP/tasks.out" || ! grep -q "^  A: ..*" "$TMP/tasks.out"; then
+    echo "c-tests: FAIL: tasks did not print a translation and an answer" >&2
+    exit 1
+fi
+
+printf '\nc-tests: all passed\n'

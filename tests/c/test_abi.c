@@ -1,0 +1,1336 @@
+/*
+ * test_abi: C-level tests of lamina's ABI (include/lamina.h), without a test framework.
+ *
+ * Every error case checks the status code AND that lamina_last_error_message() is non-empty
+ * and says something relevant (a substring), so a stale message from an earlier failure does
+ * not pass for a fresh one. Prints failures on stderr and one summary line on stdout,
+ * "N passed, M failed"; exits 1 if anything failed.
+ *
+ * Needs the default model (scripts/fetch-model.sh; $LAMINA_MODEL overrides the path).
+ * Build: cc -std=c99 -pthread -I include tests/c/test_abi.c -L target/release -llamina_ffi
+ */
+
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lamina.h"
+
+/* ---------------------------------------------------------------------------------------- */
+/* Minimal test harness                                                                       */
+
+static int g_passed = 0;
+static int g_failed = 0;
+static pthread_mutex_t g_harness_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void record(int ok, int line, const char *what) {
+    pthread_mutex_lock(&g_harness_lock);
+    if (ok) {
+        g_passed++;
+    } else {
+        g_failed++;
+        fprintf(stderr, "FAIL (test_abi.c:%d): %s\n", line, what);
+    }
+    pthread_mutex_unlock(&g_harness_lock);
+}
+
+#define CHECK(cond) record((cond) ? 1 : 0, __LINE__, #cond)
+
+/* CHECK with a formatted explanation printed on failure. */
+#define CHECKF(cond, ...)                                          \
+    do {                                                           \
+        if (cond) {                                                \
+            record(1, __LINE__, #cond);                            \
+        } else {                                                   \
+            char why_[512];                                        \
+            snprintf(why_, sizeof why_, __VA_ARGS__);              \
+            record(0, __LINE__, why_);                             \
+        }                                                          \
+    } while (0)
+
+/* A call that must fail with `want`, leaving a message on this thread that contains
+ * `needle` (case-sensitive; NULL = only non-empty). */
+static void expect_error(int line, const char *call, lamina_status got, lamina_status want, const char *needle) {
+    const char *msg = lamina_last_error_message();
+    char why[768];
+    snprintf(why, sizeof why, "%s: expected %s, got %s (message: \"%s\")", call, lamina_status_name(want),
+             lamina_status_name(got), msg != NULL ? msg : "(NULL)");
+    record(got == want, line, why);
+    snprintf(why, sizeof why, "%s: lamina_last_error_message() is empty", call);
+    record(msg != NULL && msg[0] != '\0', line, why);
+    if (needle != NULL) {
+        snprintf(why, sizeof why, "%s: message \"%s\" does not mention \"%s\"", call, msg != NULL ? msg : "(NULL)",
+                 needle);
+        record(msg != NULL && strstr(msg, needle) != NULL, line, why);
+    }
+}
+
+#define EXPECT_ERROR(call, want, needle) expect_error(__LINE__, #call, (call), (want), (needle))
+
+static void expect_ok(int line, const char *call, lamina_status got) {
+    char why[768];
+    snprintf(why, sizeof why, "%s: expected LAMINA_STATUS_OK, got %s (message: \"%s\")", call,
+             lamina_status_name(got), lamina_last_error_message());
+    record(got == LAMINA_STATUS_OK, line, why);
+}
+
+#define EXPECT_OK(call) expect_ok(__LINE__, #call, (call))
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Sentinels for "out-parameters are unchanged on failure". */
+static char g_sentinel_storage[4];
+#define SENTINEL_MODEL ((lamina_model *)(void *)&g_sentinel_storage[0])
+#define SENTINEL_SESSION ((lamina_session *)(void *)&g_sentinel_storage[1])
+#define SENTINEL_STRING ((char *)&g_sentinel_storage[2])
+
+/* ---------------------------------------------------------------------------------------- */
+/* Helpers                                                                                    */
+
+static const char *const PROMPT = "The capital of France is";
+
+/* Greedy sampling with at most `max_tokens`. */
+static lamina_sampling_params greedy(uint32_t max_tokens) {
+    lamina_sampling_params s;
+    memset(&s, 0, sizeof s);
+    lamina_status st = lamina_sampling_params_init(&s, sizeof s);
+    if (st != LAMINA_STATUS_OK) {
+        record(0, __LINE__, "lamina_sampling_params_init failed");
+    }
+    s.max_tokens = max_tokens;
+    return s;
+}
+
+/* Sessions for the tests: one thread each. The model is small enough, results do not depend
+ * on it, and llama.cpp's spinning worker threads slow to a crawl when a busy 2-core machine is
+ * oversubscribed (two sessions at once, other jobs). */
+static lamina_session_params session_params(uint32_t n_ctx) {
+    lamina_session_params p;
+    memset(&p, 0, sizeof p);
+    lamina_status st = lamina_session_params_init(&p, sizeof p);
+    if (st != LAMINA_STATUS_OK) {
+        record(0, __LINE__, "lamina_session_params_init failed");
+    }
+    p.n_ctx = n_ctx;
+    p.n_threads = 1;
+    return p;
+}
+
+/* Generate greedily into a malloc'd string (NULL on failure, reported as a test failure). */
+static char *generate_text(lamina_session *session, const char *prompt, uint32_t max_tokens,
+                           lamina_generation_info *info) {
+    lamina_sampling_params s = greedy(max_tokens);
+    char *text = NULL;
+    lamina_status st = lamina_session_generate(session, prompt, &s, NULL, NULL, &text, info);
+    if (st != LAMINA_STATUS_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "generate \"%s\": %s: %s", prompt, lamina_status_name(st), lamina_last_error_message());
+        record(0, __LINE__, why);
+        return NULL;
+    }
+    char *copy = (char *)malloc(strlen(text) + 1);
+    if (copy != NULL) {
+        strcpy(copy, text);
+    }
+    lamina_string_free(text);
+    return copy;
+}
+
+/* Write `len` bytes of `data` to a new temporary file; returns its malloc'd path. */
+static char *temp_file_with(const void *data, size_t len) {
+    char tmpl[] = "/tmp/lamina-test-XXXXXX";
+    int fd = mkstemp(tmpl);
+    if (fd < 0) {
+        perror("mkstemp");
+        return NULL;
+    }
+    const char *p = (const char *)data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            perror("write");
+            close(fd);
+            unlink(tmpl);
+            return NULL;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    close(fd);
+    char *path = (char *)malloc(sizeof tmpl);
+    if (path != NULL) {
+        memcpy(path, tmpl, sizeof tmpl);
+    }
+    return path;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Log callback                                                                               */
+
+typedef struct {
+    pthread_mutex_t lock;
+    int lines;
+    int bad_user_data;
+    int bad_message;
+} log_counter;
+
+static log_counter g_log = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+
+static void on_log(lamina_log_level level, const char *message, void *user_data) {
+    log_counter *c = (log_counter *)user_data;
+    if (c != &g_log) {
+        /* Cannot lock what we were not given: count it in the global instead. */
+        pthread_mutex_lock(&g_log.lock);
+        g_log.bad_user_data++;
+        pthread_mutex_unlock(&g_log.lock);
+        return;
+    }
+    pthread_mutex_lock(&c->lock);
+    c->lines++;
+    if (message == NULL || level < LAMINA_LOG_LEVEL_DEBUG || level > LAMINA_LOG_LEVEL_ERROR) {
+        c->bad_message++;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static int log_lines(void) {
+    pthread_mutex_lock(&g_log.lock);
+    int n = g_log.lines;
+    pthread_mutex_unlock(&g_log.lock);
+    return n;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Token callbacks                                                                            */
+
+typedef struct {
+    char text[4096];
+    size_t len;
+    int pieces;
+    int stop_after; /* return false after this many pieces; 0 = never */
+    int bad_piece;  /* a piece that is not NUL-terminated at len */
+} collector;
+
+static bool collect(const char *piece, size_t len, void *user_data) {
+    collector *c = (collector *)user_data;
+    if (piece[len] != '\0') {
+        c->bad_piece++;
+    }
+    if (c->len + len < sizeof c->text) {
+        memcpy(c->text + c->len, piece, len);
+        c->len += len;
+        c->text[c->len] = '\0';
+    }
+    c->pieces++;
+    return c->stop_after == 0 || c->pieces < c->stop_after;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Tests                                                                                      */
+
+static void test_version(void) {
+    CHECK(strcmp(LAMINA_VERSION_STRING, lamina_version()) == 0);
+    char expected[64];
+    snprintf(expected, sizeof expected, "%d.%d.%d", LAMINA_VERSION_MAJOR, LAMINA_VERSION_MINOR, LAMINA_VERSION_PATCH);
+    CHECK(strcmp(expected, lamina_version()) == 0);
+    CHECK(strcmp(lamina_status_name(LAMINA_STATUS_OK), "LAMINA_STATUS_OK") == 0);
+    CHECK(strcmp(lamina_status_name(LAMINA_STATUS_ERROR_NOT_GGUF), "LAMINA_STATUS_ERROR_NOT_GGUF") == 0);
+    CHECK(strcmp(lamina_status_name(LAMINA_STATUS_ERROR_PANIC), "LAMINA_STATUS_ERROR_PANIC") == 0);
+    /* A code this library does not define (from a newer header, or garbage) is safe to name. */
+    CHECK(strcmp(lamina_status_name(42), "LAMINA_STATUS_UNKNOWN") == 0);
+    CHECK(strcmp(lamina_status_name(-1), "LAMINA_STATUS_UNKNOWN") == 0);
+    CHECK(strcmp(lamina_status_name(INT32_MAX), "LAMINA_STATUS_UNKNOWN") == 0);
+    /* The numbers are ABI: they must never change. */
+    CHECK(LAMINA_STATUS_ERROR_NULL_ARGUMENT == 1 && LAMINA_STATUS_ERROR_INVALID_HANDLE == 15 &&
+          LAMINA_STATUS_ERROR_PANIC == 100);
+    CHECK(LAMINA_STOP_REASON_END_OF_GENERATION == 0 && LAMINA_STOP_REASON_CANCELLED == 5);
+}
+
+static void test_free_null(void) {
+    /* Every _free function accepts NULL (and must not crash). */
+    lamina_model_free(NULL);
+    lamina_session_free(NULL);
+    lamina_string_free(NULL);
+    CHECK(1);
+}
+
+static void test_default_path(char **out_path) {
+    EXPECT_ERROR(lamina_default_model_path(NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_path");
+    char *path = NULL;
+    EXPECT_OK(lamina_default_model_path(&path));
+    CHECK(path != NULL && path[0] != '\0');
+    *out_path = path;
+}
+
+static void test_model_load_errors(const char *model_path) {
+    lamina_model *model = SENTINEL_MODEL;
+    lamina_model_params params;
+    memset(&params, 0xAB, sizeof params);
+    EXPECT_OK(lamina_model_params_init(&params, sizeof params));
+    CHECK(params.struct_size == sizeof(lamina_model_params));
+    CHECK(params.use_mmap == true && params.use_mlock == false && params.n_gpu_layers == 0);
+
+    /* NULL path, NULL out pointer. */
+    EXPECT_ERROR(lamina_model_load(NULL, &params, &model), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "path");
+    CHECK(model == SENTINEL_MODEL);
+    EXPECT_ERROR(lamina_model_load(model_path, &params, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_model");
+
+    /* A file that does not exist. */
+    const char *missing = "/nonexistent/lamina/no-such-model.gguf";
+    EXPECT_ERROR(lamina_model_load(missing, &params, &model), LAMINA_STATUS_ERROR_MODEL_NOT_FOUND, missing);
+    CHECK(model == SENTINEL_MODEL);
+
+    /* A file that is not GGUF. */
+    const char text[] = "this is a text file, not a GGUF model\n";
+    char *not_gguf = temp_file_with(text, sizeof text - 1);
+    CHECK(not_gguf != NULL);
+    if (not_gguf != NULL) {
+        EXPECT_ERROR(lamina_model_load(not_gguf, &params, &model), LAMINA_STATUS_ERROR_NOT_GGUF, "not a GGUF");
+        CHECK(model == SENTINEL_MODEL);
+        unlink(not_gguf);
+        free(not_gguf);
+    }
+
+    /* An empty file. */
+    char *empty = temp_file_with("", 0);
+    CHECK(empty != NULL);
+    if (empty != NULL) {
+        EXPECT_ERROR(lamina_model_load(empty, &params, &model), LAMINA_STATUS_ERROR_NOT_GGUF, "not a GGUF");
+        CHECK(model == SENTINEL_MODEL);
+        unlink(empty);
+        free(empty);
+    }
+
+    /* A truncated copy of the real model: a valid GGUF header, then nothing. */
+    const size_t head_len = 1024 * 1024;
+    char *head = (char *)malloc(head_len);
+    FILE *f = fopen(model_path, "rb");
+    size_t got = 0;
+    if (head != NULL && f != NULL) {
+        got = fread(head, 1, head_len, f);
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    CHECK(got == head_len);
+    if (got == head_len) {
+        char *truncated = temp_file_with(head, head_len);
+        CHECK(truncated != NULL);
+        if (truncated != NULL) {
+            EXPECT_ERROR(lamina_model_load(truncated, &params, &model), LAMINA_STATUS_ERROR_MODEL_LOAD,
+                         "could not load");
+            CHECK(model == SENTINEL_MODEL);
+            unlink(truncated);
+            free(truncated);
+        }
+    }
+    free(head);
+
+    /* A directory. */
+    char dir[] = "/tmp/lamina-test-dir-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    EXPECT_ERROR(lamina_model_load(dir, &params, &model), LAMINA_STATUS_ERROR_NOT_GGUF, "directory");
+    CHECK(model == SENTINEL_MODEL);
+    rmdir(dir);
+
+    /* A path that is not UTF-8. */
+    EXPECT_ERROR(lamina_model_load("/tmp/\xff\xfe.gguf", &params, &model), LAMINA_STATUS_ERROR_INVALID_UTF8, "UTF-8");
+    CHECK(model == SENTINEL_MODEL);
+
+    /* struct_size not set (0) or too small to even hold struct_size. */
+    params.struct_size = 0;
+    EXPECT_ERROR(lamina_model_load(model_path, &params, &model), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "struct_size");
+    CHECK(model == SENTINEL_MODEL);
+    params.struct_size = 4;
+    EXPECT_ERROR(lamina_model_load(model_path, &params, &model), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "struct_size");
+    CHECK(model == SENTINEL_MODEL);
+}
+
+static void test_model_load_and_logging(const char *model_path, lamina_model **out_model) {
+    /* With a log callback, loading a model produces lines. */
+    lamina_set_log_callback(on_log, &g_log, LAMINA_LOG_LEVEL_INFO);
+    lamina_model *model = NULL;
+    EXPECT_OK(lamina_model_load(model_path, NULL, &model));
+    CHECK(model != NULL);
+    int after_first = log_lines();
+    CHECKF(after_first > 0, "the log callback got %d lines while loading a model", after_first);
+    CHECK(g_log.bad_user_data == 0 && g_log.bad_message == 0);
+
+    /* Levels outside the enum are safe: above ERROR counts as ERROR (a good load logs no
+     * errors), below DEBUG as DEBUG. */
+    lamina_set_log_callback(on_log, &g_log, 99);
+    lamina_model *extra = NULL;
+    EXPECT_OK(lamina_model_load(model_path, NULL, &extra));
+    lamina_model_free(extra);
+    CHECKF(log_lines() == after_first, "min level 99: %d lines logged on a good load", log_lines() - after_first);
+    lamina_set_log_callback(on_log, &g_log, -7);
+    extra = NULL;
+    EXPECT_OK(lamina_model_load(model_path, NULL, &extra));
+    lamina_model_free(extra);
+    CHECKF(log_lines() > after_first, "min level -7 (DEBUG): no lines");
+    after_first = log_lines();
+
+    /* A NULL callback silences it. */
+    lamina_set_log_callback(NULL, NULL, LAMINA_LOG_LEVEL_DEBUG);
+    lamina_model *second = NULL;
+    EXPECT_OK(lamina_model_load(model_path, NULL, &second));
+    CHECKF(log_lines() == after_first, "log lines went from %d to %d after lamina_set_log_callback(NULL)",
+           after_first, log_lines());
+
+    /* An "old caller": struct_size covers only n_gpu_layers; use_mmap/use_mlock beyond it hold
+     * garbage that must be ignored. */
+    lamina_model_params old;
+    EXPECT_OK(lamina_model_params_init(&old, sizeof old));
+    old.struct_size = offsetof(lamina_model_params, n_gpu_layers) + sizeof old.n_gpu_layers;
+    old.n_gpu_layers = 0;
+    old.use_mmap = false;
+    old.use_mlock = true;
+    lamina_model *third = NULL;
+    EXPECT_OK(lamina_model_load(model_path, &old, &third));
+    CHECK(third != NULL);
+    lamina_model_free(third);
+
+    /* Loading without mmap works too. */
+    lamina_model_params no_mmap;
+    EXPECT_OK(lamina_model_params_init(&no_mmap, sizeof no_mmap));
+    no_mmap.use_mmap = false;
+    third = NULL;
+    EXPECT_OK(lamina_model_load(model_path, &no_mmap, &third));
+    lamina_model_free(third);
+
+    /* Metadata and info. */
+    char *value = SENTINEL_STRING;
+    EXPECT_OK(lamina_model_meta(second, "general.architecture", &value));
+    CHECK(value != SENTINEL_STRING && value != NULL && strcmp(value, "llama") == 0);
+    lamina_string_free(value);
+    value = SENTINEL_STRING;
+    EXPECT_ERROR(lamina_model_meta(second, "no.such.key", &value), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "no.such.key");
+    CHECK(value == SENTINEL_STRING);
+    EXPECT_ERROR(lamina_model_meta(second, NULL, &value), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "key");
+    EXPECT_ERROR(lamina_model_meta(second, "general.name", NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_value");
+    CHECK(value == SENTINEL_STRING);
+    char *json = NULL;
+    EXPECT_OK(lamina_model_info_json(second, &json));
+    CHECK(json != NULL && json[0] == '{' && strstr(json, "\"architecture\":\"llama\"") != NULL);
+    lamina_string_free(json);
+    EXPECT_ERROR(lamina_model_info_json(NULL, &json), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "model");
+    EXPECT_ERROR(lamina_model_info_json(second, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_json");
+
+    /* A freed model: used again, freed again. */
+    lamina_model_free(second);
+    json = SENTINEL_STRING;
+    EXPECT_ERROR(lamina_model_info_json(second, &json), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    CHECK(json == SENTINEL_STRING);
+    lamina_session *session = SENTINEL_SESSION;
+    EXPECT_ERROR(lamina_session_new(second, NULL, &session), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    CHECK(session == SENTINEL_SESSION);
+    lamina_model_free(second); /* double free: ignored, reported */
+    CHECK(strstr(lamina_last_error_message(), "freed twice") != NULL);
+    /* A pointer that was never a handle. */
+    EXPECT_ERROR(lamina_model_info_json(SENTINEL_MODEL, &json), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+
+    *out_model = model;
+}
+
+static void test_session_errors(lamina_model *model) {
+    lamina_session *session = SENTINEL_SESSION;
+    lamina_session_params p = session_params(256);
+    CHECK(p.struct_size == sizeof(lamina_session_params));
+
+    EXPECT_ERROR(lamina_session_new(NULL, &p, &session), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "model");
+    CHECK(session == SENTINEL_SESSION);
+    EXPECT_ERROR(lamina_session_new(model, &p, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_session");
+    p.struct_size = 0;
+    EXPECT_ERROR(lamina_session_new(model, &p, &session), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "struct_size");
+    CHECK(session == SENTINEL_SESSION);
+    p = session_params(256);
+    p.n_batch = 0;
+    EXPECT_ERROR(lamina_session_new(model, &p, &session), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "n_batch");
+    CHECK(session == SENTINEL_SESSION);
+    p = session_params(256);
+    p.n_threads = 100000;
+    EXPECT_ERROR(lamina_session_new(model, &p, &session), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "n_threads");
+    CHECK(session == SENTINEL_SESSION);
+    p = session_params(256);
+    p.n_threads_batch = 0xFFFFFFFFu;
+    EXPECT_ERROR(lamina_session_new(model, &p, &session), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "n_threads_batch");
+    CHECK(session == SENTINEL_SESSION);
+
+    /* A session used after it was freed, and freed twice. */
+    lamina_session *s = NULL;
+    p = session_params(128);
+    EXPECT_OK(lamina_session_new(model, &p, &s));
+    lamina_session_free(s);
+    lamina_sampling_params sampling = greedy(4);
+    char *text = SENTINEL_STRING;
+    EXPECT_ERROR(lamina_session_generate(s, PROMPT, &sampling, NULL, NULL, &text, NULL),
+                 LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    CHECK(text == SENTINEL_STRING);
+    EXPECT_ERROR(lamina_session_chat(s, "Hello", &sampling, NULL, NULL, &text, NULL),
+                 LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    EXPECT_ERROR(lamina_session_cancel(s), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    EXPECT_ERROR(lamina_session_reset(s), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    EXPECT_ERROR(lamina_session_set_system_prompt(s, "You are terse."), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    EXPECT_ERROR(lamina_translate(s, "Hello", "en", "de", &text), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    EXPECT_ERROR(lamina_answer(s, "Why?", NULL, &text), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    CHECK(text == SENTINEL_STRING);
+    uint32_t n_ctx = 0;
+    EXPECT_ERROR(lamina_session_n_ctx(s, &n_ctx), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    CHECK(n_ctx == 0);
+    lamina_session_free(s); /* double free: ignored, reported */
+    CHECK(strstr(lamina_last_error_message(), "freed twice") != NULL);
+
+    /* A new session never gets the handle of a freed one, so the stale handle stays invalid
+     * (and a double free cannot free someone else's session). */
+    lamina_session *fresh = NULL;
+    p = session_params(128);
+    EXPECT_OK(lamina_session_new(model, &p, &fresh));
+    CHECK(fresh != NULL && fresh != s);
+    EXPECT_ERROR(lamina_session_reset(s), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    lamina_session_free(s);
+    EXPECT_OK(lamina_session_reset(fresh));
+    /* A session handle is not a model handle, and vice versa. */
+    EXPECT_ERROR(lamina_model_info_json((const lamina_model *)(const void *)fresh, &text),
+                 LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    EXPECT_ERROR(lamina_session_reset((lamina_session *)(void *)model), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    lamina_session_free(fresh);
+    CHECK(text == SENTINEL_STRING);
+
+    EXPECT_ERROR(lamina_session_cancel(SENTINEL_SESSION), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    EXPECT_ERROR(lamina_session_cancel(NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "session");
+    EXPECT_ERROR(lamina_session_reset(NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "session");
+}
+
+static void test_generate_errors(lamina_session *session) {
+    lamina_sampling_params s = greedy(8);
+    CHECK(s.struct_size == sizeof(lamina_sampling_params));
+    CHECK(s.temperature == 0.0f && s.max_tokens == 8 && s.stop == NULL && s.n_stop == 0);
+    lamina_sampling_params d;
+    EXPECT_OK(lamina_sampling_params_init(&d, sizeof d));
+    CHECK(d.max_tokens == 256 && d.temperature == 0.0f && d.top_k == 40 && d.repeat_penalty == 1.0f);
+
+    char *text = SENTINEL_STRING;
+    lamina_generation_info info;
+    memset(&info, 0xAB, sizeof info);
+    info.struct_size = sizeof info;
+    lamina_generation_info untouched = info;
+
+    EXPECT_ERROR(lamina_session_generate(NULL, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_NULL_ARGUMENT, "session");
+    EXPECT_ERROR(lamina_session_generate(session, NULL, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_NULL_ARGUMENT, "prompt");
+    EXPECT_ERROR(lamina_session_generate(session, "", &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_EMPTY_PROMPT, "empty");
+    EXPECT_ERROR(lamina_session_generate(session, "\xff\xfe", &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_UTF8, "UTF-8");
+    EXPECT_ERROR(lamina_session_generate(session, "Caf\xc3", &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_UTF8, "UTF-8");
+
+    s = greedy(8);
+    s.temperature = NAN;
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "temperature");
+    s.temperature = INFINITY;
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "temperature");
+    s.temperature = -0.5f;
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "temperature");
+    s = greedy(8);
+    s.top_p = 0.0f;
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "top_p");
+    s = greedy(8);
+    s.top_k = -1;
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "top_k");
+    s = greedy(8);
+    s.min_p = NAN;
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "min_p");
+    s = greedy(8);
+    s.repeat_penalty = 0.0f;
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "repeat_penalty");
+    s = greedy(0);
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "max_tokens");
+    s = greedy(8);
+    s.struct_size = 0;
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "struct_size");
+
+    /* Stop strings: a count without an array, a NULL entry, an empty entry, bad UTF-8. */
+    s = greedy(8);
+    s.n_stop = 1;
+    s.stop = NULL;
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_NULL_ARGUMENT, "stop");
+    const char *with_null[2] = {".", NULL};
+    s.stop = with_null;
+    s.n_stop = 2;
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_NULL_ARGUMENT, "stop");
+    const char *with_empty[1] = {""};
+    s.stop = with_empty;
+    s.n_stop = 1;
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "stop");
+    const char *with_bad_utf8[1] = {"\xff"};
+    s.stop = with_bad_utf8;
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_UTF8, "UTF-8");
+
+    /* Chat. */
+    s = greedy(8);
+    EXPECT_ERROR(lamina_session_chat(session, "", &s, NULL, NULL, &text, &info), LAMINA_STATUS_ERROR_EMPTY_PROMPT, "empty");
+    EXPECT_ERROR(lamina_session_chat(session, " \n\t ", &s, NULL, NULL, &text, &info), LAMINA_STATUS_ERROR_EMPTY_PROMPT,
+                 "empty");
+    EXPECT_ERROR(lamina_session_chat(session, NULL, &s, NULL, NULL, &text, &info), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "user_message");
+    EXPECT_ERROR(lamina_session_chat(session, "\xff\xfe", &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_UTF8, "UTF-8");
+    s.max_tokens = 0;
+    EXPECT_ERROR(lamina_session_chat(session, "Hello", &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "max_tokens");
+    EXPECT_ERROR(lamina_session_set_system_prompt(session, "\xff\xfe"), LAMINA_STATUS_ERROR_INVALID_UTF8, "UTF-8");
+
+    /* Tasks. */
+    EXPECT_ERROR(lamina_translate(session, "Good morning", "en", "klingon", &text), LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE,
+                 "klingon");
+    EXPECT_ERROR(lamina_translate(session, "Good morning", "xx", "de", &text), LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE,
+                 "xx");
+    EXPECT_ERROR(lamina_translate(session, "  ", "en", "de", &text), LAMINA_STATUS_ERROR_EMPTY_PROMPT, "empty");
+    EXPECT_ERROR(lamina_translate(session, "Good morning", NULL, "de", &text), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "from");
+    EXPECT_ERROR(lamina_translate(session, "Good morning", "en", "de", NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "out_text");
+    EXPECT_ERROR(lamina_answer(session, "", NULL, &text), LAMINA_STATUS_ERROR_EMPTY_PROMPT, "empty");
+    EXPECT_ERROR(lamina_answer(session, "Why?", "\xff", &text), LAMINA_STATUS_ERROR_INVALID_UTF8, "UTF-8");
+    EXPECT_ERROR(lamina_answer(session, "Why?", NULL, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_text");
+
+    /* Nothing was written through the out-parameters by any failed call. */
+    CHECK(text == SENTINEL_STRING);
+    CHECK(memcmp(&info, &untouched, sizeof info) == 0);
+}
+
+/* `words` copies of "word " in a malloc'd string: about one token per word. */
+static char *words_prompt(int words) {
+    char *p = (char *)malloc((size_t)words * 5 + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < words; i++) {
+        memcpy(p + (size_t)i * 5, "word ", 5);
+    }
+    p[(size_t)words * 5] = '\0';
+    return p;
+}
+
+static void test_prompt_too_long(lamina_model *model) {
+    lamina_session *small = NULL;
+    lamina_session_params p = session_params(32);
+    EXPECT_OK(lamina_session_new(model, &p, &small));
+    if (small == NULL) {
+        return;
+    }
+    /* The window is what was asked for, not llama.cpp's padded KV cache (256). */
+    uint32_t n_ctx = 0;
+    EXPECT_OK(lamina_session_n_ctx(small, &n_ctx));
+    CHECKF(n_ctx == 32, "lamina_session_n_ctx: %u, expected 32", (unsigned)n_ctx);
+    EXPECT_ERROR(lamina_session_n_ctx(small, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_n_ctx");
+
+    char *hundred = words_prompt(100);
+    lamina_sampling_params s = greedy(4);
+    char *text = SENTINEL_STRING;
+    lamina_generation_info info;
+    memset(&info, 0xAB, sizeof info);
+    info.struct_size = sizeof info;
+    lamina_generation_info untouched = info;
+    EXPECT_ERROR(lamina_session_generate(small, hundred, &s, NULL, NULL, &text, &info),
+                 LAMINA_STATUS_ERROR_PROMPT_TOO_LONG, "32");
+    CHECK(text == SENTINEL_STRING);
+    CHECK(memcmp(&info, &untouched, sizeof info) == 0);
+    EXPECT_ERROR(lamina_session_chat(small, hundred, &s, NULL, NULL, &text, NULL), LAMINA_STATUS_ERROR_PROMPT_TOO_LONG,
+                 "context");
+    CHECK(text == SENTINEL_STRING);
+
+    /* The small session still works with a prompt that fits... */
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_OK(lamina_session_generate(small, PROMPT, &s, NULL, NULL, &text, &info));
+    CHECK(text != SENTINEL_STRING && text != NULL && strstr(text, "Paris") != NULL);
+    CHECK(info.generated_tokens <= 4 && info.stop_reason == LAMINA_STOP_REASON_MAX_TOKENS);
+    lamina_string_free(text);
+    /* ...and generation that runs into the end of the window stops with CONTEXT_FULL. */
+    s = greedy(200);
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_OK(lamina_session_generate(small, PROMPT, &s, NULL, NULL, NULL, &info));
+    CHECKF(info.stop_reason == LAMINA_STOP_REASON_CONTEXT_FULL, "stop reason %d, expected CONTEXT_FULL",
+           (int)info.stop_reason);
+    CHECKF(info.prompt_tokens + info.generated_tokens <= 32 && info.generated_tokens > 0,
+           "%u prompt + %u generated tokens in a 32-token window", (unsigned)info.prompt_tokens,
+           (unsigned)info.generated_tokens);
+    lamina_session_free(small);
+    free(hundred);
+
+    /* The default window: min(4096, the model's training context). */
+    lamina_session *dflt = NULL;
+    EXPECT_OK(lamina_session_new(model, NULL, &dflt));
+    n_ctx = 0;
+    EXPECT_OK(lamina_session_n_ctx(dflt, &n_ctx));
+    CHECKF(n_ctx == 4096, "default n_ctx %u, expected 4096", (unsigned)n_ctx);
+    lamina_session_free(dflt);
+}
+
+/* The _init functions, as an old (shorter struct) or new (longer struct) program calls them. */
+typedef struct { /* lamina_sampling_params as a program built against an older header saw it */
+    size_t struct_size;
+    float temperature;
+    int32_t top_k;
+    float top_p;
+    float min_p;
+    float repeat_penalty;
+    int32_t repeat_last_n;
+    uint32_t seed;
+    uint32_t max_tokens;
+} old_sampling_params;
+
+static void test_params_init(lamina_model *model) {
+    /* NULL and too-small sizes. */
+    EXPECT_ERROR(lamina_sampling_params_init(NULL, sizeof(lamina_sampling_params)), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "lamina_sampling_params");
+    EXPECT_ERROR(lamina_session_params_init(NULL, sizeof(lamina_session_params)), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "lamina_session_params");
+    EXPECT_ERROR(lamina_model_params_init(NULL, sizeof(lamina_model_params)), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "lamina_model_params");
+    lamina_sampling_params s;
+    memset(&s, 0xAB, sizeof s);
+    lamina_sampling_params pattern = s;
+    EXPECT_ERROR(lamina_sampling_params_init(&s, 0), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "struct_size");
+    EXPECT_ERROR(lamina_sampling_params_init(&s, 4), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "struct_size");
+    CHECK(memcmp(&s, &pattern, sizeof s) == 0);
+
+    /* An older, shorter struct: init writes exactly its bytes, nothing after them. */
+    struct {
+        old_sampling_params params;
+        unsigned char after[32];
+    } old;
+    memset(&old, 0xAB, sizeof old);
+    CHECK(sizeof old.params == offsetof(lamina_sampling_params, stop));
+    EXPECT_OK(lamina_sampling_params_init((lamina_sampling_params *)(void *)&old.params, sizeof old.params));
+    CHECK(old.params.struct_size == sizeof old.params);
+    CHECK(old.params.max_tokens == 256 && old.params.temperature == 0.0f && old.params.top_k == 40);
+    int intact = 1;
+    for (size_t i = 0; i < sizeof old.after; i++) {
+        intact = intact && old.after[i] == 0xAB;
+    }
+    CHECKF(intact, "lamina_sampling_params_init wrote past an old caller's %u-byte struct",
+           (unsigned)sizeof old.params);
+
+    /* That old struct works for generation: the library reads no further than struct_size. */
+    lamina_session *session = NULL;
+    lamina_session_params sp = session_params(256);
+    EXPECT_OK(lamina_session_new(model, &sp, &session));
+    old.params.max_tokens = 3;
+    lamina_generation_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_OK(lamina_session_generate(session, PROMPT, (const lamina_sampling_params *)(const void *)&old.params, NULL,
+                                      NULL, NULL, &info));
+    CHECKF(info.generated_tokens == 3 && info.stop_reason == LAMINA_STOP_REASON_MAX_TOKENS,
+           "old sampling struct: %u tokens, stop reason %d", (unsigned)info.generated_tokens, (int)info.stop_reason);
+
+    /* A newer, longer struct: init fills what it knows, zeroes the rest, keeps the size. */
+    struct {
+        lamina_sampling_params base;
+        uint64_t field_from_the_future;
+    } newer;
+    memset(&newer, 0xAB, sizeof newer);
+    EXPECT_OK(lamina_sampling_params_init(&newer.base, sizeof newer));
+    CHECK(newer.base.struct_size == sizeof newer);
+    CHECK(newer.field_from_the_future == 0);
+    CHECK(newer.base.max_tokens == 256 && newer.base.stop == NULL && newer.base.n_stop == 0);
+    newer.base.max_tokens = 2;
+    newer.field_from_the_future = 0xDEADBEEFu; /* ignored by this library */
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &newer.base, NULL, NULL, NULL, &info));
+    CHECK(info.generated_tokens == 2);
+
+    lamina_session_free(session);
+}
+
+static void test_versioned_structs(lamina_model *model) {
+    /* An old caller's session params: struct_size ends before n_threads_batch, which holds a
+     * value that would be rejected if it were read (0xFFFFFFFF threads). */
+    lamina_session_params old;
+    EXPECT_OK(lamina_session_params_init(&old, sizeof old));
+    old.struct_size = offsetof(lamina_session_params, n_threads) + sizeof old.n_threads;
+    old.n_ctx = 256;
+    old.n_threads = 1;
+    old.n_threads_batch = 0xFFFFFFFFu;
+    lamina_session *session = NULL;
+    EXPECT_OK(lamina_session_new(model, &old, &session));
+    if (session == NULL) {
+        return;
+    }
+    /* n_ctx = 256 was honoured (the default is 4096). */
+    uint32_t n_ctx = 0;
+    EXPECT_OK(lamina_session_n_ctx(session, &n_ctx));
+    CHECK(n_ctx == 256);
+    char *long_prompt = words_prompt(300);
+    lamina_sampling_params s = greedy(4);
+    EXPECT_ERROR(lamina_session_generate(session, long_prompt, &s, NULL, NULL, NULL, NULL),
+                 LAMINA_STATUS_ERROR_PROMPT_TOO_LONG, "256");
+    free(long_prompt);
+
+    /* An old caller's sampling params, up to max_tokens; n_stop = 3 with stop = NULL lies
+     * beyond struct_size and must be ignored (it would be NULL_ARGUMENT if read). */
+    lamina_sampling_params olds = greedy(3);
+    olds.struct_size = offsetof(lamina_sampling_params, max_tokens) + sizeof olds.max_tokens;
+    olds.n_stop = 3;
+    olds.stop = NULL;
+    lamina_generation_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &olds, NULL, NULL, NULL, &info));
+    CHECKF(info.generated_tokens == 3 && info.stop_reason == LAMINA_STOP_REASON_MAX_TOKENS,
+           "old sampling params: %u tokens, stop reason %d", (unsigned)info.generated_tokens, (int)info.stop_reason);
+
+    /* Even older: only temperature. max_tokens = 0 and top_p = -1 beyond struct_size are
+     * ignored (the defaults apply); the callback stops it after 2 pieces. */
+    olds = greedy(0);
+    olds.struct_size = offsetof(lamina_sampling_params, temperature) + sizeof olds.temperature;
+    olds.top_p = -1.0f;
+    collector c;
+    memset(&c, 0, sizeof c);
+    c.stop_after = 2;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &olds, collect, &c, NULL, &info));
+    CHECK(c.pieces == 2 && info.stop_reason == LAMINA_STOP_REASON_CALLBACK_STOPPED);
+
+    /* An old caller's generation info: only the fields up to prompt_tokens are written. */
+    lamina_generation_info small;
+    memset(&small, 0xAB, sizeof small);
+    small.struct_size = offsetof(lamina_generation_info, prompt_tokens) + sizeof small.prompt_tokens;
+    lamina_generation_info pattern;
+    memset(&pattern, 0xAB, sizeof pattern);
+    s = greedy(2);
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &s, NULL, NULL, NULL, &small));
+    CHECK(small.stop_reason == LAMINA_STOP_REASON_MAX_TOKENS && small.prompt_tokens > 0);
+    CHECK(small.struct_size == offsetof(lamina_generation_info, prompt_tokens) + sizeof small.prompt_tokens);
+    CHECK(memcmp((const char *)&small + offsetof(lamina_generation_info, reused_tokens),
+                 (const char *)&pattern + offsetof(lamina_generation_info, reused_tokens),
+                 sizeof small - offsetof(lamina_generation_info, reused_tokens)) == 0);
+
+    /* An info struct whose struct_size was never set is an argument error; the check should
+     * come before any work is done (no streamed text, no chat turn committed). */
+    EXPECT_OK(lamina_session_reset(session));
+    memset(&c, 0, sizeof c);
+    memset(&info, 0, sizeof info);
+    char *text = SENTINEL_STRING;
+    EXPECT_ERROR(lamina_session_chat(session, "Hello!", &s, collect, &c, &text, &info),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "struct_size");
+    CHECK(text == SENTINEL_STRING);
+    /* Was the failed turn added to the history? Compare the next turn's prompt with the same
+     * turn on a clean session. */
+    lamina_generation_info after_failure, clean;
+    memset(&after_failure, 0, sizeof after_failure);
+    after_failure.struct_size = sizeof after_failure;
+    clean = after_failure;
+    s = greedy(1);
+    EXPECT_OK(lamina_session_chat(session, "Hi", &s, NULL, NULL, NULL, &after_failure));
+    EXPECT_OK(lamina_session_reset(session));
+    EXPECT_OK(lamina_session_chat(session, "Hi", &s, NULL, NULL, NULL, &clean));
+    /* A chat call with out_info->struct_size = 0 fails before generating or touching history. */
+    CHECK(c.pieces == 0 && after_failure.prompt_tokens == clean.prompt_tokens);
+    lamina_session_free(session);
+}
+
+static void test_callbacks_and_stops(lamina_session *session) {
+    /* Streamed pieces add up to the returned text. */
+    collector c;
+    memset(&c, 0, sizeof c);
+    lamina_sampling_params s = greedy(16);
+    char *text = NULL;
+    lamina_generation_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &s, collect, &c, &text, &info));
+    CHECK(text != NULL && strcmp(text, c.text) == 0);
+    CHECK(c.bad_piece == 0 && c.pieces > 0);
+    CHECK(info.struct_size == sizeof info);
+    CHECKF(info.stop_reason == LAMINA_STOP_REASON_MAX_TOKENS && info.generated_tokens == 16,
+           "stop reason %d, %u tokens", (int)info.stop_reason, (unsigned)info.generated_tokens);
+    CHECK(info.prompt_tokens > 0 && info.prompt_tokens < 16);
+    CHECK(info.prompt_ms >= 0.0 && info.generation_ms >= 0.0 && info.time_to_first_token_ms >= 0.0);
+    CHECK(strncmp(text, " Paris", 6) == 0);
+    lamina_string_free(text);
+
+    /* The same prompt again reuses the cache (all but the last prompt token). */
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    s = greedy(2);
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &s, NULL, NULL, NULL, &info));
+    CHECKF(info.reused_tokens + 1 == info.prompt_tokens, "reused %u of %u prompt tokens", (unsigned)info.reused_tokens,
+           (unsigned)info.prompt_tokens);
+
+    /* A callback that returns false stops generation: success, CALLBACK_STOPPED. */
+    memset(&c, 0, sizeof c);
+    c.stop_after = 1;
+    s = greedy(16);
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    text = NULL;
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &s, collect, &c, &text, &info));
+    CHECK(c.pieces == 1);
+    CHECKF(info.stop_reason == LAMINA_STOP_REASON_CALLBACK_STOPPED, "stop reason %d", (int)info.stop_reason);
+    CHECK(text != NULL && strcmp(text, c.text) == 0);
+    lamina_string_free(text);
+
+    /* Stop strings: the greedy continuation is " Paris.\n\n..."; "." stops before the period. */
+    const char *stops[2] = {"London", "."};
+    s = greedy(16);
+    s.stop = stops;
+    s.n_stop = 2;
+    memset(&c, 0, sizeof c);
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    text = NULL;
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &s, collect, &c, &text, &info));
+    CHECKF(text != NULL && strcmp(text, " Paris") == 0, "text with stop \".\" is \"%s\"", text != NULL ? text : "(NULL)");
+    CHECKF(strcmp(c.text, " Paris") == 0, "streamed text with stop \".\" is \"%.200s\"", c.text);
+    CHECKF(info.stop_reason == LAMINA_STOP_REASON_STOP_STRING, "stop reason %d", (int)info.stop_reason);
+    lamina_string_free(text);
+
+    /* A multi-token stop string spanning pieces: stop at "\n\nThe"; text is " Paris." */
+    const char *stops2[1] = {"\n\nThe"};
+    s = greedy(16);
+    s.stop = stops2;
+    s.n_stop = 1;
+    text = NULL;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info));
+    CHECKF(text != NULL && strcmp(text, " Paris.") == 0, "text with stop \"\\n\\nThe\" is \"%s\"",
+           text != NULL ? text : "(NULL)");
+    CHECK(info.stop_reason == LAMINA_STOP_REASON_STOP_STRING);
+    lamina_string_free(text);
+
+    /* out_text, out_info and callback may be NULL; sampling NULL means the defaults (256
+     * tokens: the callback cuts it short). */
+    s = greedy(2);
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &s, NULL, NULL, NULL, NULL));
+    memset(&c, 0, sizeof c);
+    c.stop_after = 2;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_OK(lamina_session_generate(session, PROMPT, NULL, collect, &c, NULL, &info));
+    CHECK(c.pieces == 2 && info.stop_reason == LAMINA_STOP_REASON_CALLBACK_STOPPED);
+    CHECK(strncmp(c.text, " Paris", 6) == 0);
+}
+
+/* --- cancellation and BUSY from another thread ------------------------------------------ */
+
+typedef struct {
+    lamina_session *session;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int pieces;
+    double started;
+    double cancelled_at;
+    lamina_status busy_status;
+    char busy_message[256];
+    lamina_status cancel_status;
+} cancel_state;
+
+static bool count_pieces(const char *piece, size_t len, void *user_data) {
+    cancel_state *st = (cancel_state *)user_data;
+    (void)piece;
+    (void)len;
+    pthread_mutex_lock(&st->lock);
+    st->pieces++;
+    pthread_cond_broadcast(&st->cond);
+    pthread_mutex_unlock(&st->lock);
+    /* Safety net: if cancellation is broken, do not run 4000 tokens. */
+    return now_s() - st->started < 15.0;
+}
+
+static void *canceller(void *arg) {
+    cancel_state *st = (cancel_state *)arg;
+    pthread_mutex_lock(&st->lock);
+    while (st->pieces < 5) {
+        pthread_cond_wait(&st->cond, &st->lock);
+    }
+    pthread_mutex_unlock(&st->lock);
+    /* The session is generating on the main thread: a second call on it is BUSY. */
+    lamina_sampling_params s = greedy(2);
+    st->busy_status = lamina_session_generate(st->session, PROMPT, &s, NULL, NULL, NULL, NULL);
+    snprintf(st->busy_message, sizeof st->busy_message, "%s", lamina_last_error_message());
+    st->cancelled_at = now_s();
+    st->cancel_status = lamina_session_cancel(st->session);
+    return NULL;
+}
+
+/* A token callback that calls back into lamina on its own session: cancel works from inside
+ * the callback; any other call on the session is BUSY (the session is in use). */
+typedef struct {
+    lamina_session *session;
+    int pieces;
+    lamina_status cancel_status;
+    lamina_status reentrant_status;
+} reentrant_state;
+
+static bool cancel_from_callback(const char *piece, size_t len, void *user_data) {
+    reentrant_state *st = (reentrant_state *)user_data;
+    (void)piece;
+    (void)len;
+    if (++st->pieces == 2) {
+        st->cancel_status = lamina_session_cancel(st->session);
+        st->reentrant_status = lamina_session_reset(st->session);
+    }
+    return true;
+}
+
+/* Keeps cancelling a session every 20 ms until told to stop. A cancel while the session is
+ * idle does nothing, so this cannot race with the start of the generation it targets. */
+typedef struct {
+    lamina_session *session;
+    pthread_mutex_t lock;
+    int done;
+} repeat_cancel;
+
+static void *cancel_repeatedly(void *arg) {
+    repeat_cancel *rc = (repeat_cancel *)arg;
+    for (;;) {
+        struct timespec delay = {0, 20 * 1000 * 1000};
+        nanosleep(&delay, NULL);
+        pthread_mutex_lock(&rc->lock);
+        int done = rc->done;
+        pthread_mutex_unlock(&rc->lock);
+        if (done) {
+            return NULL;
+        }
+        lamina_session_cancel(rc->session);
+    }
+}
+
+static void test_cancel(lamina_model *model) {
+    lamina_session *session = NULL;
+    lamina_session_params p = session_params(4096 + 64);
+    EXPECT_OK(lamina_session_new(model, &p, &session));
+    if (session == NULL) {
+        return;
+    }
+    cancel_state st;
+    memset(&st, 0, sizeof st);
+    st.session = session;
+    pthread_mutex_init(&st.lock, NULL);
+    pthread_cond_init(&st.cond, NULL);
+    st.started = now_s();
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, canceller, &st) == 0);
+
+    lamina_sampling_params s = greedy(4000);
+    lamina_generation_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    lamina_status status = lamina_session_generate(session, "Once upon a time", &s, count_pieces, &st, NULL, &info);
+    double returned = now_s();
+    pthread_join(thread, NULL);
+
+    expect_ok(__LINE__, "lamina_session_generate (cancelled)", status);
+    CHECKF(info.stop_reason == LAMINA_STOP_REASON_CANCELLED, "stop reason %d, expected CANCELLED", (int)info.stop_reason);
+    CHECKF(returned - st.cancelled_at < 2.0, "cancel took %.3f s to take effect", returned - st.cancelled_at);
+    CHECKF(info.generated_tokens < 4000 && info.generated_tokens >= 5, "%u tokens generated",
+           (unsigned)info.generated_tokens);
+    CHECK(st.cancel_status == LAMINA_STATUS_OK);
+    CHECKF(st.busy_status == LAMINA_STATUS_ERROR_BUSY, "concurrent call on one session: %s, expected BUSY",
+           lamina_status_name(st.busy_status));
+    CHECKF(st.busy_message[0] != '\0' && strstr(st.busy_message, "busy") != NULL, "BUSY message: \"%s\"",
+           st.busy_message);
+
+    /* The session works normally afterwards (the cancel request was consumed). */
+    char *text = generate_text(session, PROMPT, 4, &info);
+    CHECK(text != NULL && strstr(text, "Paris") != NULL);
+    CHECK(info.stop_reason == LAMINA_STOP_REASON_MAX_TOKENS);
+    free(text);
+
+    /* Cancel from inside the token callback; a re-entrant call on the same session is BUSY. */
+    reentrant_state rs;
+    memset(&rs, 0, sizeof rs);
+    rs.session = session;
+    rs.reentrant_status = LAMINA_STATUS_OK;
+    s = greedy(20);
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &s, cancel_from_callback, &rs, NULL, &info));
+    CHECK(rs.cancel_status == LAMINA_STATUS_OK);
+    CHECKF(rs.reentrant_status == LAMINA_STATUS_ERROR_BUSY, "re-entrant call: %s", lamina_status_name(rs.reentrant_status));
+    CHECKF(info.stop_reason == LAMINA_STOP_REASON_CANCELLED && info.generated_tokens == 2,
+           "cancel in callback: stop reason %d after %u tokens", (int)info.stop_reason, (unsigned)info.generated_tokens);
+
+    /* Cancel while a long prompt is being processed: it is fed in chunks of n_batch tokens
+     * and the cancel lands between two chunks. */
+    lamina_session *chunked = NULL;
+    lamina_session_params cp = session_params(1024);
+    cp.n_batch = 32;
+    EXPECT_OK(lamina_session_new(model, &cp, &chunked));
+    char *long_prompt = words_prompt(1000);
+    repeat_cancel rc;
+    rc.session = chunked;
+    rc.done = 0;
+    pthread_mutex_init(&rc.lock, NULL);
+    pthread_t late;
+    CHECK(pthread_create(&late, NULL, cancel_repeatedly, &rc) == 0);
+    double t_start = now_s();
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_OK(lamina_session_generate(chunked, long_prompt, &s, NULL, NULL, NULL, &info));
+    double t_prompt = now_s() - t_start;
+    pthread_mutex_lock(&rc.lock);
+    rc.done = 1;
+    pthread_mutex_unlock(&rc.lock);
+    pthread_join(late, NULL);
+    pthread_mutex_destroy(&rc.lock);
+    CHECKF(info.stop_reason == LAMINA_STOP_REASON_CANCELLED && info.generated_tokens == 0,
+           "cancel during the prompt: stop reason %d, %u tokens", (int)info.stop_reason,
+           (unsigned)info.generated_tokens);
+    CHECKF(t_prompt < 2.0, "cancel during the prompt took %.2f s", t_prompt);
+    free(long_prompt);
+    lamina_session_free(chunked);
+
+    /* A cancel while nothing runs does nothing: a late cancel never stops a later generation. */
+    EXPECT_OK(lamina_session_cancel(session));
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    s = greedy(4);
+    text = NULL;
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, &info));
+    CHECKF(info.stop_reason == LAMINA_STOP_REASON_MAX_TOKENS && info.generated_tokens == 4,
+           "generation after an idle cancel: stop reason %d, %u tokens", (int)info.stop_reason,
+           (unsigned)info.generated_tokens);
+    CHECK(text != NULL && strstr(text, "Paris") != NULL);
+    lamina_string_free(text);
+
+    pthread_mutex_destroy(&st.lock);
+    pthread_cond_destroy(&st.cond);
+    lamina_session_free(session);
+}
+
+/* --- two sessions over one model on two threads ----------------------------------------- */
+
+typedef struct {
+    lamina_session *session;
+    const char *prompt;
+    lamina_status status;
+    char text[2048];
+    char error[256];
+    pthread_barrier_t *start;
+} worker;
+
+static void *work(void *arg) {
+    worker *w = (worker *)arg;
+    lamina_sampling_params s = greedy(24);
+    char *text = NULL;
+    pthread_barrier_wait(w->start);
+    w->status = lamina_session_generate(w->session, w->prompt, &s, NULL, NULL, &text, NULL);
+    if (w->status == LAMINA_STATUS_OK) {
+        snprintf(w->text, sizeof w->text, "%s", text);
+        lamina_string_free(text);
+    } else {
+        snprintf(w->error, sizeof w->error, "%s", lamina_last_error_message());
+    }
+    /* Errors are per thread: make one here; the main thread's message must not change. */
+    (void)lamina_session_generate(w->session, "", &s, NULL, NULL, NULL, NULL);
+    return NULL;
+}
+
+static void test_concurrent_sessions(lamina_model *model) {
+    const char *prompts[2] = {PROMPT, "The three primary colors are"};
+    char *sequential[2] = {NULL, NULL};
+    lamina_session_params p = session_params(256);
+
+    for (int i = 0; i < 2; i++) {
+        lamina_session *s = NULL;
+        EXPECT_OK(lamina_session_new(model, &p, &s));
+        sequential[i] = generate_text(s, prompts[i], 24, NULL);
+        lamina_session_free(s);
+    }
+
+    /* A known message on this thread, to check that the workers' errors stay on theirs. */
+    EXPECT_ERROR(lamina_session_reset(NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "session");
+    char before[256];
+    snprintf(before, sizeof before, "%s", lamina_last_error_message());
+
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    worker w[2];
+    pthread_t threads[2];
+    memset(w, 0, sizeof w);
+    for (int i = 0; i < 2; i++) {
+        EXPECT_OK(lamina_session_new(model, &p, &w[i].session));
+        w[i].prompt = prompts[i];
+        w[i].start = &start;
+    }
+    for (int i = 0; i < 2; i++) {
+        CHECK(pthread_create(&threads[i], NULL, work, &w[i]) == 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < 2; i++) {
+        CHECKF(w[i].status == LAMINA_STATUS_OK, "thread %d: %s: %s", i, lamina_status_name(w[i].status), w[i].error);
+        CHECKF(sequential[i] != NULL && strcmp(sequential[i], w[i].text) == 0,
+               "thread %d: concurrent text \"%.200s\" differs from sequential \"%.200s\"", i, w[i].text,
+               sequential[i] != NULL ? sequential[i] : "(NULL)");
+        lamina_session_free(w[i].session);
+        free(sequential[i]);
+    }
+    CHECK(strstr(w[0].text, "Paris") != NULL);
+    CHECK(strcmp(before, lamina_last_error_message()) == 0);
+}
+
+static void test_chat_and_tasks(lamina_session *session) {
+    EXPECT_OK(lamina_session_reset(session));
+    EXPECT_OK(lamina_session_set_system_prompt(session, "You are a helpful assistant. Answer briefly."));
+    lamina_sampling_params s = greedy(16);
+    lamina_generation_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    char *reply = NULL;
+    EXPECT_OK(lamina_session_chat(session, "What is the capital of France?", &s, NULL, NULL, &reply, &info));
+    CHECK(reply != NULL && reply[0] != '\0');
+    CHECK(info.generated_tokens >= 1 && info.generated_tokens <= 16);
+    lamina_string_free(reply);
+    uint32_t first_prompt = info.prompt_tokens;
+
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    reply = NULL;
+    EXPECT_OK(lamina_session_chat(session, "And of Germany?", &s, NULL, NULL, &reply, &info));
+    CHECK(reply != NULL && reply[0] != '\0');
+    lamina_string_free(reply);
+    CHECKF(info.reused_tokens >= first_prompt && info.prompt_tokens > first_prompt,
+           "second turn: %u prompt tokens, %u reused (first turn had %u)", (unsigned)info.prompt_tokens,
+           (unsigned)info.reused_tokens, (unsigned)first_prompt);
+    EXPECT_OK(lamina_session_set_system_prompt(session, NULL));
+
+    char *translation = NULL;
+    EXPECT_OK(lamina_translate(session, "Good morning", "en", "German", &translation));
+    CHECK(translation != NULL && translation[0] != '\0');
+    lamina_string_free(translation);
+
+    char *answer = NULL;
+    EXPECT_OK(lamina_answer(session, "What colour is the car?", "The car in front of the house is red.", &answer));
+    CHECKF(answer != NULL && (strstr(answer, "red") != NULL || strstr(answer, "Red") != NULL), "answer: \"%s\"",
+           answer != NULL ? answer : "(NULL)");
+    lamina_string_free(answer);
+}
+
+static void test_session_outlives_model(const char *model_path) {
+    lamina_model *model = NULL;
+    EXPECT_OK(lamina_model_load(model_path, NULL, &model));
+    lamina_session *session = NULL;
+    lamina_session_params p = session_params(128);
+    EXPECT_OK(lamina_session_new(model, &p, &session));
+    lamina_model_free(model); /* the session keeps the weights alive */
+    char *text = generate_text(session, PROMPT, 4, NULL);
+    CHECK(text != NULL && strstr(text, "Paris") != NULL);
+    free(text);
+    lamina_session_free(session);
+}
+
+/* Run one test function; with LAMINA_TEST_VERBOSE set, show how long it took. */
+#define TIMED(call)                                                   \
+    do {                                                              \
+        double t_ = now_s();                                          \
+        call;                                                         \
+        if (getenv("LAMINA_TEST_VERBOSE") != NULL) {                  \
+            fprintf(stderr, "  %-40s %6.2f s\n", #call, now_s() - t_); \
+        }                                                             \
+    } while (0)
+
+int main(void) {
+    double t0 = now_s();
+    test_version();
+    test_free_null();
+
+    char *model_path = NULL;
+    test_default_path(&model_path);
+    struct stat st;
+    if (model_path == NULL || stat(model_path, &st) != 0) {
+        fprintf(stderr, "test_abi: the default model (%s) is missing; run scripts/fetch-model.sh\n",
+                model_path != NULL ? model_path : "?");
+        record(0, __LINE__, "default model present");
+        printf("%d passed, %d failed\n", g_passed, g_failed);
+        return 1;
+    }
+
+    TIMED(test_model_load_errors(model_path));
+    lamina_model *model = NULL;
+    TIMED(test_model_load_and_logging(model_path, &model));
+    if (model == NULL) {
+        printf("%d passed, %d failed\n", g_passed, g_failed);
+        return 1;
+    }
+
+    lamina_session *session = NULL;
+    lamina_session_params p = session_params(512);
+    EXPECT_OK(lamina_session_new(model, &p, &session));
+    if (session == NULL) {
+        printf("%d passed, %d failed\n", g_passed, g_failed);
+        return 1;
+    }
+
+    TIMED(test_session_errors(model));
+    TIMED(test_generate_errors(session));
+    TIMED(test_prompt_too_long(model));
+    TIMED(test_params_init(model));
+    TIMED(test_versioned_structs(model));
+    TIMED(test_callbacks_and_stops(session));
+    TIMED(test_cancel(model));
+    TIMED(test_concurrent_sessions(model));
+    TIMED(test_chat_and_tasks(session));
+    TIMED(test_session_outlives_model(model_path));
+
+    /* After all of the above, the same model and session still produce "Paris". */
+    EXPECT_OK(lamina_session_reset(session));
+    lamina_generation_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    char *text = generate_text(session, PROMPT, 8, &info);
+    CHECKF(text != NULL && strstr(text, "Paris") != NULL, "final generation: \"%s\"", text != NULL ? text : "(NULL)");
+    CHECK(info.reused_tokens == 0);
+    free(text);
+
+    /* Frees in any order; a freed model is not needed by anything any more. */
+    lamina_model_free(model);
+    lamina_session_free(session);
+    lamina_string_free(model_path);
+
+    fprintf(stderr, "test_abi: %.1f s\n", now_s() - t0);
+    printf("%d passed, %d failed\n", g_passed, g_failed);
+    fflush(stdout); /* before any exit-time checker (LeakSanitizer) ends the process */
+    return g_failed > 0 ? 1 : 0;
+}
