@@ -1,0 +1,175 @@
+"""LaminaError: every non-OK lamina_status becomes one of these."""
+
+from typing import Dict, Optional, Type
+
+# The names of the header's lamina_status values, used when the library cannot be asked
+# (it is not loaded yet).
+_NAMES = {
+    0: "LAMINA_STATUS_OK",
+    1: "LAMINA_STATUS_ERROR_NULL_ARGUMENT",
+    2: "LAMINA_STATUS_ERROR_INVALID_ARGUMENT",
+    3: "LAMINA_STATUS_ERROR_INVALID_UTF8",
+    4: "LAMINA_STATUS_ERROR_EMPTY_PROMPT",
+    5: "LAMINA_STATUS_ERROR_PROMPT_TOO_LONG",
+    6: "LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE",
+    7: "LAMINA_STATUS_ERROR_MODEL_NOT_FOUND",
+    8: "LAMINA_STATUS_ERROR_NOT_GGUF",
+    9: "LAMINA_STATUS_ERROR_MODEL_LOAD",
+    10: "LAMINA_STATUS_ERROR_IO",
+    11: "LAMINA_STATUS_ERROR_CONTEXT_CREATION",
+    12: "LAMINA_STATUS_ERROR_DECODE",
+    13: "LAMINA_STATUS_ERROR_CHAT_TEMPLATE",
+    14: "LAMINA_STATUS_ERROR_BUSY",
+    15: "LAMINA_STATUS_ERROR_INVALID_HANDLE",
+    100: "LAMINA_STATUS_ERROR_PANIC",
+}
+
+#: Pseudo-status of :class:`LibraryNotFoundError` (not a lamina_status value).
+LIBRARY_NOT_FOUND = -1
+
+
+def status_name(status: int) -> str:
+    """The header's name of a status code ("LAMINA_STATUS_ERROR_BUSY", ...), or
+    "LAMINA_STATUS_UNKNOWN" for a number the library does not define."""
+    if status == LIBRARY_NOT_FOUND:
+        return "LAMINA_LIBRARY_NOT_FOUND"
+    if not -(2 ** 31) <= status < 2 ** 31:  # ctypes would silently truncate it to 32 bits
+        return "LAMINA_STATUS_UNKNOWN"
+    try:
+        from ._lib import lib
+    except ImportError:  # the library is not loaded (yet): the header's names
+        return _NAMES.get(status, "LAMINA_STATUS_UNKNOWN")
+    # lamina_status_name takes an int32_t: any value is safe to pass.
+    return lib.lamina_status_name(status).decode("utf-8", "replace")
+
+
+class LaminaError(Exception):
+    """A lamina call failed.
+
+    Attributes:
+        status: the ``lamina_status`` code (an int, see the ``STATUS_*`` constants).
+        status_name: its name, e.g. ``"LAMINA_STATUS_ERROR_MODEL_NOT_FOUND"``.
+        message: the library's explanation (``lamina_last_error_message``).
+    """
+
+    def __init__(self, status: int, message: str, status_name_: Optional[str] = None):
+        self.status = int(status)
+        self.status_name = status_name_ if status_name_ is not None else status_name(self.status)
+        self.message = message
+        super().__init__(status, message)
+
+    def __str__(self) -> str:
+        if self.message:
+            return "{}: {}".format(self.status_name, self.message)
+        return self.status_name
+
+    def __repr__(self) -> str:
+        return "{}(status={}, status_name={!r}, message={!r})".format(
+            type(self).__name__, self.status, self.status_name, self.message
+        )
+
+    def __reduce__(self):
+        return (_rebuild, (self.status, self.message, self.status_name))
+
+
+def _rebuild(status: int, message: str, name: str) -> "LaminaError":
+    return error_for(status, message, name)
+
+
+class NullArgumentError(LaminaError):
+    pass
+
+
+class InvalidArgumentError(LaminaError):
+    pass
+
+
+class InvalidUtf8Error(LaminaError):
+    pass
+
+
+class EmptyPromptError(LaminaError):
+    pass
+
+
+class PromptTooLongError(LaminaError):
+    pass
+
+
+class UnknownLanguageError(LaminaError):
+    pass
+
+
+class ModelNotFoundError(LaminaError):
+    pass
+
+
+class NotGgufError(LaminaError):
+    pass
+
+
+class ModelLoadError(LaminaError):
+    pass
+
+
+class LaminaIOError(LaminaError):
+    pass
+
+
+class ContextCreationError(LaminaError):
+    pass
+
+
+class DecodeError(LaminaError):
+    pass
+
+
+class ChatTemplateError(LaminaError):
+    pass
+
+
+class BusyError(LaminaError):
+    pass
+
+
+class InvalidHandleError(LaminaError):
+    """The object was already closed (or the handle is otherwise not live)."""
+
+
+class PanicError(LaminaError):
+    pass
+
+
+class LibraryNotFoundError(LaminaError, ImportError):
+    """The lamina shared library could not be found or loaded."""
+
+    def __init__(self, message: str):
+        LaminaError.__init__(self, LIBRARY_NOT_FOUND, message, "LAMINA_LIBRARY_NOT_FOUND")
+
+    def __reduce__(self):
+        return (LibraryNotFoundError, (self.message,))
+
+
+_CLASSES: Dict[int, Type[LaminaError]] = {
+    1: NullArgumentError,
+    2: InvalidArgumentError,
+    3: InvalidUtf8Error,
+    4: EmptyPromptError,
+    5: PromptTooLongError,
+    6: UnknownLanguageError,
+    7: ModelNotFoundError,
+    8: NotGgufError,
+    9: ModelLoadError,
+    10: LaminaIOError,
+    11: ContextCreationError,
+    12: DecodeError,
+    13: ChatTemplateError,
+    14: BusyError,
+    15: InvalidHandleError,
+    100: PanicError,
+}
+
+
+def error_for(status: int, message: str, name: Optional[str] = None) -> LaminaError:
+    """The LaminaError subclass instance for `status`."""
+    return _CLASSES.get(int(status), LaminaError)(status, message, name)

@@ -1,0 +1,284 @@
+"""Loading liblamina_ffi and declaring the C ABI of ``include/lamina.h`` with ctypes.
+
+Everything here mirrors the header one to one: struct layouts, enum values and every
+function's argument and result types. Handles are opaque ``void *`` (numbers the library hands
+out and never reuses, not addresses: nothing here dereferences or compares them beyond
+passing them back); params structs are allocated here and filled by the library's
+``lamina_*_params_init(&params, sizeof params)``; strings returned through
+``char **`` are received as ``void *`` so that they can be handed back to
+``lamina_string_free`` after copying.
+"""
+
+import ctypes
+import os
+import sys
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_bool,
+    c_char_p,
+    c_double,
+    c_float,
+    c_int,
+    c_int32,
+    c_size_t,
+    c_uint32,
+    c_void_p,
+)
+from pathlib import Path
+from typing import List, Optional
+
+from ._error import LibraryNotFoundError
+
+# --------------------------------------------------------------------------------------------
+# Enums (C int-sized). Values are stable per the header.
+
+LAMINA_STATUS_OK = 0
+LAMINA_STATUS_ERROR_NULL_ARGUMENT = 1
+LAMINA_STATUS_ERROR_INVALID_ARGUMENT = 2
+LAMINA_STATUS_ERROR_INVALID_UTF8 = 3
+LAMINA_STATUS_ERROR_EMPTY_PROMPT = 4
+LAMINA_STATUS_ERROR_PROMPT_TOO_LONG = 5
+LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE = 6
+LAMINA_STATUS_ERROR_MODEL_NOT_FOUND = 7
+LAMINA_STATUS_ERROR_NOT_GGUF = 8
+LAMINA_STATUS_ERROR_MODEL_LOAD = 9
+LAMINA_STATUS_ERROR_IO = 10
+LAMINA_STATUS_ERROR_CONTEXT_CREATION = 11
+LAMINA_STATUS_ERROR_DECODE = 12
+LAMINA_STATUS_ERROR_CHAT_TEMPLATE = 13
+LAMINA_STATUS_ERROR_BUSY = 14
+LAMINA_STATUS_ERROR_INVALID_HANDLE = 15
+LAMINA_STATUS_ERROR_PANIC = 100
+
+LAMINA_LOG_LEVEL_DEBUG = 1
+LAMINA_LOG_LEVEL_INFO = 2
+LAMINA_LOG_LEVEL_WARN = 3
+LAMINA_LOG_LEVEL_ERROR = 4
+
+LAMINA_STOP_REASON_END_OF_GENERATION = 0
+LAMINA_STOP_REASON_MAX_TOKENS = 1
+LAMINA_STOP_REASON_STOP_STRING = 2
+LAMINA_STOP_REASON_CONTEXT_FULL = 3
+LAMINA_STOP_REASON_CALLBACK_STOPPED = 4
+LAMINA_STOP_REASON_CANCELLED = 5
+
+STOP_REASON_NAMES = {
+    LAMINA_STOP_REASON_END_OF_GENERATION: "end_of_generation",
+    LAMINA_STOP_REASON_MAX_TOKENS: "max_tokens",
+    LAMINA_STOP_REASON_STOP_STRING: "stop_string",
+    LAMINA_STOP_REASON_CONTEXT_FULL: "context_full",
+    LAMINA_STOP_REASON_CALLBACK_STOPPED: "callback_stopped",
+    LAMINA_STOP_REASON_CANCELLED: "cancelled",
+}
+
+lamina_status = c_int
+lamina_log_level = c_int
+lamina_stop_reason = c_int
+
+# --------------------------------------------------------------------------------------------
+# Structs, field for field as in the header.
+
+
+class lamina_model_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("n_gpu_layers", c_uint32),
+        ("use_mmap", c_bool),
+        ("use_mlock", c_bool),
+    ]
+
+
+class lamina_session_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("n_ctx", c_uint32),
+        ("n_batch", c_uint32),
+        ("n_threads", c_uint32),
+        ("n_threads_batch", c_uint32),
+    ]
+
+
+class lamina_sampling_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("temperature", c_float),
+        ("top_k", c_int32),
+        ("top_p", c_float),
+        ("min_p", c_float),
+        ("repeat_penalty", c_float),
+        ("repeat_last_n", c_int32),
+        ("seed", c_uint32),
+        ("max_tokens", c_uint32),
+        ("stop", POINTER(c_char_p)),  # const char *const *
+        ("n_stop", c_size_t),
+    ]
+
+
+class lamina_generation_info(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("stop_reason", lamina_stop_reason),
+        ("prompt_tokens", c_uint32),
+        ("reused_tokens", c_uint32),
+        ("generated_tokens", c_uint32),
+        ("prompt_ms", c_double),
+        ("time_to_first_token_ms", c_double),
+        ("generation_ms", c_double),
+    ]
+
+
+# Callbacks. The piece is declared as void * so that exactly `len` bytes are read.
+lamina_log_callback = CFUNCTYPE(None, lamina_log_level, c_char_p, c_void_p)
+lamina_token_callback = CFUNCTYPE(c_bool, c_void_p, c_size_t, c_void_p)
+
+# Opaque handle types (numbers, not addresses).
+lamina_model_p = c_void_p
+lamina_session_p = c_void_p
+_out_str = POINTER(c_void_p)  # char ** (received as void * to be freed later)
+_out_handle = POINTER(c_void_p)
+
+# name: (restype, argtypes)
+PROTOTYPES = {
+    "lamina_version": (c_char_p, []),
+    "lamina_last_error_message": (c_char_p, []),
+    "lamina_status_name": (c_char_p, [c_int32]),  # any value is safe
+    "lamina_string_free": (None, [c_void_p]),
+    "lamina_default_model_path": (lamina_status, [_out_str]),
+    "lamina_set_log_callback": (None, [lamina_log_callback, c_void_p, c_int32]),
+    "lamina_model_params_init": (lamina_status, [POINTER(lamina_model_params), c_size_t]),
+    "lamina_model_load": (
+        lamina_status,
+        [c_char_p, POINTER(lamina_model_params), _out_handle],
+    ),
+    "lamina_model_free": (None, [lamina_model_p]),
+    "lamina_model_info_json": (lamina_status, [lamina_model_p, _out_str]),
+    "lamina_model_meta": (lamina_status, [lamina_model_p, c_char_p, _out_str]),
+    "lamina_session_params_init": (lamina_status, [POINTER(lamina_session_params), c_size_t]),
+    "lamina_sampling_params_init": (lamina_status, [POINTER(lamina_sampling_params), c_size_t]),
+    "lamina_session_new": (
+        lamina_status,
+        [lamina_model_p, POINTER(lamina_session_params), _out_handle],
+    ),
+    "lamina_session_free": (None, [lamina_session_p]),
+    "lamina_session_cancel": (lamina_status, [lamina_session_p]),
+    "lamina_session_reset": (lamina_status, [lamina_session_p]),
+    "lamina_session_set_system_prompt": (lamina_status, [lamina_session_p, c_char_p]),
+    "lamina_session_generate": (
+        lamina_status,
+        [
+            lamina_session_p,
+            c_char_p,
+            POINTER(lamina_sampling_params),
+            lamina_token_callback,
+            c_void_p,
+            _out_str,
+            POINTER(lamina_generation_info),
+        ],
+    ),
+    "lamina_session_chat": (
+        lamina_status,
+        [
+            lamina_session_p,
+            c_char_p,
+            POINTER(lamina_sampling_params),
+            lamina_token_callback,
+            c_void_p,
+            _out_str,
+            POINTER(lamina_generation_info),
+        ],
+    ),
+    "lamina_translate": (
+        lamina_status,
+        [lamina_session_p, c_char_p, c_char_p, c_char_p, _out_str],
+    ),
+    "lamina_answer": (lamina_status, [lamina_session_p, c_char_p, c_char_p, _out_str]),
+    "lamina_session_n_ctx": (lamina_status, [lamina_session_p, POINTER(c_uint32)]),
+}
+
+# --------------------------------------------------------------------------------------------
+# Discovery.
+
+
+def _library_names() -> List[str]:
+    if sys.platform == "win32":
+        return ["lamina_ffi.dll"]
+    if sys.platform == "darwin":
+        return ["liblamina_ffi.dylib"]
+    return ["liblamina_ffi.so"]
+
+
+def _candidates_in(target_dir: Path, profiles=("release", "debug")) -> List[Path]:
+    return [target_dir / profile / name for profile in profiles for name in _library_names()]
+
+
+def find_library() -> str:
+    """The path of the lamina shared library, or raise :class:`LibraryNotFoundError`.
+
+    Order: ``$LAMINA_LIBRARY``; ``target/release`` then ``target/debug`` of the package
+    directory or its nearest ancestor that has one; ``$CARGO_TARGET_DIR/{release,debug}``.
+    """
+    tried = []
+    explicit = os.environ.get("LAMINA_LIBRARY")
+    if explicit:
+        if Path(explicit).is_file():
+            return explicit
+        raise LibraryNotFoundError(
+            "LAMINA_LIBRARY is set to {!r}, but no such file exists. Point it at "
+            "liblamina_ffi.so / liblamina_ffi.dylib / lamina_ffi.dll, or unset it to search "
+            "the Cargo target directory.".format(explicit)
+        )
+
+    here = Path(__file__).resolve().parent
+    for directory in (here,) + tuple(here.parents):
+        for candidate in _candidates_in(directory / "target"):
+            tried.append(str(candidate))
+            if candidate.is_file():
+                return str(candidate)
+
+    cargo_target = os.environ.get("CARGO_TARGET_DIR")
+    if cargo_target:
+        for candidate in _candidates_in(Path(cargo_target)):
+            tried.append(str(candidate))
+            if candidate.is_file():
+                return str(candidate)
+
+    raise LibraryNotFoundError(
+        "could not find the lamina shared library ({}). Build it with `cargo build --release` "
+        "in the lamina repository (it lands in target/release/), or set the environment "
+        "variable LAMINA_LIBRARY to its full path. Searched: $LAMINA_LIBRARY (unset), "
+        "target/{{release,debug}} above {}{}.".format(
+            " / ".join(_library_names()),
+            here,
+            ", $CARGO_TARGET_DIR/{release,debug}" if cargo_target else ", $CARGO_TARGET_DIR (unset)",
+        )
+    )
+
+
+def load(path: Optional[str] = None) -> ctypes.CDLL:
+    """Load the library and declare every function of the header on it."""
+    path = path or find_library()
+    try:
+        dll = ctypes.CDLL(path)
+    except OSError as e:
+        raise LibraryNotFoundError("could not load the lamina library {!r}: {}".format(path, e)) from e
+    missing = []
+    for name, (restype, argtypes) in PROTOTYPES.items():
+        try:
+            fn = getattr(dll, name)
+        except AttributeError:
+            missing.append(name)
+            continue
+        fn.restype = restype
+        fn.argtypes = argtypes
+    if missing:
+        raise LibraryNotFoundError(
+            "{!r} is not a compatible lamina library: missing {}".format(path, ", ".join(missing))
+        )
+    dll._lamina_path = path
+    return dll
+
+
+lib = load()
+path = lib._lamina_path

@@ -1,0 +1,397 @@
+"""Session: a context (KV cache) and chat history over a Model."""
+
+import ctypes
+import dataclasses
+import inspect
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Callable, Generator, Iterable, List, Optional, Union
+
+from ._lib import (
+    STOP_REASON_NAMES,
+    lamina_generation_info,
+    lamina_sampling_params,
+    lamina_session_params,
+    lamina_token_callback,
+    lib,
+)
+from ._managed import Managed
+from ._model import Model
+from ._util import check, defer_sigint, f32, i32, init_params, opt_to_c, take_string, to_c, u32
+
+StrOrBytes = Union[str, bytes]
+TokenCallback = Callable[[str], Optional[bool]]
+
+_PIECE, _DONE, _ERROR = "piece", "done", "error"
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The result of :meth:`Session.generate` / :meth:`Session.chat`.
+
+    ``stop_reason`` is one of "end_of_generation", "max_tokens", "stop_string",
+    "context_full", "callback_stopped", "cancelled".
+    """
+
+    text: str
+    stop_reason: str
+    prompt_tokens: int
+    reused_tokens: int
+    generated_tokens: int
+    prompt_ms: float
+    time_to_first_token_ms: float
+    generation_ms: float
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _sampling(
+    *,
+    max_tokens: int = 256,
+    temperature: float = 0.0,
+    top_k: int = 40,
+    top_p: float = 0.95,
+    min_p: float = 0.05,
+    repeat_penalty: float = 1.0,
+    repeat_last_n: int = 64,
+    seed: int = 0,
+    stop: Union[None, StrOrBytes, Iterable[StrOrBytes]] = None,
+):
+    """Build a lamina_sampling_params; returns (params, objects to keep alive for the call)."""
+    p = init_params(lamina_sampling_params, lib.lamina_sampling_params_init)
+    p.max_tokens = u32(max_tokens, "max_tokens")
+    p.temperature = f32(temperature, "temperature")
+    p.top_k = i32(top_k, "top_k")
+    p.top_p = f32(top_p, "top_p")
+    p.min_p = f32(min_p, "min_p")
+    p.repeat_penalty = f32(repeat_penalty, "repeat_penalty")
+    p.repeat_last_n = i32(repeat_last_n, "repeat_last_n")
+    p.seed = u32(seed, "seed")
+    keep = None
+    if stop is not None:
+        if isinstance(stop, (str, bytes)):
+            stop = [stop]
+        items: List[bytes] = [to_c(s, "stop") for s in stop]
+        if items:
+            array = (ctypes.c_char_p * len(items))(*items)
+            p.stop = ctypes.cast(array, ctypes.POINTER(ctypes.c_char_p))
+            p.n_stop = len(items)
+            keep = (array, items)
+    return p, keep
+
+
+def _takes_sampling(text_name: str, on_token: bool):
+    """Give a ``(self, text, [*, on_token=None,] **sampling)`` method the explicit signature
+    of the sampling keywords it accepts (those of :func:`_sampling`), for help() and IDEs."""
+
+    def decorate(method):
+        P = inspect.Parameter
+        params = [P("self", P.POSITIONAL_OR_KEYWORD), P(text_name, P.POSITIONAL_OR_KEYWORD, annotation=StrOrBytes)]
+        params += [p.replace(kind=P.KEYWORD_ONLY) for p in inspect.signature(_sampling).parameters.values()]
+        if on_token:
+            params.append(P("on_token", P.KEYWORD_ONLY, default=None, annotation=Optional[TokenCallback]))
+        method.__signature__ = inspect.signature(method).replace(parameters=params)
+        return method
+
+    return decorate
+
+
+class _StreamState:
+    """Shared between a stream's consumer (the generator) and its worker thread."""
+
+    __slots__ = ("stop", "result", "error")
+
+    def __init__(self) -> None:
+        # The consumer is gone (or the session is closing): the worker's token callback
+        # stops the generation at its next piece.
+        self.stop = False
+        self.result: Optional[Generation] = None
+        self.error: Optional[BaseException] = None
+
+
+class Session(Managed):
+    """One context (KV cache) and chat history over a :class:`Model`.
+
+    Use a session from one thread at a time (a concurrent call raises LaminaError with
+    LAMINA_STATUS_ERROR_BUSY); :meth:`cancel` may be called from any thread. Several sessions
+    over one model may generate concurrently.
+
+    Args:
+        model: the model to run.
+        n_ctx: context window in tokens; 0 = min(4096, the model's training context).
+        n_batch: most tokens per decode call (cancellation is checked between chunks).
+        n_threads: threads for generation; 0 = all cores.
+        n_threads_batch: threads for prompt processing; 0 = same as n_threads.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        n_ctx: int = 0,
+        n_batch: int = 512,
+        n_threads: int = 0,
+        n_threads_batch: int = 0,
+    ):
+        if not isinstance(model, Model):
+            raise TypeError("model must be a lamina.Model, not {}".format(type(model).__name__))
+        params = init_params(lamina_session_params, lib.lamina_session_params_init)
+        params.n_ctx = u32(n_ctx, "n_ctx")
+        params.n_batch = u32(n_batch, "n_batch")
+        params.n_threads = u32(n_threads, "n_threads")
+        params.n_threads_batch = u32(n_threads_batch, "n_threads_batch")
+        # The C library keeps the model alive while the session exists; the reference here
+        # keeps the Python object (and with it the loaded library) around as well.
+        self._model = model
+        self._streams = set()  # _StreamState of streams that have not finished
+        self._streams_lock = threading.Lock()
+        #: The Generation of the last finished generate/chat/stream on this session.
+        self.last_generation: Optional[Generation] = None
+        out = ctypes.c_void_p()
+        with defer_sigint():
+            status = lib.lamina_session_new(model._ptr(), ctypes.byref(params), ctypes.byref(out))
+            if status == 0:
+                self._set_handle(out.value)  # owned (and freed) even if Ctrl-C is raised now
+        check(status)
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def _delete(self, handle: int) -> None:
+        lib.lamina_session_free(handle)
+
+    def _before_close(self) -> None:
+        # Runs under the close lock with the handle still live: stop running streams. The
+        # library destroys the session only when their call returns.
+        with self._streams_lock:
+            streams = list(self._streams)
+        for st in streams:
+            st.stop = True
+        if streams:
+            lib.lamina_session_cancel(self._handle)
+
+    @property
+    def model(self) -> Model:
+        return self._model
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window in tokens (the requested ``n_ctx``, or the default), the limit
+        that prompt plus generated text must fit in."""
+        out = ctypes.c_uint32()
+        check(lib.lamina_session_n_ctx(self._ptr(), ctypes.byref(out)))
+        return out.value
+
+    def __repr__(self) -> str:
+        return "<lamina.Session ({})>".format("closed" if self.closed else "open")
+
+    # -- control ----------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the generation running on this session (from any thread): it returns with
+        stop_reason "cancelled" within one decode step. When nothing runs this does nothing,
+        so a cancel never affects a later generation. A no-op on a closed session."""
+        check(self._send_cancel())
+
+    def _send_cancel(self) -> int:
+        """lamina_session_cancel, under the close lock so that a closed session is never
+        passed; a closed session gives LAMINA_STATUS_OK (0)."""
+        lock = self._close_lock
+        if lock is None:
+            return 0
+        with lock:
+            handle = self._handle
+            if handle is None:
+                return 0
+            return lib.lamina_session_cancel(handle)
+
+    def reset(self) -> None:
+        """Clear the chat history and the KV cache."""
+        check(lib.lamina_session_reset(self._ptr()))
+
+    def set_system_prompt(self, text: Optional[StrOrBytes]) -> None:
+        """Set the chat's system prompt, or remove it with None. The history is kept."""
+        check(lib.lamina_session_set_system_prompt(self._ptr(), opt_to_c(text, "system_prompt")))
+
+    # -- generation -------------------------------------------------------------------------
+
+    def _call(self, fn, text: bytes, sampling, on_piece: Optional[TokenCallback]) -> Generation:
+        """Run lamina_session_generate/chat. Exceptions from `on_piece` are re-raised here."""
+        handle = self._ptr()
+        params, _keep_alive = sampling
+        errors: List[BaseException] = []
+        interrupt = None  # set below: a held-back Ctrl-C stops the generation
+
+        def c_callback(piece, length, _user_data):
+            try:
+                if interrupt is not None and interrupt.pending:
+                    return False
+                if on_piece is None:
+                    return True
+                result = on_piece(ctypes.string_at(piece, length).decode("utf-8", "replace"))
+                return result is None or bool(result)
+            except BaseException as e:  # must not cross the C boundary
+                errors.append(e)
+                return False
+
+        # A callback is always installed, so that a Ctrl-C on the main thread stops a long
+        # generation (see defer_sigint) even without on_token.
+        callback = lamina_token_callback(c_callback)
+        out = ctypes.c_void_p()
+        info = lamina_generation_info()
+        info.struct_size = ctypes.sizeof(lamina_generation_info)
+        generation = None
+        with defer_sigint() as interrupt:
+            status = fn(handle, text, ctypes.byref(params), callback, None, ctypes.byref(out), ctypes.byref(info))
+            if status == 0:
+                generation = Generation(
+                    text=take_string(out),
+                    stop_reason=STOP_REASON_NAMES.get(info.stop_reason, "unknown({})".format(info.stop_reason)),
+                    prompt_tokens=info.prompt_tokens,
+                    reused_tokens=info.reused_tokens,
+                    generated_tokens=info.generated_tokens,
+                    prompt_ms=info.prompt_ms,
+                    time_to_first_token_ms=info.time_to_first_token_ms,
+                    generation_ms=info.generation_ms,
+                )
+                self.last_generation = generation
+        if errors:  # the callback failed: that is the cause of whatever happened next
+            raise errors[0]
+        check(status)
+        return generation
+
+    def _run(self, fn, text: StrOrBytes, name: str, sampling, on_token: Optional[TokenCallback]) -> Generation:
+        """generate/chat: convert the arguments and run `fn` to the end."""
+        params = _sampling(**sampling)
+        return self._call(fn, to_c(text, name), params, on_token)
+
+    @_takes_sampling("prompt", on_token=True)
+    def generate(self, prompt: StrOrBytes, *, on_token: Optional[TokenCallback] = None, **sampling) -> Generation:
+        """Continue `prompt` (raw text, no chat template).
+
+        Sampling keywords (of generate, chat, stream and chat_stream): ``max_tokens=256,
+        temperature=0.0`` (greedy), ``top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0,
+        repeat_last_n=64, seed=0, stop=None`` (a string or strings; the generation ends before
+        the first of them, which is not part of the text).
+
+        `on_token(piece)` is called with each piece of text as it is generated; returning
+        False stops (stop_reason "callback_stopped"); an exception it raises stops the
+        generation and is re-raised here.
+        """
+        return self._run(lib.lamina_session_generate, prompt, "prompt", sampling, on_token)
+
+    @_takes_sampling("message", on_token=True)
+    def chat(self, message: StrOrBytes, *, on_token: Optional[TokenCallback] = None, **sampling) -> Generation:
+        """One chat turn: add `message` to the history, generate the reply (reusing the KV
+        cache for the conversation so far) and add it to the history. A cancelled turn
+        leaves the history unchanged. Keywords as for :meth:`generate`."""
+        return self._run(lib.lamina_session_chat, message, "message", sampling, on_token)
+
+    @_takes_sampling("prompt", on_token=False)
+    def stream(self, prompt: StrOrBytes, **sampling) -> Generator[str, None, Generation]:
+        """Like :meth:`generate`, as a generator of text pieces.
+
+        Generation runs in a background thread. Leaving the loop early (``break``, closing
+        the generator, or dropping it) stops the generation (stop_reason "cancelled") and
+        waits for it to end, so the session is free again afterwards. Errors are raised in
+        the consumer. The generator's return value (and ``session.last_generation``) is the
+        Generation.
+        """
+        return self._stream(lib.lamina_session_generate, prompt, "prompt", sampling)
+
+    @_takes_sampling("message", on_token=False)
+    def chat_stream(self, message: StrOrBytes, **sampling) -> Generator[str, None, Generation]:
+        """Like :meth:`chat`, as a generator of text pieces (see :meth:`stream`)."""
+        return self._stream(lib.lamina_session_chat, message, "message", sampling)
+
+    def _stream(self, fn, text: StrOrBytes, name: str, sampling) -> Generator[str, None, Generation]:
+        """stream/chat_stream: convert the arguments and check the session now, not at the
+        first next()."""
+        params = _sampling(**sampling)
+        c_text = to_c(text, name)
+        self._ptr()
+        return self._stream_gen(fn, c_text, params)
+
+    def _stream_gen(self, fn, text: bytes, sampling) -> Generator[str, None, Generation]:
+        pieces: "queue.SimpleQueue" = queue.SimpleQueue()
+        st = _StreamState()
+
+        def on_piece(piece: str) -> bool:
+            if st.stop:
+                # The stream was closed. This also stops a generation that the cancel missed
+                # because the worker had not entered the C call yet.
+                return False
+            pieces.put((_PIECE, piece))
+            return True
+
+        def worker() -> None:
+            try:
+                result = self._call(fn, text, sampling, on_piece)
+                if st.stop and result.stop_reason == "callback_stopped":
+                    # on_piece stopped it for the closed stream: that is a cancel.
+                    result = dataclasses.replace(result, stop_reason="cancelled")
+                    self.last_generation = result
+                st.result = result
+                pieces.put((_DONE, result))
+            except BaseException as e:
+                st.error = e
+                pieces.put((_ERROR, e))
+
+        thread = threading.Thread(target=worker, name="lamina-stream", daemon=True)
+        with self._streams_lock:
+            self._streams.add(st)
+        finished = False
+        try:
+            thread.start()
+            while True:
+                kind, value = pieces.get()
+                if kind is _PIECE:
+                    yield value
+                    continue
+                finished = True
+                thread.join()  # it is exiting: leave no thread behind
+                if kind is _DONE:
+                    return value
+                raise value
+        finally:
+            if not finished:
+                self._stop_stream(st, thread)
+            with self._streams_lock:
+                self._streams.discard(st)
+
+    def _stop_stream(self, st: _StreamState, thread: threading.Thread) -> None:
+        """The consumer left early: stop the generation and wait for the worker."""
+        # First the flag, then the cancel: a worker inside the C call stops within one decode
+        # step, and one that has not got there yet stops at its first piece.
+        st.stop = True
+        self._send_cancel()
+        if thread.ident is None:  # never started
+            return
+        if thread is not threading.current_thread():
+            thread.join()
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def _task(self, fn, handle: int, args) -> str:
+        """Run lamina_translate/lamina_answer and return its text."""
+        out = ctypes.c_void_p()
+        with defer_sigint():
+            status = fn(handle, *args, ctypes.byref(out))
+            result = take_string(out)
+        check(status)
+        return result
+
+    def translate(self, text: StrOrBytes, from_lang: StrOrBytes, to_lang: StrOrBytes) -> str:
+        """Translate `text` between languages (ISO 639-1 codes such as "en", "de", "fr", or
+        English names). Greedy; the chat history is not changed."""
+        handle = self._ptr()
+        args = (to_c(text, "text"), to_c(from_lang, "from_lang"), to_c(to_lang, "to_lang"))
+        return self._task(lib.lamina_translate, handle, args)
+
+    def answer(self, question: StrOrBytes, context: Optional[StrOrBytes] = None) -> str:
+        """A short answer to `question`, taken from `context` when given. Greedy; the chat
+        history is not changed."""
+        handle = self._ptr()
+        args = (to_c(question, "question"), opt_to_c(context, "context"))
+        return self._task(lib.lamina_answer, handle, args)
