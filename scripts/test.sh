@@ -11,7 +11,7 @@ step "setup"
 scripts/setup.sh
 
 step "build (release)"
-cargo build --release --workspace
+cargo build --release --workspace --examples
 
 step "Rust tests"
 # One test at a time: each test runs llama.cpp with all cores, and llama.cpp's worker
@@ -24,6 +24,10 @@ git diff --exit-code -- include/
 
 step "C examples and ABI tests"
 scripts/c-tests.sh
+
+step "Rust and Python examples"
+target/release/examples/generate "The capital of France is"
+python3 examples/python/generate.py "The capital of France is"
 
 step "Python tests"
 python3 -m pytest -q bindings/python/tests

@@ -1,0 +1,119 @@
+//! The `lamina` command end to end, on the default model.
+
+use std::process::{Command, Output};
+
+fn lamina(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lamina")).args(args).output().expect("lamina runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn greedy_generation_continues_with_paris_deterministically() {
+    let args = ["generate", "--prompt", "The capital of France is", "--temperature", "0", "--max-tokens", "12", "--threads", "2"];
+    let a = lamina(&args);
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(stdout(&a).contains("Paris"), "{}", stdout(&a));
+    // llama.cpp's log stays silent without --verbose.
+    assert!(stderr(&a).is_empty(), "unexpected stderr: {}", stderr(&a));
+    let b = lamina(&args);
+    assert_eq!(a.stdout, b.stdout);
+}
+
+#[test]
+fn verbose_shows_the_llama_cpp_log() {
+    let o = lamina(&["generate", "-p", "Hi", "-n", "2", "--verbose"]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("llama_model_loader"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_arguments_fail_with_a_clear_message() {
+    let o = lamina(&["generate", "--prompt", "Hi", "--temperature", "-1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("temperature"), "{}", stderr(&o));
+
+    let o = lamina(&["generate", "--prompt", "Hi", "--top-p", "NaN"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("top_p"), "{}", stderr(&o));
+
+    let o = lamina(&["generate", "--prompt", "", "-n", "4"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
+
+    let o = lamina(&["generate", "--model", "/nonexistent/model.gguf", "--prompt", "Hi"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("model file not found"), "{}", stderr(&o));
+
+    let o = lamina(&["translate", "--from", "en", "--to", "klingon", "--prompt", "Hi"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown language `klingon`"), "{}", stderr(&o));
+
+    let long = "word ".repeat(400);
+    let o = lamina(&["generate", "--ctx", "128", "--prompt", &long]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("context holds 128 tokens"), "{}", stderr(&o));
+}
+
+#[test]
+fn tasks_print_clean_answers() {
+    let o = lamina(&["ask", "--prompt", "What is the capital of France?"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Paris"), "{}", stdout(&o));
+    let o = lamina(&["translate", "--from", "en", "--to", "fr", "--prompt", "Good morning!"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).trim().is_empty());
+    assert!(!stdout(&o).contains("<|im_"));
+}
+
+#[test]
+fn info_describes_the_model() {
+    let o = lamina(&["info"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("architecture  llama"), "{out}");
+    assert!(out.contains("layers        30"), "{out}");
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    for sub in ["generate", "chat", "translate", "ask", "info", "bench"] {
+        let o = lamina(&[sub, "--help"]);
+        assert!(o.status.success(), "{sub} --help");
+        assert!(stdout(&o).contains("--model"), "{sub} --help lacks --model");
+    }
+}
+
+#[test]
+fn bench_prints_ratios() {
+    let o = lamina(&["bench", "--reps", "1", "--prompt-tokens", "32", "--gen-tokens", "8", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bench --json prints JSON");
+    for key in ["prompt processing (tokens/s)", "generation (tokens/s)", "time to first token (ms)", "load time (ms)"] {
+        let ratio = v[key]["ratio"].as_f64().unwrap_or(f64::NAN);
+        assert!(ratio.is_finite() && ratio > 0.0, "{key}: {ratio}");
+    }
+}
+
+#[test]
+fn chat_reads_turns_from_stdin() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lamina"))
+        .args(["chat", "--max-tokens", "16", "--system", "You are a helpful assistant."])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"What is the capital of France?\n/reset\nHello\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Paris"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("conversation cleared"));
+}
