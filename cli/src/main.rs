@@ -6,6 +6,7 @@
 
 mod bench;
 mod commands;
+mod eval;
 mod options;
 
 use std::process::ExitCode;
@@ -78,6 +79,9 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Evaluate the model on a data set: perplexity, qa (EM/F1), translate (BLEU/chrF) or
+    /// choice (accuracy). Prints a summary table; --output writes every prediction as JSON.
+    Eval(eval::EvalArgs),
     /// Measure load time, prompt and generation throughput and time to first token, against a
     /// bare llama-cpp-2 loop in the same process; prints the ratios lamina/bare.
     Bench(bench::BenchArgs),
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         Command::Ask { model, prompt, context } => commands::ask(&model, &prompt, context.as_deref()),
         Command::Info { model, all } => commands::info(&model, all),
         Command::Bench(args) => bench::run(&args),
+        Command::Eval(args) => eval::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,6 +58,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    // --- evaluation data ---------------------------------------------------------------------
+    /// A data file (JSONL records, text) is malformed; `line` is 1-based when one line is at fault.
+    #[error("{}{}: {reason}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Data { path: PathBuf, line: Option<usize>, reason: String },
+
     // --- engine ----------------------------------------------------------------------------
     /// llama.cpp could not create a context (usually: not enough memory for the KV cache).
     #[error("could not create a session: {0}")]
@@ -95,6 +100,7 @@ pub enum ErrorKind {
     Decode,
     ChatTemplate,
     Busy,
+    Data,
 }
 
 impl Error {
@@ -114,6 +120,7 @@ impl Error {
             Error::Decode(_) => ErrorKind::Decode,
             Error::ChatTemplate(_) => ErrorKind::ChatTemplate,
             Error::Busy => ErrorKind::Busy,
+            Error::Data { .. } => ErrorKind::Data,
         }
     }
 

@@ -219,6 +219,16 @@ impl Model {
         self.inner.llama.vocab().is_eog(LlamaToken(token))
     }
 
+    /// Whether llama.cpp adds a BOS token when tokenizing with `add_special`.
+    pub fn adds_bos(&self) -> bool {
+        self.inner.llama.vocab().should_add_bos()
+    }
+
+    /// The BOS token id.
+    pub fn bos_token(&self) -> i32 {
+        self.inner.llama.vocab().bos().0
+    }
+
     /// Vocabulary size.
     pub fn n_vocab(&self) -> usize {
         usize::try_from(self.inner.llama.n_vocab()).unwrap_or(0)

@@ -154,6 +154,13 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// log p(token) from raw logits, computed as llama.cpp's perplexity tool does.
+fn log_softmax_at(logits: &[f32], token: usize) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum_exp: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
+    f64::from(logits[token] - max) - sum_exp.ln()
+}
+
 fn default_threads() -> u32 {
     std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
 }
@@ -293,6 +300,67 @@ impl Session {
         }
         let tokens: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t)).collect();
         self.generate_tokens(&tokens, sampling, on_piece)
+    }
+
+    /// Teacher forcing: the natural-log probability of each of `tokens[first..]` given the
+    /// tokens before it, computed in one pass (prompt chunks of `n_batch`, logits for the scored
+    /// positions only). The KV cache is reused for a shared prefix as in generation. Returns
+    /// None when cancelled. `first` must be at least 1 (the first token has no prediction).
+    ///
+    /// The log-softmax follows llama.cpp's perplexity tool (f32 logits, f64 sum of
+    /// exponentials), so numbers computed from it match llama-perplexity's.
+    pub fn token_logprobs(&mut self, tokens: &[i32], first: usize) -> Result<Option<Vec<f64>>> {
+        if tokens.len() < 2 {
+            return Err(Error::invalid("tokens", "at least two tokens are needed to score one"));
+        }
+        if first == 0 || first >= tokens.len() {
+            return Err(Error::invalid("first", format!("must be in 1..{}, got {first}", tokens.len())));
+        }
+        if tokens.len() > self.n_ctx {
+            return Err(Error::PromptTooLong { tokens: tokens.len(), n_ctx: self.n_ctx });
+        }
+        let n_vocab = self.model.n_vocab();
+        if let Some(bad) = tokens.iter().find(|&&t| t < 0 || t as usize >= n_vocab) {
+            return Err(Error::invalid("tokens", format!("token id {bad} is outside the vocabulary (0..{n_vocab})")));
+        }
+        let tokens: Vec<LlamaToken> = tokens.iter().map(|&t| LlamaToken(t)).collect();
+        let cancel = self.cancel.clone();
+        let _running = Running::new(&cancel);
+
+        // Rows first-1 .. len-2 are needed; a reused prefix must end before row first-1.
+        let mut common = self.cached.iter().zip(&tokens).take_while(|(a, b)| a == b).count();
+        common = common.min(first - 1);
+        if common < self.cached.len() {
+            if self.ctx.kv_cache_seq_rm(0, Some(common as u32), None).is_err() {
+                self.clear_cache();
+                common = 0;
+            }
+            self.cached.truncate(common);
+        }
+        let mut logprobs = Vec::with_capacity(tokens.len() - first);
+        let rest = &tokens[common..];
+        for chunk in rest.chunks(self.n_batch) {
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
+            self.batch.clear();
+            let base = self.cached.len();
+            for (i, &token) in chunk.iter().enumerate() {
+                let pos = base + i;
+                let wants = pos + 1 >= first && pos + 1 < tokens.len();
+                self.batch.add(token, pos as i32, &[0], wants).map_err(|e| Error::Decode(e.to_string()))?;
+            }
+            self.decode()?;
+            self.cached.extend_from_slice(chunk);
+            for i in 0..chunk.len() {
+                let pos = base + i;
+                if pos + 1 >= first && pos + 1 < tokens.len() {
+                    let logits = self.ctx.get_logits_ith(i as i32);
+                    logprobs.push(log_softmax_at(logits, tokens[pos + 1].0 as usize));
+                }
+            }
+        }
+        Ok(Some(logprobs))
     }
 
     /// Generate the assistant's reply to `messages` (which need not be this session's history;

@@ -1,0 +1,86 @@
+//! `lamina eval`: run the evaluation harness with a progress bar and a summary table.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use lamina::eval::run::{evaluate, EvalOptions, EvalReport, Task};
+use lamina::{Error, Session, SessionParams};
+
+use crate::options::ModelOptions;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// perplexity (plain text), qa, translate or choice (JSONL; see docs/datasets.md).
+    #[arg(value_parser = ["perplexity", "qa", "translate", "choice"])]
+    task: String,
+    #[command(flatten)]
+    model: ModelOptions,
+    /// The data file.
+    #[arg(long)]
+    data: PathBuf,
+    /// Evaluate only the first N examples (perplexity: N chunks, at least 2).
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Perplexity chunk size in tokens.
+    #[arg(long, default_value_t = 512)]
+    chunk: usize,
+    /// Source language for translation records that do not name one.
+    #[arg(long)]
+    from: Option<String>,
+    /// Target language for translation records that do not name one.
+    #[arg(long)]
+    to: Option<String>,
+    /// Write the scores and every prediction as JSON to this file.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+pub fn run(args: &EvalArgs) -> Result<(), Error> {
+    let task = Task::parse(&args.task)?;
+    let model = args.model.load()?;
+    let n_ctx = if args.model.ctx == 0 { args.chunk.max(2048) as u32 } else { args.model.ctx };
+    let mut session = Session::new(&model, &SessionParams { n_ctx, ..args.model.session_params() })?;
+    let options = EvalOptions { limit: args.limit, perplexity_ctx: args.chunk, source_lang: args.from.clone(), target_lang: args.to.clone() };
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} (ETA {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix(format!("eval {}", task.name()));
+    let report = evaluate(&mut session, task, &args.data, &options, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        true
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    print_table(&report, &args.data, &model.path().display().to_string());
+    if let Some(path) = &args.output {
+        let mut json = report.to_json();
+        json["model"] = serde_json::Value::String(model.path().display().to_string());
+        json["data"] = serde_json::Value::String(args.data.display().to_string());
+        let text = serde_json::to_string_pretty(&json).map_err(|e| Error::InvalidArgument { name: "output", reason: e.to_string() })?;
+        std::fs::write(path, text + "\n").map_err(|source| Error::Io { path: path.clone(), source })?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn print_table(report: &EvalReport, data: &std::path::Path, model: &str) {
+    println!("task      {}", report.task.name());
+    println!("model     {model}");
+    println!("data      {}", data.display());
+    println!(
+        "evaluated {} of {}{} in {:.1} s",
+        report.evaluated,
+        report.total,
+        if report.task == Task::Perplexity { " chunks" } else { " examples" },
+        report.elapsed.as_secs_f64()
+    );
+    println!("{:<18} {:>12}", "metric", "value");
+    for (name, value) in &report.metrics {
+        println!("{name:<18} {value:>12.4}");
+    }
+}

@@ -1,0 +1,16 @@
+//! Evaluation: metrics that match their reference implementations, and the harness that runs
+//! a model over a data set.
+//!
+//! - [`bleu`] and [`chrf`]: corpus BLEU and chrF equal to sacreBLEU's defaults.
+//! - [`squad`]: SQuAD v1.1 exact match and token F1 with the official normalisation.
+//! - [`perplexity`]: llama-perplexity's method over any engine that yields logits.
+//! - [`choice`]: multiple-choice accuracy by the model's log-likelihood of each option.
+
+pub mod bleu;
+pub mod chrf;
+pub mod squad;
+pub mod choice;
+pub mod data;
+pub mod perplexity;
+
+pub mod run;
