@@ -117,3 +117,63 @@ fn chat_reads_turns_from_stdin() {
     assert!(stdout(&o).contains("Paris"), "{}", stdout(&o));
     assert!(stderr(&o).contains("conversation cleared"));
 }
+
+fn repo(path: &str) -> String {
+    format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn eval_runs_every_task_and_prints_its_table() {
+    let out = std::env::temp_dir().join(format!("lamina-eval-{}.json", std::process::id()));
+    let out_s = out.display().to_string();
+    let cases: [(&str, String, &[&str]); 4] = [
+        ("qa", repo("tests/data/qa.jsonl"), &["exact_match", "f1"]),
+        ("translate", repo("tests/data/translate.jsonl"), &["bleu", "chrf"]),
+        ("choice", repo("tests/data/choice.jsonl"), &["accuracy", "accuracy_norm"]),
+        ("perplexity", "/usr/share/common-licenses/GPL-3".to_string(), &["ppl", "ppl_stderr"]),
+    ];
+    for (task, data, metrics) in cases {
+        let o = lamina(&["eval", task, "--data", &data, "--limit", "2", "--chunk", "128", "--output", &out_s]);
+        assert!(o.status.success(), "{task}: {}", stderr(&o));
+        let table = stdout(&o);
+        for m in metrics {
+            assert!(table.contains(m), "{task}: no {m} in {table}");
+        }
+        let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        assert_eq!(report["task"], task);
+        assert_eq!(report["evaluated"], 2, "{task}");
+        assert!(report["predictions"].as_array().is_some_and(|p| !p.is_empty()));
+    }
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let ppl = report["metrics"]["ppl"].as_f64().unwrap();
+    assert!(ppl > 2.0 && ppl < 60.0, "{ppl}");
+    std::fs::remove_file(&out).ok();
+}
+
+#[test]
+fn eval_reports_bad_data_with_its_line() {
+    let dir = std::env::temp_dir().join(format!("lamina-eval-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let good = r#"{"question": "The sky is", "choices": ["blue.", "loud."], "label": 0}"#;
+    let cases = [
+        ("choice", write("c.jsonl", &format!("{good}\n{{\"question\": \"x\", \"choices\": [\"a\", \"b\"], \"label\": 5}}\n")), "c.jsonl:2: `label` 5 is out of range"),
+        ("choice", write("j.jsonl", &format!("{good}\n{{oops\n")), "j.jsonl:2: invalid JSON"),
+        ("qa", write("q.jsonl", "{\"question\": \"Q?\"}\n"), "q.jsonl:1: missing `answers`"),
+        ("qa", write("e.jsonl", ""), "the file is empty"),
+        ("translate", write("t.jsonl", "{\"source\": \"Hi\", \"reference\": \"Salut\", \"source_lang\": \"en\", \"target_lang\": \"xx\"}\n"), "unknown language `xx`"),
+        ("translate", write("n.jsonl", "{\"source\": \"Hi\", \"reference\": \"Salut\"}\n"), "names no source_lang"),
+        ("qa", "/nonexistent/data.jsonl".to_string(), "file not found"),
+        ("perplexity", write("short.txt", "Too short for two chunks."), "needs at least"),
+    ];
+    for (task, path, expected) in cases {
+        let o = lamina(&["eval", task, "--data", &path, "--chunk", "128"]);
+        assert!(!o.status.success(), "{task} {path} should fail");
+        assert!(stderr(&o).contains(expected), "{task} {path}: expected {expected:?} in {}", stderr(&o));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -29,16 +29,20 @@ pub fn answer(session: &mut Session, question: &str, context: Option<&str>, opti
         return Err(Error::invalid("max_tokens", "must be at least 1"));
     }
     let context = context.map(str::trim).filter(|c| !c.is_empty());
-    let user = match context {
-        Some(context) => format!("Context:\n{context}\n\nQuestion: {question}"),
-        None => question.to_string(),
+    let user = |context: Option<&str>, question: &str| match context {
+        Some(context) => format!("Context: {context}\nQuestion: {question}"),
+        None => format!("Question: {question}"),
     };
-    let system = if context.is_some() {
-        "Answer the question using the context. Give only the short answer, a few words taken from the context, without explanation."
-    } else {
-        "Answer the question with a short, direct answer: a few words, without explanation."
-    };
-    let messages = [ChatMessage::system(system), ChatMessage::user(user)];
+    // Two worked examples teach the format (a bare answer, no sentence around it) far better
+    // than instructions alone, especially for small models.
+    let messages = [
+        ChatMessage::system("You answer questions with the shortest correct answer: a name, a number, a date or a short phrase. No full sentences, no explanation."),
+        ChatMessage::user(user(Some("Mara keeps three goats and a donkey on her farm near Telden."), "How many goats does Mara keep?")),
+        ChatMessage::assistant("three"),
+        ChatMessage::user(user(None, "Which planet is known as the Red Planet?")),
+        ChatMessage::assistant("Mars"),
+        ChatMessage::user(user(context, question)),
+    ];
     let generation = session.complete_chat(&messages, &Sampling::greedy(options.max_tokens), |_| true)?;
     Ok(first_paragraphs(strip_label(&generation.text, &["answer", "a"]), 1))
 }
