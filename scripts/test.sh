@@ -11,7 +11,7 @@ step "setup"
 scripts/setup.sh
 
 step "build (release)"
-cargo build --release --workspace --examples
+cargo build --release --workspace --lib --bins --examples
 
 step "Rust tests"
 # One test at a time: each test runs llama.cpp with all cores, and llama.cpp's worker
