@@ -27,6 +27,10 @@
  * - Callbacks run on the thread that made the call (token callbacks) or on any thread (log
  *   callback).
  *
+ * Evaluation: lamina_bleu, lamina_chrf and lamina_squad_* compute metrics equal to sacreBLEU's
+ * and the official SQuAD script's; lamina_evaluate runs a session over a data file (see
+ * docs/datasets.md for the formats) with a progress callback that can cancel.
+ *
  * Logging: lamina prints nothing. Install lamina_set_log_callback() to see llama.cpp's log.
  */
 
@@ -82,6 +86,9 @@ typedef enum {
   LAMINA_STATUS_ERROR_BUSY = 14,
   // The handle is not a live lamina object (already freed, or never created).
   LAMINA_STATUS_ERROR_INVALID_HANDLE = 15,
+  // A data file (evaluation JSONL or text) is malformed or missing: the message names the
+  // file and, when one line is at fault, its 1-based number ("path:line: reason").
+  LAMINA_STATUS_ERROR_DATA = 16,
   // lamina hit an internal bug (a Rust panic). The process is intact; the object involved
   // should be freed.
   LAMINA_STATUS_ERROR_PANIC = 100,
@@ -120,6 +127,53 @@ typedef struct lamina_model lamina_model;
 // time (a second thread calling while one generates gets LAMINA_STATUS_ERROR_BUSY);
 // `lamina_session_cancel` is the exception and may be called from any thread.
 typedef struct lamina_session lamina_session;
+
+// A corpus BLEU score with its statistics, as sacreBLEU's `BLEUScore` reports them. Output
+// only: the caller sets struct_size = sizeof(lamina_bleu_score) before the call, and lamina
+// writes only the fields that fit in it (so a program built against an older, shorter struct
+// keeps working with a newer library).
+typedef struct {
+  // Set by the caller to sizeof(lamina_bleu_score).
+  size_t struct_size;
+  // BLEU, 0 to 100.
+  double score;
+  // The (smoothed) n-gram precisions of orders 1 to 4, 0 to 100.
+  double precisions[4];
+  // exp(1 - ref_len / sys_len) when the hypotheses are shorter than the references, else 1.
+  double brevity_penalty;
+  // Hypothesis tokens (after 13a tokenization).
+  uint64_t sys_len;
+  // Effective reference length: the sum over segments of the closest reference length.
+  uint64_t ref_len;
+  // Clipped n-gram matches of orders 1 to 4.
+  uint64_t counts[4];
+  // Hypothesis n-grams of orders 1 to 4.
+  uint64_t totals[4];
+} lamina_bleu_score;
+
+// Options of lamina_evaluate. Initialise with `lamina_eval_params_init(&p, sizeof p)`.
+typedef struct {
+  // sizeof(lamina_eval_params), set by lamina_eval_params_init().
+  size_t struct_size;
+  // Evaluate only the first `limit` examples (perplexity: chunks, at least 2); 0 = all
+  // (default).
+  uint32_t limit;
+  // Perplexity chunk size in tokens; 0 = 512 (default, llama-perplexity's). Must fit the
+  // session's context, and the text needs at least 2 chunks.
+  uint32_t perplexity_ctx;
+  // Source language of translation records that do not name theirs ("en", "German", ...);
+  // NULL = none (default). Read during the call only.
+  const char *source_lang;
+  // Target language of translation records that do not name theirs; NULL = none (default).
+  const char *target_lang;
+} lamina_eval_params;
+
+// Reports an evaluation's progress: `done` of `total` examples (perplexity: chunks) are
+// finished. Called before the first example, after each one, and with done == total at the
+// end of a run that was not cancelled. Return true to go on, false to stop the evaluation
+// (lamina_evaluate then returns LAMINA_STATUS_OK with a report of the examples done so far
+// marked "cancelled": true). Called on the thread that called lamina_evaluate.
+typedef bool (*lamina_progress_callback)(size_t done, size_t total, void *user_data);
 
 // Receives one log message (NUL-terminated, no trailing newline, valid only during the call).
 // Usually a whole line; llama.cpp's progress output arrives in fragments such as ".".
@@ -237,6 +291,99 @@ void lamina_string_free(char *s);
 // or `~/.cache/lamina`. The file exists only after `scripts/fetch-model.sh` ran. On success
 // `*out_path` receives a string to free with `lamina_string_free`.
 lamina_status lamina_default_model_path(char **out_path);
+
+// Corpus BLEU with sacreBLEU 2.x's defaults (13a tokenization, case-sensitive, exp smoothing):
+// the same numbers as `sacrebleu.corpus_bleu(hypotheses, references)`.
+//
+// `hypotheses` holds `n_hypotheses` segments (at least one). `references` holds
+// `n_reference_streams * n_hypotheses` strings in sacreBLEU's stream-major layout: reference
+// stream k (k < n_reference_streams, at least one stream) gives segment i its reference at
+// `references[k * n_hypotheses + i]`. With one reference per segment, `references` is simply
+// parallel to `hypotheses`. Every string may be empty.
+//
+// `out_score` is required; its struct_size must be set. On success it receives the score.
+// Errors: _NULL_ARGUMENT (an array or entry is NULL), _INVALID_UTF8, _INVALID_ARGUMENT (no
+// hypotheses, no reference streams, bad struct_size).
+lamina_status lamina_bleu(const char *const *hypotheses,
+                          size_t n_hypotheses,
+                          const char *const *references,
+                          size_t n_reference_streams,
+                          lamina_bleu_score *out_score);
+
+// Corpus chrF (chrF2: character 6-grams, beta 2, whitespace ignored) with sacreBLEU 2.x's
+// defaults: the same number as `sacrebleu.corpus_chrf(hypotheses, references).score`, 0 to
+// 100. Arguments and errors as for lamina_bleu; on success `*out_score` receives the score.
+lamina_status lamina_chrf(const char *const *hypotheses,
+                          size_t n_hypotheses,
+                          const char *const *references,
+                          size_t n_reference_streams,
+                          double *out_score);
+
+// SQuAD v1.1 exact match of one prediction, as the official evaluation script computes it:
+// 1.0 when the normalised `prediction` (lowercased, without punctuation, articles and extra
+// whitespace) equals some normalised gold answer, else 0.0. `golds` holds `n_golds` gold
+// answers (at least one). On success `*out_score` receives the score.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (no gold answer).
+lamina_status lamina_squad_exact_match(const char *prediction,
+                                       const char *const *golds,
+                                       size_t n_golds,
+                                       double *out_score);
+
+// SQuAD v1.1 token F1 of one prediction, 0.0 to 1.0: the best over the gold answers of the F1
+// of the bags of normalised tokens (0 when nothing is shared, including when both sides
+// normalise to nothing). Arguments and errors as for lamina_squad_exact_match.
+lamina_status lamina_squad_f1(const char *prediction,
+                              const char *const *golds,
+                              size_t n_golds,
+                              double *out_score);
+
+// Fill `*params` with the defaults (all examples, perplexity chunks of 512 tokens, no default
+// languages). Pass `sizeof(*params)` as `struct_size`: a program built against an older,
+// shorter version of the struct keeps working with a newer library (only the fields it knows
+// are written). Call this before changing any field.
+lamina_status lamina_eval_params_init(lamina_eval_params *params, size_t struct_size);
+
+// Evaluate the session's model on a data set and score it.
+//
+// `task` is one of:
+// - "perplexity": `data_path` is UTF-8 text; llama-perplexity's method (chunks of
+//   params->perplexity_ctx tokens, the second half of each scored); metrics "ppl",
+//   "ppl_stderr", "mean_nll".
+// - "qa": JSONL, one `{"question": str, "answers": [str, ...], "context"?: str, "id"?: any}`
+//   per line (`"answer": str` for a single gold answer); each question is answered greedily
+//   as by lamina_answer; metrics "exact_match" and "f1" (SQuAD v1.1, percentages).
+// - "translate": JSONL, `{"source": str, "reference": str | "references": [str, ...],
+//   "source_lang"?: str, "target_lang"?: str, "id"?: any}`; each source is translated as by
+//   lamina_translate (records without languages use params->source_lang/target_lang);
+//   metrics "bleu", "chrf" (sacreBLEU's), "bleu_p1".."bleu_p4", "brevity_penalty",
+//   "hyp_len", "ref_len".
+// - "choice": JSONL, `{"question": str, "choices": [str, ...], "label": int, "id"?: any}`;
+//   the choice the model gives the highest log-likelihood is its answer; metrics "accuracy"
+//   (summed log-likelihood) and "accuracy_norm" (per token), percentages.
+// Blank lines are ignored; any malformed line fails the call before the first example.
+//
+// `params` may be NULL for defaults. `progress` may be NULL. Two ways stop a run early: the
+// progress callback returning false, or lamina_session_cancel() from another thread (it stops
+// within one decode step; an answer or translation cut short is not scored). The session's
+// chat history is not changed.
+//
+// On success `*out_report_json` receives a JSON object, to free with lamina_string_free:
+// `{"task", "metrics": {name: number, ...}, "evaluated", "total", "cancelled", "seconds",
+// "predictions": [one object per example (perplexity: per chunk), ...]}`. A cancelled run is a
+// success with "cancelled": true; for qa, translate and choice its metrics cover the examples
+// done (none when no example was done), a cancelled perplexity run has none.
+// Errors: _INVALID_ARGUMENT (unknown task, perplexity_ctx larger than the session's context,
+// a text too short for two chunks, ...), _ERROR_DATA (a missing or malformed data file, a
+// translation record with an unknown language or none: the message names the file and, for
+// one bad line, "path:line"), _INVALID_UTF8, _NULL_ARGUMENT, _BUSY, _INVALID_HANDLE, _DECODE,
+// _IO.
+lamina_status lamina_evaluate(lamina_session *session,
+                              const char *task,
+                              const char *data_path,
+                              const lamina_eval_params *params,
+                              lamina_progress_callback progress,
+                              void *user_data,
+                              char **out_report_json);
 
 // Install a log callback for llama.cpp's messages at `min_level` (a lamina_log_level value)
 // and above, or silence them with a NULL callback (the default: lamina prints nothing).

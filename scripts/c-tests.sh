@@ -7,15 +7,16 @@
 #
 # Compiles examples/c/*.c into examples/c/build/ and tests/c/* into tests/c/build/ with
 # strict warnings (C99 and C++11), then runs: the ABI test program, the C++ header test, the
-# generate example (whose stdout must be byte-identical to the `lamina generate` CLI's), the
+# evaluation test program (metrics and lamina_evaluate on small made-up data), the generate
+# example (whose stdout must be byte-identical to the `lamina generate` CLI's), the
 # chat example with two turns, and the tasks example. Exits nonzero on any failure.
 # Environment: CC (default cc), CXX (default c++), LAMINA_MODEL (model path override),
 # C_TESTS_THREADS=N: run the examples and the CLI with N threads (default: all cores, exactly
 # the commands above). On a busy machine, C_TESTS_THREADS=1 is much faster: llama.cpp's
 # spinning worker threads crawl when the cores are oversubscribed. The thread count does not
-# change greedy output. (test_abi always uses one thread per session.)
-# C_TESTS_SANITIZE=1: also build test_abi with AddressSanitizer, UndefinedBehaviorSanitizer
-# and LeakSanitizer and run it.
+# change greedy output. (test_abi and test_eval always use one thread per session.)
+# C_TESTS_SANITIZE=1: also build test_abi and test_eval with AddressSanitizer,
+# UndefinedBehaviorSanitizer and LeakSanitizer and run them.
 
 set -euo pipefail
 
@@ -61,11 +62,16 @@ for src in examples/c/*.c; do
 done
 echo "$CC ${CFLAGS[*]} -pthread tests/c/test_abi.c -> tests/c/build/test_abi"
 "$CC" "${CFLAGS[@]}" -pthread tests/c/test_abi.c -o "$TEST_BUILD/test_abi" "${LDFLAGS[@]}"
+echo "$CC ${CFLAGS[*]} tests/c/test_eval.c -> tests/c/build/test_eval"
+"$CC" "${CFLAGS[@]}" tests/c/test_eval.c -o "$TEST_BUILD/test_eval" "${LDFLAGS[@]}" -lm
 echo "$CXX ${CXXFLAGS[*]} tests/c/header_cpp.cc tests/c/header_cpp2.cc -> tests/c/build/header_cpp"
 "$CXX" "${CXXFLAGS[@]}" tests/c/header_cpp.cc tests/c/header_cpp2.cc -o "$TEST_BUILD/header_cpp" "${LDFLAGS[@]}"
 
 step "test_abi"
 "$TEST_BUILD/test_abi"
+
+step "test_eval"
+"$TEST_BUILD/test_eval"
 
 if [[ -n "${C_TESTS_SANITIZE:-}" ]]; then
     step "test_abi under ASan/UBSan/LSan"
@@ -75,6 +81,12 @@ if [[ -n "${C_TESTS_SANITIZE:-}" ]]; then
     ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0" \
         UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
         "$TEST_BUILD/test_abi_asan"
+    step "test_eval under ASan/UBSan/LSan"
+    echo "$CC ${CFLAGS[*]} ${SAN_FLAGS[*]} tests/c/test_eval.c -> tests/c/build/test_eval_asan"
+    "$CC" "${CFLAGS[@]}" "${SAN_FLAGS[@]}" tests/c/test_eval.c -o "$TEST_BUILD/test_eval_asan" "${LDFLAGS[@]}" -lm
+    ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0" \
+        UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+        "$TEST_BUILD/test_eval_asan"
 fi
 
 step "header_cpp"

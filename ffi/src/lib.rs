@@ -16,12 +16,16 @@
 
 mod args;
 mod boundary;
+mod eval;
 mod handles;
 mod log;
 mod model;
 mod session;
 mod status;
 
+pub use eval::{
+    lamina_bleu, lamina_bleu_score, lamina_chrf, lamina_eval_params, lamina_eval_params_init, lamina_evaluate, lamina_progress_callback, lamina_squad_exact_match, lamina_squad_f1,
+};
 pub use log::{lamina_log_callback, lamina_log_level, lamina_set_log_callback};
 pub use model::{lamina_model, lamina_model_free, lamina_model_info_json, lamina_model_load, lamina_model_meta, lamina_model_params, lamina_model_params_init};
 pub use session::*;
@@ -72,6 +76,7 @@ pub extern "C" fn lamina_status_name(status: i32) -> *const c_char {
             lamina_status::ErrorChatTemplate => "LAMINA_STATUS_ERROR_CHAT_TEMPLATE\0",
             lamina_status::ErrorBusy => "LAMINA_STATUS_ERROR_BUSY\0",
             lamina_status::ErrorInvalidHandle => "LAMINA_STATUS_ERROR_INVALID_HANDLE\0",
+            lamina_status::ErrorData => "LAMINA_STATUS_ERROR_DATA\0",
             lamina_status::ErrorPanic => "LAMINA_STATUS_ERROR_PANIC\0",
         };
         name.as_ptr().cast::<c_char>()

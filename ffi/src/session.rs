@@ -226,7 +226,7 @@ pub extern "C" fn lamina_session_cancel(session: *const lamina_session) -> lamin
     })
 }
 
-fn with_session<R>(session: *const lamina_session, f: impl FnOnce(&mut Session) -> Result<R, Failure>) -> Result<R, Failure> {
+pub(crate) fn with_session<R>(session: *const lamina_session, f: impl FnOnce(&mut Session) -> Result<R, Failure>) -> Result<R, Failure> {
     let handle = SESSIONS.get(session, "session")?;
     let mut guard = match handle.session.try_lock() {
         Ok(guard) => guard,

@@ -44,6 +44,9 @@ pub enum lamina_status {
     ErrorBusy = 14,
     /// The handle is not a live lamina object (already freed, or never created).
     ErrorInvalidHandle = 15,
+    /// A data file (evaluation JSONL or text) is malformed or missing: the message names the
+    /// file and, when one line is at fault, its 1-based number ("path:line: reason").
+    ErrorData = 16,
     /// lamina hit an internal bug (a Rust panic). The process is intact; the object involved
     /// should be freed.
     ErrorPanic = 100,
@@ -56,7 +59,7 @@ impl lamina_status {
         [
             Ok, ErrorNullArgument, ErrorInvalidArgument, ErrorInvalidUtf8, ErrorEmptyPrompt, ErrorPromptTooLong,
             ErrorUnknownLanguage, ErrorModelNotFound, ErrorNotGguf, ErrorModelLoad, ErrorIo, ErrorContextCreation,
-            ErrorDecode, ErrorChatTemplate, ErrorBusy, ErrorInvalidHandle, ErrorPanic,
+            ErrorDecode, ErrorChatTemplate, ErrorBusy, ErrorInvalidHandle, ErrorData, ErrorPanic,
         ]
         .into_iter()
         .find(|s| *s as i32 == code)
@@ -79,6 +82,7 @@ impl From<ErrorKind> for lamina_status {
             ErrorKind::Decode => lamina_status::ErrorDecode,
             ErrorKind::ChatTemplate => lamina_status::ErrorChatTemplate,
             ErrorKind::Busy => lamina_status::ErrorBusy,
+            ErrorKind::Data => lamina_status::ErrorData,
             // Future runtime error kinds map to the closest generic code.
             _ => lamina_status::ErrorInvalidArgument,
         }

@@ -35,6 +35,10 @@ const PREAMBLE: &str = r#"/*
  * - Callbacks run on the thread that made the call (token callbacks) or on any thread (log
  *   callback).
  *
+ * Evaluation: lamina_bleu, lamina_chrf and lamina_squad_* compute metrics equal to sacreBLEU's
+ * and the official SQuAD script's; lamina_evaluate runs a session over a data file (see
+ * docs/datasets.md for the formats) with a progress callback that can cancel.
+ *
  * Logging: lamina prints nothing. Install lamina_set_log_callback() to see llama.cpp's log.
  */"#;
 

@@ -75,3 +75,24 @@ fn bad_scoring_arguments() {
     let tokens = prose_tokens();
     assert!(perplexity(&mut s, &tokens[..100], 64, None, |_, _| true).is_err(), "fewer than 2*n_ctx tokens");
 }
+
+#[test]
+fn a_cancel_stops_the_whole_evaluation_and_does_not_leak() {
+    use lamina::eval::run::{evaluate, EvalOptions, Task};
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/choice.jsonl");
+    let mut s = common::session();
+    let cancel = s.cancel_handle();
+    let report = evaluate(&mut s, Task::Choice, &data, &EvalOptions::default(), |done, _| {
+        if done == 1 {
+            cancel.cancel(); // between two examples: no generation is running at this moment
+        }
+        true
+    })
+    .unwrap();
+    assert!(report.cancelled);
+    assert_eq!(report.evaluated, 1);
+    let full = evaluate(&mut s, Task::Choice, &data, &EvalOptions::default(), |_, _| true).unwrap();
+    assert!(!full.cancelled);
+    assert_eq!(full.evaluated, 4);
+    assert_eq!(full.metric("accuracy"), Some(100.0));
+}

@@ -6,6 +6,9 @@
         print(session.generate("The capital of France is", max_tokens=16).text)
         for piece in session.chat_stream("Tell me a joke."):
             print(piece, end="", flush=True)
+        print(session.evaluate("qa", "qa.jsonl")["metrics"])
+
+    print(lamina.bleu(["The cat sat."], [["The cat sat."]]).score)   # 100.0
 
 The shared library is found through ``$LAMINA_LIBRARY``, then ``target/release`` or
 ``target/debug`` above this package, then ``$CARGO_TARGET_DIR``.
@@ -21,6 +24,7 @@ from ._error import (
     BusyError,
     ChatTemplateError,
     ContextCreationError,
+    DataError,
     DecodeError,
     EmptyPromptError,
     InvalidArgumentError,
@@ -46,6 +50,7 @@ from ._lib import (
     LAMINA_STATUS_ERROR_BUSY as STATUS_ERROR_BUSY,
     LAMINA_STATUS_ERROR_CHAT_TEMPLATE as STATUS_ERROR_CHAT_TEMPLATE,
     LAMINA_STATUS_ERROR_CONTEXT_CREATION as STATUS_ERROR_CONTEXT_CREATION,
+    LAMINA_STATUS_ERROR_DATA as STATUS_ERROR_DATA,
     LAMINA_STATUS_ERROR_DECODE as STATUS_ERROR_DECODE,
     LAMINA_STATUS_ERROR_EMPTY_PROMPT as STATUS_ERROR_EMPTY_PROMPT,
     LAMINA_STATUS_ERROR_INVALID_ARGUMENT as STATUS_ERROR_INVALID_ARGUMENT,
@@ -64,20 +69,26 @@ from ._lib import (
     lib as _lib,
     path as library_path,
 )
+from ._eval import BleuScore, bleu, chrf, squad_exact_match, squad_f1
 from ._model import Model, default_model_path
 from ._session import Generation, Session
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BleuScore",
     "Generation",
     "LaminaError",
     "LibraryNotFoundError",
     "Model",
     "Session",
+    "bleu",
+    "chrf",
     "default_model_path",
     "library_path",
     "set_log_callback",
+    "squad_exact_match",
+    "squad_f1",
     "status_name",
     "version",
     "__version__",
@@ -85,6 +96,7 @@ __all__ = [
     "BusyError",
     "ChatTemplateError",
     "ContextCreationError",
+    "DataError",
     "DecodeError",
     "EmptyPromptError",
     "InvalidArgumentError",
@@ -115,6 +127,7 @@ __all__ = [
     "STATUS_ERROR_CHAT_TEMPLATE",
     "STATUS_ERROR_BUSY",
     "STATUS_ERROR_INVALID_HANDLE",
+    "STATUS_ERROR_DATA",
     "STATUS_ERROR_PANIC",
 ]
 

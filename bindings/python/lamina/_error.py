@@ -21,6 +21,7 @@ _NAMES = {
     13: "LAMINA_STATUS_ERROR_CHAT_TEMPLATE",
     14: "LAMINA_STATUS_ERROR_BUSY",
     15: "LAMINA_STATUS_ERROR_INVALID_HANDLE",
+    16: "LAMINA_STATUS_ERROR_DATA",
     100: "LAMINA_STATUS_ERROR_PANIC",
 }
 
@@ -136,6 +137,11 @@ class InvalidHandleError(LaminaError):
     """The object was already closed (or the handle is otherwise not live)."""
 
 
+class DataError(LaminaError):
+    """A data file (evaluation JSONL or text) is missing or malformed; the message names the
+    file and, for one bad line, its number ("path:line: reason")."""
+
+
 class PanicError(LaminaError):
     pass
 
@@ -166,6 +172,7 @@ _CLASSES: Dict[int, Type[LaminaError]] = {
     13: ChatTemplateError,
     14: BusyError,
     15: InvalidHandleError,
+    16: DataError,
     100: PanicError,
 }
 

@@ -24,6 +24,7 @@ from ctypes import (
     c_int32,
     c_size_t,
     c_uint32,
+    c_uint64,
     c_void_p,
 )
 from pathlib import Path
@@ -50,6 +51,7 @@ LAMINA_STATUS_ERROR_DECODE = 12
 LAMINA_STATUS_ERROR_CHAT_TEMPLATE = 13
 LAMINA_STATUS_ERROR_BUSY = 14
 LAMINA_STATUS_ERROR_INVALID_HANDLE = 15
+LAMINA_STATUS_ERROR_DATA = 16
 LAMINA_STATUS_ERROR_PANIC = 100
 
 LAMINA_LOG_LEVEL_DEBUG = 1
@@ -129,9 +131,33 @@ class lamina_generation_info(Structure):
     ]
 
 
+class lamina_bleu_score(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("score", c_double),
+        ("precisions", c_double * 4),
+        ("brevity_penalty", c_double),
+        ("sys_len", c_uint64),
+        ("ref_len", c_uint64),
+        ("counts", c_uint64 * 4),
+        ("totals", c_uint64 * 4),
+    ]
+
+
+class lamina_eval_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("limit", c_uint32),
+        ("perplexity_ctx", c_uint32),
+        ("source_lang", c_char_p),
+        ("target_lang", c_char_p),
+    ]
+
+
 # Callbacks. The piece is declared as void * so that exactly `len` bytes are read.
 lamina_log_callback = CFUNCTYPE(None, lamina_log_level, c_char_p, c_void_p)
 lamina_token_callback = CFUNCTYPE(c_bool, c_void_p, c_size_t, c_void_p)
+lamina_progress_callback = CFUNCTYPE(c_bool, c_size_t, c_size_t, c_void_p)
 
 # Opaque handle types (numbers, not addresses).
 lamina_model_p = c_void_p
@@ -195,6 +221,30 @@ PROTOTYPES = {
     ),
     "lamina_answer": (lamina_status, [lamina_session_p, c_char_p, c_char_p, _out_str]),
     "lamina_session_n_ctx": (lamina_status, [lamina_session_p, POINTER(c_uint32)]),
+    # evaluation
+    "lamina_bleu": (
+        lamina_status,
+        [POINTER(c_char_p), c_size_t, POINTER(c_char_p), c_size_t, POINTER(lamina_bleu_score)],
+    ),
+    "lamina_chrf": (
+        lamina_status,
+        [POINTER(c_char_p), c_size_t, POINTER(c_char_p), c_size_t, POINTER(c_double)],
+    ),
+    "lamina_squad_exact_match": (lamina_status, [c_char_p, POINTER(c_char_p), c_size_t, POINTER(c_double)]),
+    "lamina_squad_f1": (lamina_status, [c_char_p, POINTER(c_char_p), c_size_t, POINTER(c_double)]),
+    "lamina_eval_params_init": (lamina_status, [POINTER(lamina_eval_params), c_size_t]),
+    "lamina_evaluate": (
+        lamina_status,
+        [
+            lamina_session_p,
+            c_char_p,
+            c_char_p,
+            POINTER(lamina_eval_params),
+            lamina_progress_callback,
+            c_void_p,
+            _out_str,
+        ],
+    ),
 }
 
 # --------------------------------------------------------------------------------------------

@@ -3,14 +3,17 @@
 import ctypes
 import dataclasses
 import inspect
+import json
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Callable, Generator, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Union
 
 from ._lib import (
     STOP_REASON_NAMES,
+    lamina_eval_params,
     lamina_generation_info,
+    lamina_progress_callback,
     lamina_sampling_params,
     lamina_session_params,
     lamina_token_callback,
@@ -18,10 +21,11 @@ from ._lib import (
 )
 from ._managed import Managed
 from ._model import Model
-from ._util import check, defer_sigint, f32, i32, init_params, opt_to_c, take_string, to_c, u32
+from ._util import check, defer_sigint, f32, i32, init_params, opt_to_c, path_to_c, take_string, to_c, u32
 
 StrOrBytes = Union[str, bytes]
 TokenCallback = Callable[[str], Optional[bool]]
+ProgressCallback = Callable[[int, int], Optional[bool]]
 
 _PIECE, _DONE, _ERROR = "piece", "done", "error"
 
@@ -395,3 +399,74 @@ class Session(Managed):
         handle = self._ptr()
         args = (to_c(question, "question"), opt_to_c(context, "context"))
         return self._task(lib.lamina_answer, handle, args)
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        task: str,
+        data_path,
+        *,
+        limit: int = 0,
+        perplexity_ctx: int = 0,
+        source_lang: Optional[StrOrBytes] = None,
+        target_lang: Optional[StrOrBytes] = None,
+        on_progress: Optional[ProgressCallback] = None,
+    ) -> Dict[str, Any]:
+        """Evaluate the model on a data set (``lamina_evaluate``) and return the report.
+
+        `task` is "perplexity" (plain UTF-8 text; metrics "ppl", "ppl_stderr", "mean_nll"),
+        "qa" (JSONL ``{"question", "answers": [...], "context"?}``; "exact_match", "f1"),
+        "translate" (JSONL ``{"source", "reference" | "references": [...], "source_lang"?,
+        "target_lang"?}``; "bleu", "chrf", ...) or "choice" (JSONL ``{"question", "choices":
+        [...], "label": int}``; "accuracy", "accuracy_norm"). Scores are percentages, except
+        perplexity's.
+
+        `limit` evaluates only the first N examples (0 = all); `perplexity_ctx` is the
+        perplexity chunk size in tokens (0 = 512); `source_lang`/`target_lang` apply to
+        translation records that do not name their languages.
+
+        `on_progress(done, total)` is called before the first example, after each one and at
+        the end; returning False stops the evaluation: the report then has ``"cancelled":
+        True`` and covers the examples done. An exception it raises stops the evaluation and
+        is re-raised here. Ctrl-C on the main thread stops it too (and then raises
+        KeyboardInterrupt).
+
+        Returns the parsed JSON report: ``{"task", "metrics": {name: value}, "evaluated",
+        "total", "cancelled", "seconds", "predictions": [...]}``. A malformed or missing data
+        file raises :class:`~lamina.DataError` (LAMINA_STATUS_ERROR_DATA) naming the file and
+        line; an unknown task raises :class:`~lamina.InvalidArgumentError`.
+        """
+        handle = self._ptr()
+        c_task = to_c(task, "task")
+        c_path = path_to_c(data_path, "data_path")
+        params = init_params(lamina_eval_params, lib.lamina_eval_params_init)
+        params.limit = u32(limit, "limit")
+        params.perplexity_ctx = u32(perplexity_ctx, "perplexity_ctx")
+        params.source_lang = opt_to_c(source_lang, "source_lang")
+        params.target_lang = opt_to_c(target_lang, "target_lang")
+        errors: List[BaseException] = []
+        interrupt = None  # set below: a held-back Ctrl-C stops the evaluation
+
+        def c_progress(done, total, _user_data):
+            try:
+                if interrupt is not None and interrupt.pending:
+                    return False
+                if on_progress is None:
+                    return True
+                result = on_progress(done, total)
+                return result is None or bool(result)
+            except BaseException as e:  # must not cross the C boundary
+                errors.append(e)
+                return False
+
+        # Always installed, so that Ctrl-C can stop a long evaluation (see defer_sigint).
+        callback = lamina_progress_callback(c_progress)
+        out = ctypes.c_void_p()
+        with defer_sigint() as interrupt:
+            status = lib.lamina_evaluate(handle, c_task, c_path, ctypes.byref(params), callback, None, ctypes.byref(out))
+            report = take_string(out) if status == 0 else None
+        if errors:
+            raise errors[0]
+        check(status)
+        return json.loads(report)

@@ -103,16 +103,30 @@ def test_every_header_function_is_declared():
     from lamina._lib import PROTOTYPES
 
     header = (REPO / "include" / "lamina.h").read_text()
-    declared = set(re.findall(r"^[a-z_ ]+[ *](lamina_[a-z_]+)\(", header, flags=re.M))
-    assert len(declared) >= 22
+    declared = set(re.findall(r"^[a-z_ ]+[ *](lamina_[a-z0-9_]+)\(", header, flags=re.M))
+    assert len(declared) >= 28
     assert declared == set(PROTOTYPES)
 
 
 def binding_structs():
     """The binding's ctypes structs by their C name."""
-    from lamina._lib import lamina_generation_info, lamina_model_params, lamina_sampling_params, lamina_session_params
+    from lamina._lib import (
+        lamina_bleu_score,
+        lamina_eval_params,
+        lamina_generation_info,
+        lamina_model_params,
+        lamina_sampling_params,
+        lamina_session_params,
+    )
 
-    structs = (lamina_model_params, lamina_session_params, lamina_sampling_params, lamina_generation_info)
+    structs = (
+        lamina_model_params,
+        lamina_session_params,
+        lamina_sampling_params,
+        lamina_generation_info,
+        lamina_bleu_score,
+        lamina_eval_params,
+    )
     return {struct.__name__: struct for struct in structs}
 
 
@@ -122,8 +136,11 @@ def test_struct_fields_match_header():
         m = re.search(r"typedef struct \{([^{}]*)\} " + name + ";", header)
         assert m, name + " not found in include/lamina.h"
         body = re.sub(r"//[^\n]*", "", m.group(1))
-        fields = re.findall(r"(\w+)\s*;", body)
-        assert fields == [f for f, _ in struct._fields_], name
+        fields = re.findall(r"(\w+)\s*(?:\[(\d+)\])?\s*;", body)
+        assert [f for f, _ in fields] == [f for f, _ in struct._fields_], name
+        # Array fields have the header's length.
+        for (field, length), (_, ctype) in zip(fields, struct._fields_):
+            assert (int(length) if length else None) == getattr(ctype, "_length_", None), name + "." + field
 
 
 @pytest.mark.skipif(not shutil.which(os.environ.get("CC", "cc")), reason="no C compiler")

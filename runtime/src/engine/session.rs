@@ -10,7 +10,7 @@
 //! turn re-reads only the newest message, and repeated prompts with a shared preamble are cheap.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,45 +83,52 @@ pub struct Generation {
     pub generation_time: Duration,
 }
 
-/// Stops a running generation from another thread. Cheap to clone.
+/// Stops a running generation (or evaluation) from another thread. Cheap to clone.
 ///
-/// `cancel()` stops the generation that is running at the moment of the call, within one
+/// `cancel()` stops the operation that is running at the moment of the call, within one
 /// decode step (one token, or one prompt chunk of `n_batch` tokens); that call then returns
-/// with [`StopReason::Cancelled`]. When no generation runs, it does nothing: a late cancel never
-/// leaks into the session's next generation.
+/// with [`StopReason::Cancelled`]. When nothing runs, it does nothing: a late cancel never
+/// leaks into the session's next operation.
 #[derive(Debug, Clone, Default)]
-pub struct CancelHandle(Arc<AtomicU8>);
+pub struct CancelHandle(Arc<AtomicU64>);
 
-const IDLE: u8 = 0;
-const RUNNING: u8 = 1;
-const CANCELLED: u8 = 2;
+/// State layout: bit 0 = cancel requested; bits 1.. = depth of running operations (an
+/// evaluation runs generations inside it). One atomic word, so "request only while running"
+/// and "clear when the outermost operation ends" cannot race.
+const CANCEL_BIT: u64 = 1;
+const DEPTH_ONE: u64 = 2;
 
 impl CancelHandle {
     pub fn cancel(&self) {
-        let _ = self.0.compare_exchange(RUNNING, CANCELLED, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |state| {
+            (state >= DEPTH_ONE).then_some(state | CANCEL_BIT)
+        });
     }
-    fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst) == CANCELLED
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst) & CANCEL_BIT != 0
     }
     fn start(&self) {
-        self.0.store(RUNNING, Ordering::SeqCst);
+        self.0.fetch_add(DEPTH_ONE, Ordering::SeqCst);
     }
     fn finish(&self) {
-        self.0.store(IDLE, Ordering::SeqCst);
+        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |state| {
+            let depth = state.saturating_sub(DEPTH_ONE) & !CANCEL_BIT;
+            Some(if depth == 0 { 0 } else { depth | (state & CANCEL_BIT) })
+        });
     }
 }
 
-/// Marks a generation as running for as long as it lives, including on early returns.
-struct Running<'a>(&'a CancelHandle);
+/// Marks an operation as running for as long as it lives, including on early returns.
+pub(crate) struct Running(CancelHandle);
 
-impl<'a> Running<'a> {
-    fn new(handle: &'a CancelHandle) -> Self {
+impl Running {
+    pub(crate) fn new(handle: &CancelHandle) -> Self {
         handle.start();
-        Running(handle)
+        Running(handle.clone())
     }
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
         self.0.finish();
     }
@@ -229,6 +236,17 @@ impl Session {
         self.cancel.clone()
     }
 
+    /// Mark a longer operation made of several generations (an evaluation) as running, so that
+    /// a cancel between two of its generations is seen; check it with [`Session::is_cancelled`].
+    pub(crate) fn begin_operation(&self) -> Running {
+        Running::new(&self.cancel)
+    }
+
+    /// Whether a cancel was requested for the running operation.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
     /// Forget the chat history and clear the KV cache.
     pub fn reset(&mut self) {
         self.history.clear();
@@ -328,15 +346,7 @@ impl Session {
         let _running = Running::new(&cancel);
 
         // Rows first-1 .. len-2 are needed; a reused prefix must end before row first-1.
-        let mut common = self.cached.iter().zip(&tokens).take_while(|(a, b)| a == b).count();
-        common = common.min(first - 1);
-        if common < self.cached.len() {
-            if self.ctx.kv_cache_seq_rm(0, Some(common as u32), None).is_err() {
-                self.clear_cache();
-                common = 0;
-            }
-            self.cached.truncate(common);
-        }
+        let common = self.reuse_prefix(&tokens, first - 1);
         let mut logprobs = Vec::with_capacity(tokens.len() - first);
         let rest = &tokens[common..];
         for chunk in rest.chunks(self.n_batch) {
@@ -388,19 +398,8 @@ impl Session {
     /// Make the cache hold `tokens` and leave the logits of the last one ready. Returns the
     /// number of tokens reused, or None when cancelled.
     fn feed_prompt(&mut self, tokens: &[LlamaToken]) -> Result<Option<usize>> {
-        let mut common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count();
-        if common == tokens.len() {
-            common -= 1; // the last token must be decoded again to produce logits
-        }
-        if common < self.cached.len() {
-            let removed = self.ctx.kv_cache_seq_rm(0, Some(common as u32), None);
-            if removed.is_err() {
-                // This cache kind cannot drop a suffix: start over.
-                self.clear_cache();
-                common = 0;
-            }
-            self.cached.truncate(common);
-        }
+        // The last token must be decoded again to produce logits.
+        let common = self.reuse_prefix(tokens, tokens.len() - 1);
         let reused = common;
         let rest = &tokens[common..];
         for (chunk_index, chunk) in rest.chunks(self.n_batch).enumerate() {
@@ -418,6 +417,21 @@ impl Session {
             self.cached.extend_from_slice(chunk);
         }
         Ok(Some(reused))
+    }
+
+    /// Keep the longest prefix (at most `max_keep` tokens) that the cache shares with
+    /// `tokens`, drop the rest of the cache, and return the number of tokens kept.
+    fn reuse_prefix(&mut self, tokens: &[LlamaToken], max_keep: usize) -> usize {
+        let mut common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count().min(max_keep);
+        if common < self.cached.len() {
+            if self.ctx.kv_cache_seq_rm(0, Some(common as u32), None).is_err() {
+                // This cache kind cannot drop a suffix: start over.
+                self.clear_cache();
+                common = 0;
+            }
+            self.cached.truncate(common);
+        }
+        common
     }
 
     fn decode(&mut self) -> Result<()> {

@@ -171,6 +171,9 @@ pub fn read_choices(path: &Path) -> Result<Vec<ChoiceRecord>> {
         if choices.len() < 2 {
             return Err("`choices` needs at least two options".into());
         }
+        if let Some(i) = choices.iter().position(|c| c.trim().is_empty()) {
+            return Err(format!("`choices[{i}]` is empty"));
+        }
         let label = match o.get("label") {
             Some(Value::Number(n)) => n.as_u64().ok_or_else(|| format!("`label` must be a non-negative integer, got {n}"))?,
             Some(other) => return Err(format!("`label` must be an integer, got {}", type_name(other))),

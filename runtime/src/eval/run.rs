@@ -109,6 +109,11 @@ fn limited<T>(mut records: Vec<T>, limit: usize) -> Vec<T> {
 /// the examples done and has `cancelled` set).
 pub fn evaluate(session: &mut Session, task: Task, path: &Path, options: &EvalOptions, mut progress: impl FnMut(usize, usize) -> bool) -> Result<EvalReport> {
     let start = Instant::now();
+    // A cancel (CancelHandle::cancel, lamina_session_cancel) stops the whole run, not only the
+    // generation under way.
+    let _running = session.begin_operation();
+    let cancel = session.cancel_handle();
+    let mut progress = |done, total| !cancel.is_cancelled() && progress(done, total);
     let mut report = match task {
         Task::Perplexity => eval_perplexity(session, path, options, &mut progress)?,
         Task::Qa => eval_qa(session, path, options, &mut progress)?,
@@ -131,6 +136,13 @@ fn eval_perplexity(session: &mut Session, path: &Path, options: &EvalOptions, pr
     }
     let model = session.model().clone();
     let tokens = model.tokenize(&text, true, false);
+    if tokens.len() < 2 * n_ctx {
+        return Err(Error::Data {
+            path: path.to_path_buf(),
+            line: None,
+            reason: format!("the text has {} tokens; perplexity with chunks of {n_ctx} needs at least {}", tokens.len(), 2 * n_ctx),
+        });
+    }
     let bos = model.adds_bos().then(|| model.bos_token());
     let mut chunks_needed = tokens.len() / n_ctx;
     if options.limit > 0 {
@@ -168,6 +180,10 @@ fn eval_qa(session: &mut Session, path: &Path, options: &EvalOptions, progress: 
             break;
         }
         let answer = tasks::answer(session, &r.question, r.context.as_deref(), &AnswerOptions::default())?;
+        if session.is_cancelled() {
+            report.cancelled = true; // the answer was cut short: not scored
+            break;
+        }
         let em = squad::exact_match(&answer, &r.answers)?;
         let f1 = squad::f1(&answer, &r.answers)?;
         report.predictions.push(json!({"id": r.id, "question": r.question, "answers": r.answers, "prediction": answer, "exact_match": em, "f1": f1}));
@@ -218,6 +234,10 @@ fn eval_translate(session: &mut Session, path: &Path, options: &EvalOptions, pro
             break;
         }
         let hypothesis = tasks::translate(session, &r.source, from, to, &TranslateOptions::default())?;
+        if session.is_cancelled() {
+            report.cancelled = true; // the translation was cut short: not scored
+            break;
+        }
         report.predictions.push(json!({"id": r.id, "source": r.source, "references": r.references, "prediction": hypothesis}));
         hypotheses.push(hypothesis);
     }
