@@ -372,9 +372,9 @@ lamina_status lamina_eval_params_init(lamina_eval_params *params, size_t struct_
 // "predictions": [one object per example (perplexity: per chunk), ...]}`. A cancelled run is a
 // success with "cancelled": true; for qa, translate and choice its metrics cover the examples
 // done (none when no example was done), a cancelled perplexity run has none.
-// Errors: _INVALID_ARGUMENT (unknown task, perplexity_ctx larger than the session's context,
-// a text too short for two chunks, ...), _ERROR_DATA (a missing or malformed data file, a
-// translation record with an unknown language or none: the message names the file and, for
+// Errors: _INVALID_ARGUMENT (unknown task, perplexity_ctx larger than the session's context),
+// _ERROR_DATA (a missing or malformed data file, a text too short for two perplexity chunks,
+// a translation record with an unknown language or none: the message names the file and, for
 // one bad line, "path:line"), _INVALID_UTF8, _NULL_ARGUMENT, _BUSY, _INVALID_HANDLE, _DECODE,
 // _IO.
 lamina_status lamina_evaluate(lamina_session *session,
