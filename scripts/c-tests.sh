@@ -62,8 +62,8 @@ for src in examples/c/*.c; do
 done
 echo "$CC ${CFLAGS[*]} -pthread tests/c/test_abi.c -> tests/c/build/test_abi"
 "$CC" "${CFLAGS[@]}" -pthread tests/c/test_abi.c -o "$TEST_BUILD/test_abi" "${LDFLAGS[@]}"
-echo "$CC ${CFLAGS[*]} tests/c/test_eval.c -> tests/c/build/test_eval"
-"$CC" "${CFLAGS[@]}" tests/c/test_eval.c -o "$TEST_BUILD/test_eval" "${LDFLAGS[@]}" -lm
+echo "$CC ${CFLAGS[*]} -pthread tests/c/test_eval.c -> tests/c/build/test_eval"
+"$CC" "${CFLAGS[@]}" -pthread tests/c/test_eval.c -o "$TEST_BUILD/test_eval" "${LDFLAGS[@]}" -lm
 echo "$CXX ${CXXFLAGS[*]} tests/c/header_cpp.cc tests/c/header_cpp2.cc -> tests/c/build/header_cpp"
 "$CXX" "${CXXFLAGS[@]}" tests/c/header_cpp.cc tests/c/header_cpp2.cc -o "$TEST_BUILD/header_cpp" "${LDFLAGS[@]}"
 
@@ -83,7 +83,7 @@ if [[ -n "${C_TESTS_SANITIZE:-}" ]]; then
         "$TEST_BUILD/test_abi_asan"
     step "test_eval under ASan/UBSan/LSan"
     echo "$CC ${CFLAGS[*]} ${SAN_FLAGS[*]} tests/c/test_eval.c -> tests/c/build/test_eval_asan"
-    "$CC" "${CFLAGS[@]}" "${SAN_FLAGS[@]}" tests/c/test_eval.c -o "$TEST_BUILD/test_eval_asan" "${LDFLAGS[@]}" -lm
+    "$CC" "${CFLAGS[@]}" "${SAN_FLAGS[@]}" -pthread tests/c/test_eval.c -o "$TEST_BUILD/test_eval_asan" "${LDFLAGS[@]}" -lm
     ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0" \
         UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
         "$TEST_BUILD/test_eval_asan"

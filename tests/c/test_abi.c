@@ -26,71 +26,7 @@
 
 #include "lamina.h"
 
-/* ---------------------------------------------------------------------------------------- */
-/* Minimal test harness                                                                       */
-
-static int g_passed = 0;
-static int g_failed = 0;
-static pthread_mutex_t g_harness_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void record(int ok, int line, const char *what) {
-    pthread_mutex_lock(&g_harness_lock);
-    if (ok) {
-        g_passed++;
-    } else {
-        g_failed++;
-        fprintf(stderr, "FAIL (test_abi.c:%d): %s\n", line, what);
-    }
-    pthread_mutex_unlock(&g_harness_lock);
-}
-
-#define CHECK(cond) record((cond) ? 1 : 0, __LINE__, #cond)
-
-/* CHECK with a formatted explanation printed on failure. */
-#define CHECKF(cond, ...)                                          \
-    do {                                                           \
-        if (cond) {                                                \
-            record(1, __LINE__, #cond);                            \
-        } else {                                                   \
-            char why_[512];                                        \
-            snprintf(why_, sizeof why_, __VA_ARGS__);              \
-            record(0, __LINE__, why_);                             \
-        }                                                          \
-    } while (0)
-
-/* A call that must fail with `want`, leaving a message on this thread that contains
- * `needle` (case-sensitive; NULL = only non-empty). */
-static void expect_error(int line, const char *call, lamina_status got, lamina_status want, const char *needle) {
-    const char *msg = lamina_last_error_message();
-    char why[768];
-    snprintf(why, sizeof why, "%s: expected %s, got %s (message: \"%s\")", call, lamina_status_name(want),
-             lamina_status_name(got), msg != NULL ? msg : "(NULL)");
-    record(got == want, line, why);
-    snprintf(why, sizeof why, "%s: lamina_last_error_message() is empty", call);
-    record(msg != NULL && msg[0] != '\0', line, why);
-    if (needle != NULL) {
-        snprintf(why, sizeof why, "%s: message \"%s\" does not mention \"%s\"", call, msg != NULL ? msg : "(NULL)",
-                 needle);
-        record(msg != NULL && strstr(msg, needle) != NULL, line, why);
-    }
-}
-
-#define EXPECT_ERROR(call, want, needle) expect_error(__LINE__, #call, (call), (want), (needle))
-
-static void expect_ok(int line, const char *call, lamina_status got) {
-    char why[768];
-    snprintf(why, sizeof why, "%s: expected LAMINA_STATUS_OK, got %s (message: \"%s\")", call,
-             lamina_status_name(got), lamina_last_error_message());
-    record(got == LAMINA_STATUS_OK, line, why);
-}
-
-#define EXPECT_OK(call) expect_ok(__LINE__, #call, (call))
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "check.h"
 
 /* Sentinels for "out-parameters are unchanged on failure". */
 static char g_sentinel_storage[4];
@@ -1058,7 +994,7 @@ static void test_cancel(lamina_model *model) {
     double returned = now_s();
     pthread_join(thread, NULL);
 
-    expect_ok(__LINE__, "lamina_session_generate (cancelled)", status);
+    expect_ok(__FILE__, __LINE__, "lamina_session_generate (cancelled)", status);
     CHECKF(info.stop_reason == LAMINA_STOP_REASON_CANCELLED, "stop reason %d, expected CANCELLED", (int)info.stop_reason);
     CHECKF(returned - st.cancelled_at < 2.0, "cancel took %.3f s to take effect", returned - st.cancelled_at);
     CHECKF(info.generated_tokens < 4000 && info.generated_tokens >= 5, "%u tokens generated",
@@ -1283,24 +1219,21 @@ int main(void) {
         fprintf(stderr, "test_abi: the default model (%s) is missing; run scripts/fetch-model.sh\n",
                 model_path != NULL ? model_path : "?");
         record(0, __LINE__, "default model present");
-        printf("%d passed, %d failed\n", g_passed, g_failed);
-        return 1;
+        return check_summary();
     }
 
     TIMED(test_model_load_errors(model_path));
     lamina_model *model = NULL;
     TIMED(test_model_load_and_logging(model_path, &model));
     if (model == NULL) {
-        printf("%d passed, %d failed\n", g_passed, g_failed);
-        return 1;
+        return check_summary();
     }
 
     lamina_session *session = NULL;
     lamina_session_params p = session_params(512);
     EXPECT_OK(lamina_session_new(model, &p, &session));
     if (session == NULL) {
-        printf("%d passed, %d failed\n", g_passed, g_failed);
-        return 1;
+        return check_summary();
     }
 
     TIMED(test_session_errors(model));
@@ -1330,7 +1263,5 @@ int main(void) {
     lamina_string_free(model_path);
 
     fprintf(stderr, "test_abi: %.1f s\n", now_s() - t0);
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    fflush(stdout); /* before any exit-time checker (LeakSanitizer) ends the process */
-    return g_failed > 0 ? 1 : 0;
+    return check_summary();
 }

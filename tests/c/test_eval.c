@@ -30,67 +30,7 @@
 
 #include "lamina.h"
 
-/* ---------------------------------------------------------------------------------------- */
-/* Minimal test harness (as in test_abi.c)                                                   */
-
-static int g_passed = 0;
-static int g_failed = 0;
-
-static void record(int ok, int line, const char *what) {
-    if (ok) {
-        g_passed++;
-    } else {
-        g_failed++;
-        fprintf(stderr, "FAIL (test_eval.c:%d): %s\n", line, what);
-    }
-}
-
-#define CHECK(cond) record((cond) ? 1 : 0, __LINE__, #cond)
-
-#define CHECKF(cond, ...)                                          \
-    do {                                                           \
-        if (cond) {                                                \
-            record(1, __LINE__, #cond);                            \
-        } else {                                                   \
-            char why_[1024];                                       \
-            snprintf(why_, sizeof why_, __VA_ARGS__);              \
-            record(0, __LINE__, why_);                             \
-        }                                                          \
-    } while (0)
-
-/* A call that must fail with `want`, leaving a message that contains `needle` (NULL = only
- * non-empty). */
-static void expect_error(int line, const char *call, lamina_status got, lamina_status want, const char *needle) {
-    const char *msg = lamina_last_error_message();
-    char why[1024];
-    snprintf(why, sizeof why, "%s: expected %s, got %s (message: \"%s\")", call, lamina_status_name(want),
-             lamina_status_name(got), msg != NULL ? msg : "(NULL)");
-    record(got == want, line, why);
-    snprintf(why, sizeof why, "%s: lamina_last_error_message() is empty", call);
-    record(msg != NULL && msg[0] != '\0', line, why);
-    if (needle != NULL) {
-        snprintf(why, sizeof why, "%s: message \"%s\" does not mention \"%s\"", call, msg != NULL ? msg : "(NULL)",
-                 needle);
-        record(msg != NULL && strstr(msg, needle) != NULL, line, why);
-    }
-}
-
-#define EXPECT_ERROR(call, want, needle) expect_error(__LINE__, #call, (call), (want), (needle))
-
-static void expect_ok(int line, const char *call, lamina_status got) {
-    char why[1024];
-    snprintf(why, sizeof why, "%s: expected LAMINA_STATUS_OK, got %s (message: \"%s\")", call,
-             lamina_status_name(got), lamina_last_error_message());
-    record(got == LAMINA_STATUS_OK, line, why);
-}
-
-#define EXPECT_OK(call) expect_ok(__LINE__, #call, (call))
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "check.h"
 
 #define TIMED(call)                                                         \
     do {                                                                    \
@@ -664,8 +604,7 @@ int main(void) {
         fprintf(stderr, "test_eval: the default model (%s) is missing; run scripts/fetch-model.sh\n",
                 model_path != NULL ? model_path : "?");
         record(0, __LINE__, "default model present");
-        printf("%d passed, %d failed\n", g_passed, g_failed);
-        return 1;
+        return check_summary();
     }
     lamina_model *model = NULL;
     EXPECT_OK(lamina_model_load(model_path, NULL, &model));
@@ -680,8 +619,7 @@ int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/lamina-eval-XXXXXX");
     if (session == NULL || mkdtemp(g_dir) == NULL) {
         record(0, __LINE__, "a session and a temporary directory");
-        printf("%d passed, %d failed\n", g_passed, g_failed);
-        return 1;
+        return check_summary();
     }
     char *qa = data_file("qa.jsonl", QA_JSONL);
     char *translate = data_file("translate.jsonl", TRANSLATE_JSONL);
@@ -724,7 +662,5 @@ int main(void) {
     lamina_string_free(model_path);
 
     fprintf(stderr, "test_eval: %.1f s\n", now_s() - t0);
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    fflush(stdout);
-    return g_failed > 0 ? 1 : 0;
+    return check_summary();
 }
