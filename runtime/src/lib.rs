@@ -21,6 +21,7 @@ pub mod error;
 pub mod eval;
 pub mod paths;
 pub mod tasks;
+pub mod weights;
 
 pub use engine::{
     CancelHandle, ChatMessage, Generation, Model, ModelInfo, ModelParams, Sampling, Session, SessionParams, StopReason,
