@@ -174,7 +174,8 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
         bare.push(bare_run(args, &params, &pp, &tg_prompt)?);
     }
     let med = |xs: &[Sample], f: fn(&Sample) -> f64| median(xs.iter().map(f).collect());
-    let rows: [(&str, fn(&Sample) -> f64, bool); 4] = [
+    type Row = (&'static str, fn(&Sample) -> f64, bool);
+    let rows: [Row; 4] = [
         ("load time (ms)", |s| s.load.as_secs_f64() * 1e3, false),
         ("prompt processing (tokens/s)", |s| s.pp_tokens_per_s, true),
         ("generation (tokens/s)", |s| s.tg_tokens_per_s, true),

@@ -266,6 +266,7 @@ pub type lamina_progress_callback = Option<unsafe extern "C" fn(done: usize, tot
 /// - "choice": JSONL, `{"question": str, "choices": [str, ...], "label": int, "id"?: any}`;
 ///   the choice the model gives the highest log-likelihood is its answer; metrics "accuracy"
 ///   (summed log-likelihood) and "accuracy_norm" (per token), percentages.
+///
 /// Blank lines are ignored; any malformed line fails the call before the first example.
 ///
 /// `params` may be NULL for defaults. `progress` may be NULL. Two ways stop a run early: the

@@ -8,6 +8,7 @@
 //!   instead of being dereferenced: double frees and use-after-free are caught;
 //! - freeing a handle while another thread still runs a call on it is safe: the object lives
 //!   until that call returns.
+//!
 //! The cost is one mutex lock per call, negligible next to model work.
 
 use std::collections::HashMap;

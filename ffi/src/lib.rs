@@ -57,7 +57,7 @@ pub extern "C" fn lamina_last_error_message() -> *const c_char {
 pub extern "C" fn lamina_status_name(status: i32) -> *const c_char {
     guard(|| {
         let Some(status) = lamina_status::from_code(status) else {
-            return "LAMINA_STATUS_UNKNOWN\0".as_ptr().cast::<c_char>();
+            return c"LAMINA_STATUS_UNKNOWN".as_ptr();
         };
         let name: &'static str = match status {
             lamina_status::Ok => "LAMINA_STATUS_OK\0",

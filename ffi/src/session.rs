@@ -241,7 +241,12 @@ pub(crate) fn with_session<R>(session: *const lamina_session, f: impl FnOnce(&mu
 /// Clear the chat history and the KV cache.
 #[no_mangle]
 pub extern "C" fn lamina_session_reset(session: *mut lamina_session) -> lamina_status {
-    guard(|| finish(with_session(session, |s| Ok(s.reset()))))
+    guard(|| {
+        finish(with_session(session, |s| {
+            s.reset();
+            Ok(())
+        }))
+    })
 }
 
 /// Set the chat's system prompt, or remove it with NULL. The rest of the history is kept.
@@ -251,7 +256,10 @@ pub unsafe extern "C" fn lamina_session_set_system_prompt(session: *mut lamina_s
         finish((|| {
             // SAFETY: caller's C-string contract.
             let system = unsafe { opt_str_arg(system_prompt, "system_prompt") }?;
-            with_session(session, |s| Ok(s.set_system_prompt(system)))
+            with_session(session, |s| {
+                s.set_system_prompt(system);
+                Ok(())
+            })
         })())
     })
 }

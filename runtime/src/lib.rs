@@ -19,6 +19,7 @@
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod native;
 pub mod paths;
 pub mod tasks;
 pub mod weights;

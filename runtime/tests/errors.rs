@@ -89,7 +89,7 @@ fn prompt_longer_than_the_context_is_an_error_not_a_truncation() {
         other => panic!("expected PromptTooLong, got {other:?}"),
     }
     // Exactly n_ctx tokens still leaves no room: rejected too.
-    let tokens: Vec<i32> = std::iter::repeat(common::model().tokenize(" word", false, false)[0]).take(64).collect();
+    let tokens: Vec<i32> = std::iter::repeat_n(common::model().tokenize(" word", false, false)[0], 64).collect();
     assert_eq!(s.generate_from_tokens(&tokens, &Sampling::greedy(4), |_| true).unwrap_err().kind(), ErrorKind::PromptTooLong);
     let g = s.generate("The capital of France is", &Sampling::greedy(8), |_| true).unwrap();
     assert!(g.text.contains("Paris"));

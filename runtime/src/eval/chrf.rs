@@ -90,7 +90,7 @@ where
             }
             let f = f_score(&stats).0;
             // sacreBLEU starts from -1.0 and keeps a strictly better one.
-            if best.as_ref().map_or(true, |(best_f, _)| f > *best_f) {
+            if best.as_ref().is_none_or(|(best_f, _)| f > *best_f) {
                 best = Some((f, stats));
             }
         }

@@ -3,11 +3,11 @@
 //! One JSON object per line; blank lines are ignored. Every malformed line is an error that
 //! names the file, the 1-based line number and what is wrong: nothing is skipped silently.
 //!
-//! - qa:        `{"question": str, "answers": [str, ...], "context"?: str, "id"?: any}`
-//!              (`"answer": str` is accepted for a single gold answer)
+//! - qa: `{"question": str, "answers": [str, ...], "context"?: str, "id"?: any}`
+//!   (`"answer": str` is accepted for a single gold answer)
 //! - translate: `{"source": str, "reference": str | "references": [str, ...],
-//!               "source_lang"?: str, "target_lang"?: str, "id"?: any}`
-//! - choice:    `{"question": str, "choices": [str, ...], "label": int, "id"?: any}`
+//!   "source_lang"?: str, "target_lang"?: str, "id"?: any}`
+//! - choice: `{"question": str, "choices": [str, ...], "label": int, "id"?: any}`
 
 use std::path::Path;
 

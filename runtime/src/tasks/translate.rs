@@ -6,16 +6,10 @@ use crate::engine::{ChatMessage, Sampling, Session};
 use crate::error::{Error, Result};
 
 /// Options for [`translate`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TranslateOptions {
     /// Upper bound on generated tokens; 0 = twice the source's token count plus 32.
     pub max_tokens: u32,
-}
-
-impl Default for TranslateOptions {
-    fn default() -> Self {
-        Self { max_tokens: 0 }
-    }
 }
 
 /// Translate `text` from language `from` to language `to` (ISO 639-1 codes such as "en", "de",

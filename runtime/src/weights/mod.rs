@@ -6,5 +6,6 @@
 pub mod dequant;
 pub mod ggml_type;
 pub mod gguf;
+pub mod safetensors;
 
 pub use ggml_type::GgmlType;
