@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -97,26 +96,14 @@ impl SafeTensors {
     /// offsets out of range).
     pub fn open(path: impl AsRef<Path>) -> Result<SafeTensors> {
         let path = path.as_ref().to_path_buf();
-        let io_err = |source| Error::Io { path: path.clone(), source };
-        let file = File::open(&path).map_err(io_err)?;
-        let meta = file.metadata().map_err(io_err)?;
+        let map = crate::weights::map_file(&path, "safetensors")?;
         let data_err = |reason: String| Error::Data { path: path.clone(), line: None, reason };
-        if meta.is_dir() {
-            return Err(data_err("is a directory, not a safetensors file".into()));
-        }
-        if meta.len() == 0 {
-            return Err(data_err("not a safetensors file: the file is empty".into()));
-        }
-        if meta.len() < 8 {
+        if map.len() < 8 {
             return Err(data_err(format!(
                 "not a safetensors file: {} bytes is too short for the 8-byte header length",
-                meta.len()
+                map.len()
             )));
         }
-        // SAFETY: the map is read-only. As with every memory map, another process truncating
-        // or rewriting the file while it is mapped is undefined behaviour; weight files are
-        // treated as immutable while loaded.
-        let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
         let (header_len, parsed) = parse_header(&map).map_err(data_err)?;
         let data_start = 8 + header_len;
         let mut tensors = Vec::with_capacity(parsed.tensors().len());

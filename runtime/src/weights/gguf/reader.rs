@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -46,21 +45,8 @@ impl Gguf {
     /// map it, [`Error::Data`] naming the file and the problem when it is not a valid GGUF.
     pub fn open(path: impl AsRef<Path>) -> Result<Gguf> {
         let path = path.as_ref().to_path_buf();
-        let io_err = |source| Error::Io { path: path.clone(), source };
-        let file = File::open(&path).map_err(io_err)?;
-        let meta = file.metadata().map_err(io_err)?;
+        let map = crate::weights::map_file(&path, "GGUF")?;
         let data_err = |reason: String| Error::Data { path: path.clone(), line: None, reason };
-        if meta.is_dir() {
-            return Err(data_err("is a directory, not a GGUF file".into()));
-        }
-        if meta.len() == 0 {
-            // Mapping an empty file fails on some systems with an obscure OS error.
-            return Err(data_err("not a GGUF file: the file is empty".into()));
-        }
-        // SAFETY: the map is read-only. As with every memory map, another process truncating
-        // or rewriting the file while it is mapped is undefined behaviour; weight files are
-        // treated as immutable while loaded, as llama.cpp does.
-        let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
         let header = parse(&map).map_err(data_err)?;
         Ok(Gguf {
             path,
