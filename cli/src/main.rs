@@ -6,6 +6,7 @@
 
 mod bench;
 mod commands;
+mod convert;
 mod eval;
 mod options;
 
@@ -85,6 +86,9 @@ enum Command {
     /// Measure load time, prompt and generation throughput and time to first token, against a
     /// bare llama-cpp-2 loop in the same process; prints the ratios lamina/bare.
     Bench(bench::BenchArgs),
+    /// Convert a model: a .gguf file to a Hugging Face safetensors directory (config.json,
+    /// tokenizer.json, dequantized weights), or such a directory to a GGUF file.
+    Convert(convert::ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +100,7 @@ fn main() -> ExitCode {
         Command::Ask { model, prompt, context } => commands::ask(&model, &prompt, context.as_deref()),
         Command::Info { model, all } => commands::info(&model, all),
         Command::Bench(args) => bench::run(&args),
+        Command::Convert(args) => convert::run(&args),
         Command::Eval(args) => eval::run(&args),
     };
     match result {

@@ -177,3 +177,35 @@ fn eval_reports_bad_data_with_its_line() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn convert_gguf_to_safetensors_and_back() {
+    let dir = std::env::temp_dir().join(format!("lamina-convert-cli-{}", std::process::id()));
+    let st_dir = dir.join("smollm-f16");
+    let gguf = dir.join("smollm-f16.gguf");
+    let model = lamina::paths::default_model_path();
+    let model = model.to_str().unwrap();
+
+    let o = lamina(&["convert", model, st_dir.to_str().unwrap(), "--dtype", "f16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for name in ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"] {
+        assert!(st_dir.join(name).is_file(), "{name}: {}", stdout(&o));
+    }
+    assert!(stderr(&o).contains("converted 272 tensors"), "{}", stderr(&o));
+
+    let o = lamina(&["convert", st_dir.to_str().unwrap(), gguf.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = lamina(&["generate", "--model", gguf.to_str().unwrap(), "-p", "The capital of France is", "-n", "8", "-t", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Paris"), "{}", stdout(&o));
+
+    let o = lamina(&["convert", "/nonexistent/model.gguf", dir.join("x").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/nonexistent/model.gguf"), "{}", stderr(&o));
+    let o = lamina(&["convert", dir.to_str().unwrap(), dir.join("y.gguf").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("config.json"), "{}", stderr(&o));
+    let o = lamina(&["convert", model, dir.join("z").to_str().unwrap(), "--dtype", "f8"]);
+    assert!(!o.status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}
