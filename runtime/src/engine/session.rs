@@ -25,6 +25,7 @@ use super::model::Model;
 use super::sampling::Sampling;
 use super::text_stream::{StopFilter, Utf8Decoder};
 use crate::error::{Error, Result};
+use crate::eval::perplexity::log_softmax_at;
 
 /// How to create a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,13 +160,6 @@ impl std::fmt::Debug for Session {
             .field("cached_tokens", &self.cached.len())
             .finish_non_exhaustive()
     }
-}
-
-/// log p(token) from raw logits, computed as llama.cpp's perplexity tool does.
-fn log_softmax_at(logits: &[f32], token: usize) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum_exp: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
-    f64::from(logits[token] - max) - sum_exp.ln()
 }
 
 fn default_threads() -> u32 {
@@ -328,6 +322,18 @@ impl Session {
     /// The log-softmax follows llama.cpp's perplexity tool (f32 logits, f64 sum of
     /// exponentials), so numbers computed from it match llama-perplexity's.
     pub fn token_logprobs(&mut self, tokens: &[i32], first: usize) -> Result<Option<Vec<f64>>> {
+        let mut logprobs = Vec::with_capacity(tokens.len().saturating_sub(first));
+        let done = self.teacher_forced_logits(tokens, first, |pos, logits| {
+            logprobs.push(log_softmax_at(logits, tokens[pos + 1] as usize));
+        })?;
+        Ok(done.then_some(logprobs))
+    }
+
+    /// Teacher forcing with the raw logits: `visit(pos, logits)` receives the next-token
+    /// logits (n_vocab values) after `tokens[..=pos]`, for pos in `first-1 .. tokens.len()-1`
+    /// in order. Returns false when cancelled. Same validation and cache reuse as
+    /// [`token_logprobs`](Self::token_logprobs).
+    pub fn teacher_forced_logits(&mut self, tokens: &[i32], first: usize, mut visit: impl FnMut(usize, &[f32])) -> Result<bool> {
         if tokens.len() < 2 {
             return Err(Error::invalid("tokens", "at least two tokens are needed to score one"));
         }
@@ -347,11 +353,10 @@ impl Session {
 
         // Rows first-1 .. len-2 are needed; a reused prefix must end before row first-1.
         let common = self.reuse_prefix(&tokens, first - 1);
-        let mut logprobs = Vec::with_capacity(tokens.len() - first);
         let rest = &tokens[common..];
         for chunk in rest.chunks(self.n_batch) {
             if cancel.is_cancelled() {
-                return Ok(None);
+                return Ok(false);
             }
             self.batch.clear();
             let base = self.cached.len();
@@ -365,12 +370,11 @@ impl Session {
             for i in 0..chunk.len() {
                 let pos = base + i;
                 if pos + 1 >= first && pos + 1 < tokens.len() {
-                    let logits = self.ctx.get_logits_ith(i as i32);
-                    logprobs.push(log_softmax_at(logits, tokens[pos + 1].0 as usize));
+                    visit(pos, self.ctx.get_logits_ith(i as i32));
                 }
             }
         }
-        Ok(Some(logprobs))
+        Ok(true)
     }
 
     /// Generate the assistant's reply to `messages` (which need not be this session's history;

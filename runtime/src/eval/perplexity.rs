@@ -7,11 +7,22 @@
 //! token is replaced by BOS. PPL = exp(mean NLL), and its standard error is
 //! PPL * sqrt(var(NLL) / (N - 1)), exactly as llama-perplexity prints `PPL = x +/- y`.
 //!
-//! [`TokenScorer`] is the seam between engines: the llama.cpp [`Session`] implements it here,
-//! and any other engine that implements it gets the same numbers from the same code.
+//! [`TokenScorer`] is the seam between engines: the llama.cpp [`Session`] and the native
+//! [`NativeModel`] implement it here, so both get their numbers from the same code.
+
+use rayon::prelude::*;
 
 use crate::engine::Session;
 use crate::error::{Error, Result};
+use crate::native::NativeModel;
+
+/// ln p(token) from raw logits, computed as llama.cpp's perplexity tool does (f32 logits, the
+/// sum of exponentials in f64).
+pub fn log_softmax_at(logits: &[f32], token: usize) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum_exp: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
+    f64::from(logits[token] - max) - sum_exp.ln()
+}
 
 /// Anything that can give log-probabilities of tokens under teacher forcing.
 pub trait TokenScorer {
@@ -23,6 +34,28 @@ pub trait TokenScorer {
 impl TokenScorer for Session {
     fn token_logprobs(&mut self, tokens: &[i32], first: usize) -> Result<Option<Vec<f64>>> {
         Session::token_logprobs(self, tokens, first)
+    }
+}
+
+impl TokenScorer for NativeModel {
+    fn token_logprobs(&mut self, tokens: &[i32], first: usize) -> Result<Option<Vec<f64>>> {
+        if tokens.len() < 2 {
+            return Err(Error::invalid("tokens", "at least two tokens are needed to score one"));
+        }
+        if first == 0 || first >= tokens.len() {
+            return Err(Error::invalid("first", format!("must be in 1..{}, got {first}", tokens.len())));
+        }
+        let ids: Vec<u32> = tokens
+            .iter()
+            .map(|&t| u32::try_from(t).map_err(|_| Error::invalid("tokens", format!("token id {t} is negative"))))
+            .collect::<Result<_>>()?;
+        let n_vocab = self.config().vocab_size;
+        if let Some(bad) = ids.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(Error::invalid("tokens", format!("token id {bad} is outside the vocabulary (0..{n_vocab})")));
+        }
+        // Logits of positions first-1 .. len-2 predict tokens first .. len-1.
+        let logits = self.forward(&[&ids[..ids.len() - 1]], std::slice::from_ref(&(first - 1..ids.len() - 1)))?;
+        Ok(Some((0..logits.rows()).into_par_iter().map(|i| log_softmax_at(logits.row(i), ids[first + i] as usize)).collect()))
     }
 }
 

@@ -135,9 +135,17 @@ impl LlamaConfig {
     /// scaling type or inconsistent sizes as [`Error::Data`].
     pub fn from_hf_config_json(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Self::from_hf_config_bytes(path, &bytes)
+    }
+
+    /// [`from_hf_config_json`](Self::from_hf_config_json) on the file's bytes; `path` only
+    /// names the file in errors (the fuzz targets call this from memory). Bytes that are not
+    /// UTF-8 are invalid JSON, an [`Error::Data`] like any other malformed content, rather than
+    /// the I/O error that reading the file as a `String` would give.
+    pub(crate) fn from_hf_config_bytes(path: &Path, bytes: &[u8]) -> Result<Self> {
         let data_err = |reason: String| Error::Data { path: path.to_path_buf(), line: None, reason };
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| data_err(format!("invalid JSON: {e}")))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| data_err(format!("invalid JSON: {e}")))?;
         Self::from_hf_value(&value).map_err(data_err)
     }
 
@@ -201,19 +209,19 @@ impl LlamaConfig {
                 return Err(format!("{name} must be positive"));
             }
         }
-        if self.hidden_size % self.n_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.n_heads) {
             return Err(format!(
                 "the head count ({}) does not divide hidden_size ({})",
                 self.n_heads, self.hidden_size
             ));
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(format!(
                 "the KV head count ({}) does not divide the head count ({})",
                 self.n_kv_heads, self.n_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(format!("head_dim ({}) must be even for RoPE", self.head_dim));
         }
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {

@@ -1,5 +1,19 @@
-//! The native engine (forward and backward passes in Rust): model configuration first.
+//! The native engine: a LLaMA decoder evaluated in Rust over memory-mapped weights, the base
+//! of LoRA training (which needs passes lamina owns) and a second opinion on llama.cpp's
+//! numbers. Modules: `config` (hyper-parameters), `matmul` (products with weights kept in their
+//! stored type), `ops` and `attention` (the block's pieces), `model` (loading and the forward
+//! pass), `tokenizer`, `convert` (GGUF <-> safetensors).
 
+pub mod attention;
+mod avx512;
 pub mod config;
+pub mod convert;
+pub mod matmul;
+pub mod model;
+pub mod ops;
+pub mod tokenizer;
 
 pub use config::{LlamaConfig, RopeScaling};
+pub use model::{Logits, NativeModel, NativeParams};
+pub use convert::{gguf_to_safetensors, safetensors_to_gguf, ConvertReport, Dtype as ConvertDtype};
+pub use tokenizer::Tokenizer;

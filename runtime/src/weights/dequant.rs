@@ -50,7 +50,7 @@ const Q6_K_BYTES: usize = QK_K / 2 + QK_K / 4 + QK_K / 16 + 2;
 /// untouched. Results are bit-identical to ggml's `to_float` for the type.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), DequantError> {
     let bs = ty.block_size();
-    if dst.len() % bs != 0 {
+    if !dst.len().is_multiple_of(bs) {
         return Err(DequantError::NotBlockMultiple { ty, len: dst.len(), block_size: bs });
     }
     let expected = (dst.len() / bs).checked_mul(ty.type_size());

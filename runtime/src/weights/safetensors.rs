@@ -97,6 +97,13 @@ impl SafeTensors {
     pub fn open(path: impl AsRef<Path>) -> Result<SafeTensors> {
         let path = path.as_ref().to_path_buf();
         let map = crate::weights::map_file(&path, "safetensors")?;
+        SafeTensors::from_map(path, map)
+    }
+
+    /// Validate an already mapped file; `path` only names it in errors. Split from
+    /// [`open`](Self::open) so that the parser can also be driven from memory (an anonymous
+    /// map), which is how the fuzz targets call it without touching the file system.
+    pub(crate) fn from_map(path: PathBuf, map: Mmap) -> Result<SafeTensors> {
         let data_err = |reason: String| Error::Data { path: path.clone(), line: None, reason };
         if map.len() < 8 {
             return Err(data_err(format!(
@@ -123,6 +130,11 @@ impl SafeTensors {
         let index = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         let metadata = parsed.metadata().clone().unwrap_or_default();
         Ok(SafeTensors { path, map, tensors, index, metadata })
+    }
+
+    /// The whole mapped file; a tensor's data lies at `info.range`. See `Gguf::file_bytes`.
+    pub(crate) fn file_bytes(&self) -> &[u8] {
+        &self.map
     }
 
     pub fn path(&self) -> &Path {

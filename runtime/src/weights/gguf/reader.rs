@@ -46,6 +46,13 @@ impl Gguf {
     pub fn open(path: impl AsRef<Path>) -> Result<Gguf> {
         let path = path.as_ref().to_path_buf();
         let map = crate::weights::map_file(&path, "GGUF")?;
+        Gguf::from_map(path, map)
+    }
+
+    /// Validate an already mapped file; `path` only names it in errors. Split from
+    /// [`open`](Self::open) so that the parser can also be driven from memory (an anonymous
+    /// map), which is how the fuzz targets call it without touching the file system.
+    pub(crate) fn from_map(path: PathBuf, map: Mmap) -> Result<Gguf> {
         let data_err = |reason: String| Error::Data { path: path.clone(), line: None, reason };
         let header = parse(&map).map_err(data_err)?;
         Ok(Gguf {
@@ -59,6 +66,13 @@ impl Gguf {
             tensors: header.tensors,
             data_offset: header.data_offset,
         })
+    }
+
+    /// The whole mapped file; tensor data lies at `data_offset() + info.offset`. The native
+    /// engine keeps byte ranges into it instead of borrowed views, so that a model can own its
+    /// mapping and its weight table together.
+    pub(crate) fn file_bytes(&self) -> &[u8] {
+        &self.map
     }
 
     pub fn path(&self) -> &Path {

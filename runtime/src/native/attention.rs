@@ -1,0 +1,145 @@
+//! Causal grouped-query self-attention over whole sequences (no KV cache: the native engine
+//! scores and trains on complete sequences).
+//!
+//! For each sequence and query head h (sharing key/value head `h / (n_heads / n_kv_heads)`):
+//! `S = Q_h K_hᵀ / sqrt(d)`, masked to `j <= i`, softmax per row, `O_h = P V_h`. The two
+//! products run through `gemm` on strided views of the projection buffers; (sequence, head)
+//! pairs run in parallel, each writing its own head's columns of the output.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::matmul::{gemm_strided, SharedMut};
+
+/// Attention geometry.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionShape {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+thread_local! {
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `out[N × n_heads·d]` = causal attention of `q[N × n_heads·d]` over `k, v[N × n_kv·d]`,
+/// independently within each of `seqs` (row ranges of the buffers that partition 0..N).
+pub fn causal_attention(q: &[f32], k: &[f32], v: &[f32], seqs: &[Range<usize>], shape: AttentionShape, out: &mut [f32]) {
+    let AttentionShape { n_heads, n_kv_heads, head_dim: d } = shape;
+    let (qw, kw) = (n_heads * d, n_kv_heads * d);
+    let n = seqs.iter().map(|r| r.end).max().unwrap_or(0);
+    assert!(q.len() >= n * qw && k.len() >= n * kw && v.len() >= n * kw && out.len() >= n * qw, "attention: buffers too small");
+    let group = n_heads / n_kv_heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let dst = SharedMut(out.as_mut_ptr());
+    let tasks: Vec<(Range<usize>, usize)> = seqs.iter().flat_map(|s| (0..n_heads).map(move |h| (s.clone(), h))).collect();
+    tasks.into_par_iter().for_each(|(seq, h)| {
+        let len = seq.len();
+        let kv = h / group;
+        SCORES.with(|cell| {
+            let mut scores = cell.borrow_mut();
+            scores.resize(len * len, 0.0);
+            // SAFETY: Q_h is rows seq of q at column h*d (row stride qw); K_h and V_h are rows
+            // seq of k/v at column kv*d (row stride kw); all inside the asserted sizes. The
+            // scores buffer is this thread's own; the output block (rows seq, columns
+            // h*d..h*d+d) belongs to this (sequence, head) task alone.
+            unsafe {
+                gemm_strided(
+                    len,
+                    len,
+                    d,
+                    scores.as_mut_ptr(),
+                    len,
+                    q.as_ptr().add(seq.start * qw + h * d),
+                    qw,
+                    1,
+                    k.as_ptr().add(seq.start * kw + kv * d),
+                    1,
+                    kw,
+                    scale,
+                );
+            }
+            for (i, row) in scores.chunks_exact_mut(len).enumerate() {
+                causal_softmax_row(row, i);
+            }
+            // SAFETY: as above; P is the thread's own scores buffer.
+            unsafe {
+                gemm_strided(
+                    len,
+                    d,
+                    len,
+                    dst.at(seq.start * qw + h * d),
+                    qw,
+                    scores.as_ptr(),
+                    len,
+                    1,
+                    v.as_ptr().add(seq.start * kw + kv * d),
+                    kw,
+                    1,
+                    1.0,
+                );
+            }
+        });
+    });
+}
+
+/// Softmax over `row[..=i]`, zeros after (the causal mask).
+fn causal_softmax_row(row: &mut [f32], i: usize) {
+    let (live, masked) = row.split_at_mut(i + 1);
+    let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for s in live.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    let inv = 1.0 / sum;
+    live.iter_mut().for_each(|s| *s *= inv);
+    masked.fill(0.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Straightforward reference: loops over positions, f64 accumulation.
+    fn naive(q: &[f32], k: &[f32], v: &[f32], len: usize, s: AttentionShape) -> Vec<f32> {
+        let (qw, kw, d) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim, s.head_dim);
+        let mut out = vec![0.0f32; len * qw];
+        for h in 0..s.n_heads {
+            let kv = h / (s.n_heads / s.n_kv_heads);
+            for i in 0..len {
+                let scores: Vec<f64> = (0..=i)
+                    .map(|j| (0..d).map(|c| f64::from(q[i * qw + h * d + c]) * f64::from(k[j * kw + kv * d + c])).sum::<f64>() / (d as f64).sqrt())
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = scores.iter().map(|x| (x - max).exp()).sum();
+                for c in 0..d {
+                    let o: f64 = (0..=i).map(|j| (scores[j] - max).exp() / z * f64::from(v[j * kw + kv * d + c])).sum();
+                    out[i * qw + h * d + c] = o as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_naive_reference_with_two_sequences() {
+        let shape = AttentionShape { n_heads: 4, n_kv_heads: 2, head_dim: 8 };
+        let (qw, kw) = (32, 16);
+        let n = 11;
+        let val = |i: usize| ((i * 7919 % 1000) as f32 / 500.0) - 1.0;
+        let q: Vec<f32> = (0..n * qw).map(val).collect();
+        let k: Vec<f32> = (0..n * kw).map(|i| val(i + 17)).collect();
+        let v: Vec<f32> = (0..n * kw).map(|i| val(i + 31)).collect();
+        let mut out = vec![0.0f32; n * qw];
+        causal_attention(&q, &k, &v, &[0..5, 5..11], shape, &mut out);
+        let first = naive(&q[..5 * qw], &k[..5 * kw], &v[..5 * kw], 5, shape);
+        let second = naive(&q[5 * qw..], &k[5 * kw..], &v[5 * kw..], 6, shape);
+        let expected: Vec<f32> = first.into_iter().chain(second).collect();
+        let max_diff = out.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(max_diff < 1e-5, "max diff {max_diff}");
+    }
+}

@@ -1,0 +1,415 @@
+//! [`NativeModel`]: a LLaMA-architecture decoder evaluated in Rust, straight from a memory-mapped
+//! GGUF file or a Hugging Face safetensors checkpoint.
+//!
+//! The weights stay in the mapping in their stored type (quantized GGUF blocks, f16, bf16 or
+//! f32); the model keeps only byte ranges into it, plus the small norm vectors as f32. The
+//! forward pass (f32 compute) runs over whole sequences, several at once, on the model's own
+//! rayon pool: embedding, then per block RMSNorm, q/k/v projections, RoPE, causal GQA
+//! attention, output projection and residual, RMSNorm, SwiGLU MLP and residual; then the
+//! final norm and the LM head (the token embedding when tied).
+//!
+//! GGUF files store q/k rows permuted for interleaved RoPE, HF checkpoints in `rotate_half`
+//! order; the model records which and rotates accordingly, so both give the same logits.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::attention::{causal_attention, AttentionShape};
+use super::config::LlamaConfig;
+use super::matmul::{matmul_wt, WeightMatrix};
+use super::ops::{rms_norm, rope_frequencies, swiglu, RopeLayout, RopeTable};
+use crate::error::{Error, Result};
+use crate::weights::gguf::Gguf;
+use crate::weights::safetensors::{Dtype, SafeTensors};
+use crate::weights::GgmlType;
+
+/// Options for [`NativeModel::load`].
+#[derive(Debug, Clone, Default)]
+pub struct NativeParams {
+    /// Worker threads for the forward pass; 0 = one per available core.
+    pub n_threads: usize,
+}
+
+/// The mapped file the weight ranges point into.
+enum WeightFile {
+    Gguf(Gguf),
+    SafeTensors(SafeTensors),
+}
+
+impl WeightFile {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            WeightFile::Gguf(g) => g.file_bytes(),
+            WeightFile::SafeTensors(s) => s.file_bytes(),
+        }
+    }
+    fn path(&self) -> &Path {
+        match self {
+            WeightFile::Gguf(g) => g.path(),
+            WeightFile::SafeTensors(s) => s.path(),
+        }
+    }
+}
+
+/// One transformer block's weights.
+struct Block {
+    attn_norm: Vec<f32>,
+    wq: WeightMatrix,
+    wk: WeightMatrix,
+    wv: WeightMatrix,
+    wo: WeightMatrix,
+    ffn_norm: Vec<f32>,
+    w_gate: WeightMatrix,
+    w_up: WeightMatrix,
+    w_down: WeightMatrix,
+}
+
+/// A LLaMA decoder over memory-mapped weights. Immutable once loaded: share it across threads
+/// (`&NativeModel` is `Sync`); each forward call allocates its own activations.
+pub struct NativeModel {
+    config: LlamaConfig,
+    file: WeightFile,
+    rope_layout: RopeLayout,
+    rope_freqs: Vec<f32>,
+    embed: WeightMatrix,
+    blocks: Vec<Block>,
+    final_norm: Vec<f32>,
+    lm_head: WeightMatrix,
+    pool: rayon::ThreadPool,
+}
+
+impl std::fmt::Debug for NativeModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeModel")
+            .field("path", &self.file.path())
+            .field("config", &self.config)
+            .field("rope_layout", &self.rope_layout)
+            .field("threads", &self.pool.current_num_threads())
+            .finish()
+    }
+}
+
+/// Logits for a run of positions: `rows × n_vocab`, row-major.
+#[derive(Debug, Clone)]
+pub struct Logits {
+    pub n_vocab: usize,
+    pub data: Vec<f32>,
+}
+
+impl Logits {
+    pub fn rows(&self) -> usize {
+        self.data.len() / self.n_vocab.max(1)
+    }
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.n_vocab..(i + 1) * self.n_vocab]
+    }
+}
+
+impl NativeModel {
+    /// Load a model: a `.gguf` file, a `.safetensors` file with `config.json` beside it, or a
+    /// directory holding `model.safetensors` and `config.json`. Errors name the file and the
+    /// problem: a missing tensor, a shape that disagrees with the configuration, an
+    /// unsupported element type.
+    pub fn load(path: impl AsRef<Path>, params: &NativeParams) -> Result<NativeModel> {
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(Error::ModelNotFound { path: path.to_path_buf() });
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(params.n_threads)
+            .thread_name(|i| format!("lamina-native-{i}"))
+            .build()
+            .map_err(|e| Error::invalid("n_threads", format!("cannot start the worker threads: {e}")))?;
+        let (dir_st, config_json) = if path.is_dir() {
+            (Some(path.join("model.safetensors")), path.join("config.json"))
+        } else if path.extension().is_some_and(|e| e == "safetensors") {
+            (Some(path.to_path_buf()), path.with_file_name("config.json"))
+        } else {
+            (None, PathBuf::new())
+        };
+        match dir_st {
+            Some(st) => {
+                let config = LlamaConfig::from_hf_config_json(&config_json)?;
+                let file = SafeTensors::open(&st)?;
+                Self::from_safetensors(config, file, pool)
+            }
+            None => {
+                let g = Gguf::open(path)?;
+                let config = LlamaConfig::from_gguf(&g)?;
+                Self::from_gguf(config, g, pool)
+            }
+        }
+    }
+
+    fn from_gguf(config: LlamaConfig, g: Gguf, pool: rayon::ThreadPool) -> Result<NativeModel> {
+        let c = &config;
+        let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
+        let matrix = |name: &str, rows: usize, cols: usize| gguf_matrix(&g, name, rows, cols);
+        let vector = |name: &str, len: usize| gguf_vector(&g, name, len);
+        let embed = matrix("token_embd.weight", c.vocab_size, d)?;
+        let lm_head = if g.tensor("output.weight").is_some() { matrix("output.weight", c.vocab_size, d)? } else { embed.clone() };
+        let mut blocks = Vec::with_capacity(c.n_layers);
+        for i in 0..c.n_layers {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            blocks.push(Block {
+                attn_norm: vector(&n("attn_norm"), d)?,
+                wq: matrix(&n("attn_q"), qw, d)?,
+                wk: matrix(&n("attn_k"), kw, d)?,
+                wv: matrix(&n("attn_v"), kw, d)?,
+                wo: matrix(&n("attn_output"), d, qw)?,
+                ffn_norm: vector(&n("ffn_norm"), d)?,
+                w_gate: matrix(&n("ffn_gate"), ff, d)?,
+                w_up: matrix(&n("ffn_up"), ff, d)?,
+                w_down: matrix(&n("ffn_down"), d, ff)?,
+            });
+        }
+        let final_norm = vector("output_norm.weight", d)?;
+        // llama3-style scaling is baked into GGUF files as per-frequency divisors.
+        let divisors = if g.tensor("rope_freqs.weight").is_some() { Some(vector("rope_freqs.weight", c.head_dim / 2)?) } else { None };
+        let rope_freqs = rope_frequencies(c.head_dim, c.rope_theta, c.rope_scaling.as_ref(), divisors.as_deref());
+        Ok(NativeModel {
+            config,
+            file: WeightFile::Gguf(g),
+            rope_layout: RopeLayout::Interleaved,
+            rope_freqs,
+            embed,
+            blocks,
+            final_norm,
+            lm_head,
+            pool,
+        })
+    }
+
+    fn from_safetensors(config: LlamaConfig, st: SafeTensors, pool: rayon::ThreadPool) -> Result<NativeModel> {
+        let c = &config;
+        let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
+        let matrix = |name: &str, rows: usize, cols: usize| st_matrix(&st, name, rows, cols);
+        let vector = |name: &str, len: usize| st_vector(&st, name, len);
+        let embed = matrix("model.embed_tokens.weight", c.vocab_size, d)?;
+        let lm_head = if st.info("lm_head.weight").is_some() {
+            matrix("lm_head.weight", c.vocab_size, d)?
+        } else if c.tie_word_embeddings {
+            embed.clone()
+        } else {
+            return Err(st_err(&st, "missing tensor `lm_head.weight` (the config does not tie the embeddings)".into()));
+        };
+        let mut blocks = Vec::with_capacity(c.n_layers);
+        for i in 0..c.n_layers {
+            let n = |s: &str| format!("model.layers.{i}.{s}.weight");
+            blocks.push(Block {
+                attn_norm: vector(&n("input_layernorm"), d)?,
+                wq: matrix(&n("self_attn.q_proj"), qw, d)?,
+                wk: matrix(&n("self_attn.k_proj"), kw, d)?,
+                wv: matrix(&n("self_attn.v_proj"), kw, d)?,
+                wo: matrix(&n("self_attn.o_proj"), d, qw)?,
+                ffn_norm: vector(&n("post_attention_layernorm"), d)?,
+                w_gate: matrix(&n("mlp.gate_proj"), ff, d)?,
+                w_up: matrix(&n("mlp.up_proj"), ff, d)?,
+                w_down: matrix(&n("mlp.down_proj"), d, ff)?,
+            });
+        }
+        let final_norm = vector("model.norm.weight", d)?;
+        let rope_freqs = rope_frequencies(c.head_dim, c.rope_theta, c.rope_scaling.as_ref(), None);
+        Ok(NativeModel {
+            config,
+            file: WeightFile::SafeTensors(st),
+            rope_layout: RopeLayout::Halves,
+            rope_freqs,
+            embed,
+            blocks,
+            final_norm,
+            lm_head,
+            pool,
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// The file the weights are mapped from.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// How q/k rows are laid out for RoPE (interleaved for GGUF, halves for HF checkpoints).
+    pub fn rope_layout(&self) -> RopeLayout {
+        self.rope_layout
+    }
+
+    /// Worker threads of the forward pass.
+    pub fn n_threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Multiply-adds per token of the weight matrices (2 FLOPs each), excluding attention
+    /// scores: the figure throughput benchmarks quote GFLOP/s against.
+    pub fn matmul_flops_per_token(&self) -> u64 {
+        let per_block: usize = self.blocks.first().map_or(0, |b| {
+            [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down].iter().map(|w| w.rows * w.cols).sum()
+        });
+        2 * (per_block * self.blocks.len() + self.lm_head.rows * self.lm_head.cols) as u64
+    }
+
+    /// Logits of positions `from..tokens.len()` of one sequence evaluated from position 0.
+    pub fn logits(&self, tokens: &[u32], from: usize) -> Result<Logits> {
+        if from > tokens.len() {
+            return Err(Error::invalid("from", format!("must be at most the sequence length {}, got {from}", tokens.len())));
+        }
+        self.forward(&[tokens], std::slice::from_ref(&(from..tokens.len())))
+    }
+
+    /// Evaluate several independent sequences in one pass (their rows are batched through
+    /// every matrix product; attention stays within each sequence). Returns logits for the
+    /// positions in `wanted[i]` of each sequence `i`, concatenated in order.
+    pub fn forward(&self, seqs: &[&[u32]], wanted: &[Range<usize>]) -> Result<Logits> {
+        if seqs.len() != wanted.len() {
+            return Err(Error::invalid("wanted", format!("{} ranges for {} sequences", wanted.len(), seqs.len())));
+        }
+        let n_vocab = self.config.vocab_size;
+        for (s, w) in seqs.iter().zip(wanted) {
+            if s.is_empty() {
+                return Err(Error::EmptyPrompt { what: "token sequence" });
+            }
+            if w.start > w.end || w.end > s.len() {
+                return Err(Error::invalid("wanted", format!("range {w:?} is outside a sequence of {} tokens", s.len())));
+            }
+            if let Some(bad) = s.iter().find(|&&t| t as usize >= n_vocab) {
+                return Err(Error::invalid("tokens", format!("token id {bad} is outside the vocabulary (0..{n_vocab})")));
+            }
+        }
+        Ok(self.pool.install(|| self.forward_in_pool(seqs, wanted)))
+    }
+
+    fn forward_in_pool(&self, seqs: &[&[u32]], wanted: &[Range<usize>]) -> Logits {
+        let c = &self.config;
+        let file = self.file.bytes();
+        let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
+        let mut ranges = Vec::with_capacity(seqs.len());
+        let mut positions = Vec::new();
+        for s in seqs {
+            let start = positions.len();
+            positions.extend(0..s.len());
+            ranges.push(start..positions.len());
+        }
+        let n = positions.len();
+        let max_len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let rope = RopeTable::new(&self.rope_freqs, max_len, self.rope_layout);
+        let shape = AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
+
+        // Residual stream, initialised with the token embeddings.
+        let mut x = vec![0.0f32; n * d];
+        let tokens: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
+        x.par_chunks_mut(d).zip(tokens.par_iter()).for_each(|(row, &t)| self.embed.dequantize_row_into(file, t as usize, row));
+
+        let mut h = vec![0.0f32; n * d];
+        let (mut q, mut k, mut v) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
+        let mut att = vec![0.0f32; n * qw];
+        let mut proj = vec![0.0f32; n * d];
+        let (mut gate, mut up, mut act) = (vec![0.0f32; n * ff], vec![0.0f32; n * ff], vec![0.0f32; n * ff]);
+        for b in &self.blocks {
+            rms_norm(&x, &b.attn_norm, c.rms_norm_eps, &mut h);
+            matmul_wt(&h, n, &b.wq, file, &mut q);
+            matmul_wt(&h, n, &b.wk, file, &mut k);
+            matmul_wt(&h, n, &b.wv, file, &mut v);
+            rope.apply(&mut q, c.n_heads, &positions, false);
+            rope.apply(&mut k, c.n_kv_heads, &positions, false);
+            causal_attention(&q, &k, &v, &ranges, shape, &mut att);
+            matmul_wt(&att, n, &b.wo, file, &mut proj);
+            add_assign(&mut x, &proj);
+
+            rms_norm(&x, &b.ffn_norm, c.rms_norm_eps, &mut h);
+            matmul_wt(&h, n, &b.w_gate, file, &mut gate);
+            matmul_wt(&h, n, &b.w_up, file, &mut up);
+            swiglu(&gate, &up, &mut act);
+            matmul_wt(&act, n, &b.w_down, file, &mut proj);
+            add_assign(&mut x, &proj);
+        }
+
+        // Final norm and LM head, only for the wanted rows.
+        let rows: Vec<usize> = ranges.iter().zip(wanted).flat_map(|(r, w)| (r.start + w.start)..(r.start + w.end)).collect();
+        let picked: Vec<f32> = rows.iter().flat_map(|&r| x[r * d..(r + 1) * d].iter().copied()).collect();
+        let mut normed = vec![0.0f32; picked.len()];
+        rms_norm(&picked, &self.final_norm, c.rms_norm_eps, &mut normed);
+        let mut logits = vec![0.0f32; rows.len() * c.vocab_size];
+        matmul_wt(&normed, rows.len(), &self.lm_head, file, &mut logits);
+        Logits { n_vocab: c.vocab_size, data: logits }
+    }
+}
+
+fn add_assign(x: &mut [f32], y: &[f32]) {
+    x.par_chunks_mut(4096).zip(y.par_chunks(4096)).for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
+}
+
+fn data_err(path: &Path, reason: String) -> Error {
+    Error::Data { path: path.to_path_buf(), line: None, reason }
+}
+
+fn st_err(st: &SafeTensors, reason: String) -> Error {
+    data_err(st.path(), reason)
+}
+
+/// A `rows × cols` matrix from a GGUF file (ggml dims `[cols, rows]`).
+fn gguf_matrix(g: &Gguf, name: &str, rows: usize, cols: usize) -> Result<WeightMatrix> {
+    let t = g.tensor(name).ok_or_else(|| data_err(g.path(), format!("missing tensor `{name}`")))?;
+    let dims = t.dims();
+    if dims.len() != 2 || dims[0] != cols as u64 || dims[1] != rows as u64 {
+        return Err(data_err(g.path(), format!("tensor `{name}` has shape {dims:?} (ggml order), expected [{cols}, {rows}] from the model config")));
+    }
+    let ty = t.ggml_type();
+    check_rows(g.path(), name, ty, rows, cols, t.data().len())?;
+    let start = (g.data_offset() + t.info().offset) as usize;
+    Ok(WeightMatrix { name: name.to_string(), ty, rows, cols, range: start..start + t.data().len() })
+}
+
+fn gguf_vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>> {
+    let t = g.tensor(name).ok_or_else(|| data_err(g.path(), format!("missing tensor `{name}`")))?;
+    if t.dims() != [len as u64] {
+        return Err(data_err(g.path(), format!("tensor `{name}` has shape {:?}, expected [{len}]", t.dims())));
+    }
+    check_rows(g.path(), name, t.ggml_type(), 1, len, t.data().len())?;
+    let mut out = vec![0.0f32; len];
+    crate::weights::dequant::dequantize_row(t.ggml_type(), t.data(), &mut out)?;
+    Ok(out)
+}
+
+fn st_type(st: &SafeTensors, name: &str, dtype: Dtype) -> Result<GgmlType> {
+    match dtype {
+        Dtype::F32 => Ok(GgmlType::F32),
+        Dtype::F16 => Ok(GgmlType::F16),
+        Dtype::BF16 => Ok(GgmlType::BF16),
+        other => Err(st_err(st, format!("tensor `{name}` has dtype {other:?}; the native engine reads F32, F16 and BF16"))),
+    }
+}
+
+fn st_matrix(st: &SafeTensors, name: &str, rows: usize, cols: usize) -> Result<WeightMatrix> {
+    let info = st.info(name).ok_or_else(|| st_err(st, format!("missing tensor `{name}`")))?;
+    if info.shape != [rows, cols] {
+        return Err(st_err(st, format!("tensor `{name}` has shape {:?}, expected [{rows}, {cols}] from config.json", info.shape)));
+    }
+    let ty = st_type(st, name, info.dtype)?;
+    check_rows(st.path(), name, ty, rows, cols, info.range.len())?;
+    Ok(WeightMatrix { name: name.to_string(), ty, rows, cols, range: info.range.clone() })
+}
+
+fn st_vector(st: &SafeTensors, name: &str, len: usize) -> Result<Vec<f32>> {
+    let info = st.info(name).ok_or_else(|| st_err(st, format!("missing tensor `{name}`")))?;
+    if info.shape != [len] {
+        return Err(st_err(st, format!("tensor `{name}` has shape {:?}, expected [{len}] from config.json", info.shape)));
+    }
+    st.to_f32(name)
+}
+
+/// The stored bytes must be exactly `rows` whole rows of `cols` elements of `ty`.
+fn check_rows(path: &Path, name: &str, ty: GgmlType, rows: usize, cols: usize, bytes: usize) -> Result<()> {
+    if !cols.is_multiple_of(ty.block_size()) {
+        return Err(data_err(path, format!("tensor `{name}`: row length {cols} is not a multiple of the {ty} block size {}", ty.block_size())));
+    }
+    let expected = (cols / ty.block_size()).checked_mul(ty.type_size()).and_then(|rb| rb.checked_mul(rows));
+    if expected != Some(bytes) {
+        return Err(data_err(path, format!("tensor `{name}`: {bytes} bytes of data, expected {rows} rows of {cols} {ty} elements")));
+    }
+    Ok(())
+}
