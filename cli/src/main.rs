@@ -5,10 +5,12 @@
 //! Generated text goes to stdout; everything else (timings, prompts) to stderr.
 
 mod bench;
+mod bench_native;
 mod commands;
 mod convert;
 mod eval;
 mod options;
+mod perplexity;
 
 use std::process::ExitCode;
 
@@ -86,6 +88,12 @@ enum Command {
     /// Measure load time, prompt and generation throughput and time to first token, against a
     /// bare llama-cpp-2 loop in the same process; prints the ratios lamina/bare.
     Bench(bench::BenchArgs),
+    /// Measure the native Rust engine's forward pass against llama.cpp's prompt processing in
+    /// the same process (ratio), and its GFLOP/s against this machine's measured FMA peak.
+    BenchNative(bench_native::NativeBenchArgs),
+    /// Perplexity of a text with llama-perplexity's method, on the llama.cpp engine, the native
+    /// Rust engine, or both side by side.
+    Perplexity(perplexity::PerplexityArgs),
     /// Convert a model: a .gguf file to a Hugging Face safetensors directory (config.json,
     /// tokenizer.json, dequantized weights), or such a directory to a GGUF file.
     Convert(convert::ConvertArgs),
@@ -100,8 +108,10 @@ fn main() -> ExitCode {
         Command::Ask { model, prompt, context } => commands::ask(&model, &prompt, context.as_deref()),
         Command::Info { model, all } => commands::info(&model, all),
         Command::Bench(args) => bench::run(&args),
+        Command::BenchNative(args) => bench_native::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Eval(args) => eval::run(&args),
+        Command::Perplexity(args) => perplexity::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

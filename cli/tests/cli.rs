@@ -83,7 +83,7 @@ fn info_describes_the_model() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in ["generate", "chat", "translate", "ask", "info", "bench"] {
+    for sub in ["generate", "chat", "translate", "ask", "info", "bench", "bench-native", "perplexity", "eval"] {
         let o = lamina(&[sub, "--help"]);
         assert!(o.status.success(), "{sub} --help");
         assert!(stdout(&o).contains("--model"), "{sub} --help lacks --model");
@@ -208,4 +208,42 @@ fn convert_gguf_to_safetensors_and_back() {
     let o = lamina(&["convert", model, dir.join("z").to_str().unwrap(), "--dtype", "f8"]);
     assert!(!o.status.success());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn perplexity_matches_between_engines() {
+    let text = repo("tests/data/prose.txt");
+    let o = lamina(&["perplexity", "--engine", "both", "--chunk", "128", "--file", &text, "--threads", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let ppl = |engine: &str| -> f64 {
+        let line = out.lines().find(|l| l.starts_with(engine)).unwrap_or_else(|| panic!("no {engine} line in {out}"));
+        line.split("PPL = ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap()
+    };
+    let (llama, native) = (ppl("llama"), ppl("native"));
+    println!("{out}");
+    assert!((llama - native).abs() / llama < 0.01, "llama {llama} vs native {native}");
+    assert!(out.contains("relative difference"), "{out}");
+
+    // Bad input: a text too short for two chunks, an unknown engine, a missing file.
+    let o = lamina(&["perplexity", "--engine", "native", "--chunk", "4096", "--file", &text]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("needs at least 8192"), "{}", stderr(&o));
+    let o = lamina(&["perplexity", "--engine", "gpu", "--file", &text]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("gpu"), "{}", stderr(&o));
+    let o = lamina(&["perplexity", "--file", "/nonexistent.txt"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/nonexistent.txt"), "{}", stderr(&o));
+}
+
+#[test]
+fn bench_native_prints_ratio_and_gflops() {
+    let o = lamina(&["bench-native", "--seq-len", "64", "--reps", "1", "--threads", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    println!("{out}");
+    for needle in ["ratio native / llama.cpp", "native achieved (GFLOP/s)", "f32 FMA peak", "peak: "] {
+        assert!(out.contains(needle), "missing `{needle}` in {out}");
+    }
 }

@@ -2,7 +2,8 @@
 //! of LoRA training (which needs passes lamina owns) and a second opinion on llama.cpp's
 //! numbers. Modules: `config` (hyper-parameters), `matmul` (products with weights kept in their
 //! stored type), `ops` and `attention` (the block's pieces), `model` (loading and the forward
-//! pass), `tokenizer`, `convert` (GGUF <-> safetensors).
+//! pass), `tokenizer`, `convert` (GGUF <-> safetensors), `peak` (the CPU's measured FMA peak,
+//! for benchmarks).
 
 pub mod attention;
 mod avx512;
@@ -11,6 +12,7 @@ pub mod convert;
 pub mod matmul;
 pub mod model;
 pub mod ops;
+pub mod peak;
 pub mod tokenizer;
 
 pub use config::{LlamaConfig, RopeScaling};

@@ -20,6 +20,7 @@ use super::attention::{causal_attention, AttentionShape};
 use super::config::LlamaConfig;
 use super::matmul::{matmul_wt, WeightMatrix};
 use super::ops::{rms_norm, rope_frequencies, swiglu, RopeLayout, RopeTable};
+use super::tokenizer::{SpecialTokens, Tokenizer};
 use crate::error::{Error, Result};
 use crate::weights::gguf::Gguf;
 use crate::weights::safetensors::{Dtype, SafeTensors};
@@ -237,6 +238,27 @@ impl NativeModel {
     /// How q/k rows are laid out for RoPE (interleaved for GGUF, halves for HF checkpoints).
     pub fn rope_layout(&self) -> RopeLayout {
         self.rope_layout
+    }
+
+    /// The tokenizer that goes with the weights: rebuilt from the GGUF vocabulary, or read
+    /// from `tokenizer.json` (and `tokenizer_config.json`) beside a safetensors checkpoint.
+    pub fn load_tokenizer(&self) -> Result<Tokenizer> {
+        match &self.file {
+            WeightFile::Gguf(g) => Tokenizer::from_gguf(g),
+            WeightFile::SafeTensors(st) => Tokenizer::from_file(st.path().with_file_name("tokenizer.json")),
+        }
+    }
+
+    /// Whether prompts start with BOS: `tokenizer.ggml.add_bos_token` in a GGUF, `add_bos_token`
+    /// in `tokenizer_config.json` for a checkpoint (false when absent, as for the default model).
+    pub fn adds_bos(&self) -> bool {
+        match &self.file {
+            WeightFile::Gguf(g) => g.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false),
+            WeightFile::SafeTensors(st) => SpecialTokens::from_config(&st.path().with_file_name("tokenizer_config.json"))
+                .ok()
+                .and_then(|t| t.add_bos_token)
+                .unwrap_or(false),
+        }
     }
 
     /// Worker threads of the forward pass.

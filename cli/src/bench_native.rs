@@ -1,0 +1,107 @@
+//! `lamina bench-native`: the native engine's forward pass against llama.cpp's prompt
+//! processing, on the same tokens, in the same process, alternating runs (the machine may be
+//! shared and noisy: the ratio is the number that means something).
+//!
+//! Native: one forward pass over a sequence of `--seq-len` tokens with logits for every
+//! position (what scoring and training need). llama.cpp: the same tokens decoded as a prompt
+//! through a lamina session (logits for the last position only, as llama-bench's pp test).
+//! Also printed: the native pass's achieved GFLOP/s (weight products: 2 FLOPs per weight per
+//! token, plus the causal attention products) against this machine's measured f32 FMA peak.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use lamina::native::peak::measure_fma_peak;
+use lamina::native::{NativeModel, NativeParams};
+use lamina::{Error, Sampling, Session, SessionParams};
+
+use crate::options::ModelOptions;
+
+#[derive(Args, Debug)]
+pub struct NativeBenchArgs {
+    #[command(flatten)]
+    model: ModelOptions,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    seq_len: usize,
+    /// Repetitions per side (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+const TEXT: &str = include_str!("../../tests/data/prose.txt");
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
+    if args.reps == 0 || args.seq_len < 2 {
+        return Err(Error::InvalidArgument { name: "bench", reason: "--reps must be at least 1 and --seq-len at least 2".into() });
+    }
+    let threads = if args.model.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { args.model.threads as usize };
+    let model = args.model.load()?;
+    let mut tokens = Vec::new();
+    while tokens.len() < args.seq_len {
+        tokens.extend(model.tokenize(TEXT, false, false));
+    }
+    tokens.truncate(args.seq_len);
+    let mut session = Session::new(&model, &SessionParams { n_ctx: args.seq_len as u32 + 16, n_batch: args.seq_len as u32, n_threads: threads as u32, ..SessionParams::default() })?;
+    let native = NativeModel::load(args.model.model_path(), &NativeParams { n_threads: threads })?;
+    let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
+
+    let llama_once = |session: &mut Session| -> Result<f64, Error> {
+        session.reset();
+        let g = session.generate_from_tokens(&tokens, &Sampling::greedy(1), |_| true)?;
+        Ok(g.prompt_time.as_secs_f64())
+    };
+    let native_once = || -> Result<f64, Error> {
+        let start = Instant::now();
+        let logits = native.logits(&ids, 0)?;
+        std::hint::black_box(&logits);
+        Ok(start.elapsed().as_secs_f64())
+    };
+    // Warm-up (page cache, thread pools, buffers), not counted.
+    llama_once(&mut session)?;
+    native_once()?;
+    let (mut llama_t, mut native_t) = (Vec::new(), Vec::new());
+    for _ in 0..args.reps {
+        llama_t.push(llama_once(&mut session)?);
+        native_t.push(native_once()?);
+    }
+    let (lt, nt) = (median(llama_t), median(native_t));
+    let n = args.seq_len as f64;
+    let c = native.config();
+    // Causal attention: QKᵀ and PV over the lower triangle, per layer and query head.
+    let attention_flops = 2.0 * 2.0 * (c.n_layers * c.n_heads * c.head_dim) as f64 * n * (n + 1.0) / 2.0;
+    let flops = native.matmul_flops_per_token() as f64 * n + attention_flops;
+    let achieved = flops / nt / 1e9;
+    let peak = measure_fma_peak(threads, Duration::from_millis(500));
+    let (llama_tps, native_tps) = (n / lt, n / nt);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "threads": threads, "seq_len": args.seq_len, "reps": args.reps,
+                "llama_pp_tokens_per_s": llama_tps, "native_tokens_per_s": native_tps, "ratio": native_tps / llama_tps,
+                "native_gflops": achieved, "peak_gflops": peak.gflops, "fraction_of_peak": achieved / peak.gflops,
+                "peak_method": peak.describe(),
+            })
+        );
+        return Ok(());
+    }
+    println!("lamina bench-native: {threads} threads, {}-token sequence, median of {} runs per side", args.seq_len, args.reps);
+    println!("{:<44} {:>12}", "llama.cpp prompt processing (tokens/s)", format!("{llama_tps:.1}"));
+    println!("{:<44} {:>12}", "native forward, all logits (tokens/s)", format!("{native_tps:.1}"));
+    println!("{:<44} {:>12}", "ratio native / llama.cpp", format!("{:.3}", native_tps / llama_tps));
+    println!("{:<44} {:>12}", "native achieved (GFLOP/s)", format!("{achieved:.1}"));
+    println!("{:<44} {:>12}", "f32 FMA peak (GFLOP/s)", format!("{:.1}", peak.gflops));
+    println!("{:<44} {:>12}", "fraction of peak", format!("{:.1}%", achieved / peak.gflops * 100.0));
+    println!("FLOPs per pass: {:.2} G (weights {:.2} G + attention {:.2} G)", flops / 1e9, (flops - attention_flops) / 1e9, attention_flops / 1e9);
+    println!("peak: {}", peak.describe());
+    Ok(())
+}
