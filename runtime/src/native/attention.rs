@@ -28,62 +28,131 @@ thread_local! {
 /// `out[N × n_heads·d]` = causal attention of `q[N × n_heads·d]` over `k, v[N × n_kv·d]`,
 /// independently within each of `seqs` (row ranges of the buffers that partition 0..N).
 pub fn causal_attention(q: &[f32], k: &[f32], v: &[f32], seqs: &[Range<usize>], shape: AttentionShape, out: &mut [f32]) {
-    let AttentionShape { n_heads, n_kv_heads, head_dim: d } = shape;
-    let (qw, kw) = (n_heads * d, n_kv_heads * d);
-    let n = seqs.iter().map(|r| r.end).max().unwrap_or(0);
-    assert!(q.len() >= n * qw && k.len() >= n * kw && v.len() >= n * kw && out.len() >= n * qw, "attention: buffers too small");
-    let group = n_heads / n_kv_heads;
-    let scale = 1.0 / (d as f32).sqrt();
+    check_sizes(q, k, v, out, seqs, shape);
     let dst = SharedMut(out.as_mut_ptr());
-    let tasks: Vec<(Range<usize>, usize)> = seqs.iter().flat_map(|s| (0..n_heads).map(move |h| (s.clone(), h))).collect();
-    tasks.into_par_iter().for_each(|(seq, h)| {
-        let len = seq.len();
-        let kv = h / group;
+    tasks(seqs, shape.n_heads).into_par_iter().for_each(|(seq, h)| {
         SCORES.with(|cell| {
             let mut scores = cell.borrow_mut();
-            scores.resize(len * len, 0.0);
-            // SAFETY: Q_h is rows seq of q at column h*d (row stride qw); K_h and V_h are rows
-            // seq of k/v at column kv*d (row stride kw); all inside the asserted sizes. The
-            // scores buffer is this thread's own; the output block (rows seq, columns
-            // h*d..h*d+d) belongs to this (sequence, head) task alone.
-            unsafe {
-                gemm_strided(
-                    len,
-                    len,
-                    d,
-                    scores.as_mut_ptr(),
-                    len,
-                    q.as_ptr().add(seq.start * qw + h * d),
-                    qw,
-                    1,
-                    k.as_ptr().add(seq.start * kw + kv * d),
-                    1,
-                    kw,
-                    scale,
-                );
-            }
-            for (i, row) in scores.chunks_exact_mut(len).enumerate() {
-                causal_softmax_row(row, i);
-            }
-            // SAFETY: as above; P is the thread's own scores buffer.
-            unsafe {
-                gemm_strided(
-                    len,
-                    d,
-                    len,
-                    dst.at(seq.start * qw + h * d),
-                    qw,
-                    scores.as_ptr(),
-                    len,
-                    1,
-                    v.as_ptr().add(seq.start * kw + kv * d),
-                    kw,
-                    1,
-                    1.0,
-                );
-            }
+            // SAFETY: sizes checked; this (sequence, head) task owns its output block.
+            unsafe { attend(q, k, v, &seq, h, shape, dst, &mut scores) };
         });
     });
+}
+
+/// [`causal_attention`] that also returns the attention probabilities, one `len × len`
+/// matrix per (sequence, head) in sequence-major order: what the backward pass needs.
+pub fn causal_attention_with_probs(q: &[f32], k: &[f32], v: &[f32], seqs: &[Range<usize>], shape: AttentionShape, out: &mut [f32]) -> Vec<Vec<f32>> {
+    check_sizes(q, k, v, out, seqs, shape);
+    let dst = SharedMut(out.as_mut_ptr());
+    tasks(seqs, shape.n_heads)
+        .into_par_iter()
+        .map(|(seq, h)| {
+            let mut probs = Vec::new();
+            // SAFETY: sizes checked; this (sequence, head) task owns its output block.
+            unsafe { attend(q, k, v, &seq, h, shape, dst, &mut probs) };
+            probs
+        })
+        .collect()
+}
+
+/// Gradients of [`causal_attention_with_probs`]: given `d_out` and the saved `probs`, write
+/// `dq` (overwritten) and add into `dk`, `dv` (which the caller zeroes). Tasks run per
+/// (sequence, key/value head) so that the heads sharing a key/value head accumulate into it
+/// one after the other.
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention_backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    probs: &[Vec<f32>],
+    d_out: &[f32],
+    seqs: &[Range<usize>],
+    shape: AttentionShape,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    check_sizes(q, k, v, d_out, seqs, shape);
+    let AttentionShape { n_heads, n_kv_heads, head_dim: d } = shape;
+    let (qw, kw) = (n_heads * d, n_kv_heads * d);
+    assert!(dq.len() >= q.len() && dk.len() >= k.len() && dv.len() >= v.len(), "attention backward: gradient buffers too small");
+    assert_eq!(probs.len(), seqs.len() * n_heads, "attention backward: one probability matrix per (sequence, head)");
+    let group = n_heads / n_kv_heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let (dq_p, dk_p, dv_p) = (SharedMut(dq.as_mut_ptr()), SharedMut(dk.as_mut_ptr()), SharedMut(dv.as_mut_ptr()));
+    let jobs: Vec<(usize, Range<usize>, usize)> =
+        seqs.iter().enumerate().flat_map(|(si, s)| (0..n_kv_heads).map(move |kv| (si, s.clone(), kv))).collect();
+    jobs.into_par_iter().for_each(|(si, seq, kv)| {
+        let len = seq.len();
+        let mut dp = vec![0.0f32; len * len];
+        for h in kv * group..(kv + 1) * group {
+            let p = &probs[si * n_heads + h];
+            // SAFETY (all products below): every view addresses rows `seq` of its buffer at
+            // its head's columns, inside the checked sizes. dq's columns of head h, and dk/dv's
+            // columns of kv head `kv`, are written by this task alone.
+            unsafe {
+                let o_h = d_out.as_ptr().add(seq.start * qw + h * d);
+                let v_kv = v.as_ptr().add(seq.start * kw + kv * d);
+                // dP = dO · Vᵀ
+                gemm_strided(len, len, d, dp.as_mut_ptr(), len, o_h, qw, 1, v_kv, 1, kw, 1.0, false);
+                // dV += Pᵀ · dO
+                gemm_strided(len, d, len, dv_p.at(seq.start * kw + kv * d), kw, p.as_ptr(), 1, len, o_h, qw, 1, 1.0, true);
+            }
+            // dS = P ∘ (dP − rowsum(P ∘ dP)), in place in dp.
+            for (prow, dprow) in p.chunks_exact(len).zip(dp.chunks_exact_mut(len)) {
+                let dot: f32 = prow.iter().zip(dprow.iter()).map(|(a, b)| a * b).sum();
+                dprow.iter_mut().zip(prow).for_each(|(g, &pv)| *g = pv * (*g - dot));
+            }
+            // SAFETY: as above.
+            unsafe {
+                let k_kv = k.as_ptr().add(seq.start * kw + kv * d);
+                let q_h = q.as_ptr().add(seq.start * qw + h * d);
+                // dQ = scale · dS · K
+                gemm_strided(len, d, len, dq_p.at(seq.start * qw + h * d), qw, dp.as_ptr(), len, 1, k_kv, kw, 1, scale, false);
+                // dK += scale · dSᵀ · Q
+                gemm_strided(len, d, len, dk_p.at(seq.start * kw + kv * d), kw, dp.as_ptr(), 1, len, q_h, qw, 1, scale, true);
+            }
+        }
+    });
+}
+
+fn check_sizes(q: &[f32], k: &[f32], v: &[f32], out: &[f32], seqs: &[Range<usize>], shape: AttentionShape) {
+    let (qw, kw) = (shape.n_heads * shape.head_dim, shape.n_kv_heads * shape.head_dim);
+    let n = seqs.iter().map(|r| r.end).max().unwrap_or(0);
+    assert!(q.len() >= n * qw && k.len() >= n * kw && v.len() >= n * kw && out.len() >= n * qw, "attention: buffers too small");
+    assert!(shape.n_kv_heads > 0 && shape.n_heads.is_multiple_of(shape.n_kv_heads), "attention: heads must be a multiple of kv heads");
+}
+
+fn tasks(seqs: &[Range<usize>], n_heads: usize) -> Vec<(Range<usize>, usize)> {
+    seqs.iter().flat_map(|s| (0..n_heads).map(move |h| (s.clone(), h))).collect()
+}
+
+/// One (sequence, head): scores into `scores` (len × len, left holding the probabilities),
+/// output into its block of `dst`.
+///
+/// # Safety
+/// Buffer sizes as checked by `check_sizes`; no one else writes the block of `dst` at rows
+/// `seq`, columns of head `h`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend(q: &[f32], k: &[f32], v: &[f32], seq: &Range<usize>, h: usize, shape: AttentionShape, dst: SharedMut, scores: &mut Vec<f32>) {
+    let AttentionShape { n_heads, n_kv_heads, head_dim: d } = shape;
+    let (qw, kw) = (n_heads * d, n_kv_heads * d);
+    let kv = h / (n_heads / n_kv_heads);
+    let len = seq.len();
+    let scale = 1.0 / (d as f32).sqrt();
+    scores.resize(len * len, 0.0);
+    // SAFETY: Q_h is rows seq of q at column h*d (row stride qw); K_h and V_h are rows seq of
+    // k/v at column kv*d (row stride kw); the output block is the caller's.
+    unsafe {
+        gemm_strided(len, len, d, scores.as_mut_ptr(), len, q.as_ptr().add(seq.start * qw + h * d), qw, 1, k.as_ptr().add(seq.start * kw + kv * d), 1, kw, scale, false);
+    }
+    for (i, row) in scores.chunks_exact_mut(len).enumerate() {
+        causal_softmax_row(row, i);
+    }
+    // SAFETY: as above.
+    unsafe {
+        gemm_strided(len, d, len, dst.at(seq.start * qw + h * d), qw, scores.as_ptr(), len, 1, v.as_ptr().add(seq.start * kw + kv * d), kw, 1, 1.0, false);
+    }
 }
 
 /// Softmax over `row[..=i]`, zeros after (the causal mask).

@@ -141,6 +141,47 @@ pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f3
     });
 }
 
+/// `dx[n × w.cols] += dy[n × w.rows] · W`: the product the backward pass needs to carry a
+/// gradient through a frozen weight. Tiles of W rows are dequantized as in [`matmul_wt`]; each
+/// contributes to every column of `dx`, so rayon tasks fold into private accumulators that
+/// are summed at the end (a handful of `n × cols` buffers, not one per tile).
+pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mut [f32]) {
+    let (k, m) = (w.cols, w.rows);
+    assert_eq!(dy.len(), n * m, "matmul_w_acc: dy is not n × rows");
+    assert_eq!(dx.len(), n * k, "matmul_w_acc: dx is not n × cols");
+    if n == 0 || m == 0 {
+        return;
+    }
+    let tiles = m.div_ceil(TILE_ROWS);
+    let partial = (0..tiles)
+        .into_par_iter()
+        .fold(
+            || vec![0.0f32; n * k],
+            |mut acc, t| {
+                let r0 = t * TILE_ROWS;
+                let rows = (r0 + TILE_ROWS).min(m) - r0;
+                TILE.with(|cell| {
+                    let (tile, _) = &mut *cell.borrow_mut();
+                    tile.resize(rows * k, 0.0);
+                    for (i, dst) in tile.chunks_exact_mut(k).enumerate() {
+                        w.dequantize_row_into(file, r0 + i, dst);
+                    }
+                    // SAFETY: acc is n × k (row stride k); dy's columns r0..r0+rows with row
+                    // stride m; the tile is rows × k row-major. All within the asserted sizes.
+                    unsafe { gemm_strided(n, k, rows, acc.as_mut_ptr(), k, dy.as_ptr().add(r0), m, 1, tile.as_ptr(), k, 1, 1.0, true) };
+                });
+                acc
+            },
+        )
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+            a
+        });
+    if let Some(p) = partial {
+        dx.par_iter_mut().zip(p.par_iter()).for_each(|(d, p)| *d += p);
+    }
+}
+
 /// `c[m × n] = a[m × k] · b[k × n]` (all row-major, overwriting `c`), single-threaded: the
 /// building block for attention and the backward pass, which parallelise over heads or rows.
 pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
@@ -171,8 +212,9 @@ pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]
     }
 }
 
-/// Strided single-threaded product for views into larger buffers: `dst = lhs · rhs` where each
-/// operand is described by a pointer and (row stride, column stride) in elements.
+/// Strided single-threaded product for views into larger buffers: `dst = scale · lhs · rhs`
+/// (or `dst += ...` when `accumulate`), each operand described by a pointer and (row stride,
+/// column stride) in elements.
 ///
 /// # Safety
 /// Every addressed element must lie inside a live allocation, and `dst` must not overlap the
@@ -191,6 +233,7 @@ pub(crate) unsafe fn gemm_strided(
     rhs_rs: usize,
     rhs_cs: usize,
     scale: f32,
+    accumulate: bool,
 ) {
     // SAFETY: forwarded to the caller's contract.
     unsafe {
@@ -201,14 +244,14 @@ pub(crate) unsafe fn gemm_strided(
             dst,
             1,
             dst_rs as isize,
-            false,
+            accumulate,
             lhs,
             lhs_cs as isize,
             lhs_rs as isize,
             rhs,
             rhs_cs as isize,
             rhs_rs as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             scale,
             false,
             false,

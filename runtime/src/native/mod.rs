@@ -6,9 +6,11 @@
 //! for benchmarks).
 
 pub mod attention;
+pub mod backward;
 mod avx512;
 pub mod config;
 pub mod convert;
+pub mod lora;
 pub mod matmul;
 pub mod model;
 pub mod ops;
@@ -16,6 +18,8 @@ pub mod peak;
 pub mod tokenizer;
 
 pub use config::{LlamaConfig, RopeScaling};
+pub use backward::{Example, PassLoss, PassOptions};
+pub use lora::{LoraConfig, LoraPair, LoraTarget, LoraWeights};
 pub use model::{Logits, NativeModel, NativeParams};
 pub use convert::{gguf_to_safetensors, safetensors_to_gguf, ConvertReport, Dtype as ConvertDtype};
 pub use tokenizer::Tokenizer;

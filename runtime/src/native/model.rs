@@ -34,13 +34,13 @@ pub struct NativeParams {
 }
 
 /// The mapped file the weight ranges point into.
-enum WeightFile {
+pub(crate) enum WeightFile {
     Gguf(Gguf),
     SafeTensors(SafeTensors),
 }
 
 impl WeightFile {
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             WeightFile::Gguf(g) => g.file_bytes(),
             WeightFile::SafeTensors(s) => s.file_bytes(),
@@ -55,30 +55,46 @@ impl WeightFile {
 }
 
 /// One transformer block's weights.
-struct Block {
-    attn_norm: Vec<f32>,
-    wq: WeightMatrix,
-    wk: WeightMatrix,
-    wv: WeightMatrix,
-    wo: WeightMatrix,
-    ffn_norm: Vec<f32>,
-    w_gate: WeightMatrix,
-    w_up: WeightMatrix,
-    w_down: WeightMatrix,
+pub(crate) struct Block {
+    pub(crate) attn_norm: Vec<f32>,
+    pub(crate) wq: WeightMatrix,
+    pub(crate) wk: WeightMatrix,
+    pub(crate) wv: WeightMatrix,
+    pub(crate) wo: WeightMatrix,
+    pub(crate) ffn_norm: Vec<f32>,
+    pub(crate) w_gate: WeightMatrix,
+    pub(crate) w_up: WeightMatrix,
+    pub(crate) w_down: WeightMatrix,
+}
+
+impl Block {
+    /// The frozen weight a LoRA target adapts.
+    pub(crate) fn weight(&self, t: super::lora::LoraTarget) -> &WeightMatrix {
+        use super::lora::LoraTarget::*;
+        match t {
+            Q => &self.wq,
+            K => &self.wk,
+            V => &self.wv,
+            O => &self.wo,
+            Gate => &self.w_gate,
+            Up => &self.w_up,
+            Down => &self.w_down,
+        }
+    }
 }
 
 /// A LLaMA decoder over memory-mapped weights. Immutable once loaded: share it across threads
 /// (`&NativeModel` is `Sync`); each forward call allocates its own activations.
 pub struct NativeModel {
-    config: LlamaConfig,
-    file: WeightFile,
-    rope_layout: RopeLayout,
-    rope_freqs: Vec<f32>,
-    embed: WeightMatrix,
-    blocks: Vec<Block>,
-    final_norm: Vec<f32>,
-    lm_head: WeightMatrix,
-    pool: rayon::ThreadPool,
+    pub(crate) config: LlamaConfig,
+    pub(crate) file: WeightFile,
+    pub(crate) rope_layout: RopeLayout,
+    pub(crate) rope_freqs: Vec<f32>,
+    pub(crate) embed: WeightMatrix,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) final_norm: Vec<f32>,
+    pub(crate) lm_head: WeightMatrix,
+    pub(crate) pool: rayon::ThreadPool,
 }
 
 impl std::fmt::Debug for NativeModel {

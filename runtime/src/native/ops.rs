@@ -25,6 +25,35 @@ pub fn rms_scale(x: &[f32], eps: f32) -> f32 {
     1.0 / (mean + eps).sqrt()
 }
 
+/// Gradient of [`rms_norm`]: `dx += ∂/∂x` for upstream `dy`, per row:
+/// `dx = r·(w∘dy) − x·r³·mean(w∘dy∘x)` with `r = 1/sqrt(mean(x²) + eps)`.
+pub fn rms_norm_backward(x: &[f32], weight: &[f32], eps: f32, dy: &[f32], dx: &mut [f32]) {
+    let d = weight.len();
+    dx.par_chunks_mut(d).zip(x.par_chunks(d).zip(dy.par_chunks(d))).for_each(|(dxr, (xr, dyr))| {
+        let r = rms_scale(xr, eps);
+        let dot: f64 = xr.iter().zip(dyr).zip(weight).map(|((&x, &g), &w)| f64::from(w * g) * f64::from(x)).sum();
+        let c = (dot / d as f64) as f32 * r * r * r;
+        for (((o, &x), &g), &w) in dxr.iter_mut().zip(xr).zip(dyr).zip(weight) {
+            *o += r * w * g - x * c;
+        }
+    });
+}
+
+/// Gradient of [`swiglu`]: from `d_out`, write `d_gate` and `d_up`.
+pub fn swiglu_backward(gate: &[f32], up: &[f32], d_out: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
+    const C: usize = 4096;
+    d_gate.par_chunks_mut(C).zip(d_up.par_chunks_mut(C)).zip(gate.par_chunks(C).zip(up.par_chunks(C)).zip(d_out.par_chunks(C))).for_each(
+        |((dg, du), ((g, u), dout))| {
+            for i in 0..g.len() {
+                let sig = 1.0 / (1.0 + (-g[i]).exp());
+                let silu = g[i] * sig;
+                du[i] = dout[i] * silu;
+                dg[i] = dout[i] * u[i] * sig * (1.0 + g[i] * (1.0 - sig));
+            }
+        },
+    );
+}
+
 /// How the two halves of each rotated pair are laid out within a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RopeLayout {

@@ -1,0 +1,357 @@
+//! Gradient check of the native engine's LoRA backward pass on a tiny random LLaMA model whose
+//! base weights are quantized (Q8_0 and Q4_0, as in QLoRA) or F32: the analytic gradient of
+//! every LoRA matrix (f32) must match central finite differences of an independent, plainly
+//! written f64 implementation of the same model. The f64 model also checks the forward loss.
+
+use std::path::PathBuf;
+
+use lamina::native::lora::SplitMix64;
+use lamina::native::{Example, LoraConfig, LoraTarget, LoraWeights, NativeModel, NativeParams, PassOptions};
+use lamina::weights::dequant::dequantize_row;
+use lamina::weights::gguf::{Gguf, GgufWriter, MetaValue};
+use lamina::weights::GgmlType;
+
+const D: usize = 32; // hidden
+const FF: usize = 64;
+const HEADS: usize = 4;
+const KV_HEADS: usize = 2;
+const HD: usize = 8;
+const LAYERS: usize = 2;
+const VOCAB: usize = 40;
+const EPS: f32 = 1e-5;
+const THETA: f32 = 10_000.0;
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lamina-lora-grad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Random bytes of a `rows × cols` tensor of `ty` with sane block scales.
+fn random_tensor(rng: &mut SplitMix64, ty: GgmlType, rows: usize, cols: usize, amp: f32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for _ in 0..rows {
+        match ty {
+            GgmlType::F32 => (0..cols).for_each(|_| out.extend(((rng.next_f32() * 2.0 - 1.0) * amp).to_le_bytes())),
+            GgmlType::Q8_0 => {
+                for _ in 0..cols / 32 {
+                    out.extend(half::f16::from_f32(amp / 127.0).to_le_bytes());
+                    (0..32).for_each(|_| out.push((rng.next_u64() % 255) as u8 ^ 0x80));
+                }
+            }
+            GgmlType::Q4_0 => {
+                for _ in 0..cols / 32 {
+                    out.extend(half::f16::from_f32(amp / 8.0).to_le_bytes());
+                    (0..16).for_each(|_| out.push(rng.next_u64() as u8));
+                }
+            }
+            other => panic!("unsupported {other}"),
+        }
+    }
+    out
+}
+
+/// A tiny llama GGUF: attention weights Q8_0, MLP Q4_0 (or all F32), norms F32 around 1.
+fn tiny_model(name: &str, quantized: bool) -> PathBuf {
+    let mut rng = SplitMix64(7);
+    let mut w = GgufWriter::new();
+    let meta: Vec<(&str, MetaValue)> = vec![
+        ("general.architecture", "llama".into()),
+        ("llama.block_count", (LAYERS as u32).into()),
+        ("llama.embedding_length", (D as u32).into()),
+        ("llama.feed_forward_length", (FF as u32).into()),
+        ("llama.attention.head_count", (HEADS as u32).into()),
+        ("llama.attention.head_count_kv", (KV_HEADS as u32).into()),
+        ("llama.attention.layer_norm_rms_epsilon", EPS.into()),
+        ("llama.rope.freq_base", THETA.into()),
+        ("llama.context_length", 64u32.into()),
+        ("llama.vocab_size", (VOCAB as u32).into()),
+    ];
+    for (k, v) in meta {
+        w.add_metadata(k, v).unwrap();
+    }
+    let (attn_ty, mlp_ty) = if quantized { (GgmlType::Q8_0, GgmlType::Q4_0) } else { (GgmlType::F32, GgmlType::F32) };
+    let add = |w: &mut GgufWriter, name: String, ty: GgmlType, rows: usize, cols: usize, amp: f32, rng: &mut SplitMix64| {
+        let data = random_tensor(rng, ty, rows, cols, amp);
+        w.add_tensor(name, ty, &[cols as u64, rows as u64], data).unwrap();
+    };
+    add(&mut w, "token_embd.weight".into(), GgmlType::F32, VOCAB, D, 1.0, &mut rng);
+    for l in 0..LAYERS {
+        add(&mut w, format!("blk.{l}.attn_q.weight"), attn_ty, HEADS * HD, D, 0.5, &mut rng);
+        add(&mut w, format!("blk.{l}.attn_k.weight"), attn_ty, KV_HEADS * HD, D, 0.5, &mut rng);
+        add(&mut w, format!("blk.{l}.attn_v.weight"), attn_ty, KV_HEADS * HD, D, 0.5, &mut rng);
+        add(&mut w, format!("blk.{l}.attn_output.weight"), attn_ty, D, HEADS * HD, 0.3, &mut rng);
+        add(&mut w, format!("blk.{l}.ffn_gate.weight"), mlp_ty, FF, D, 0.5, &mut rng);
+        add(&mut w, format!("blk.{l}.ffn_up.weight"), mlp_ty, FF, D, 0.5, &mut rng);
+        add(&mut w, format!("blk.{l}.ffn_down.weight"), GgmlType::F32, D, FF, 0.3, &mut rng);
+        for norm in ["attn_norm", "ffn_norm"] {
+            let v: Vec<u8> = (0..D).flat_map(|_| (0.8 + 0.4 * rng.next_f32()).to_le_bytes()).collect();
+            w.add_tensor(format!("blk.{l}.{norm}.weight"), GgmlType::F32, &[D as u64], v).unwrap();
+        }
+    }
+    let v: Vec<u8> = (0..D).flat_map(|_| (0.8 + 0.4 * rng.next_f32()).to_le_bytes()).collect();
+    w.add_tensor("output_norm.weight", GgmlType::F32, &[D as u64], v).unwrap();
+    let path = tmp(name);
+    w.write(&path).unwrap();
+    path
+}
+
+// ---------------------------------------------------------------------------------------------
+// An independent f64 reference: plain loops, HF-style math on the GGUF (interleaved) layout.
+// ---------------------------------------------------------------------------------------------
+
+struct RefModel {
+    embed: Vec<f64>,
+    layers: Vec<RefLayer>,
+    final_norm: Vec<f64>,
+}
+
+struct RefLayer {
+    attn_norm: Vec<f64>,
+    ffn_norm: Vec<f64>,
+    w: [Vec<f64>; 7], // q k v o gate up down, row-major out × in
+}
+
+fn load_ref(path: &PathBuf) -> RefModel {
+    let g = Gguf::open(path).unwrap();
+    let tensor = |name: &str| -> Vec<f64> {
+        let t = g.tensor(name).unwrap();
+        let mut out = vec![0f32; t.n_elements() as usize];
+        dequantize_row(t.ggml_type(), t.data(), &mut out).unwrap();
+        out.into_iter().map(f64::from).collect()
+    };
+    let names = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
+    RefModel {
+        embed: tensor("token_embd.weight"),
+        layers: (0..LAYERS)
+            .map(|l| RefLayer {
+                attn_norm: tensor(&format!("blk.{l}.attn_norm.weight")),
+                ffn_norm: tensor(&format!("blk.{l}.ffn_norm.weight")),
+                w: std::array::from_fn(|i| tensor(&format!("blk.{l}.{}.weight", names[i]))),
+            })
+            .collect(),
+        final_norm: tensor("output_norm.weight"),
+    }
+}
+
+fn rms(x: &[f64], w: &[f64]) -> Vec<f64> {
+    let ms = x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64;
+    let r = 1.0 / (ms + f64::from(EPS)).sqrt();
+    x.iter().zip(w).map(|(a, b)| a * r * b).collect()
+}
+
+/// `W x + s B (A x)` for one row.
+fn lin(w: &[f64], x: &[f64], lora: Option<(&[f64], &[f64], usize)>, s: f64) -> Vec<f64> {
+    let n_in = x.len();
+    let n_out = w.len() / n_in;
+    let mut y: Vec<f64> = (0..n_out).map(|o| (0..n_in).map(|i| w[o * n_in + i] * x[i]).sum()).collect();
+    if let Some((a, b, r)) = lora {
+        let u: Vec<f64> = (0..r).map(|j| (0..n_in).map(|i| a[j * n_in + i] * x[i]).sum()).collect();
+        for (o, yo) in y.iter_mut().enumerate() {
+            *yo += s * (0..r).map(|j| b[o * r + j] * u[j]).sum::<f64>();
+        }
+    }
+    y
+}
+
+fn rope(x: &mut [f64], n_heads: usize, pos: usize) {
+    for h in 0..n_heads {
+        for i in 0..HD / 2 {
+            let freq = f64::from(THETA).powf(-2.0 * i as f64 / HD as f64);
+            let (c, s) = ((pos as f64 * freq).cos(), (pos as f64 * freq).sin());
+            let (a, b) = (h * HD + 2 * i, h * HD + 2 * i + 1);
+            let (x0, x1) = (x[a], x[b]);
+            x[a] = x0 * c - x1 * s;
+            x[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+/// Summed NLL of the example's targets; `lora[layer][target] = (A, B)` in f64.
+fn ref_loss(m: &RefModel, lora: &[[Option<(Vec<f64>, Vec<f64>)>; 7]], rank: usize, s: f64, ex: &Example) -> f64 {
+    let n = ex.tokens.len();
+    let mut x: Vec<Vec<f64>> = ex.tokens.iter().map(|&t| m.embed[t as usize * D..(t as usize + 1) * D].to_vec()).collect();
+    for (l, layer) in m.layers.iter().enumerate() {
+        let lo = |i: usize| lora[l][i].as_ref().map(|(a, b)| (a.as_slice(), b.as_slice(), rank));
+        let h: Vec<Vec<f64>> = x.iter().map(|r| rms(r, &layer.attn_norm)).collect();
+        let mut q: Vec<Vec<f64>> = h.iter().map(|r| lin(&layer.w[0], r, lo(0), s)).collect();
+        let mut k: Vec<Vec<f64>> = h.iter().map(|r| lin(&layer.w[1], r, lo(1), s)).collect();
+        let v: Vec<Vec<f64>> = h.iter().map(|r| lin(&layer.w[2], r, lo(2), s)).collect();
+        for p in 0..n {
+            rope(&mut q[p], HEADS, p);
+            rope(&mut k[p], KV_HEADS, p);
+        }
+        let mut att = vec![vec![0.0; HEADS * HD]; n];
+        for hh in 0..HEADS {
+            let kv = hh / (HEADS / KV_HEADS);
+            for i in 0..n {
+                let sc: Vec<f64> = (0..=i).map(|j| (0..HD).map(|c| q[i][hh * HD + c] * k[j][kv * HD + c]).sum::<f64>() / (HD as f64).sqrt()).collect();
+                let mx = sc.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = sc.iter().map(|v| (v - mx).exp()).sum();
+                for c in 0..HD {
+                    att[i][hh * HD + c] = (0..=i).map(|j| (sc[j] - mx).exp() / z * v[j][kv * HD + c]).sum();
+                }
+            }
+        }
+        for p in 0..n {
+            let o = lin(&layer.w[3], &att[p], lo(3), s);
+            x[p].iter_mut().zip(o).for_each(|(a, b)| *a += b);
+            let h2 = rms(&x[p], &layer.ffn_norm);
+            let g = lin(&layer.w[4], &h2, lo(4), s);
+            let u = lin(&layer.w[5], &h2, lo(5), s);
+            let act: Vec<f64> = g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+            let dn = lin(&layer.w[6], &act, lo(6), s);
+            x[p].iter_mut().zip(dn).for_each(|(a, b)| *a += b);
+        }
+    }
+    let mut nll = 0.0;
+    for t in 1..n {
+        if !ex.targets[t] {
+            continue;
+        }
+        let h = rms(&x[t - 1], &m.final_norm);
+        let logits: Vec<f64> = (0..VOCAB).map(|v| (0..D).map(|c| m.embed[v * D + c] * h[c]).sum()).collect();
+        let mx = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = logits.iter().map(|v| (v - mx).exp()).sum();
+        nll += z.ln() + mx - logits[ex.tokens[t] as usize];
+    }
+    nll
+}
+
+fn to_f64(w: &LoraWeights) -> Vec<[Option<(Vec<f64>, Vec<f64>)>; 7]> {
+    w.layers
+        .iter()
+        .map(|layer| std::array::from_fn(|i| layer[i].as_ref().map(|p| (p.a.iter().map(|&v| f64::from(v)).collect(), p.b.iter().map(|&v| f64::from(v)).collect()))))
+        .collect()
+}
+
+fn examples() -> Vec<Example> {
+    let a: Vec<u32> = vec![3, 17, 5, 22, 9, 31, 2, 14, 8];
+    let b: Vec<u32> = vec![11, 4, 39, 0, 25, 6];
+    vec![
+        Example { targets: (0..a.len()).map(|t| t > 2).collect(), tokens: a },
+        Example { targets: vec![false, true, true, false, true, true], tokens: b },
+    ]
+}
+
+fn check_gradients(quantized: bool) {
+    let path = tiny_model(if quantized { "tiny-q.gguf" } else { "tiny-f32.gguf" }, quantized);
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 2 }).unwrap();
+    let reference = load_ref(&path);
+    let config = LoraConfig { rank: 3, alpha: 6.0, dropout: 0.0, rslora: false, targets: LoraTarget::ALL.to_vec() };
+    let mut lora = LoraWeights::new(model.config(), &config, 42).unwrap();
+    // Non-zero B, so that the gradients of A are not zero.
+    let mut rng = SplitMix64(99);
+    lora.for_each_tensor_mut(|_, _, is_b, t| {
+        if is_b {
+            t.iter_mut().for_each(|v| *v = (rng.next_f32() - 0.5) * 0.4);
+        }
+    });
+    let batch = examples();
+    let mut grads = lora.zeros_like();
+    let loss = model.loss_and_grads(&lora, &batch, PassOptions::default(), &mut grads).unwrap();
+    let s = f64::from(config.scale());
+    let ref_total = |w: &[[Option<(Vec<f64>, Vec<f64>)>; 7]]| batch.iter().map(|e| ref_loss(&reference, w, config.rank, s, e)).sum::<f64>();
+    let base = to_f64(&lora);
+    let ref_value = ref_total(&base);
+    let rel_loss = (loss.nll_sum - ref_value).abs() / ref_value;
+    println!("quantized={quantized}: loss native {:.8} vs f64 reference {:.8} (relative {rel_loss:.2e}), {} targets", loss.nll_sum, ref_value, loss.n_targets);
+    assert!(rel_loss < 1e-5, "forward loss differs: {rel_loss}");
+    assert_eq!(loss.n_targets, 10);
+
+    // Central differences in f64 for every element of every LoRA matrix.
+    let h = 1e-5;
+    let mut worst = 0.0f64;
+    let mut checked = 0usize;
+    let mut analytic = Vec::new();
+    grads.for_each_tensor(|l, t, is_b, g| analytic.push((l, t, is_b, g.to_vec())));
+    for (l, t, is_b, g) in analytic {
+        let len = g.len();
+        for (idx, &ga) in g.iter().enumerate().take(len) {
+            let mut plus = base.clone();
+            let mut minus = base.clone();
+            let slot = |w: &mut Vec<[Option<(Vec<f64>, Vec<f64>)>; 7]>, delta: f64| {
+                let (a, b) = w[l][t.index()].as_mut().unwrap();
+                if is_b {
+                    b[idx] += delta;
+                } else {
+                    a[idx] += delta;
+                }
+            };
+            slot(&mut plus, h);
+            slot(&mut minus, -h);
+            let fd = (ref_total(&plus) - ref_total(&minus)) / (2.0 * h);
+            let err = (f64::from(ga) - fd).abs() / (fd.abs() + f64::from(ga).abs()).max(1e-2);
+            worst = worst.max(err);
+            checked += 1;
+            assert!(err < 2e-3, "layer {l} {} {}[{idx}]: analytic {ga} vs finite difference {fd}", t.hf_name(), if is_b { "B" } else { "A" });
+        }
+    }
+    println!("quantized={quantized}: {checked} LoRA parameters checked, max relative error {worst:.2e}");
+}
+
+#[test]
+fn lora_gradients_match_finite_differences_on_a_quantized_base() {
+    check_gradients(true);
+}
+
+#[test]
+fn lora_gradients_match_finite_differences_on_an_f32_base() {
+    check_gradients(false);
+}
+
+#[test]
+fn checkpointing_and_dropout_masks_are_reproducible() {
+    let path = tiny_model("tiny-ckpt.gguf", true);
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 2 }).unwrap();
+    let config = LoraConfig { rank: 2, alpha: 4.0, dropout: 0.25, rslora: true, targets: vec![LoraTarget::Q, LoraTarget::V, LoraTarget::Down] };
+    let mut lora = LoraWeights::new(model.config(), &config, 1).unwrap();
+    lora.for_each_tensor_mut(|_, _, is_b, t| {
+        if is_b {
+            t.iter_mut().enumerate().for_each(|(i, v)| *v = ((i % 7) as f32 - 3.0) * 0.05);
+        }
+    });
+    let batch = examples();
+    let run = |checkpointing: bool, seed: u64| {
+        let mut g = lora.zeros_like();
+        let loss = model.loss_and_grads(&lora, &batch, PassOptions { dropout_seed: Some(seed), checkpointing }, &mut g).unwrap();
+        (loss, g)
+    };
+    let (l1, g1) = run(false, 5);
+    let (l2, g2) = run(true, 5);
+    assert_eq!(l1, l2, "checkpointing changed the loss");
+    assert_eq!(g1, g2, "checkpointing changed the gradients");
+    let (l3, _) = run(false, 6);
+    assert_ne!(l1.nll_sum, l3.nll_sum, "a different dropout seed should draw different masks");
+    // Without dropout the loss equals the evaluation loss.
+    let mut g = lora.zeros_like();
+    let train = model.loss_and_grads(&lora, &batch, PassOptions::default(), &mut g).unwrap();
+    let eval = model.loss(Some(&lora), &batch).unwrap();
+    assert!((train.nll_sum - eval.nll_sum).abs() < 1e-9);
+}
+
+#[test]
+fn bad_batches_are_rejected() {
+    let path = tiny_model("tiny-bad.gguf", false);
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 1 }).unwrap();
+    let lora = LoraWeights::new(model.config(), &LoraConfig::default(), 0).unwrap();
+    let mut g = lora.zeros_like();
+    let opts = PassOptions::default();
+    let err = model.loss_and_grads(&lora, &[], opts, &mut g).unwrap_err();
+    assert!(err.to_string().contains("no examples"), "{err}");
+    let short = Example { tokens: vec![1], targets: vec![true] };
+    assert!(model.loss_and_grads(&lora, &[short], opts, &mut g).unwrap_err().to_string().contains("at least 2"));
+    let oov = Example { tokens: vec![1, VOCAB as u32], targets: vec![false, true] };
+    assert!(model.loss_and_grads(&lora, &[oov], opts, &mut g).unwrap_err().to_string().contains("outside the vocabulary"));
+    let flags = Example { tokens: vec![1, 2, 3], targets: vec![true] };
+    assert!(model.loss_and_grads(&lora, &[flags], opts, &mut g).unwrap_err().to_string().contains("target flags"));
+    let other = LoraWeights::new(model.config(), &LoraConfig { rank: 4, ..LoraConfig::default() }, 0).unwrap();
+    let mut wrong = other.zeros_like();
+    wrong.layers.pop();
+    assert!(model.loss_and_grads(&lora, &examples(), opts, &mut wrong).is_err());
+    assert!(LoraWeights::new(model.config(), &LoraConfig { rank: 0, ..LoraConfig::default() }, 0).is_err());
+    assert!(LoraWeights::new(model.config(), &LoraConfig { dropout: 1.0, ..LoraConfig::default() }, 0).is_err());
+    assert!(LoraTarget::parse("q_proj").is_ok() && LoraTarget::parse("attn_output").is_ok() && LoraTarget::parse("lm_head").is_err());
+    // Still usable.
+    assert!(model.loss_and_grads(&lora, &examples(), opts, &mut g).is_ok());
+}
