@@ -231,9 +231,14 @@ impl LlamaConfig {
             return Err(format!("rope_theta ({}) must be positive", self.rope_theta));
         }
         if let Some(s) = &self.rope_scaling {
-            if !(s.factor > 0.0 && s.low_freq_factor > 0.0 && s.high_freq_factor > s.low_freq_factor) {
+            // Finite as well as ordered: an infinite factor (an f32 infinity in GGUF, or an f64
+            // too large for f32 in config.json) passes the comparisons, but it scales nothing
+            // sensibly and cannot be written back to config.json, which has no infinity.
+            let finite = s.factor.is_finite() && s.low_freq_factor.is_finite() && s.high_freq_factor.is_finite();
+            if !(finite && s.factor > 0.0 && s.low_freq_factor > 0.0 && s.high_freq_factor > s.low_freq_factor) {
                 return Err(format!(
-                    "rope_scaling needs factor > 0 and high_freq_factor > low_freq_factor > 0 (got {s:?})"
+                    "rope_scaling needs finite factors, factor > 0 and high_freq_factor > low_freq_factor > 0 \
+                     (got {s:?})"
                 ));
             }
             if s.original_max_position_embeddings == 0 {
