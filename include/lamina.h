@@ -118,6 +118,12 @@ typedef enum {
   LAMINA_STOP_REASON_CANCELLED = 5,
 } lamina_stop_reason;
 
+// A LoRA adapter loaded into a model. Opaque; create with `lamina_model_load_adapter`, free
+// with `lamina_adapter_free`. Thread-safe. It keeps its model alive; its weights stay in
+// memory until the model is freed, even after `lamina_adapter_free` (llama.cpp frees adapters
+// with their model).
+typedef struct lamina_adapter lamina_adapter;
+
 // A loaded model. Opaque; create with `lamina_model_load`, free with `lamina_model_free`.
 // Thread-safe: one model may be used by any number of threads and sessions at once.
 typedef struct lamina_model lamina_model;
@@ -291,6 +297,44 @@ void lamina_string_free(char *s);
 // or `~/.cache/lamina`. The file exists only after `scripts/fetch-model.sh` ran. On success
 // `*out_path` receives a string to free with `lamina_string_free`.
 lamina_status lamina_default_model_path(char **out_path);
+
+// Load a LoRA adapter for `model`: a llama.cpp GGUF adapter file, or a PEFT directory
+// (adapter_config.json + adapter_model.safetensors, converted on load). The file is validated
+// before llama.cpp reads it. On success `*out_adapter` receives a handle to free with
+// `lamina_adapter_free`; on failure it is left unmodified.
+// Errors: LAMINA_STATUS_ERROR_IO (cannot open), _DATA (not a GGUF, a model rather than an
+// adapter, alpha not an f32, unpaired tensors, targets the model lacks, shape mismatch, missing
+// PEFT files; the message names the file and the problem), _MODEL_LOAD, _NULL_ARGUMENT,
+// _INVALID_UTF8, _INVALID_HANDLE.
+lamina_status lamina_model_load_adapter(const lamina_model *model,
+                                        const char *path,
+                                        lamina_adapter **out_adapter);
+
+// Free an adapter handle. Calling with NULL is fine; freeing twice is reported through
+// lamina_last_error_message() and otherwise ignored. Sessions that apply the adapter keep
+// applying it.
+void lamina_adapter_free(lamina_adapter *adapter);
+
+// Apply `n` adapters with `scales[i]` each to `session` (1 = as trained, 0 = ignored); `n = 0`
+// (arrays may then be NULL) returns to the base model. When the set changes, the KV cache is
+// cleared; the chat history is kept. Several adapters are merged into one (cached in the
+// model, each distinct set costing the memory of its parts until the model is freed). On
+// error the session keeps its previous adapters.
+// Errors: LAMINA_STATUS_ERROR_INVALID_ARGUMENT (an adapter of another model, the same adapter
+// twice, a non-finite scale), _INVALID_HANDLE, _NULL_ARGUMENT, _BUSY, _IO/_DATA (an adapter's
+// file changed before merging).
+lamina_status lamina_session_set_adapters(lamina_session *session,
+                                          const lamina_adapter *const *adapters,
+                                          const float *scales,
+                                          size_t n);
+
+// The number of adapters last set on `session` (0 = the base model).
+lamina_status lamina_session_n_adapters(const lamina_session *session, size_t *out_n);
+
+// The rank (largest over its targets) and alpha of an adapter. Either out pointer may be NULL.
+lamina_status lamina_adapter_info(const lamina_adapter *adapter,
+                                  uint32_t *out_rank,
+                                  float *out_alpha);
 
 // Corpus BLEU with sacreBLEU 2.x's defaults (13a tokenization, case-sensitive, exp smoothing):
 // the same numbers as `sacrebleu.corpus_bleu(hypotheses, references)`.

@@ -7,7 +7,8 @@
 #
 # Compiles examples/c/*.c into examples/c/build/ and tests/c/* into tests/c/build/ with
 # strict warnings (C99 and C++11), then runs: the ABI test program, the C++ header test, the
-# evaluation test program (metrics and lamina_evaluate on small made-up data), the generate
+# evaluation test program (metrics and lamina_evaluate on small made-up data), the LoRA adapter
+# test program (adapters it writes itself, applied to the default model), the generate
 # example (whose stdout must be byte-identical to the `lamina generate` CLI's), the
 # chat example with two turns, and the tasks example. Exits nonzero on any failure.
 # Environment: CC (default cc), CXX (default c++), LAMINA_MODEL (model path override),
@@ -64,6 +65,8 @@ echo "$CC ${CFLAGS[*]} -pthread tests/c/test_abi.c -> tests/c/build/test_abi"
 "$CC" "${CFLAGS[@]}" -pthread tests/c/test_abi.c -o "$TEST_BUILD/test_abi" "${LDFLAGS[@]}"
 echo "$CC ${CFLAGS[*]} -pthread tests/c/test_eval.c -> tests/c/build/test_eval"
 "$CC" "${CFLAGS[@]}" -pthread tests/c/test_eval.c -o "$TEST_BUILD/test_eval" "${LDFLAGS[@]}" -lm
+echo "$CC ${CFLAGS[*]} -pthread tests/c/test_adapters.c -> tests/c/build/test_adapters"
+"$CC" "${CFLAGS[@]}" -pthread tests/c/test_adapters.c -o "$TEST_BUILD/test_adapters" "${LDFLAGS[@]}" -lm
 echo "$CXX ${CXXFLAGS[*]} tests/c/header_cpp.cc tests/c/header_cpp2.cc -> tests/c/build/header_cpp"
 "$CXX" "${CXXFLAGS[@]}" tests/c/header_cpp.cc tests/c/header_cpp2.cc -o "$TEST_BUILD/header_cpp" "${LDFLAGS[@]}"
 
@@ -72,6 +75,9 @@ step "test_abi"
 
 step "test_eval"
 "$TEST_BUILD/test_eval"
+
+step "test_adapters"
+"$TEST_BUILD/test_adapters"
 
 if [[ -n "${C_TESTS_SANITIZE:-}" ]]; then
     step "test_abi under ASan/UBSan/LSan"

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use lamina::{Error, Model, ModelParams, Sampling, Session, SessionParams};
+use lamina::{Adapter, Error, Model, ModelParams, Sampling, Session, SessionParams};
 
 /// Which model, and how to run it.
 #[derive(Args, Debug, Clone)]
@@ -23,6 +23,27 @@ pub struct ModelOptions {
     /// Show llama.cpp's log on stderr.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Apply a LoRA adapter (GGUF adapter file or PEFT directory), optionally with a scale
+    /// (default 1). Repeatable: several adapters are applied together.
+    #[arg(long = "lora", value_name = "PATH[:SCALE]")]
+    pub lora: Vec<String>,
+}
+
+/// Split `PATH[:SCALE]`: the part after the last `:` is a scale when it parses as a number,
+/// otherwise the whole argument is the path (scale 1).
+pub fn parse_lora(arg: &str) -> Result<(PathBuf, f32), Error> {
+    if let Some((path, scale)) = arg.rsplit_once(':') {
+        if let Ok(value) = scale.trim().parse::<f32>() {
+            if !value.is_finite() {
+                return Err(Error::InvalidArgument { name: "lora", reason: format!("`{arg}`: the scale must be finite") });
+            }
+            if path.is_empty() {
+                return Err(Error::InvalidArgument { name: "lora", reason: format!("`{arg}`: missing the adapter path") });
+            }
+            return Ok((PathBuf::from(path), value));
+        }
+    }
+    Ok((PathBuf::from(arg), 1.0))
 }
 
 impl ModelOptions {
@@ -58,8 +79,20 @@ impl ModelOptions {
 
     pub fn open(&self) -> Result<(Model, Session), Error> {
         let model = self.load()?;
-        let session = Session::new(&model, &self.session_params())?;
+        let mut session = Session::new(&model, &self.session_params())?;
+        session.set_adapters(&self.load_adapters(&model)?)?;
         Ok((model, session))
+    }
+
+    /// The `--lora` adapters loaded into `model`, with their scales (empty without `--lora`).
+    pub fn load_adapters(&self, model: &Model) -> Result<Vec<(Adapter, f32)>, Error> {
+        self.lora
+            .iter()
+            .map(|arg| {
+                let (path, scale) = parse_lora(arg)?;
+                Ok((model.load_adapter(&path)?, scale))
+            })
+            .collect()
     }
 }
 

@@ -14,6 +14,7 @@
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)] // the safety contract of each function is in the header
 
+mod adapter;
 mod args;
 mod boundary;
 mod eval;
@@ -23,6 +24,7 @@ mod model;
 mod session;
 mod status;
 
+pub use adapter::{lamina_adapter, lamina_adapter_free, lamina_adapter_info, lamina_model_load_adapter, lamina_session_n_adapters, lamina_session_set_adapters};
 pub use eval::{
     lamina_bleu, lamina_bleu_score, lamina_chrf, lamina_eval_params, lamina_eval_params_init, lamina_evaluate, lamina_progress_callback, lamina_squad_exact_match, lamina_squad_f1,
 };

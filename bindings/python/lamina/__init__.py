@@ -69,6 +69,7 @@ from ._lib import (
     lib as _lib,
     path as library_path,
 )
+from ._adapter import Adapter
 from ._eval import BleuScore, bleu, chrf, squad_exact_match, squad_f1
 from ._model import Model, default_model_path
 from ._session import Generation, Session
@@ -76,6 +77,7 @@ from ._session import Generation, Session
 __version__ = "0.1.0"
 
 __all__ = [
+    "Adapter",
     "BleuScore",
     "Generation",
     "LaminaError",

@@ -162,6 +162,7 @@ lamina_progress_callback = CFUNCTYPE(c_bool, c_size_t, c_size_t, c_void_p)
 # Opaque handle types (numbers, not addresses).
 lamina_model_p = c_void_p
 lamina_session_p = c_void_p
+lamina_adapter_p = c_void_p
 _out_str = POINTER(c_void_p)  # char ** (received as void * to be freed later)
 _out_handle = POINTER(c_void_p)
 
@@ -181,6 +182,14 @@ PROTOTYPES = {
     "lamina_model_free": (None, [lamina_model_p]),
     "lamina_model_info_json": (lamina_status, [lamina_model_p, _out_str]),
     "lamina_model_meta": (lamina_status, [lamina_model_p, c_char_p, _out_str]),
+    "lamina_model_load_adapter": (lamina_status, [lamina_model_p, c_char_p, _out_handle]),
+    "lamina_adapter_free": (None, [lamina_adapter_p]),
+    "lamina_adapter_info": (lamina_status, [lamina_adapter_p, POINTER(c_uint32), POINTER(c_float)]),
+    "lamina_session_set_adapters": (
+        lamina_status,
+        [lamina_session_p, POINTER(lamina_adapter_p), POINTER(c_float), c_size_t],
+    ),
+    "lamina_session_n_adapters": (lamina_status, [lamina_session_p, POINTER(c_size_t)]),
     "lamina_session_params_init": (lamina_status, [POINTER(lamina_session_params), c_size_t]),
     "lamina_sampling_params_init": (lamina_status, [POINTER(lamina_sampling_params), c_size_t]),
     "lamina_session_new": (

@@ -9,6 +9,7 @@ from ._managed import Managed
 from ._util import check, defer_sigint, init_params, path_to_c, take_string, to_c, u32
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._adapter import Adapter
     from ._session import Session
 
 
@@ -71,6 +72,15 @@ class Model(Managed):
         out = ctypes.c_void_p()
         check(lib.lamina_model_meta(self._ptr(), to_c(key, "key"), ctypes.byref(out)))
         return take_string(out)
+
+    def load_adapter(self, path) -> "Adapter":
+        """Load a LoRA adapter for this model: a llama.cpp GGUF adapter file or a PEFT
+        directory (converted on load). The file is validated first; a bad one raises
+        LaminaIOError, DataError (the message names the file and the problem) or
+        ModelLoadError. The adapter's weights stay in memory until the model is freed."""
+        from ._adapter import Adapter
+
+        return Adapter(self, path)
 
     def session(self, **kwargs) -> "Session":
         """A new :class:`Session` over this model; keyword arguments as for Session."""

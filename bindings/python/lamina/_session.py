@@ -210,6 +210,36 @@ class Session(Managed):
                 return 0
             return lib.lamina_session_cancel(handle)
 
+    def set_adapters(self, adapters) -> None:
+        """Apply LoRA adapters: a sequence of :class:`Adapter` or ``(Adapter, scale)`` pairs
+        (scale 1 when omitted; 0 ignores an adapter); an empty sequence returns to the base
+        model. When the set changes the KV cache is cleared; the chat history is kept.
+        Raises InvalidArgumentError for an adapter of another model, the same adapter twice
+        or a non-finite scale; the session then keeps its previous adapters."""
+        from ._adapter import Adapter
+
+        pairs = []
+        for item in adapters:
+            if isinstance(item, Adapter):
+                adapter, scale = item, 1.0
+            elif isinstance(item, (tuple, list)) and len(item) == 2:
+                adapter, scale = item
+            else:
+                raise TypeError("expected an Adapter or an (Adapter, scale) pair, not {!r}".format(item))
+            if not isinstance(adapter, Adapter):
+                raise TypeError("expected a lamina.Adapter, not {}".format(type(adapter).__name__))
+            pairs.append((adapter, float(scale)))
+        n = len(pairs)
+        handles = (ctypes.c_void_p * max(n, 1))(*[a._ptr() for a, _ in pairs])
+        scales = (ctypes.c_float * max(n, 1))(*[s for _, s in pairs])
+        check(lib.lamina_session_set_adapters(self._ptr(), handles, scales, n))
+        self._adapters = list(pairs)
+
+    @property
+    def adapters(self):
+        """The ``(Adapter, scale)`` pairs last given to :meth:`set_adapters`."""
+        return list(getattr(self, "_adapters", []))
+
     def reset(self) -> None:
         """Clear the chat history and the KV cache."""
         check(lib.lamina_session_reset(self._ptr()))

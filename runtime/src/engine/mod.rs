@@ -1,5 +1,6 @@
-//! The llama.cpp engine: models, sessions, sampling, chat templates.
+//! The llama.cpp engine: models, LoRA adapters, sessions, sampling, chat templates.
 
+pub mod adapter;
 mod backend;
 mod chat_template;
 mod model;
@@ -7,6 +8,7 @@ mod sampling;
 mod session;
 mod text_stream;
 
+pub use adapter::Adapter;
 pub use backend::{llama_backend, set_log_sink, LogLevel, LogSink};
 pub use chat_template::{ChatMessage, ChatTemplate, TemplateEngine};
 pub use model::{Model, ModelInfo, ModelParams};

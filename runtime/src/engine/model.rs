@@ -7,13 +7,15 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
+use super::adapter::{Adapter, MergeCache};
 use super::backend::{llama_backend, take_last_llama_error};
 use super::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
@@ -42,6 +44,26 @@ pub(crate) struct ModelInner {
     pub(crate) path: PathBuf,
     pub(crate) template: ChatTemplate,
     pub(crate) load_time: Duration,
+    /// Merged LoRA adapters (several adapters with scales, served as one) loaded so far. Each
+    /// costs llama.cpp memory equal to the sum of its parts and lives until the model is
+    /// dropped, so that switching back to a set is free.
+    pub(crate) merged: Mutex<MergeCache>,
+}
+
+// `LlamaModel` is `#[repr(transparent)]` over llama-cpp-2's `Ptr<llama_model>`, itself
+// `#[repr(transparent)]` over `NonNull<llama_model>`: [`ModelInner::raw_model`] reads the
+// pointer through that layout, which this assertion pins down at compile time.
+const _: () = assert!(std::mem::size_of::<LlamaModel>() == std::mem::size_of::<NonNull<llama_cpp_sys_2::llama_model>>());
+
+impl ModelInner {
+    /// The raw llama.cpp model, for the calls llama-cpp-2 only offers through `&mut`
+    /// (adapter loading, which must work on a shared model). Callers serialize mutation with
+    /// the context-creation lock.
+    pub(crate) fn raw_model(&self) -> NonNull<llama_cpp_sys_2::llama_model> {
+        // SAFETY: see the layout assertion above; the value is a valid non-null pointer for as
+        // long as `self.llama` lives.
+        unsafe { *std::ptr::from_ref(&self.llama).cast::<NonNull<llama_cpp_sys_2::llama_model>>() }
+    }
 }
 
 /// A model loaded from a GGUF file. Cloning shares the same weights.
@@ -141,7 +163,27 @@ impl Model {
         })?;
         let template = ChatTemplate::from_model(&llama);
         let load_time = start.elapsed();
-        Ok(Model { inner: Arc::new(ModelInner { llama, path: path.to_path_buf(), template, load_time }) })
+        Ok(Model { inner: Arc::new(ModelInner {
+            llama,
+            path: path.to_path_buf(),
+            template,
+            load_time,
+            merged: Mutex::new(MergeCache::new()),
+        }) })
+    }
+
+    /// Load a LoRA adapter for this model: a llama.cpp GGUF adapter file, or a PEFT directory
+    /// (`adapter_config.json` + `adapter_model.safetensors`, converted on load). Apply it to a
+    /// session with [`Session::set_adapters`](super::Session::set_adapters). The adapter's
+    /// weights stay in memory until the model is dropped (llama.cpp frees adapters with their
+    /// model), whether or not the [`Adapter`] handle is kept.
+    ///
+    /// The file is validated before llama.cpp sees it. Errors: [`Error::Io`] (cannot open),
+    /// [`Error::Data`] naming the file and the problem (not a GGUF, a model rather than an
+    /// adapter, alpha not an f32, unpaired tensors, targets the model lacks, shape mismatch,
+    /// missing PEFT files), [`Error::ModelLoad`] with llama.cpp's reason if it still refuses.
+    pub fn load_adapter(&self, path: impl AsRef<Path>) -> Result<Adapter> {
+        super::adapter::load_adapter(self, path.as_ref())
     }
 
     /// The file this model was loaded from.

@@ -19,6 +19,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 
+use super::adapter::{merged_adapter, Adapter, LoraPtr};
 use super::backend::{llama_backend, take_last_llama_error, CONTEXT_CREATION};
 use super::chat_template::{ChatMessage, TemplateEngine};
 use super::model::Model;
@@ -150,6 +151,14 @@ pub struct Session {
     cached: Vec<LlamaToken>,
     history: Vec<ChatMessage>,
     cancel: CancelHandle,
+    /// The adapters set with [`Session::set_adapters`], as given.
+    adapters: Vec<(Adapter, f32)>,
+    /// What llama.cpp's context applies: one adapter with its scale, or none.
+    active: Option<(LoraPtr, f32)>,
+    /// llama.cpp resizes its compute graph on the first decode after the adapters changed and
+    /// reads the model's adapter list while doing so; that decode takes the context-creation
+    /// lock so that it cannot race with an adapter being loaded on another thread.
+    graph_reserve_pending: bool,
 }
 
 impl std::fmt::Debug for Session {
@@ -160,6 +169,16 @@ impl std::fmt::Debug for Session {
             .field("cached_tokens", &self.cached.len())
             .finish_non_exhaustive()
     }
+}
+
+/// A llama-cpp-2 adapter value for a lamina-loaded adapter pointer, to pass to the context's
+/// adapter calls. `LlamaLoraAdapter` is `#[repr(transparent)]` over `NonNull<llama_adapter_lora>`
+/// (asserted in adapter.rs) and has no destructor, so this neither copies nor frees anything.
+fn lora_handle(ptr: LoraPtr) -> std::mem::ManuallyDrop<llama_cpp_2::model::LlamaLoraAdapter> {
+    // SAFETY: same size and layout, see above; the pointer is a live adapter of this model.
+    std::mem::ManuallyDrop::new(unsafe {
+        std::mem::transmute::<std::ptr::NonNull<llama_cpp_sys_2::llama_adapter_lora>, llama_cpp_2::model::LlamaLoraAdapter>(ptr.0)
+    })
 }
 
 fn default_threads() -> u32 {
@@ -212,6 +231,9 @@ impl Session {
             cached: Vec::new(),
             history: Vec::new(),
             cancel: CancelHandle::default(),
+            adapters: Vec::new(),
+            active: None,
+            graph_reserve_pending: false,
         })
     }
 
@@ -239,6 +261,66 @@ impl Session {
     /// Whether a cancel was requested for the running operation.
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// Apply LoRA adapters (loaded with [`Model::load_adapter`]) with a scale each; an empty
+    /// slice returns to the base model. Scale 1 applies an adapter as trained, 0 ignores it.
+    /// When the effective set changes, the KV cache is cleared (its keys and values were
+    /// computed with the old weights); the chat history is kept and re-read on the next turn.
+    ///
+    /// One adapter is applied directly. Several are merged into one adapter of concatenated
+    /// rank (llama-cpp-2 activates one adapter per context), loaded once per (set, scales) and
+    /// cached in the model: each distinct set costs the memory of its parts until the model is
+    /// dropped.
+    ///
+    /// Errors: [`Error::InvalidArgument`] for an adapter of another model, the same adapter
+    /// twice, or a non-finite scale; errors of reading the adapters when merging. On error the
+    /// session keeps its previous adapters.
+    pub fn set_adapters(&mut self, adapters: &[(Adapter, f32)]) -> Result<()> {
+        for (i, (adapter, scale)) in adapters.iter().enumerate() {
+            if !Arc::ptr_eq(&adapter.model().inner, &self.model.inner) {
+                return Err(Error::invalid(
+                    "adapters",
+                    format!("adapter {} was loaded for another model ({})", adapter.path().display(), adapter.model().path().display()),
+                ));
+            }
+            if !scale.is_finite() {
+                return Err(Error::invalid("scales", format!("the scale of adapter {} is {scale}", adapter.path().display())));
+            }
+            if adapters[..i].iter().any(|(other, _)| other == adapter) {
+                return Err(Error::invalid("adapters", format!("adapter {} appears twice", adapter.path().display())));
+            }
+        }
+        let effective: Vec<(Adapter, f32)> = adapters.iter().filter(|(_, s)| *s != 0.0).cloned().collect();
+        let wanted = match effective.as_slice() {
+            [] => None,
+            [(adapter, scale)] => Some((adapter.ptr(), *scale)),
+            set => Some((merged_adapter(&self.model, set)?, 1.0)),
+        };
+        if wanted != self.active {
+            match (wanted, self.active) {
+                (Some((ptr, scale)), _) => {
+                    let mut handle = lora_handle(ptr);
+                    self.ctx.lora_adapter_set(&mut handle, scale).map_err(|e| Error::Decode(e.to_string()))?;
+                }
+                (None, Some((old, _))) => {
+                    let mut handle = lora_handle(old);
+                    self.ctx.lora_adapter_remove(&mut handle).map_err(|e| Error::Decode(e.to_string()))?;
+                }
+                (None, None) => {}
+            }
+            self.active = wanted;
+            self.graph_reserve_pending = true;
+            self.clear_cache();
+        }
+        self.adapters = adapters.to_vec();
+        Ok(())
+    }
+
+    /// The adapters and scales last given to [`set_adapters`](Self::set_adapters) (empty:
+    /// the base model).
+    pub fn adapters(&self) -> &[(Adapter, f32)] {
+        &self.adapters
     }
 
     /// Forget the chat history and clear the KV cache.
@@ -439,6 +521,8 @@ impl Session {
     }
 
     fn decode(&mut self) -> Result<()> {
+        let _reserve_guard = std::mem::take(&mut self.graph_reserve_pending)
+            .then(|| CONTEXT_CREATION.lock().unwrap_or_else(|p| p.into_inner()));
         let _ = take_last_llama_error();
         if let Err(e) = self.ctx.decode(&mut self.batch) {
             // A failed decode leaves the cache in an unknown state.
