@@ -11,6 +11,9 @@ use lamina::weights::dequant::dequantize_row;
 use lamina::weights::gguf::{Gguf, GgufWriter, MetaValue};
 use lamina::weights::GgmlType;
 
+/// One layer's LoRA pairs in f64, indexed like `LoraTarget::ALL`: (A, B).
+type RefLora = [Option<(Vec<f64>, Vec<f64>)>; 7];
+
 const D: usize = 32; // hidden
 const FF: usize = 64;
 const HEADS: usize = 4;
@@ -168,7 +171,7 @@ fn rope(x: &mut [f64], n_heads: usize, pos: usize) {
 }
 
 /// Summed NLL of the example's targets; `lora[layer][target] = (A, B)` in f64.
-fn ref_loss(m: &RefModel, lora: &[[Option<(Vec<f64>, Vec<f64>)>; 7]], rank: usize, s: f64, ex: &Example) -> f64 {
+fn ref_loss(m: &RefModel, lora: &[RefLora], rank: usize, s: f64, ex: &Example) -> f64 {
     let n = ex.tokens.len();
     let mut x: Vec<Vec<f64>> = ex.tokens.iter().map(|&t| m.embed[t as usize * D..(t as usize + 1) * D].to_vec()).collect();
     for (l, layer) in m.layers.iter().enumerate() {
@@ -218,7 +221,7 @@ fn ref_loss(m: &RefModel, lora: &[[Option<(Vec<f64>, Vec<f64>)>; 7]], rank: usiz
     nll
 }
 
-fn to_f64(w: &LoraWeights) -> Vec<[Option<(Vec<f64>, Vec<f64>)>; 7]> {
+fn to_f64(w: &LoraWeights) -> Vec<RefLora> {
     w.layers
         .iter()
         .map(|layer| std::array::from_fn(|i| layer[i].as_ref().map(|p| (p.a.iter().map(|&v| f64::from(v)).collect(), p.b.iter().map(|&v| f64::from(v)).collect()))))
@@ -251,7 +254,7 @@ fn check_gradients(quantized: bool) {
     let mut grads = lora.zeros_like();
     let loss = model.loss_and_grads(&lora, &batch, PassOptions::default(), &mut grads).unwrap();
     let s = f64::from(config.scale());
-    let ref_total = |w: &[[Option<(Vec<f64>, Vec<f64>)>; 7]]| batch.iter().map(|e| ref_loss(&reference, w, config.rank, s, e)).sum::<f64>();
+    let ref_total = |w: &[RefLora]| batch.iter().map(|e| ref_loss(&reference, w, config.rank, s, e)).sum::<f64>();
     let base = to_f64(&lora);
     let ref_value = ref_total(&base);
     let rel_loss = (loss.nll_sum - ref_value).abs() / ref_value;
@@ -270,7 +273,7 @@ fn check_gradients(quantized: bool) {
         for (idx, &ga) in g.iter().enumerate().take(len) {
             let mut plus = base.clone();
             let mut minus = base.clone();
-            let slot = |w: &mut Vec<[Option<(Vec<f64>, Vec<f64>)>; 7]>, delta: f64| {
+            let slot = |w: &mut Vec<RefLora>, delta: f64| {
                 let (a, b) = w[l][t.index()].as_mut().unwrap();
                 if is_b {
                     b[idx] += delta;

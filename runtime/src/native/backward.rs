@@ -141,6 +141,42 @@ impl NativeModel {
         }))
     }
 
+    /// Logits of positions `from..tokens.len()` of one sequence under the base model plus
+    /// `lora` (None = base only): inference with an in-memory adapter.
+    pub fn logits_with_lora(&self, lora: Option<&LoraWeights>, tokens: &[u32], from: usize) -> Result<super::model::Logits> {
+        if lora.is_none() {
+            return self.logits(tokens, from);
+        }
+        let example = Example { tokens: tokens.to_vec(), targets: vec![false; tokens.len()] };
+        if tokens.is_empty() {
+            return Err(Error::EmptyPrompt { what: "token sequence" });
+        }
+        if from > tokens.len() {
+            return Err(Error::invalid("from", format!("must be at most the sequence length {}, got {from}", tokens.len())));
+        }
+        let n_vocab = self.config.vocab_size;
+        if let Some(bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(Error::invalid("tokens", format!("token id {bad} is outside the vocabulary (0..{n_vocab})")));
+        }
+        lora.map(|l| l.check_fits(&self.config)).transpose()?;
+        let batch = [example];
+        Ok(self.pool.install(|| {
+            let pass = Pass::new(self, lora, &batch, PassOptions::default());
+            let mut x = pass.embed(&batch);
+            for l in 0..self.blocks.len() {
+                pass.layer_forward(l, &mut x, false);
+            }
+            let c = &self.config;
+            let d = c.hidden_size;
+            let rows = tokens.len() - from;
+            let mut normed = vec![0.0f32; rows * d];
+            rms_norm(&x[from * d..], &self.final_norm, c.rms_norm_eps, &mut normed);
+            let mut logits = vec![0.0f32; rows * c.vocab_size];
+            matmul_wt(&normed, rows, &self.lm_head, pass.file, &mut logits);
+            super::model::Logits { n_vocab: c.vocab_size, data: logits }
+        }))
+    }
+
     fn check_batch(&self, lora: Option<&LoraWeights>, batch: &[Example]) -> Result<()> {
         if let Some(l) = lora {
             l.check_fits(&self.config)?;

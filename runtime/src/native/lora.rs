@@ -194,6 +194,20 @@ impl LoraWeights {
         }
     }
 
+    /// Every parameter tensor, mutably, in the order of [`for_each_tensor`](Self::for_each_tensor)
+    /// (A then B of each pair, layer by layer): adapters of the same shape line up index by
+    /// index, which is how the optimizer walks weights and moments together.
+    pub fn tensors_mut(&mut self) -> Vec<&mut [f32]> {
+        let mut out = Vec::new();
+        for layer in &mut self.layers {
+            for p in layer.iter_mut().flatten() {
+                out.push(p.a.as_mut_slice());
+                out.push(p.b.as_mut_slice());
+            }
+        }
+        out
+    }
+
     /// Number of trainable parameters.
     pub fn n_params(&self) -> usize {
         let mut n = 0;

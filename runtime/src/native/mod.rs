@@ -3,7 +3,9 @@
 //! numbers. Modules: `config` (hyper-parameters), `matmul` (products with weights kept in their
 //! stored type), `ops` and `attention` (the block's pieces), `model` (loading and the forward
 //! pass), `tokenizer`, `convert` (GGUF <-> safetensors), `peak` (the CPU's measured FMA peak,
-//! for benchmarks).
+//! for benchmarks); for training: `lora` (adapter parameters), `backward` (the training pass),
+//! `train_data` (JSONL/JSON records to examples with loss masks), `train` (the AdamW trainer
+//! with checkpoints) and `lora_io` (GGUF and PEFT adapter files).
 
 pub mod attention;
 pub mod backward;
@@ -11,11 +13,14 @@ mod avx512;
 pub mod config;
 pub mod convert;
 pub mod lora;
+pub mod lora_io;
 pub mod matmul;
 pub mod model;
 pub mod ops;
 pub mod peak;
 pub mod tokenizer;
+pub mod train;
+pub mod train_data;
 
 pub use config::{LlamaConfig, RopeScaling};
 pub use backward::{Example, PassLoss, PassOptions};

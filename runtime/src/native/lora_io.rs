@@ -1,0 +1,177 @@
+//! Adapter files for the native engine's [`LoraWeights`]: export as a llama.cpp GGUF LoRA
+//! adapter or as a PEFT directory, and import either back.
+//!
+//! Layouts: a model loaded from GGUF keeps q/k rows in llama.cpp's interleaved RoPE order, one
+//! loaded from safetensors in Hugging Face's `rotate_half` order, and its adapter's q/k `B`
+//! rows follow the model. GGUF adapters are always interleaved and PEFT adapters always HF, so
+//! export and import permute q/k `B` rows (only those: `A` acts on the input side) when the
+//! two differ.
+//!
+//! Scaling: lamina's `s = alpha / r` (or `alpha / sqrt(r)` with rsLoRA) is written to GGUF as
+//! `adapter.lora.alpha = s · r`, because llama.cpp always divides by `r`; PEFT keeps `alpha`
+//! and `use_rslora` as they are.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::convert::permute_qk_rows;
+use super::lora::{LoraConfig, LoraPair, LoraTarget, LoraWeights};
+use super::model::NativeModel;
+use super::ops::RopeLayout;
+use crate::engine::adapter::{read_peft_adapter, write_gguf_adapter, LoraTensor, LoraWeights as GgufLora};
+use crate::error::{Error, Result};
+use crate::weights::dequant::dequantize_row;
+use crate::weights::gguf::Gguf;
+
+/// Heads that a target's output rows are grouped in, for the RoPE permutation (None: not q/k).
+fn rope_heads(model: &NativeModel, t: LoraTarget) -> Option<usize> {
+    match t {
+        LoraTarget::Q => Some(model.config().n_heads),
+        LoraTarget::K => Some(model.config().n_kv_heads),
+        _ => None,
+    }
+}
+
+/// `b` (out × r) with its rows moved between layouts when the target is q or k.
+fn permute_b(b: &[f32], rank: usize, heads: Option<usize>, to_gguf: bool) -> Vec<f32> {
+    let Some(heads) = heads else { return b.to_vec() };
+    let bytes: Vec<u8> = b.iter().flat_map(|v| v.to_le_bytes()).collect();
+    permute_qk_rows(&bytes, heads, rank * 4, to_gguf).chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// Write `lora` as a llama.cpp GGUF LoRA adapter for `model`.
+pub fn export_gguf(lora: &LoraWeights, model: &NativeModel, path: &Path) -> Result<()> {
+    lora.check_fits(model.config())?;
+    let to_gguf = model.rope_layout() == RopeLayout::Halves;
+    let mut owned = Vec::new();
+    for (l, layer) in lora.layers.iter().enumerate() {
+        for (i, pair) in layer.iter().enumerate() {
+            let Some(p) = pair else { continue };
+            let t = LoraTarget::ALL[i];
+            let b = if to_gguf { permute_b(&p.b, p.rank, rope_heads(model, t), true) } else { p.b.clone() };
+            owned.push(LoraTensor { name: format!("blk.{l}.{}.weight", t.gguf_name()), a: p.a.clone(), b, rank: p.rank, n_in: p.n_in, n_out: p.n_out });
+        }
+    }
+    let tensors: Vec<GgufLora<'_>> = owned.iter().map(LoraTensor::as_weights).collect();
+    write_gguf_adapter(path, "llama", lora.config.scale() * lora.config.rank as f32, &tensors)
+}
+
+/// Write `lora` as a PEFT directory: `adapter_model.safetensors` (HF names, `rotate_half`
+/// layout) and `adapter_config.json`.
+pub fn export_peft(lora: &LoraWeights, model: &NativeModel, dir: &Path) -> Result<()> {
+    lora.check_fits(model.config())?;
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+    let to_hf = model.rope_layout() == RopeLayout::Interleaved;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (l, layer) in lora.layers.iter().enumerate() {
+        for (i, pair) in layer.iter().enumerate() {
+            let Some(p) = pair else { continue };
+            let t = LoraTarget::ALL[i];
+            let module = match t {
+                LoraTarget::Q | LoraTarget::K | LoraTarget::V | LoraTarget::O => "self_attn",
+                _ => "mlp",
+            };
+            let stem = format!("base_model.model.model.layers.{l}.{module}.{}", t.hf_name());
+            let b = if to_hf { permute_b(&p.b, p.rank, rope_heads(model, t), false) } else { p.b.clone() };
+            tensors.push((format!("{stem}.lora_A.weight"), vec![p.rank, p.n_in], p.a.iter().flat_map(|v| v.to_le_bytes()).collect()));
+            tensors.push((format!("{stem}.lora_B.weight"), vec![p.n_out, p.rank], b.iter().flat_map(|v| v.to_le_bytes()).collect()));
+        }
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::invalid("adapter", e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let weights = dir.join("adapter_model.safetensors");
+    safetensors::serialize_to_file(views, None, &weights).map_err(|e| Error::Io { path: weights.clone(), source: std::io::Error::other(e.to_string()) })?;
+    let c = &lora.config;
+    let config = json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": c.rank,
+        "lora_alpha": c.alpha,
+        "lora_dropout": c.dropout,
+        "use_rslora": c.rslora,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "target_modules": c.targets.iter().map(|t| t.hf_name()).collect::<Vec<_>>(),
+    });
+    let path = dir.join("adapter_config.json");
+    let text = serde_json::to_string_pretty(&config).map_err(|e| Error::invalid("adapter", e.to_string()))?;
+    std::fs::write(&path, text + "\n").map_err(|source| Error::Io { path, source })
+}
+
+/// Read an adapter (a GGUF LoRA file or a PEFT directory) into [`LoraWeights`] for `model`,
+/// e.g. to evaluate it with the native engine or to continue training it. All targets must
+/// share one rank (as adapters lamina and PEFT write do).
+pub fn import_adapter(path: &Path, model: &NativeModel) -> Result<LoraWeights> {
+    let (tensors, gguf_alpha) = if path.is_dir() {
+        let peft = read_peft_adapter(path, model.config())?;
+        (peft.tensors, peft.alpha)
+    } else {
+        read_gguf_lora(path)?
+    };
+    let data_err = |reason: String| Error::Data { path: path.to_path_buf(), line: None, reason };
+    let rank = tensors.first().map(|t| t.rank).ok_or_else(|| data_err("the adapter has no LoRA tensors".into()))?;
+    if let Some(t) = tensors.iter().find(|t| t.rank != rank) {
+        return Err(data_err(format!("`{}` has rank {}, others {rank}: the native engine needs one rank", t.name, t.rank)));
+    }
+    // llama.cpp's scale alpha/r, with alpha 0 meaning 1.
+    let alpha = if gguf_alpha > 0.0 { gguf_alpha } else { rank as f32 };
+    let mut targets = Vec::new();
+    let mut layers: Vec<[Option<LoraPair>; 7]> = (0..model.config().n_layers).map(|_| Default::default()).collect();
+    let from_gguf = model.rope_layout() == RopeLayout::Halves;
+    for t in tensors {
+        let parsed = t.name.strip_prefix("blk.").and_then(|rest| rest.split_once('.')).and_then(|(l, stem)| {
+            let target = LoraTarget::ALL.into_iter().find(|x| stem == format!("{}.weight", x.gguf_name()))?;
+            Some((l.parse::<usize>().ok()?, target))
+        });
+        let (l, target) = parsed.ok_or_else(|| data_err(format!("`{}` is not a projection the native engine adapts", t.name)))?;
+        let (out, inp) = target.shape(model.config());
+        if l >= layers.len() || (t.n_out, t.n_in) != (out, inp) {
+            return Err(data_err(format!("`{}` does not fit the model (layer {l}, shape {}x{})", t.name, t.n_out, t.n_in)));
+        }
+        let b = if from_gguf { permute_b(&t.b, rank, rope_heads(model, target), false) } else { t.b };
+        layers[l][target.index()] = Some(LoraPair { n_in: inp, n_out: out, rank, a: t.a, b });
+        if !targets.contains(&target) {
+            targets.push(target);
+        }
+    }
+    targets.sort();
+    let config = LoraConfig { rank, alpha, dropout: 0.0, rslora: false, targets };
+    config.validate()?;
+    let weights = LoraWeights { config, layers };
+    weights.check_fits(model.config())?;
+    Ok(weights)
+}
+
+/// The `.lora_a`/`.lora_b` pairs of a GGUF adapter, as f32, and its alpha.
+fn read_gguf_lora(path: &Path) -> Result<(Vec<LoraTensor>, f32)> {
+    let g = Gguf::open(path)?;
+    let data_err = |reason: String| Error::Data { path: path.to_path_buf(), line: None, reason };
+    if g.get("general.type").and_then(|v| v.as_str()) != Some("adapter") || g.get("adapter.type").and_then(|v| v.as_str()) != Some("lora") {
+        return Err(data_err("not a LoRA adapter (general.type must be `adapter`, adapter.type `lora`)".into()));
+    }
+    let alpha = g.get("adapter.lora.alpha").and_then(|v| v.as_f32()).unwrap_or(0.0);
+    let read = |name: &str| -> Result<(Vec<u64>, Vec<f32>)> {
+        let t = g.tensor(name).ok_or_else(|| data_err(format!("missing tensor `{name}`")))?;
+        let mut out = vec![0.0f32; t.n_elements() as usize];
+        dequantize_row(t.ggml_type(), t.data(), &mut out).map_err(|e| data_err(format!("`{name}`: {e}")))?;
+        Ok((t.dims().to_vec(), out))
+    };
+    let mut tensors = Vec::new();
+    for info in g.tensors() {
+        let Some(base) = info.name.strip_suffix(".lora_a") else { continue };
+        let (da, a) = read(&info.name)?;
+        let (db, b) = read(&format!("{base}.lora_b"))?;
+        if da.len() != 2 || db.len() != 2 || da[1] != db[0] {
+            return Err(data_err(format!("`{base}`: lora_a {da:?} and lora_b {db:?} do not share a rank")));
+        }
+        tensors.push(LoraTensor { name: base.to_string(), a, b, rank: da[1] as usize, n_in: da[0] as usize, n_out: db[1] as usize });
+    }
+    Ok((tensors, alpha))
+}

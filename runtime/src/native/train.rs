@@ -1,0 +1,506 @@
+//! The LoRA trainer: AdamW over the adapter's A and B matrices with a warmup-then-decay
+//! learning rate, gradient clipping and accumulation, optional gradient checkpointing,
+//! validation loss every N steps, checkpoints that resume exactly, progress through a callback
+//! and cancellation from any thread.
+//!
+//! Determinism: the example order of each epoch is a seeded shuffle, dropout masks derive from
+//! (seed, step, micro-batch), and the optimizer state is saved in full, so a run that is
+//! stopped and resumed from its checkpoint reaches bit-identical weights to one that was not.
+//!
+//! Loss normalisation: each optimizer step sums token NLL gradients over its micro-batches and
+//! divides by the step's total number of target tokens, so accumulating k micro-batches of
+//! size b is the same step as one batch of size k·b.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::backward::{Example, PassOptions};
+use super::lora::{LoraConfig, LoraTarget, LoraWeights, SplitMix64};
+use super::model::NativeModel;
+use crate::error::{Error, Result};
+
+/// How the learning rate decays after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Cosine,
+    Linear,
+    Constant,
+}
+
+impl Schedule {
+    pub fn parse(s: &str) -> Result<Schedule> {
+        match s {
+            "cosine" => Ok(Schedule::Cosine),
+            "linear" => Ok(Schedule::Linear),
+            "constant" => Ok(Schedule::Constant),
+            other => Err(Error::invalid("schedule", format!("unknown schedule `{other}`: use cosine, linear or constant"))),
+        }
+    }
+}
+
+/// Everything that defines a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub rank: usize,
+    pub alpha: f32,
+    pub dropout: f32,
+    pub rslora: bool,
+    /// Adapted projections (q, k, v, o, gate, up, down).
+    pub targets: Vec<String>,
+    pub learning_rate: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub weight_decay: f32,
+    pub warmup_steps: usize,
+    pub schedule: Schedule,
+    /// Clip the global gradient norm to this value (0 = no clipping).
+    pub max_grad_norm: f32,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Optimizer steps in the whole run.
+    pub steps: usize,
+    /// Recompute each layer in the backward pass instead of keeping its activations.
+    pub checkpointing: bool,
+    pub seed: u64,
+    /// Compute the validation loss every this many steps (0 = only when asked).
+    pub eval_every: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            rslora: false,
+            targets: LoraTarget::ALL.iter().map(|t| t.hf_name().trim_end_matches("_proj").to_string()).collect(),
+            learning_rate: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            warmup_steps: 0,
+            schedule: Schedule::Cosine,
+            max_grad_norm: 1.0,
+            batch_size: 4,
+            grad_accum: 1,
+            steps: 100,
+            checkpointing: false,
+            seed: 0,
+            eval_every: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The adapter part of the configuration.
+    pub fn lora_config(&self) -> Result<LoraConfig> {
+        let targets = self.targets.iter().map(|t| LoraTarget::parse(t)).collect::<Result<Vec<_>>>()?;
+        let c = LoraConfig { rank: self.rank, alpha: self.alpha, dropout: self.dropout, rslora: self.rslora, targets };
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.lora_config()?;
+        let positive = |name: &'static str, v: f32| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Error::invalid(name, format!("must be a positive number, got {v}")))
+            }
+        };
+        positive("learning_rate", self.learning_rate)?;
+        positive("eps", self.eps)?;
+        for (name, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(Error::invalid(name, format!("must be in [0, 1), got {b}")));
+            }
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::invalid("weight_decay", format!("must be >= 0, got {}", self.weight_decay)));
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
+            return Err(Error::invalid("max_grad_norm", format!("must be >= 0, got {}", self.max_grad_norm)));
+        }
+        for (name, v) in [("batch_size", self.batch_size), ("grad_accum", self.grad_accum), ("steps", self.steps)] {
+            if v == 0 {
+                return Err(Error::invalid(name, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The learning rate of optimizer step `step` (0-based).
+    pub fn lr_at(&self, step: usize) -> f32 {
+        let base = self.learning_rate;
+        if step < self.warmup_steps {
+            return base * (step + 1) as f32 / self.warmup_steps as f32;
+        }
+        let decay_steps = self.steps.saturating_sub(self.warmup_steps).max(1);
+        let progress = ((step - self.warmup_steps) as f32 / decay_steps as f32).min(1.0);
+        match self.schedule {
+            Schedule::Constant => base,
+            Schedule::Linear => base * (1.0 - progress),
+            Schedule::Cosine => base * 0.5 * (1.0 + (std::f32::consts::PI * progress).cos()),
+        }
+    }
+}
+
+/// What the progress callback receives after every optimizer step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Steps done (1-based after the first step).
+    pub step: usize,
+    pub total_steps: usize,
+    /// Mean target-token loss of this step (nats).
+    pub loss: f64,
+    pub learning_rate: f32,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens (all positions, not only targets) processed per second over the run so far.
+    pub tokens_per_second: f64,
+    /// Estimated time to the last step.
+    pub eta: Duration,
+    pub epoch: usize,
+    /// Validation loss, when it was computed at this step.
+    pub val_loss: Option<f64>,
+}
+
+/// Why [`Trainer::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    Finished,
+    Cancelled,
+}
+
+/// Cancels a running trainer from another thread; it stops after the step in progress.
+#[derive(Debug, Clone)]
+pub struct TrainCancel(Arc<AtomicBool>);
+
+impl TrainCancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Resumable state besides the tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TrainerState {
+    format: u32,
+    config: TrainConfig,
+    step: usize,
+    epoch: usize,
+    /// Index of the next example in this epoch's order.
+    position: usize,
+    n_train: usize,
+    tokens_seen: u64,
+    losses: Vec<f64>,
+    val_losses: Vec<(usize, f64)>,
+}
+
+const STATE_FORMAT: u32 = 1;
+const STATE_FILE: &str = "trainer_state.json";
+const TENSORS_FILE: &str = "trainer_tensors.safetensors";
+
+/// A LoRA training run on a native model.
+pub struct Trainer<'m> {
+    model: &'m NativeModel,
+    train: Vec<Example>,
+    val: Vec<Example>,
+    lora: LoraWeights,
+    adam_m: LoraWeights,
+    adam_v: LoraWeights,
+    order: Vec<usize>,
+    state: TrainerState,
+    cancel: Arc<AtomicBool>,
+}
+
+impl<'m> Trainer<'m> {
+    /// A fresh run: a new adapter initialised from `config.seed`.
+    pub fn new(model: &'m NativeModel, config: TrainConfig, train: Vec<Example>, val: Vec<Example>) -> Result<Trainer<'m>> {
+        config.validate()?;
+        if train.is_empty() {
+            return Err(Error::invalid("train", "the training set is empty"));
+        }
+        let lora = LoraWeights::new(model.config(), &config.lora_config()?, config.seed)?;
+        let (adam_m, adam_v) = (lora.zeros_like(), lora.zeros_like());
+        let state = TrainerState {
+            format: STATE_FORMAT,
+            n_train: train.len(),
+            config,
+            step: 0,
+            epoch: 0,
+            position: 0,
+            tokens_seen: 0,
+            losses: Vec::new(),
+            val_losses: Vec::new(),
+        };
+        let mut t = Trainer { model, train, val, lora, adam_m, adam_v, order: Vec::new(), state, cancel: Arc::new(AtomicBool::new(false)) };
+        t.shuffle_epoch();
+        Ok(t)
+    }
+
+    /// Continue the run saved in `dir` by [`save_checkpoint`](Self::save_checkpoint), on the
+    /// same data. `steps` may be raised to train longer than first planned (0 keeps it).
+    pub fn resume(model: &'m NativeModel, dir: &Path, train: Vec<Example>, val: Vec<Example>, steps: usize) -> Result<Trainer<'m>> {
+        let state_path = dir.join(STATE_FILE);
+        let text = std::fs::read_to_string(&state_path).map_err(|source| Error::Io { path: state_path.clone(), source })?;
+        let mut state: TrainerState = serde_json::from_str(&text).map_err(|e| data_err(&state_path, format!("not a trainer state: {e}")))?;
+        if state.format != STATE_FORMAT {
+            return Err(data_err(&state_path, format!("trainer state format {} is not supported (expected {STATE_FORMAT})", state.format)));
+        }
+        if state.n_train != train.len() {
+            return Err(data_err(&state_path, format!("the checkpoint was trained on {} examples, this data has {}", state.n_train, train.len())));
+        }
+        if steps > 0 {
+            state.config.steps = steps;
+        }
+        let mut t = Trainer::new(model, state.config.clone(), train, val)?;
+        let tensors_path = dir.join(TENSORS_FILE);
+        let bytes = std::fs::read(&tensors_path).map_err(|source| Error::Io { path: tensors_path.clone(), source })?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| data_err(&tensors_path, format!("not a safetensors file: {e}")))?;
+        for (prefix, w) in [("lora", &mut t.lora), ("adam_m", &mut t.adam_m), ("adam_v", &mut t.adam_v)] {
+            let mut missing = None;
+            w.for_each_tensor_mut(|l, target, is_b, values| {
+                let name = tensor_name(prefix, l, target, is_b);
+                match st.tensor(&name) {
+                    Ok(view) if view.dtype() == safetensors::Dtype::F32 && view.data().len() == values.len() * 4 => {
+                        for (v, b) in values.iter_mut().zip(view.data().chunks_exact(4)) {
+                            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                        }
+                    }
+                    _ => missing = missing.take().or(Some(name)),
+                }
+            });
+            if let Some(name) = missing {
+                return Err(data_err(&tensors_path, format!("tensor `{name}` is missing or has the wrong size")));
+            }
+        }
+        let epoch = state.epoch;
+        t.state = state;
+        t.state.epoch = epoch;
+        t.shuffle_epoch();
+        Ok(t)
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.state.config
+    }
+    pub fn lora(&self) -> &LoraWeights {
+        &self.lora
+    }
+    pub fn step(&self) -> usize {
+        self.state.step
+    }
+    /// Mean loss of every step so far.
+    pub fn losses(&self) -> &[f64] {
+        &self.state.losses
+    }
+    /// (step, validation loss) of every evaluation so far.
+    pub fn val_losses(&self) -> &[(usize, f64)] {
+        &self.state.val_losses
+    }
+    pub fn cancel_handle(&self) -> TrainCancel {
+        TrainCancel(self.cancel.clone())
+    }
+
+    /// This epoch's example order: a shuffle seeded by (seed, epoch).
+    fn shuffle_epoch(&mut self) {
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        let mut rng = SplitMix64(self.state.config.seed ^ 0x5EED_0000 ^ (self.state.epoch as u64).wrapping_mul(0x9E37_79B9));
+        for i in (1..order.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        self.order = order;
+    }
+
+    /// The next micro-batch, advancing the data position (and the epoch at its end).
+    fn next_batch(&mut self) -> Vec<Example> {
+        let b = self.state.config.batch_size.min(self.train.len());
+        let mut batch = Vec::with_capacity(b);
+        while batch.len() < b {
+            if self.state.position >= self.order.len() {
+                self.state.epoch += 1;
+                self.state.position = 0;
+                self.shuffle_epoch();
+            }
+            batch.push(self.train[self.order[self.state.position]].clone());
+            self.state.position += 1;
+        }
+        batch
+    }
+
+    /// Mean validation loss per target token (None without validation data).
+    pub fn evaluate(&self) -> Result<Option<f64>> {
+        if self.val.is_empty() {
+            return Ok(None);
+        }
+        let (mut nll, mut n) = (0.0, 0usize);
+        for chunk in self.val.chunks(self.state.config.batch_size.max(1)) {
+            let l = self.model.loss(Some(&self.lora), chunk)?;
+            nll += l.nll_sum;
+            n += l.n_targets;
+        }
+        Ok((n > 0).then(|| nll / n as f64))
+    }
+
+    /// One optimizer step: `grad_accum` micro-batches, clipping, AdamW. Returns the step's
+    /// mean loss per target token and the gradient norm before clipping.
+    pub fn train_step(&mut self) -> Result<(f64, f64, u64)> {
+        let cfg = self.state.config.clone();
+        let mut grads = self.lora.zeros_like();
+        let (mut nll, mut n_targets, mut tokens) = (0.0, 0usize, 0u64);
+        for micro in 0..cfg.grad_accum {
+            let batch = self.next_batch();
+            tokens += batch.iter().map(|e| e.tokens.len() as u64).sum::<u64>();
+            let seed = cfg.seed ^ ((self.state.step as u64) << 20) ^ micro as u64;
+            let options = PassOptions { dropout_seed: Some(seed), checkpointing: cfg.checkpointing };
+            let l = self.model.loss_and_grads(&self.lora, &batch, options, &mut grads)?;
+            nll += l.nll_sum;
+            n_targets += l.n_targets;
+        }
+        if n_targets == 0 {
+            return Err(Error::invalid("train", "a training step had no target tokens (every example's loss mask is empty)"));
+        }
+        let inv = 1.0 / n_targets as f32;
+        let mut sq = 0.0f64;
+        grads.for_each_tensor_mut(|_, _, _, g| {
+            for v in g.iter_mut() {
+                *v *= inv;
+                sq += f64::from(*v) * f64::from(*v);
+            }
+        });
+        let norm = sq.sqrt();
+        let clip = if cfg.max_grad_norm > 0.0 && norm > f64::from(cfg.max_grad_norm) { (f64::from(cfg.max_grad_norm) / norm) as f32 } else { 1.0 };
+        let lr = cfg.lr_at(self.state.step);
+        let t = (self.state.step + 1) as i32;
+        let (bc1, bc2) = (1.0 - cfg.beta1.powi(t), 1.0 - cfg.beta2.powi(t));
+        let mut grads_t = grads.tensors_mut();
+        let mut m_t = self.adam_m.tensors_mut();
+        let mut v_t = self.adam_v.tensors_mut();
+        for (((p, g), m), v) in self.lora.tensors_mut().into_iter().zip(grads_t.iter_mut()).zip(m_t.iter_mut()).zip(v_t.iter_mut()) {
+            for (((p, g), m), v) in p.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let g = g * clip;
+                *m = cfg.beta1 * *m + (1.0 - cfg.beta1) * g;
+                *v = cfg.beta2 * *v + (1.0 - cfg.beta2) * g * g;
+                let update = (*m / bc1) / ((*v / bc2).sqrt() + cfg.eps);
+                *p -= lr * (update + cfg.weight_decay * *p);
+            }
+        }
+        self.state.step += 1;
+        self.state.tokens_seen += tokens;
+        let loss = nll / n_targets as f64;
+        self.state.losses.push(loss);
+        Ok((loss, norm, tokens))
+    }
+
+    /// Train until `config.steps` or cancellation. `progress` runs after every step; returning
+    /// false cancels. On cancellation (callback or [`TrainCancel`]) and at the end, a
+    /// checkpoint is written to `checkpoint_dir` when given, so the run can be resumed.
+    pub fn run(&mut self, checkpoint_dir: Option<&Path>, mut progress: impl FnMut(&Progress) -> bool) -> Result<RunEnd> {
+        self.cancel.store(false, Ordering::SeqCst);
+        let start = Instant::now();
+        let first_step = self.state.step;
+        let mut tokens_run = 0u64;
+        let mut end = RunEnd::Finished;
+        while self.state.step < self.state.config.steps {
+            if self.cancel.load(Ordering::SeqCst) {
+                end = RunEnd::Cancelled;
+                break;
+            }
+            let (loss, grad_norm, tokens) = self.train_step()?;
+            tokens_run += tokens;
+            let step = self.state.step;
+            let cfg = &self.state.config;
+            let val_loss = if (cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every)) || step == cfg.steps {
+                let v = self.evaluate()?;
+                if let Some(v) = v {
+                    self.state.val_losses.push((step, v));
+                }
+                v
+            } else {
+                None
+            };
+            let elapsed = start.elapsed().as_secs_f64();
+            let per_step = elapsed / (step - first_step) as f64;
+            let report = Progress {
+                step,
+                total_steps: self.state.config.steps,
+                loss,
+                learning_rate: self.state.config.lr_at(step - 1),
+                grad_norm,
+                tokens_per_second: tokens_run as f64 / elapsed.max(1e-9),
+                eta: Duration::from_secs_f64(per_step * (self.state.config.steps - step) as f64),
+                epoch: self.state.epoch,
+                val_loss,
+            };
+            if !progress(&report) {
+                self.cancel.store(true, Ordering::SeqCst);
+            }
+        }
+        if self.cancel.load(Ordering::SeqCst) {
+            end = RunEnd::Cancelled;
+        }
+        if let Some(dir) = checkpoint_dir {
+            self.save_checkpoint(dir)?;
+        }
+        Ok(end)
+    }
+
+    /// Write the adapter, the optimizer moments and the run's position to `dir`.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+        let mut tensors: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut shapes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (prefix, w) in [("lora", &self.lora), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)] {
+            w.for_each_tensor(|l, target, is_b, values| {
+                let name = tensor_name(prefix, l, target, is_b);
+                shapes.insert(name.clone(), vec![values.len()]);
+                tensors.insert(name, values.iter().flat_map(|v| v.to_le_bytes()).collect());
+            });
+        }
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+            .iter()
+            .map(|(name, bytes)| {
+                let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shapes[name].clone(), bytes).expect("sizes match");
+                (name.clone(), view)
+            })
+            .collect();
+        // Write both files next to their final names, then rename: a crash mid-write leaves
+        // the previous checkpoint intact.
+        let tensors_path = dir.join(TENSORS_FILE);
+        let tmp = dir.join(format!("{TENSORS_FILE}.tmp"));
+        safetensors::serialize_to_file(views, None, &tmp).map_err(|e| Error::Io { path: tmp.clone(), source: std::io::Error::other(e.to_string()) })?;
+        std::fs::rename(&tmp, &tensors_path).map_err(|source| Error::Io { path: tensors_path.clone(), source })?;
+        let state_path = dir.join(STATE_FILE);
+        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+        let text = serde_json::to_string_pretty(&self.state).map_err(|e| Error::invalid("state", e.to_string()))?;
+        std::fs::write(&tmp, text).map_err(|source| Error::Io { path: tmp.clone(), source })?;
+        std::fs::rename(&tmp, &state_path).map_err(|source| Error::Io { path: state_path, source })?;
+        Ok(())
+    }
+}
+
+fn tensor_name(prefix: &str, layer: usize, target: LoraTarget, is_b: bool) -> String {
+    format!("{prefix}.{layer}.{}.{}", target.hf_name(), if is_b { "b" } else { "a" })
+}
+
+fn data_err(path: &Path, reason: String) -> Error {
+    Error::Data { path: path.to_path_buf(), line: None, reason }
+}
+
+/// Where checkpoints go by default: `<cache>/train/<name>`.
+pub fn default_checkpoint_dir(name: &str) -> PathBuf {
+    crate::paths::cache_dir().join("train").join(name)
+}
