@@ -152,6 +152,9 @@ fn bare_run(args: &BenchArgs, params: &SessionParams, pp: &[i32], tg_prompt: &[i
 }
 
 pub fn run(args: &BenchArgs) -> Result<(), Error> {
+    if !args.model.lora.is_empty() {
+        return Err(Error::InvalidArgument { name: "lora", reason: "benchmarks measure the base model; --lora is not supported here".into() });
+    }
     if args.reps == 0 || args.prompt_tokens == 0 || args.gen_tokens == 0 {
         return Err(Error::InvalidArgument { name: "bench", reason: "--reps, --prompt-tokens and --gen-tokens must be at least 1".into() });
     }

@@ -40,6 +40,9 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
+    if !args.model.lora.is_empty() {
+        return Err(Error::InvalidArgument { name: "lora", reason: "benchmarks measure the base model; --lora is not supported here".into() });
+    }
     if args.reps == 0 || args.seq_len < 2 {
         return Err(Error::InvalidArgument { name: "bench", reason: "--reps must be at least 1 and --seq-len at least 2".into() });
     }

@@ -142,8 +142,12 @@ pub fn ask(model: &ModelOptions, question: &str, context: Option<&str>) -> Resul
 
 pub fn info(model_opts: &ModelOptions, all: bool) -> Result<(), Error> {
     let model = model_opts.load()?;
+    let adapters = model_opts.load_adapters(&model)?;
     let info = model.info();
     println!("lamina {}", lamina::VERSION);
+    for (a, scale) in &adapters {
+        println!("adapter       {} (rank {}, alpha {}, scale {scale}, {} tensors)", a.path().display(), a.rank(), a.alpha(), a.targets().len());
+    }
     println!("model         {}", info.path.display());
     if let Some(name) = &info.name {
         println!("name          {name}");

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use lamina::eval::perplexity::{perplexity, Perplexity, TokenScorer};
+use lamina::eval::perplexity::{log_softmax_at, perplexity, Perplexity, TokenScorer};
+use lamina::native::lora_io::import_adapter;
+use lamina::native::LoraWeights;
 use lamina::native::{NativeModel, NativeParams};
 use lamina::{Error, Session, SessionParams};
 
@@ -128,6 +130,7 @@ fn run_llama(args: &PerplexityArgs, text: &str) -> Result<Outcome, Error> {
     let model = args.model.load()?;
     let tokens = limit_tokens(args, model.tokenize(text, true, false))?;
     let mut session = Session::new(&model, &SessionParams { n_ctx: args.chunk as u32, ..args.model.session_params() })?;
+    session.set_adapters(&args.model.load_adapters(&model)?)?;
     let bos = model.adds_bos().then(|| model.bos_token());
     score("llama", &mut session, &tokens, args.chunk, bos)
 }
@@ -142,7 +145,45 @@ fn run_native(args: &PerplexityArgs, text: &str) -> Result<Outcome, Error> {
         ids.insert(0, b);
     }
     let tokens = limit_tokens(args, ids)?;
-    score("native", &mut model, &tokens, args.chunk, bos)
+    match native_adapter(args, &model)? {
+        None => score("native", &mut model, &tokens, args.chunk, bos),
+        Some(lora) => score("native", &mut AdaptedScorer { model: &model, lora }, &tokens, args.chunk, bos),
+    }
+}
+
+/// The `--lora` adapter for the native engine (one, its scale folded into B).
+fn native_adapter(args: &PerplexityArgs, model: &NativeModel) -> Result<Option<LoraWeights>, Error> {
+    match &args.model.lora[..] {
+        [] => Ok(None),
+        [one] => {
+            let (path, scale) = crate::options::parse_lora(one)?;
+            let mut lora = import_adapter(&path, model)?;
+            lora.for_each_tensor_mut(|_, _, is_b, t| {
+                if is_b {
+                    t.iter_mut().for_each(|v| *v *= scale);
+                }
+            });
+            Ok(Some(lora))
+        }
+        _ => Err(Error::InvalidArgument { name: "lora", reason: "the native engine applies one adapter at a time".into() }),
+    }
+}
+
+/// The native engine with an in-memory adapter, as a [`TokenScorer`].
+struct AdaptedScorer<'a> {
+    model: &'a NativeModel,
+    lora: LoraWeights,
+}
+
+impl TokenScorer for AdaptedScorer<'_> {
+    fn token_logprobs(&mut self, tokens: &[i32], first: usize) -> lamina::Result<Option<Vec<f64>>> {
+        if first == 0 || first >= tokens.len() || tokens.iter().any(|&t| t < 0) {
+            return Err(Error::InvalidArgument { name: "tokens", reason: "bad token ids or first position".into() });
+        }
+        let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
+        let logits = self.model.logits_with_lora(Some(&self.lora), &ids[..ids.len() - 1], first - 1)?;
+        Ok(Some((0..logits.rows()).map(|i| log_softmax_at(logits.row(i), ids[first + i] as usize)).collect()))
+    }
 }
 
 fn load_native(path: &Path, threads: usize) -> Result<NativeModel, Error> {

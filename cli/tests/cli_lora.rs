@@ -83,3 +83,25 @@ fn lora_flags_apply_adapters() {
     println!("{out}");
     assert!(out.contains("base") && out.contains("lora") && out.contains("ppl"), "{out}");
 }
+
+#[test]
+fn perplexity_with_an_adapter_agrees_between_engines() {
+    let adapter = adapter();
+    let lora = format!("{}:0.8", adapter.display());
+    let text = format!("{}/../tests/data/prose.txt", env!("CARGO_MANIFEST_DIR"));
+    let ppl = |out: &str, engine: &str| -> f64 {
+        let line = out.lines().find(|l| l.starts_with(engine)).unwrap_or_else(|| panic!("no {engine} line in {out}"));
+        line.split("PPL = ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap()
+    };
+    let base = lamina(&["perplexity", "--engine", "both", "--chunk", "128", "--file", &text, "--threads", "2"]);
+    let adapted = lamina(&["perplexity", "--engine", "both", "--chunk", "128", "--file", &text, "--threads", "2", "--lora", &lora]);
+    assert!(base.status.success() && adapted.status.success(), "{}", String::from_utf8_lossy(&adapted.stderr));
+    let (b, a) = (stdout(&base), stdout(&adapted));
+    println!("{b}{a}");
+    let (llama, native) = (ppl(&a, "llama"), ppl(&a, "native"));
+    assert!((llama - native).abs() / llama < 0.01, "with the adapter: llama {llama} vs native {native}");
+    assert!((ppl(&b, "llama") - llama).abs() > 1e-3, "the adapter did not change the perplexity");
+    // Benchmarks refuse adapters rather than ignoring them.
+    let o = lamina(&["bench-native", "--lora", &lora]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--lora"));
+}
