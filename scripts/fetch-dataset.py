@@ -141,6 +141,21 @@ SETS = {
         "description": "perplexity text: 30 English Wikipedia articles (~1 MB)",
         "license": "Wikipedia text CC BY-SA (package llamafactory==0.9.5 sdist, Apache-2.0)",
     },
+    "identity": {
+        "format": "chat",
+        "ext": "jsonl",
+        "limit": None,
+        "description": "fine-tuning chat: assistant identity Q&A, {{name}}/{{author}} filled "
+        "with --assistant-name/--assistant-author (91)",
+        "license": "Apache-2.0 (package llamafactory==0.9.5 sdist)",
+    },
+    "alpaca-en": {
+        "format": "chat",
+        "ext": "jsonl",
+        "limit": None,
+        "description": "fine-tuning chat: English instruction/response pairs (alpaca_en_demo, 1,000)",
+        "license": "Apache-2.0 (package llamafactory==0.9.5 sdist); data CC BY-NC 4.0 upstream",
+    },
     "gpl3": {
         "format": "text",
         "ext": "txt",
@@ -530,6 +545,40 @@ def build_wiki(args):
     return cut_text(text, args.limit), {"source": "llamafactory==0.9.5 sdist:" + member}
 
 
+def instruction_chats(member, fill=lambda t: t):
+    """llamafactory's alpaca-style JSON array -> chat records (user: instruction + input,
+    assistant: output), the `messages` format lamina's trainer reads."""
+    data = json.loads(read_sdist_member("llamafactory", member).decode("utf-8"))
+    records = []
+    for i, rec in enumerate(data):
+        prompt = fill(rec.get("instruction", "")).strip()
+        extra = fill(rec.get("input", "") or "").strip()
+        if extra:
+            prompt += "\n\n" + extra
+        answer = fill(rec.get("output", "")).strip()
+        if prompt and answer:
+            records.append({"messages": [{"role": "user", "content": prompt},
+                                         {"role": "assistant", "content": answer}]})
+    log(f"{member}: {len(data)} records, kept {len(records)}")
+    return records
+
+
+def build_identity(args):
+    member = "llamafactory-0.9.5/data/identity.json"
+    fill = lambda t: t.replace("{{name}}", args.assistant_name).replace("{{author}}", args.assistant_author)
+    records = instruction_chats(member, fill)
+    return sample(records, args.limit, args.seed), {
+        "source": "llamafactory==0.9.5 sdist:" + member,
+        "name": args.assistant_name, "author": args.assistant_author,
+    }
+
+
+def build_alpaca_en(args):
+    member = "llamafactory-0.9.5/data/alpaca_en_demo.json"
+    records = instruction_chats(member)
+    return sample(records, args.limit, args.seed), {"source": "llamafactory==0.9.5 sdist:" + member}
+
+
 def build_gpl3(args):
     try:
         with open(GPL3_PATH, "rb") as f:
@@ -552,6 +601,8 @@ BUILDERS = {
     "evals-logiqa": build_logiqa,
     "wiki": build_wiki,
     "gpl3": build_gpl3,
+    "identity": build_identity,
+    "alpaca-en": build_alpaca_en,
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -738,6 +789,8 @@ def parse_args(argv):
     p.add_argument("--reference", help="parallel: reference translations, line-aligned")
     p.add_argument("--source-lang", help="parallel: source language code, e.g. en")
     p.add_argument("--target-lang", help="parallel: target language code, e.g. de")
+    p.add_argument("--assistant-name", default="Lamina", help="identity: the name to fill in")
+    p.add_argument("--assistant-author", default="the Lamina project", help="identity: the author to fill in")
     args = p.parse_args(argv)
     if args.list:
         return args
@@ -764,6 +817,8 @@ def run(args):
     fmt = SETS[args.name]["format"] if args.name in SETS else CONVERTERS[args.name]["format"]
     params = {"name": args.name, "limit": args.limit or None, "seed": args.seed,
               "version": SCRIPT_VERSION}
+    if args.name == "identity":
+        params["assistant"] = [args.assistant_name, args.assistant_author]
 
     if args.name in SETS and not args.force and os.path.isfile(out):
         try:

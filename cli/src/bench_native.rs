@@ -6,13 +6,14 @@
 //! position (what scoring and training need). llama.cpp: the same tokens decoded as a prompt
 //! through a lamina session (logits for the last position only, as llama-bench's pp test).
 //! Also printed: the native pass's achieved GFLOP/s (weight products: 2 FLOPs per weight per
-//! token, plus the causal attention products) against this machine's measured f32 FMA peak.
+//! token, plus the causal attention products) against this machine's measured f32 FMA peak,
+//! then the same for one LoRA training pass (forward + backward), and the peak RSS.
 
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use lamina::native::peak::measure_fma_peak;
-use lamina::native::{NativeModel, NativeParams};
+use lamina::native::{Example, LoraConfig, LoraWeights, NativeModel, NativeParams, PassOptions};
 use lamina::{Error, Sampling, Session, SessionParams};
 
 use crate::options::ModelOptions;
@@ -84,6 +85,25 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
     let flops = native.matmul_flops_per_token() as f64 * n + attention_flops;
     let achieved = flops / nt / 1e9;
     let peak = measure_fma_peak(threads, Duration::from_millis(500));
+
+    // One LoRA training pass (rank 8 on every projection, every position a target): forward
+    // with saved activations plus backward. The backward pass multiplies every frozen weight
+    // once more (dx = dy·W) and runs attention's four products, so it costs about the forward's
+    // FLOPs again; LoRA's own products are small next to those and not counted.
+    let lora = LoraWeights::new(native.config(), &LoraConfig::default(), 0)?;
+    let example = Example { tokens: ids.clone(), targets: vec![true; ids.len()] };
+    let mut grads = lora.zeros_like();
+    native.loss_and_grads(&lora, std::slice::from_ref(&example), PassOptions::default(), &mut grads)?;
+    let mut train_t = Vec::new();
+    for _ in 0..args.reps {
+        let start = Instant::now();
+        native.loss_and_grads(&lora, std::slice::from_ref(&example), PassOptions::default(), &mut grads)?;
+        train_t.push(start.elapsed().as_secs_f64());
+    }
+    let tt = median(train_t);
+    let train_flops = 2.0 * flops + attention_flops;
+    let train_gflops = train_flops / tt / 1e9;
+    let peak_rss_mib = peak_rss_kib().map(|k| k as f64 / 1024.0);
     let (llama_tps, native_tps) = (n / lt, n / nt);
     if args.json {
         println!(
@@ -93,6 +113,7 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
                 "llama_pp_tokens_per_s": llama_tps, "native_tokens_per_s": native_tps, "ratio": native_tps / llama_tps,
                 "native_gflops": achieved, "peak_gflops": peak.gflops, "fraction_of_peak": achieved / peak.gflops,
                 "peak_method": peak.describe(),
+                "train_tokens_per_s": n / tt, "train_gflops": train_gflops, "peak_rss_mib": peak_rss_mib,
             })
         );
         return Ok(());
@@ -104,7 +125,18 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
     println!("{:<44} {:>12}", "native achieved (GFLOP/s)", format!("{achieved:.1}"));
     println!("{:<44} {:>12}", "f32 FMA peak (GFLOP/s)", format!("{:.1}", peak.gflops));
     println!("{:<44} {:>12}", "fraction of peak", format!("{:.1}%", achieved / peak.gflops * 100.0));
-    println!("FLOPs per pass: {:.2} G (weights {:.2} G + attention {:.2} G)", flops / 1e9, (flops - attention_flops) / 1e9, attention_flops / 1e9);
+    println!("{:<44} {:>12}", "LoRA training pass, fwd+bwd (tokens/s)", format!("{:.1}", n / tt));
+    println!("{:<44} {:>12}", "LoRA training pass (GFLOP/s)", format!("{train_gflops:.1}"));
+    if let Some(rss) = peak_rss_mib {
+        println!("{:<44} {:>12}", "peak resident memory (MiB)", format!("{rss:.0}"));
+    }
+    println!("FLOPs per pass: {:.2} G (weights {:.2} G + attention {:.2} G); training pass {:.2} G", flops / 1e9, (flops - attention_flops) / 1e9, attention_flops / 1e9, train_flops / 1e9);
     println!("peak: {}", peak.describe());
     Ok(())
+}
+
+/// The process's peak resident set (VmHWM) in KiB, where /proc provides it.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
