@@ -118,6 +118,26 @@ typedef enum {
   LAMINA_STOP_REASON_CANCELLED = 5,
 } lamina_stop_reason;
 
+// The learning-rate schedule after warmup (the `schedule` field of lamina_train_params).
+typedef enum {
+  // Half a cosine from the base rate down to 0 at the last step.
+  LAMINA_TRAIN_SCHEDULE_COSINE = 0,
+  // A straight line from the base rate down to 0 at the last step.
+  LAMINA_TRAIN_SCHEDULE_LINEAR = 1,
+  // The base rate throughout.
+  LAMINA_TRAIN_SCHEDULE_CONSTANT = 2,
+} lamina_train_schedule;
+
+// The file format of a saved adapter (the `format` argument of lamina_trainer_save_adapter).
+typedef enum {
+  // One llama.cpp GGUF LoRA file: load it with lamina_model_load_adapter, llama.cpp or
+  // anything built on it.
+  LAMINA_ADAPTER_FORMAT_GGUF = 0,
+  // A PEFT directory (adapter_config.json + adapter_model.safetensors), to continue with
+  // PyTorch/PEFT; lamina_model_load_adapter reads it too.
+  LAMINA_ADAPTER_FORMAT_PEFT = 1,
+} lamina_adapter_format;
+
 // A LoRA adapter loaded into a model. Opaque; create with `lamina_model_load_adapter`, free
 // with `lamina_adapter_free`. Thread-safe. It keeps its model alive; its weights stay in
 // memory until the model is freed, even after `lamina_adapter_free` (llama.cpp frees adapters
@@ -133,6 +153,14 @@ typedef struct lamina_model lamina_model;
 // time (a second thread calling while one generates gets LAMINA_STATUS_ERROR_BUSY);
 // `lamina_session_cancel` is the exception and may be called from any thread.
 typedef struct lamina_session lamina_session;
+
+// A LoRA training run. Opaque; create with `lamina_trainer_create` or
+// `lamina_trainer_resume`, free with `lamina_trainer_free`.
+//
+// Threads: one thread at a time uses a trainer (run, step, evaluate, save); a call made while
+// another is in progress fails with LAMINA_STATUS_ERROR_BUSY. `lamina_trainer_cancel` is the
+// exception: any thread may call it at any time, including from the progress callback.
+typedef struct lamina_trainer lamina_trainer;
 
 // A corpus BLEU score with its statistics, as sacreBLEU's `BLEUScore` reports them. Output
 // only: the caller sets struct_size = sizeof(lamina_bleu_score) before the call, and lamina
@@ -269,6 +297,103 @@ typedef struct {
   // Milliseconds spent generating after the prompt.
   double generation_ms;
 } lamina_generation_info;
+
+// Options of a training run: the adapter, the optimizer, the schedule and the data.
+// Initialise with `lamina_train_params_init(&p, sizeof p)`, then change fields. Numbers are
+// checked when the trainer is created (LAMINA_STATUS_ERROR_INVALID_ARGUMENT naming the field).
+typedef struct {
+  // sizeof(lamina_train_params), set by lamina_train_params_init().
+  size_t struct_size;
+  // LoRA rank, at least 1 (default 8).
+  uint32_t rank;
+  // LoRA alpha; the update is scaled by alpha / rank (default 16).
+  float alpha;
+  // Dropout on the adapter's input, in [0, 1) (default 0).
+  float dropout;
+  // rsLoRA: scale by alpha / sqrt(rank) instead (default false).
+  bool rslora;
+  // The adapted projections, comma-separated, from q, k, v, o, gate, up, down (HF names
+  // such as "q_proj" work too); NULL = all seven (default). Read during the call only.
+  const char *targets;
+  // Peak learning rate of AdamW, > 0 (default 1e-3).
+  float learning_rate;
+  // AdamW's first-moment decay, in [0, 1) (default 0.9).
+  float beta1;
+  // AdamW's second-moment decay, in [0, 1) (default 0.999).
+  float beta2;
+  // AdamW's epsilon, > 0 (default 1e-8).
+  float eps;
+  // Decoupled weight decay, >= 0 (default 0).
+  float weight_decay;
+  // Steps of linear warmup from 0 to the peak rate (default 0).
+  uint32_t warmup_steps;
+  // A lamina_train_schedule value (default LAMINA_TRAIN_SCHEDULE_COSINE). An int rather
+  // than the enum so that any value a caller writes is safe to read; others are rejected.
+  int32_t schedule;
+  // Clip the global gradient norm to this, >= 0; 0 = no clipping (default 1).
+  float max_grad_norm;
+  // Sequences per micro-batch, at least 1 (default 4).
+  uint32_t batch_size;
+  // Micro-batches per optimizer step, at least 1 (default 1).
+  uint32_t grad_accum;
+  // Optimizer steps of the whole run, at least 1 (default 100).
+  uint32_t steps;
+  // Gradient checkpointing: recompute each layer in the backward pass instead of keeping
+  // its activations; less memory, about a third more time (default false).
+  bool checkpointing;
+  // Seed of the adapter's initialisation, the example order and dropout (default 0).
+  uint64_t seed;
+  // Compute the validation loss every this many steps, and at the last step; 0 = only at
+  // the last step and when asked (default 0). Needs val_fraction > 0.
+  uint32_t eval_every;
+  // Longest example in tokens, at least 2 (default 2048). A longer record is an error
+  // naming its line unless `truncate`.
+  uint32_t max_len;
+  // Concatenate consecutive training examples into sequences of up to max_len tokens
+  // (default false).
+  bool pack;
+  // Fraction of the records held out for validation, in [0, 1) (default 0).
+  float val_fraction;
+  // Seed of the shuffle that splits train and validation records (default 0).
+  uint64_t data_seed;
+  // Cut records longer than max_len instead of failing (default false).
+  bool truncate;
+  // Threads of the native engine; 0 = one per core (default 0).
+  uint32_t n_threads;
+} lamina_train_params;
+
+// What the progress callback of lamina_trainer_run receives after every optimizer step.
+// `struct_size` is sizeof the library's struct: fields added by newer versions come last, so
+// check it before reading a field your header does not have.
+typedef struct {
+  // sizeof(lamina_train_progress) of the library.
+  size_t struct_size;
+  // Steps done (1 after the first step; counts from the checkpoint's step when resumed).
+  uint64_t step;
+  // The planned total of steps.
+  uint64_t total_steps;
+  // Mean loss per target token of this step (nats).
+  double loss;
+  // The learning rate this step used.
+  double learning_rate;
+  // Global gradient norm before clipping.
+  double grad_norm;
+  // Tokens (all positions, not only targets) processed per second so far in this run.
+  double tokens_per_second;
+  // Estimated seconds to the last step.
+  double eta_seconds;
+  // Passes over the training data completed.
+  uint64_t epoch;
+  // Validation loss computed at this step, or NaN when none was (see eval_every).
+  double val_loss;
+} lamina_train_progress;
+
+// Reports a training run's progress after each optimizer step; `progress` is valid only
+// during the call. Return true to go on, false to stop after this step. Called on the thread
+// that called lamina_trainer_run; it may call lamina_trainer_cancel, but any other call on the
+// same trainer fails with LAMINA_STATUS_ERROR_BUSY.
+typedef bool (*lamina_train_progress_callback)(const lamina_train_progress *progress,
+                                               void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -548,6 +673,102 @@ lamina_status lamina_answer(lamina_session *session,
 // The session's context window in tokens (what `n_ctx` asked for, or the default), the limit
 // that prompt plus generated text must fit in. Written to `*out_n_ctx` on success.
 lamina_status lamina_session_n_ctx(const lamina_session *session, uint32_t *out_n_ctx);
+
+// Fill `*params` with the defaults (those of the Rust `TrainConfig` and `DataOptions`). Pass
+// `sizeof(*params)` as `struct_size`: a program built against an older, shorter version of
+// the struct keeps working with a newer library (only the fields it knows are written).
+// Call this before changing any field.
+lamina_status lamina_train_params_init(lamina_train_params *params, size_t struct_size);
+
+// Create a trainer: load the model at `model_path` (GGUF, or a safetensors checkpoint
+// directory) on the native engine, read and tokenize the data at `data_path` (JSONL or a JSON
+// array of `{"messages": [...]}`, `{"prompt", "completion"}`, `{"text"}` or alpaca
+// `{"instruction", "input"?, "output"}` records; a GGUF model's chat template renders
+// messages), split it, and initialise a fresh adapter. `params` may be NULL for defaults.
+// On success `*out_trainer` receives a handle to free with lamina_trainer_free; on failure it
+// is left unmodified.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (a params field out of range or
+// unknown, bad struct_size; the message names the field), _MODEL_NOT_FOUND, _NOT_GGUF,
+// _MODEL_LOAD, _DATA (a missing or malformed data file, a bad record, a record longer than
+// max_len: the message reads "path:line: reason"), _IO.
+lamina_status lamina_trainer_create(const char *model_path,
+                                    const char *data_path,
+                                    const lamina_train_params *params,
+                                    lamina_trainer **out_trainer);
+
+// Continue a run from the checkpoint in `checkpoint_dir` (written by lamina_trainer_run with
+// a checkpoint directory, or lamina_trainer_save_checkpoint). The run goes on exactly where it
+// stopped (adapter, optimizer state, data position), on the same model and data:
+// `params`' data fields (max_len, pack, val_fraction, data_seed, truncate) must be those of
+// the original run, which the checkpoint checks by its number of training examples.
+// `params->steps` replaces the planned total when non-zero (pass the original params to keep
+// it, or NULL, which keeps it too); the other training fields come from the checkpoint and
+// are ignored. On success `*out_trainer` receives a handle to free with lamina_trainer_free.
+// Errors: as lamina_trainer_create, plus _IO (no checkpoint in the directory) and _DATA (a
+// damaged checkpoint, or data of a different size).
+lamina_status lamina_trainer_resume(const char *model_path,
+                                    const char *data_path,
+                                    const lamina_train_params *params,
+                                    const char *checkpoint_dir,
+                                    lamina_trainer **out_trainer);
+
+// Train until the planned number of steps, or until cancelled: by the callback returning
+// false, or by lamina_trainer_cancel from any thread (the step in progress finishes first).
+// A cancelled run is a success (LAMINA_STATUS_OK): lamina_trainer_steps tells how far it got,
+// and calling lamina_trainer_run again continues it. A cancel that arrives before the run
+// starts is forgotten when it starts. `progress` may be NULL. When `checkpoint_dir` is not
+// NULL, a checkpoint is written there when the run ends, cancelled or not, for
+// lamina_trainer_resume. On a trainer that already did all its steps, returns at once.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_UTF8, _IO (the checkpoint could
+// not be written), _INVALID_ARGUMENT (a step had no target token).
+lamina_status lamina_trainer_run(lamina_trainer *trainer,
+                                 lamina_train_progress_callback progress,
+                                 void *user_data,
+                                 const char *checkpoint_dir);
+
+// Stop a run in progress after its current step. Thread-safe: call it from any thread, or
+// from the progress callback. Does not wait for the run to return.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+lamina_status lamina_trainer_cancel(lamina_trainer *trainer);
+
+// One optimizer step (grad_accum micro-batches, clipping, AdamW), outside of a run. On
+// success `*out_loss` receives the step's mean loss per target token. Steps past the planned
+// total are allowed and use the schedule's final learning rate (0 for cosine and linear).
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (no target token).
+lamina_status lamina_trainer_step(lamina_trainer *trainer, double *out_loss);
+
+// The mean loss per target token of the validation set with the current adapter. On success
+// `*out_val_loss` receives it, or NaN when there is no validation set (val_fraction 0).
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY.
+lamina_status lamina_trainer_evaluate(lamina_trainer *trainer, double *out_val_loss);
+
+// How far the run is: steps done and the planned total. Either out pointer may be NULL.
+// Errors: _NULL_ARGUMENT (trainer), _INVALID_HANDLE, _BUSY.
+lamina_status lamina_trainer_steps(const lamina_trainer *trainer,
+                                   uint64_t *out_step,
+                                   uint64_t *out_total_steps);
+
+// Save the adapter as trained so far. `format` is a lamina_adapter_format value (an int, so
+// that any value is safe to pass): LAMINA_ADAPTER_FORMAT_GGUF writes the file `path`,
+// LAMINA_ADAPTER_FORMAT_PEFT writes the directory `path` (created if needed). Either loads
+// with lamina_model_load_adapter on the same base model.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (unknown
+// format), _IO.
+lamina_status lamina_trainer_save_adapter(lamina_trainer *trainer,
+                                          const char *path,
+                                          int32_t format);
+
+// Write a checkpoint (adapter, optimizer state, data position) to the directory `dir`,
+// created if needed, for lamina_trainer_resume. Files are replaced atomically, so an
+// interrupted save leaves the previous checkpoint intact.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _IO.
+lamina_status lamina_trainer_save_checkpoint(lamina_trainer *trainer, const char *dir);
+
+// Free a trainer and its model. Calling with NULL is fine; freeing twice is reported through
+// lamina_last_error_message() and otherwise ignored. Freeing a trainer while another thread
+// runs it is safe: the memory goes when that call returns (cancel it first to make that
+// soon).
+void lamina_trainer_free(lamina_trainer *trainer);
 
 #ifdef __cplusplus
 }  // extern "C"

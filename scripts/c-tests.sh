@@ -8,9 +8,11 @@
 # Compiles examples/c/*.c into examples/c/build/ and tests/c/* into tests/c/build/ with
 # strict warnings (C99 and C++11), then runs: the ABI test program, the C++ header test, the
 # evaluation test program (metrics and lamina_evaluate on small made-up data), the LoRA adapter
-# test program (adapters it writes itself, applied to the default model), the generate
+# test program (adapters it writes itself, applied to the default model), the LoRA training
+# test program (a tiny budget on tests/data/made_up_facts.jsonl), the generate
 # example (whose stdout must be byte-identical to the `lamina generate` CLI's), the
-# chat example with two turns, and the tasks example. Exits nonzero on any failure.
+# chat example with two turns, the tasks example, and the finetune example (3 steps, then the
+# saved adapter answers a question). Exits nonzero on any failure.
 # Environment: CC (default cc), CXX (default c++), LAMINA_MODEL (model path override),
 # C_TESTS_THREADS=N: run the examples and the CLI with N threads (default: all cores, exactly
 # the commands above). On a busy machine, C_TESTS_THREADS=1 is much faster: llama.cpp's
@@ -67,6 +69,8 @@ echo "$CC ${CFLAGS[*]} -pthread tests/c/test_eval.c -> tests/c/build/test_eval"
 "$CC" "${CFLAGS[@]}" -pthread tests/c/test_eval.c -o "$TEST_BUILD/test_eval" "${LDFLAGS[@]}" -lm
 echo "$CC ${CFLAGS[*]} -pthread tests/c/test_adapters.c -> tests/c/build/test_adapters"
 "$CC" "${CFLAGS[@]}" -pthread tests/c/test_adapters.c -o "$TEST_BUILD/test_adapters" "${LDFLAGS[@]}" -lm
+echo "$CC ${CFLAGS[*]} -pthread tests/c/test_train.c -> tests/c/build/test_train"
+"$CC" "${CFLAGS[@]}" -pthread tests/c/test_train.c -o "$TEST_BUILD/test_train" "${LDFLAGS[@]}" -lm
 echo "$CXX ${CXXFLAGS[*]} tests/c/header_cpp.cc tests/c/header_cpp2.cc -> tests/c/build/header_cpp"
 "$CXX" "${CXXFLAGS[@]}" tests/c/header_cpp.cc tests/c/header_cpp2.cc -o "$TEST_BUILD/header_cpp" "${LDFLAGS[@]}"
 
@@ -78,6 +82,9 @@ step "test_eval"
 
 step "test_adapters"
 "$TEST_BUILD/test_adapters"
+
+step "test_train"
+"$TEST_BUILD/test_train"
 
 if [[ -n "${C_TESTS_SANITIZE:-}" ]]; then
     step "test_abi under ASan/UBSan/LSan"
@@ -159,6 +166,14 @@ step "tasks"
 "$EX_BUILD/tasks" ${EX_THREADS[@]+"${EX_THREADS[@]}"} | tee "$TMP/tasks.out"
 if ! grep -q "^translate en->de" "$TMP/tasks.out" || ! grep -q "^  A: ..*" "$TMP/tasks.out"; then
     echo "c-tests: FAIL: tasks did not print a translation and an answer" >&2
+    exit 1
+fi
+
+step "finetune (a tiny budget: the mechanics, not the learning)"
+"$EX_BUILD/finetune" ${EX_THREADS[@]+"${EX_THREADS[@]}"} --steps 3 --rank 4 "$TMP/facts.gguf" | tee "$TMP/finetune.out"
+if [[ ! -s "$TMP/facts.gguf" ]] || ! grep -q "^step   3/3 " "$TMP/finetune.out" \
+    || ! grep -q "^validation loss after: " "$TMP/finetune.out" || ! grep -q "^A: ..*" "$TMP/finetune.out"; then
+    echo "c-tests: FAIL: finetune did not train 3 steps, save the adapter and answer with it" >&2
     exit 1
 fi
 

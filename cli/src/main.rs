@@ -9,6 +9,7 @@ mod bench_native;
 mod commands;
 mod convert;
 mod eval;
+mod finetune;
 mod options;
 mod perplexity;
 
@@ -97,6 +98,10 @@ enum Command {
     /// Convert a model: a .gguf file to a Hugging Face safetensors directory (config.json,
     /// tokenizer.json, dequantized weights), or such a directory to a GGUF file.
     Convert(convert::ConvertArgs),
+    /// Fine-tune a LoRA adapter on a data set (chat, prompt/completion, text or instruction
+    /// records) with the native engine, and save it as GGUF (for --lora) and/or PEFT. Ctrl-C
+    /// stops after the current step; --checkpoint-dir and --resume continue a run.
+    Finetune(finetune::FinetuneArgs),
 }
 
 fn main() -> ExitCode {
@@ -112,6 +117,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => convert::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Perplexity(args) => perplexity::run(&args),
+        Command::Finetune(args) => finetune::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

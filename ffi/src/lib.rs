@@ -23,6 +23,7 @@ mod log;
 mod model;
 mod session;
 mod status;
+mod train;
 
 pub use adapter::{lamina_adapter, lamina_adapter_free, lamina_adapter_info, lamina_model_load_adapter, lamina_session_n_adapters, lamina_session_set_adapters};
 pub use eval::{
@@ -32,6 +33,11 @@ pub use log::{lamina_log_callback, lamina_log_level, lamina_set_log_callback};
 pub use model::{lamina_model, lamina_model_free, lamina_model_info_json, lamina_model_load, lamina_model_meta, lamina_model_params, lamina_model_params_init};
 pub use session::*;
 pub use status::lamina_status;
+pub use train::{
+    lamina_adapter_format, lamina_train_params, lamina_train_params_init, lamina_train_progress, lamina_train_progress_callback, lamina_train_schedule, lamina_trainer,
+    lamina_trainer_cancel, lamina_trainer_create, lamina_trainer_evaluate, lamina_trainer_free, lamina_trainer_resume, lamina_trainer_run, lamina_trainer_save_adapter,
+    lamina_trainer_save_checkpoint, lamina_trainer_step, lamina_trainer_steps,
+};
 
 use std::ffi::{c_char, CString};
 

@@ -73,6 +73,7 @@ from ._adapter import Adapter
 from ._eval import BleuScore, bleu, chrf, squad_exact_match, squad_f1
 from ._model import Model, default_model_path
 from ._session import Generation, Session
+from ._train import TrainProgress, Trainer
 
 __version__ = "0.1.0"
 
@@ -84,6 +85,8 @@ __all__ = [
     "LibraryNotFoundError",
     "Model",
     "Session",
+    "TrainProgress",
+    "Trainer",
     "bleu",
     "chrf",
     "default_model_path",

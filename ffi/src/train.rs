@@ -1,0 +1,586 @@
+//! LoRA fine-tuning on the native engine: a trainer handle that owns its model and data, runs
+//! with a progress callback, is cancellable from any thread, evaluates, checkpoints, resumes,
+//! and saves the adapter as GGUF (for llama.cpp, and `lamina_model_load_adapter`) or PEFT.
+
+use std::ffi::{c_char, c_void};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use lamina::native::lora_io::{export_gguf, export_peft};
+use lamina::native::train::{Progress, Schedule, TrainCancel, TrainConfig, Trainer};
+use lamina::native::train_data::{chat_template_from_gguf, load_dataset, DataOptions, Dataset};
+use lamina::native::{NativeModel, NativeParams};
+use lamina::weights::gguf::Gguf;
+
+use crate::args::{opt_str_arg, read_params, require_out, str_arg, Versioned};
+use crate::boundary::guard;
+use crate::handles::Registry;
+use crate::status::{finish, lamina_status, Failure};
+
+/// The learning-rate schedule after warmup (the `schedule` field of lamina_train_params).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lamina_train_schedule {
+    /// Half a cosine from the base rate down to 0 at the last step.
+    Cosine = 0,
+    /// A straight line from the base rate down to 0 at the last step.
+    Linear = 1,
+    /// The base rate throughout.
+    Constant = 2,
+}
+
+/// The file format of a saved adapter (the `format` argument of lamina_trainer_save_adapter).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lamina_adapter_format {
+    /// One llama.cpp GGUF LoRA file: load it with lamina_model_load_adapter, llama.cpp or
+    /// anything built on it.
+    Gguf = 0,
+    /// A PEFT directory (adapter_config.json + adapter_model.safetensors), to continue with
+    /// PyTorch/PEFT; lamina_model_load_adapter reads it too.
+    Peft = 1,
+}
+
+/// Options of a training run: the adapter, the optimizer, the schedule and the data.
+/// Initialise with `lamina_train_params_init(&p, sizeof p)`, then change fields. Numbers are
+/// checked when the trainer is created (LAMINA_STATUS_ERROR_INVALID_ARGUMENT naming the field).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lamina_train_params {
+    /// sizeof(lamina_train_params), set by lamina_train_params_init().
+    pub struct_size: usize,
+    /// LoRA rank, at least 1 (default 8).
+    pub rank: u32,
+    /// LoRA alpha; the update is scaled by alpha / rank (default 16).
+    pub alpha: f32,
+    /// Dropout on the adapter's input, in [0, 1) (default 0).
+    pub dropout: f32,
+    /// rsLoRA: scale by alpha / sqrt(rank) instead (default false).
+    pub rslora: bool,
+    /// The adapted projections, comma-separated, from q, k, v, o, gate, up, down (HF names
+    /// such as "q_proj" work too); NULL = all seven (default). Read during the call only.
+    pub targets: *const c_char,
+    /// Peak learning rate of AdamW, > 0 (default 1e-3).
+    pub learning_rate: f32,
+    /// AdamW's first-moment decay, in [0, 1) (default 0.9).
+    pub beta1: f32,
+    /// AdamW's second-moment decay, in [0, 1) (default 0.999).
+    pub beta2: f32,
+    /// AdamW's epsilon, > 0 (default 1e-8).
+    pub eps: f32,
+    /// Decoupled weight decay, >= 0 (default 0).
+    pub weight_decay: f32,
+    /// Steps of linear warmup from 0 to the peak rate (default 0).
+    pub warmup_steps: u32,
+    /// A lamina_train_schedule value (default LAMINA_TRAIN_SCHEDULE_COSINE). An int rather
+    /// than the enum so that any value a caller writes is safe to read; others are rejected.
+    pub schedule: i32,
+    /// Clip the global gradient norm to this, >= 0; 0 = no clipping (default 1).
+    pub max_grad_norm: f32,
+    /// Sequences per micro-batch, at least 1 (default 4).
+    pub batch_size: u32,
+    /// Micro-batches per optimizer step, at least 1 (default 1).
+    pub grad_accum: u32,
+    /// Optimizer steps of the whole run, at least 1 (default 100).
+    pub steps: u32,
+    /// Gradient checkpointing: recompute each layer in the backward pass instead of keeping
+    /// its activations; less memory, about a third more time (default false).
+    pub checkpointing: bool,
+    /// Seed of the adapter's initialisation, the example order and dropout (default 0).
+    pub seed: u64,
+    /// Compute the validation loss every this many steps, and at the last step; 0 = only at
+    /// the last step and when asked (default 0). Needs val_fraction > 0.
+    pub eval_every: u32,
+    /// Longest example in tokens, at least 2 (default 2048). A longer record is an error
+    /// naming its line unless `truncate`.
+    pub max_len: u32,
+    /// Concatenate consecutive training examples into sequences of up to max_len tokens
+    /// (default false).
+    pub pack: bool,
+    /// Fraction of the records held out for validation, in [0, 1) (default 0).
+    pub val_fraction: f32,
+    /// Seed of the shuffle that splits train and validation records (default 0).
+    pub data_seed: u64,
+    /// Cut records longer than max_len instead of failing (default false).
+    pub truncate: bool,
+    /// Threads of the native engine; 0 = one per core (default 0).
+    pub n_threads: u32,
+}
+
+// SAFETY: repr(C), starts with usize; the fields are numbers, C bools (0/1) and a pointer, so
+// every value a C caller writes is valid (the schedule is an int, checked on use).
+unsafe impl Versioned for lamina_train_params {
+    const NAME: &'static str = "lamina_train_params";
+    fn defaults() -> Self {
+        let t = TrainConfig::default();
+        let d = DataOptions::default();
+        let narrow = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Self {
+            struct_size: std::mem::size_of::<Self>(),
+            rank: narrow(t.rank),
+            alpha: t.alpha,
+            dropout: t.dropout,
+            rslora: t.rslora,
+            targets: std::ptr::null(),
+            learning_rate: t.learning_rate,
+            beta1: t.beta1,
+            beta2: t.beta2,
+            eps: t.eps,
+            weight_decay: t.weight_decay,
+            warmup_steps: narrow(t.warmup_steps),
+            schedule: schedule_code(t.schedule) as i32,
+            max_grad_norm: t.max_grad_norm,
+            batch_size: narrow(t.batch_size),
+            grad_accum: narrow(t.grad_accum),
+            steps: narrow(t.steps),
+            checkpointing: t.checkpointing,
+            seed: t.seed,
+            eval_every: narrow(t.eval_every),
+            max_len: narrow(d.max_len),
+            pack: d.pack,
+            val_fraction: d.val_fraction,
+            data_seed: d.seed,
+            truncate: d.truncate,
+            n_threads: 0,
+        }
+    }
+}
+
+fn schedule_code(s: Schedule) -> lamina_train_schedule {
+    match s {
+        Schedule::Cosine => lamina_train_schedule::Cosine,
+        Schedule::Linear => lamina_train_schedule::Linear,
+        Schedule::Constant => lamina_train_schedule::Constant,
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Failure {
+    Failure::new(lamina_status::ErrorInvalidArgument, message)
+}
+
+/// Fill `*params` with the defaults (those of the Rust `TrainConfig` and `DataOptions`). Pass
+/// `sizeof(*params)` as `struct_size`: a program built against an older, shorter version of
+/// the struct keeps working with a newer library (only the fields it knows are written).
+/// Call this before changing any field.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_train_params_init(params: *mut lamina_train_params, struct_size: usize) -> lamina_status {
+    // SAFETY: the caller provides `struct_size` writable bytes at `params`.
+    guard(|| finish(unsafe { crate::args::init_params(params, struct_size) }))
+}
+
+/// The checked Rust view of a params struct.
+struct Plan {
+    config: TrainConfig,
+    data: DataOptions,
+    n_threads: usize,
+}
+
+/// Convert and check `p`, so that bad numbers fail before any file is read.
+///
+/// # Safety
+/// `p.targets` is NULL or a NUL-terminated string valid during the call.
+unsafe fn plan(p: &lamina_train_params) -> Result<Plan, Failure> {
+    // SAFETY: forwarded contract.
+    let targets = match unsafe { opt_str_arg(p.targets, "params.targets") }? {
+        None => TrainConfig::default().targets,
+        Some(list) => {
+            let names: Vec<String> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+            if names.is_empty() {
+                return Err(invalid(format!("params.targets is {list:?}: name at least one of q, k, v, o, gate, up, down (comma-separated)")));
+            }
+            names
+        }
+    };
+    let schedule = match p.schedule {
+        0 => Schedule::Cosine,
+        1 => Schedule::Linear,
+        2 => Schedule::Constant,
+        other => return Err(invalid(format!("params.schedule is {other}: use a lamina_train_schedule value (0 cosine, 1 linear, 2 constant)"))),
+    };
+    let config = TrainConfig {
+        rank: p.rank as usize,
+        alpha: p.alpha,
+        dropout: p.dropout,
+        rslora: p.rslora,
+        targets,
+        learning_rate: p.learning_rate,
+        beta1: p.beta1,
+        beta2: p.beta2,
+        eps: p.eps,
+        weight_decay: p.weight_decay,
+        warmup_steps: p.warmup_steps as usize,
+        schedule,
+        max_grad_norm: p.max_grad_norm,
+        batch_size: p.batch_size as usize,
+        grad_accum: p.grad_accum as usize,
+        steps: p.steps as usize,
+        checkpointing: p.checkpointing,
+        seed: p.seed,
+        eval_every: p.eval_every as usize,
+    };
+    config.validate()?;
+    Ok(Plan { config, data: data_options(p)?, n_threads: p.n_threads as usize })
+}
+
+/// The data fields of `p`, checked.
+fn data_options(p: &lamina_train_params) -> Result<DataOptions, Failure> {
+    if p.max_len < 2 {
+        return Err(invalid(format!("params.max_len is {}: it must be at least 2 tokens", p.max_len)));
+    }
+    if !(p.val_fraction.is_finite() && (0.0..1.0).contains(&p.val_fraction)) {
+        return Err(invalid(format!("params.val_fraction is {}: it must be in [0, 1)", p.val_fraction)));
+    }
+    Ok(DataOptions { max_len: p.max_len as usize, pack: p.pack, val_fraction: p.val_fraction, seed: p.data_seed, truncate: p.truncate })
+}
+
+/// Load the native model and the tokenized data set. A GGUF model's chat template renders
+/// `messages` records; a safetensors checkpoint has none here, so it takes the other formats.
+fn load(model_path: &str, data_path: &str, plan: &Plan) -> Result<(NativeModel, Dataset), Failure> {
+    let model = NativeModel::load(model_path, &NativeParams { n_threads: plan.n_threads })?;
+    let tokenizer = model.load_tokenizer()?;
+    let template = Gguf::open(model_path).ok().and_then(|g| chat_template_from_gguf(&g, &tokenizer));
+    let data = load_dataset(Path::new(data_path), &tokenizer, template.as_ref(), &plan.data)?;
+    Ok((model, data))
+}
+
+/// A trainer together with the model it borrows.
+///
+/// `Trainer<'m>` borrows its `NativeModel`, and a C handle must own both. The model lives in
+/// an `Arc` whose heap allocation never moves, and the trainer holds a reference to it with the
+/// lifetime extended to `'static`. That is sound because:
+/// - the reference never leaves this struct (the trainer's API hands out nothing that carries
+///   the model's lifetime), and the struct owns the `Arc`, so the model outlives every use;
+/// - fields drop in declaration order, so `trainer` is gone before `model` releases the model;
+/// - the model is only ever read (`NativeModel` is immutable once loaded and `Sync`), and an
+///   `Arc` (unlike a `Box`) makes no uniqueness claim when this struct moves, so the shared
+///   borrow stays valid.
+struct OwnedTrainer {
+    trainer: Trainer<'static>,
+    model: Arc<NativeModel>,
+}
+
+impl OwnedTrainer {
+    fn new(model: NativeModel, make: impl FnOnce(&'static NativeModel) -> lamina::Result<Trainer<'static>>) -> Result<Self, Failure> {
+        let model = Arc::new(model);
+        // SAFETY: see the type's documentation; the trainer is stored next to the Arc, in the
+        // field that drops first.
+        let borrowed: &'static NativeModel = unsafe { &*Arc::as_ptr(&model) };
+        let trainer = make(borrowed)?;
+        Ok(Self { trainer, model })
+    }
+}
+
+/// A LoRA training run. Opaque; create with `lamina_trainer_create` or
+/// `lamina_trainer_resume`, free with `lamina_trainer_free`.
+///
+/// Threads: one thread at a time uses a trainer (run, step, evaluate, save); a call made while
+/// another is in progress fails with LAMINA_STATUS_ERROR_BUSY. `lamina_trainer_cancel` is the
+/// exception: any thread may call it at any time, including from the progress callback.
+pub struct lamina_trainer {
+    run: Mutex<OwnedTrainer>,
+    cancel: TrainCancel,
+}
+
+static TRAINERS: Registry<lamina_trainer> = Registry::new("lamina_trainer");
+
+fn with_trainer<R>(trainer: *const lamina_trainer, f: impl FnOnce(&mut OwnedTrainer) -> Result<R, Failure>) -> Result<R, Failure> {
+    let handle = TRAINERS.get(trainer, "trainer")?;
+    let mut guard = match handle.run.try_lock() {
+        Ok(guard) => guard,
+        Err(std::sync::TryLockError::WouldBlock) => return Err(lamina::Error::Busy.into()),
+        // A panic inside an earlier call poisoned the lock; the trainer's state is consistent
+        // at the Rust level (a step either finished or left the weights of the previous one).
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+    };
+    f(&mut guard)
+}
+
+fn register(owned: OwnedTrainer, out_trainer: *mut *mut lamina_trainer) {
+    let cancel = owned.trainer.cancel_handle();
+    let handle = TRAINERS.insert(lamina_trainer { run: Mutex::new(owned), cancel });
+    // SAFETY: the callers checked `out_trainer` non-NULL before doing any work.
+    unsafe { out_trainer.write(handle) };
+}
+
+/// Create a trainer: load the model at `model_path` (GGUF, or a safetensors checkpoint
+/// directory) on the native engine, read and tokenize the data at `data_path` (JSONL or a JSON
+/// array of `{"messages": [...]}`, `{"prompt", "completion"}`, `{"text"}` or alpaca
+/// `{"instruction", "input"?, "output"}` records; a GGUF model's chat template renders
+/// messages), split it, and initialise a fresh adapter. `params` may be NULL for defaults.
+/// On success `*out_trainer` receives a handle to free with lamina_trainer_free; on failure it
+/// is left unmodified.
+/// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (a params field out of range or
+/// unknown, bad struct_size; the message names the field), _MODEL_NOT_FOUND, _NOT_GGUF,
+/// _MODEL_LOAD, _DATA (a missing or malformed data file, a bad record, a record longer than
+/// max_len: the message reads "path:line: reason"), _IO.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_trainer_create(
+    model_path: *const c_char,
+    data_path: *const c_char,
+    params: *const lamina_train_params,
+    out_trainer: *mut *mut lamina_trainer,
+) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            // SAFETY: caller's C-string and params contracts.
+            let model_path = unsafe { str_arg(model_path, "model_path") }?;
+            let data_path = unsafe { str_arg(data_path, "data_path") }?;
+            let p = unsafe { read_params(params) }?;
+            let plan = unsafe { plan(&p) }?;
+            require_out(out_trainer, "out_trainer")?;
+            let (model, data) = load(model_path, data_path, &plan)?;
+            let owned = OwnedTrainer::new(model, |m| Trainer::new(m, plan.config, data.train, data.val))?;
+            register(owned, out_trainer);
+            Ok(())
+        })())
+    })
+}
+
+/// Continue a run from the checkpoint in `checkpoint_dir` (written by lamina_trainer_run with
+/// a checkpoint directory, or lamina_trainer_save_checkpoint). The run goes on exactly where it
+/// stopped (adapter, optimizer state, data position), on the same model and data:
+/// `params`' data fields (max_len, pack, val_fraction, data_seed, truncate) must be those of
+/// the original run, which the checkpoint checks by its number of training examples.
+/// `params->steps` replaces the planned total when non-zero (pass the original params to keep
+/// it, or NULL, which keeps it too); the other training fields come from the checkpoint and
+/// are ignored. On success `*out_trainer` receives a handle to free with lamina_trainer_free.
+/// Errors: as lamina_trainer_create, plus _IO (no checkpoint in the directory) and _DATA (a
+/// damaged checkpoint, or data of a different size).
+#[no_mangle]
+pub unsafe extern "C" fn lamina_trainer_resume(
+    model_path: *const c_char,
+    data_path: *const c_char,
+    params: *const lamina_train_params,
+    checkpoint_dir: *const c_char,
+    out_trainer: *mut *mut lamina_trainer,
+) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            // SAFETY: caller's C-string and params contracts.
+            let model_path = unsafe { str_arg(model_path, "model_path") }?;
+            let data_path = unsafe { str_arg(data_path, "data_path") }?;
+            let checkpoint_dir = unsafe { str_arg(checkpoint_dir, "checkpoint_dir") }?;
+            let p = unsafe { read_params(params) }?;
+            // NULL params keep the checkpoint's total, like steps = 0.
+            let steps = if params.is_null() { 0 } else { p.steps as usize };
+            // The training fields come from the checkpoint: only the data options and the
+            // thread count are used, so only those are checked.
+            let plan = Plan { config: TrainConfig::default(), data: data_options(&p)?, n_threads: p.n_threads as usize };
+            require_out(out_trainer, "out_trainer")?;
+            let (model, data) = load(model_path, data_path, &plan)?;
+            let owned = OwnedTrainer::new(model, |m| Trainer::resume(m, Path::new(checkpoint_dir), data.train, data.val, steps))?;
+            register(owned, out_trainer);
+            Ok(())
+        })())
+    })
+}
+
+/// What the progress callback of lamina_trainer_run receives after every optimizer step.
+/// `struct_size` is sizeof the library's struct: fields added by newer versions come last, so
+/// check it before reading a field your header does not have.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lamina_train_progress {
+    /// sizeof(lamina_train_progress) of the library.
+    pub struct_size: usize,
+    /// Steps done (1 after the first step; counts from the checkpoint's step when resumed).
+    pub step: u64,
+    /// The planned total of steps.
+    pub total_steps: u64,
+    /// Mean loss per target token of this step (nats).
+    pub loss: f64,
+    /// The learning rate this step used.
+    pub learning_rate: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens (all positions, not only targets) processed per second so far in this run.
+    pub tokens_per_second: f64,
+    /// Estimated seconds to the last step.
+    pub eta_seconds: f64,
+    /// Passes over the training data completed.
+    pub epoch: u64,
+    /// Validation loss computed at this step, or NaN when none was (see eval_every).
+    pub val_loss: f64,
+}
+
+impl From<&Progress> for lamina_train_progress {
+    fn from(p: &Progress) -> Self {
+        Self {
+            struct_size: std::mem::size_of::<Self>(),
+            step: p.step as u64,
+            total_steps: p.total_steps as u64,
+            loss: p.loss,
+            learning_rate: f64::from(p.learning_rate),
+            grad_norm: p.grad_norm,
+            tokens_per_second: p.tokens_per_second,
+            eta_seconds: p.eta.as_secs_f64(),
+            epoch: p.epoch as u64,
+            val_loss: p.val_loss.unwrap_or(f64::NAN),
+        }
+    }
+}
+
+/// Reports a training run's progress after each optimizer step; `progress` is valid only
+/// during the call. Return true to go on, false to stop after this step. Called on the thread
+/// that called lamina_trainer_run; it may call lamina_trainer_cancel, but any other call on the
+/// same trainer fails with LAMINA_STATUS_ERROR_BUSY.
+pub type lamina_train_progress_callback = Option<unsafe extern "C" fn(progress: *const lamina_train_progress, user_data: *mut c_void) -> bool>;
+
+/// Train until the planned number of steps, or until cancelled: by the callback returning
+/// false, or by lamina_trainer_cancel from any thread (the step in progress finishes first).
+/// A cancelled run is a success (LAMINA_STATUS_OK): lamina_trainer_steps tells how far it got,
+/// and calling lamina_trainer_run again continues it. A cancel that arrives before the run
+/// starts is forgotten when it starts. `progress` may be NULL. When `checkpoint_dir` is not
+/// NULL, a checkpoint is written there when the run ends, cancelled or not, for
+/// lamina_trainer_resume. On a trainer that already did all its steps, returns at once.
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_UTF8, _IO (the checkpoint could
+/// not be written), _INVALID_ARGUMENT (a step had no target token).
+#[no_mangle]
+pub unsafe extern "C" fn lamina_trainer_run(
+    trainer: *mut lamina_trainer,
+    progress: lamina_train_progress_callback,
+    user_data: *mut c_void,
+    checkpoint_dir: *const c_char,
+) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            // SAFETY: caller's C-string contract.
+            let checkpoint_dir = unsafe { opt_str_arg(checkpoint_dir, "checkpoint_dir") }?;
+            with_trainer(trainer, |t| {
+                let on_progress = |p: &Progress| match progress {
+                    None => true,
+                    Some(cb) => {
+                        let report = lamina_train_progress::from(p);
+                        // SAFETY: the host supplied this callback and user data for this call;
+                        // the struct outlives the call.
+                        unsafe { cb(&report, user_data) }
+                    }
+                };
+                t.trainer.run(checkpoint_dir.map(Path::new), on_progress)?;
+                Ok(())
+            })
+        })())
+    })
+}
+
+/// Stop a run in progress after its current step. Thread-safe: call it from any thread, or
+/// from the progress callback. Does not wait for the run to return.
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+#[no_mangle]
+pub extern "C" fn lamina_trainer_cancel(trainer: *mut lamina_trainer) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            TRAINERS.get(trainer, "trainer")?.cancel.cancel();
+            Ok(())
+        })())
+    })
+}
+
+/// One optimizer step (grad_accum micro-batches, clipping, AdamW), outside of a run. On
+/// success `*out_loss` receives the step's mean loss per target token. Steps past the planned
+/// total are allowed and use the schedule's final learning rate (0 for cosine and linear).
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (no target token).
+#[no_mangle]
+pub unsafe extern "C" fn lamina_trainer_step(trainer: *mut lamina_trainer, out_loss: *mut f64) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            require_out(out_loss, "out_loss")?;
+            let (loss, _, _) = with_trainer(trainer, |t| Ok(t.trainer.train_step()?))?;
+            // SAFETY: checked non-NULL.
+            unsafe { out_loss.write(loss) };
+            Ok(())
+        })())
+    })
+}
+
+/// The mean loss per target token of the validation set with the current adapter. On success
+/// `*out_val_loss` receives it, or NaN when there is no validation set (val_fraction 0).
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_trainer_evaluate(trainer: *mut lamina_trainer, out_val_loss: *mut f64) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            require_out(out_val_loss, "out_val_loss")?;
+            let loss = with_trainer(trainer, |t| Ok(t.trainer.evaluate()?))?;
+            // SAFETY: checked non-NULL.
+            unsafe { out_val_loss.write(loss.unwrap_or(f64::NAN)) };
+            Ok(())
+        })())
+    })
+}
+
+/// How far the run is: steps done and the planned total. Either out pointer may be NULL.
+/// Errors: _NULL_ARGUMENT (trainer), _INVALID_HANDLE, _BUSY.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_trainer_steps(trainer: *const lamina_trainer, out_step: *mut u64, out_total_steps: *mut u64) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            let (step, total) = with_trainer(trainer, |t| Ok((t.trainer.step() as u64, t.trainer.config().steps as u64)))?;
+            if !out_step.is_null() {
+                // SAFETY: non-NULL, caller-provided slot.
+                unsafe { out_step.write(step) };
+            }
+            if !out_total_steps.is_null() {
+                // SAFETY: as above.
+                unsafe { out_total_steps.write(total) };
+            }
+            Ok(())
+        })())
+    })
+}
+
+/// Save the adapter as trained so far. `format` is a lamina_adapter_format value (an int, so
+/// that any value is safe to pass): LAMINA_ADAPTER_FORMAT_GGUF writes the file `path`,
+/// LAMINA_ADAPTER_FORMAT_PEFT writes the directory `path` (created if needed). Either loads
+/// with lamina_model_load_adapter on the same base model.
+/// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (unknown
+/// format), _IO.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_trainer_save_adapter(trainer: *mut lamina_trainer, path: *const c_char, format: i32) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            // SAFETY: caller's C-string contract.
+            let path = Path::new(unsafe { str_arg(path, "path") }?);
+            let format = match format {
+                0 => lamina_adapter_format::Gguf,
+                1 => lamina_adapter_format::Peft,
+                other => return Err(invalid(format!("format is {other}: use LAMINA_ADAPTER_FORMAT_GGUF (0) or LAMINA_ADAPTER_FORMAT_PEFT (1)"))),
+            };
+            with_trainer(trainer, |t| {
+                match format {
+                    lamina_adapter_format::Gguf => export_gguf(t.trainer.lora(), &t.model, path)?,
+                    lamina_adapter_format::Peft => export_peft(t.trainer.lora(), &t.model, path)?,
+                }
+                Ok(())
+            })
+        })())
+    })
+}
+
+/// Write a checkpoint (adapter, optimizer state, data position) to the directory `dir`,
+/// created if needed, for lamina_trainer_resume. Files are replaced atomically, so an
+/// interrupted save leaves the previous checkpoint intact.
+/// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _IO.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_trainer_save_checkpoint(trainer: *mut lamina_trainer, dir: *const c_char) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            // SAFETY: caller's C-string contract.
+            let dir = Path::new(unsafe { str_arg(dir, "dir") }?);
+            with_trainer(trainer, |t| Ok(t.trainer.save_checkpoint(dir)?))
+        })())
+    })
+}
+
+/// Free a trainer and its model. Calling with NULL is fine; freeing twice is reported through
+/// lamina_last_error_message() and otherwise ignored. Freeing a trainer while another thread
+/// runs it is safe: the memory goes when that call returns (cancel it first to make that
+/// soon).
+#[no_mangle]
+pub extern "C" fn lamina_trainer_free(trainer: *mut lamina_trainer) {
+    guard(|| {
+        if !trainer.is_null() && !TRAINERS.remove(trainer) {
+            crate::status::set_last_error("lamina_trainer_free: not a live lamina_trainer handle (freed twice?)");
+        }
+    })
+}
