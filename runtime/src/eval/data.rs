@@ -126,7 +126,8 @@ fn id_of(o: &serde_json::Map<String, Value>, line: usize) -> String {
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// How a JSON value's type reads in an error message ("a string", "a list", ...).
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -61,6 +61,7 @@ use super::backward::Example;
 use super::lora::SplitMix64;
 use super::tokenizer::Tokenizer;
 use crate::engine::{ChatMessage, ChatTemplate};
+use crate::eval::data::type_name;
 use crate::error::{Error, Result};
 use crate::weights::gguf::Gguf;
 
@@ -151,17 +152,6 @@ fn data_error(path: &Path, location: Option<Location>, reason: impl Into<String>
         Some(Location::Line(line)) => Error::Data { path: path.to_path_buf(), line: Some(line), reason },
         Some(Location::Item(index)) => Error::Data { path: path.to_path_buf(), line: None, reason: format!("record [{index}]: {reason}") },
         None => Error::Data { path: path.to_path_buf(), line: None, reason },
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 
