@@ -89,6 +89,10 @@ typedef enum {
   // A data file (evaluation JSONL or text) is malformed or missing: the message names the
   // file and, when one line is at fault, its 1-based number ("path:line: reason").
   LAMINA_STATUS_ERROR_DATA = 16,
+  // A compute-backend problem: no CPU backend could be loaded, a backend library the host
+  // named failed to load (the message carries the system's reason), or the layers asked to
+  // be offloaded do not fit in the GPUs' free memory (the message says how many do).
+  LAMINA_STATUS_ERROR_BACKEND = 17,
   // lamina hit an internal bug (a Rust panic). The process is intact; the object involved
   // should be freed.
   LAMINA_STATUS_ERROR_PANIC = 100,
@@ -219,7 +223,10 @@ typedef struct {
   // sizeof(lamina_model_params), set by lamina_model_params_init(). Lets the struct grow
   // in later versions without breaking callers compiled against this one.
   size_t struct_size;
-  // Layers to offload to a GPU backend; 0 = CPU only (default). Ignored without a GPU build.
+  // Layers to offload to a GPU backend; 0 = CPU only (default), a large number = all. The
+  // last blocks go first, then the output head. Ignored when no GPU backend is loaded;
+  // LAMINA_STATUS_ERROR_BACKEND when their weights do not fit in the GPUs' free memory (the
+  // message says how many layers do).
   uint32_t n_gpu_layers;
   // Memory-map the weights (default true).
   bool use_mmap;
@@ -461,6 +468,30 @@ lamina_status lamina_adapter_info(const lamina_adapter *adapter,
                                   uint32_t *out_rank,
                                   float *out_alpha);
 
+// Load compute backends (CUDA, Vulkan, CPU variants) from `path`: a directory, whose
+// `libggml-*.so` libraries are considered (the best CPU variant for this processor wins), or
+// one backend library file. Only in builds with dynamic backends; call it before the first
+// `lamina_model_load` to search `path` ahead of the default places (the directory of
+// lamina's libraries and `$LAMINA_BACKEND_PATH`), or later to add a backend family not
+// loaded yet. Thread-safe.
+//
+// If `out_json` is not NULL it receives, on success, the same JSON as
+// `lamina_backends_json` (free it with `lamina_string_free`).
+// Errors: _INVALID_ARGUMENT (`path` does not exist), _BACKEND (`path` is a file that cannot
+// be loaded, with the system's reason; or this build has its backends compiled in),
+// _NULL_ARGUMENT, _INVALID_UTF8. A directory in which nothing loads is not an error: its
+// files are listed under "skipped" with their reasons.
+lamina_status lamina_backends_load(const char *path, char **out_json);
+
+// A JSON object describing this process's compute backends: `dynamic` (whether backends are
+// loaded at run time), `searched` (directories and files looked at), `loaded` (`name`,
+// `path`, null when compiled in), `skipped` (`path`, `reason`: libraries that failed to load)
+// and `devices` (`name`, `description`, `backend`, `kind` ("cpu", "gpu", "igpu",
+// "accelerator", "other"), `memory_total`, `memory_free` in bytes). Initialises the backends
+// (the default search) if no model has been loaded yet. On success `*out_json` receives a
+// string to free with `lamina_string_free`.
+lamina_status lamina_backends_json(char **out_json);
+
 // Corpus BLEU with sacreBLEU 2.x's defaults (13a tokenization, case-sensitive, exp smoothing):
 // the same numbers as `sacrebleu.corpus_bleu(hypotheses, references)`.
 //
@@ -571,7 +602,7 @@ lamina_status lamina_model_params_init(lamina_model_params *params,
 // On success `*out_model` receives a new handle owned by the caller (free it with
 // `lamina_model_free`); on failure it is left unmodified.
 // Errors: LAMINA_STATUS_ERROR_MODEL_NOT_FOUND, _NOT_GGUF, _MODEL_LOAD, _IO, _NULL_ARGUMENT,
-// _INVALID_UTF8, _INVALID_ARGUMENT.
+// _INVALID_UTF8, _INVALID_ARGUMENT, _BACKEND (no CPU backend loaded, or the offloaded layers do not fit).
 lamina_status lamina_model_load(const char *path,
                                 const lamina_model_params *params,
                                 lamina_model **out_model);

@@ -16,6 +16,7 @@
 
 mod adapter;
 mod args;
+mod backends;
 mod boundary;
 mod eval;
 mod handles;
@@ -26,6 +27,7 @@ mod status;
 mod train;
 
 pub use adapter::{lamina_adapter, lamina_adapter_free, lamina_adapter_info, lamina_model_load_adapter, lamina_session_n_adapters, lamina_session_set_adapters};
+pub use backends::{lamina_backends_json, lamina_backends_load};
 pub use eval::{
     lamina_bleu, lamina_bleu_score, lamina_chrf, lamina_eval_params, lamina_eval_params_init, lamina_evaluate, lamina_progress_callback, lamina_squad_exact_match, lamina_squad_f1,
 };
@@ -85,6 +87,7 @@ pub extern "C" fn lamina_status_name(status: i32) -> *const c_char {
             lamina_status::ErrorBusy => "LAMINA_STATUS_ERROR_BUSY\0",
             lamina_status::ErrorInvalidHandle => "LAMINA_STATUS_ERROR_INVALID_HANDLE\0",
             lamina_status::ErrorData => "LAMINA_STATUS_ERROR_DATA\0",
+            lamina_status::ErrorBackend => "LAMINA_STATUS_ERROR_BACKEND\0",
             lamina_status::ErrorPanic => "LAMINA_STATUS_ERROR_PANIC\0",
         };
         name.as_ptr().cast::<c_char>()

@@ -22,7 +22,10 @@ pub struct lamina_model_params {
     /// sizeof(lamina_model_params), set by lamina_model_params_init(). Lets the struct grow
     /// in later versions without breaking callers compiled against this one.
     pub struct_size: usize,
-    /// Layers to offload to a GPU backend; 0 = CPU only (default). Ignored without a GPU build.
+    /// Layers to offload to a GPU backend; 0 = CPU only (default), a large number = all. The
+    /// last blocks go first, then the output head. Ignored when no GPU backend is loaded;
+    /// LAMINA_STATUS_ERROR_BACKEND when their weights do not fit in the GPUs' free memory (the
+    /// message says how many layers do).
     pub n_gpu_layers: u32,
     /// Memory-map the weights (default true).
     pub use_mmap: bool,
@@ -53,7 +56,7 @@ pub unsafe extern "C" fn lamina_model_params_init(params: *mut lamina_model_para
 /// On success `*out_model` receives a new handle owned by the caller (free it with
 /// `lamina_model_free`); on failure it is left unmodified.
 /// Errors: LAMINA_STATUS_ERROR_MODEL_NOT_FOUND, _NOT_GGUF, _MODEL_LOAD, _IO, _NULL_ARGUMENT,
-/// _INVALID_UTF8, _INVALID_ARGUMENT.
+/// _INVALID_UTF8, _INVALID_ARGUMENT, _BACKEND (no CPU backend loaded, or the offloaded layers do not fit).
 #[no_mangle]
 pub unsafe extern "C" fn lamina_model_load(path: *const c_char, params: *const lamina_model_params, out_model: *mut *mut lamina_model) -> lamina_status {
     guard(|| {
@@ -106,6 +109,7 @@ pub unsafe extern "C" fn lamina_model_info_json(model: *const lamina_model, out_
                 "n_vocab": info.n_vocab,
                 "n_ctx_train": info.n_ctx_train,
                 "has_chat_template": info.has_chat_template,
+                "gpu_layers": info.gpu_layers,
             });
             // SAFETY: checked non-NULL.
             unsafe { out_json.write(owned_c_string(&json.to_string())) };

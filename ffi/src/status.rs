@@ -47,6 +47,10 @@ pub enum lamina_status {
     /// A data file (evaluation JSONL or text) is malformed or missing: the message names the
     /// file and, when one line is at fault, its 1-based number ("path:line: reason").
     ErrorData = 16,
+    /// A compute-backend problem: no CPU backend could be loaded, a backend library the host
+    /// named failed to load (the message carries the system's reason), or the layers asked to
+    /// be offloaded do not fit in the GPUs' free memory (the message says how many do).
+    ErrorBackend = 17,
     /// lamina hit an internal bug (a Rust panic). The process is intact; the object involved
     /// should be freed.
     ErrorPanic = 100,
@@ -59,7 +63,7 @@ impl lamina_status {
         [
             Ok, ErrorNullArgument, ErrorInvalidArgument, ErrorInvalidUtf8, ErrorEmptyPrompt, ErrorPromptTooLong,
             ErrorUnknownLanguage, ErrorModelNotFound, ErrorNotGguf, ErrorModelLoad, ErrorIo, ErrorContextCreation,
-            ErrorDecode, ErrorChatTemplate, ErrorBusy, ErrorInvalidHandle, ErrorData, ErrorPanic,
+            ErrorDecode, ErrorChatTemplate, ErrorBusy, ErrorInvalidHandle, ErrorData, ErrorBackend, ErrorPanic,
         ]
         .into_iter()
         .find(|s| *s as i32 == code)
@@ -83,6 +87,7 @@ impl From<ErrorKind> for lamina_status {
             ErrorKind::ChatTemplate => lamina_status::ErrorChatTemplate,
             ErrorKind::Busy => lamina_status::ErrorBusy,
             ErrorKind::Data => lamina_status::ErrorData,
+            ErrorKind::Backend => lamina_status::ErrorBackend,
             // Future runtime error kinds map to the closest generic code.
             _ => lamina_status::ErrorInvalidArgument,
         }

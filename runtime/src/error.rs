@@ -81,6 +81,11 @@ pub enum Error {
     /// this impossible for Rust callers).
     #[error("the session is busy with another call (from another thread, or from inside its own callback)")]
     Busy,
+
+    /// A compute backend problem: no CPU backend could be loaded, a backend library the host
+    /// named failed to load, or the layers asked to be offloaded do not fit in device memory.
+    #[error("compute backend: {0}")]
+    Backend(String),
 }
 
 /// A coarse, stable classification of [`Error`], used for status codes across the C ABI.
@@ -101,6 +106,7 @@ pub enum ErrorKind {
     ChatTemplate,
     Busy,
     Data,
+    Backend,
 }
 
 impl Error {
@@ -121,6 +127,7 @@ impl Error {
             Error::ChatTemplate(_) => ErrorKind::ChatTemplate,
             Error::Busy => ErrorKind::Busy,
             Error::Data { .. } => ErrorKind::Data,
+            Error::Backend(_) => ErrorKind::Backend,
         }
     }
 

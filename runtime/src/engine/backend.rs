@@ -62,6 +62,8 @@ pub fn llama_backend() -> &'static LlamaBackend {
         // SAFETY: `lamina_log` is a plain function valid for the whole process and ignores its
         // user data pointer.
         unsafe { llama_cpp_sys_2::llama_log_set(Some(lamina_log), std::ptr::null_mut()) };
+        // A dynamic build registers its backend libraries before llama.cpp starts.
+        super::backends::initialise();
         match LlamaBackend::init() {
             Ok(backend) => backend,
             // Only possible when the host also initialised llama-cpp-2 itself; llama.cpp's init

@@ -2,13 +2,16 @@
 
 pub mod adapter;
 mod backend;
+pub mod backends;
 mod chat_template;
 mod model;
+mod offload;
 mod sampling;
 mod session;
 mod text_stream;
 
 pub use adapter::Adapter;
+pub use backends::{backend_report, devices, load_backends, BackendInfo, BackendReport, DeviceInfo, DeviceKind, SkippedBackend};
 pub use backend::{llama_backend, set_log_sink, LogLevel, LogSink};
 pub use chat_template::{ChatMessage, ChatTemplate, TemplateEngine};
 pub use model::{Model, ModelInfo, ModelParams};

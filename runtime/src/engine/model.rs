@@ -23,8 +23,9 @@ use crate::error::{Error, Result};
 /// How to load a model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelParams {
-    /// Number of layers to offload to a GPU backend (0 = CPU only; a large number = all).
-    /// Ignored when lamina is built without a GPU backend.
+    /// Number of layers to offload to a GPU backend (0 = CPU only; a large number = all): the
+    /// last blocks of the model, then its output head. Ignored when no GPU backend is loaded
+    /// (a static CPU build, or a dynamic build on a machine without a usable GPU library).
     pub n_gpu_layers: u32,
     /// Memory-map the weights (the default): loading is as fast as opening the file and the
     /// pages are shared with the OS cache. Disable only on file systems without mmap.
@@ -44,6 +45,7 @@ pub(crate) struct ModelInner {
     pub(crate) path: PathBuf,
     pub(crate) template: ChatTemplate,
     pub(crate) load_time: Duration,
+    pub(crate) gpu_layers: u32,
     /// Merged LoRA adapters (several adapters with scales, served as one) loaded so far. Each
     /// costs llama.cpp memory equal to the sum of its parts and lives until the model is
     /// dropped, so that switching back to a set is free.
@@ -93,6 +95,9 @@ pub struct ModelInfo {
     pub n_vocab: i32,
     pub n_ctx_train: u32,
     pub has_chat_template: bool,
+    /// Layers running on a GPU (0 = all on the CPU), out of `n_layer + 1` (the blocks and
+    /// the output head).
+    pub gpu_layers: u32,
 }
 
 /// Check the first bytes of `path` before handing it to llama.cpp, so that the common mistakes
@@ -142,7 +147,10 @@ impl Model {
     /// Load a GGUF model. The weights are memory-mapped (unless `params.use_mmap` is false).
     ///
     /// Errors: [`Error::ModelNotFound`], [`Error::NotGguf`] for a file that is not GGUF,
-    /// [`Error::ModelLoad`] with llama.cpp's reason for a truncated or unsupported file.
+    /// [`Error::ModelLoad`] with llama.cpp's reason for a truncated or unsupported file,
+    /// [`Error::Backend`] when no CPU backend is loaded or when `params.n_gpu_layers` layers'
+    /// weights do not fit in the GPUs' free memory (the message says how many do). With no GPU
+    /// device loaded, `n_gpu_layers` is ignored and the model runs on the CPU.
     pub fn load(path: impl AsRef<Path>, params: &ModelParams) -> Result<Model> {
         let path = path.as_ref();
         let start = Instant::now();
@@ -152,10 +160,20 @@ impl Model {
             return Err(Error::invalid("path", "the path contains a NUL byte"));
         }
         let backend = llama_backend();
-        let llama_params = LlamaModelParams::default()
+        super::backends::require_cpu_backend()?;
+        let offload = super::offload::plan(path, params.n_gpu_layers)?;
+        let mut llama_params = LlamaModelParams::default()
             .with_n_gpu_layers(params.n_gpu_layers)
             .with_use_mmap(params.use_mmap)
             .with_use_mlock(params.use_mlock);
+        if offload.layers == 0 {
+            // An empty device list keeps the model off every GPU: with a GPU backend loaded,
+            // llama.cpp would otherwise still send large prompt batches to it ("op offload")
+            // and reserve GPU buffers. `n_gpu_layers == 0` means CPU only.
+            llama_params = llama_params
+                .with_devices(&[])
+                .map_err(|e| Error::Backend(format!("could not restrict the model to the CPU: {e}")))?;
+        }
         let _ = take_last_llama_error();
         let llama = LlamaModel::load_from_file(backend, path, &llama_params).map_err(|e| {
             let reason = take_last_llama_error().unwrap_or_else(|| e.to_string());
@@ -168,6 +186,7 @@ impl Model {
             path: path.to_path_buf(),
             template,
             load_time,
+            gpu_layers: offload.layers,
             merged: Mutex::new(MergeCache::new()),
         }) })
     }
@@ -231,6 +250,7 @@ impl Model {
             n_vocab: llama.n_vocab(),
             n_ctx_train: llama.n_ctx_train(),
             has_chat_template: self.inner.template.source().is_some(),
+            gpu_layers: self.inner.gpu_layers,
         }
     }
 
