@@ -164,6 +164,9 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     if args.prompt_tokens >= n_ctx || 16 + args.gen_tokens as usize >= n_ctx {
         return Err(Error::InvalidArgument { name: "bench", reason: format!("the test does not fit in the {n_ctx}-token context") });
     }
+    let info = probe.info();
+    let gpus: Vec<String> = lamina::engine::devices().into_iter().filter(|d| d.kind.takes_offloaded_layers()).map(|d| format!("{} ({})", d.name, d.description)).collect();
+    let placement = if info.gpu_layers == 0 { "CPU only".to_string() } else { format!("{} of {} layers on {}", info.gpu_layers, info.n_layer + 1, gpus.join(", ")) };
     let pp = bench_tokens(&probe, args.prompt_tokens);
     let tg_prompt = probe.tokenize("Once upon a time, there was a little", false, false);
     drop(probe);
@@ -191,6 +194,8 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
             obj.insert(name.to_string(), serde_json::json!({ "lamina": med(&lamina, f), "bare": med(&bare, f), "ratio": med(&lamina, f) / med(&bare, f) }));
         }
         obj.insert("threads".into(), threads.into());
+        obj.insert("gpu_layers".into(), info.gpu_layers.into());
+        obj.insert("placement".into(), placement.clone().into());
         obj.insert("prompt_tokens".into(), args.prompt_tokens.into());
         obj.insert("gen_tokens".into(), args.gen_tokens.into());
         obj.insert("reps".into(), args.reps.into());
@@ -198,7 +203,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
         return Ok(());
     }
     println!(
-        "lamina bench: {} threads, pp{} / tg{}, median of {} runs per side (ratio = lamina / bare llama-cpp-2)",
+        "lamina bench: {} threads, {placement}, pp{} / tg{}, median of {} runs per side (ratio = lamina / bare llama-cpp-2)",
         threads, args.prompt_tokens, args.gen_tokens, args.reps
     );
     println!("{:<30} {:>12} {:>12} {:>8}", "metric", "lamina", "bare", "ratio");

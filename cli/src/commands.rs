@@ -140,11 +140,47 @@ pub fn ask(model: &ModelOptions, question: &str, context: Option<&str>) -> Resul
     Ok(())
 }
 
+/// Print the compute backends (loaded, skipped) and their devices.
+fn print_backends() {
+    let report = lamina::engine::backend_report();
+    println!("backends      {}", if report.dynamic { "loaded at run time" } else { "compiled in" });
+    for b in &report.loaded {
+        match &b.path {
+            Some(path) => println!("  {:<11} {}", b.name, path.display()),
+            None => println!("  {}", b.name),
+        }
+    }
+    if report.dynamic {
+        let searched: Vec<String> = report.searched.iter().map(|p| p.display().to_string()).collect();
+        println!("  searched    {}", searched.join(", "));
+    }
+    for s in &report.skipped {
+        println!("  skipped     {}: {}", s.path.display(), s.reason);
+    }
+    println!("devices:");
+    for d in lamina::engine::devices() {
+        let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+        println!(
+            "  {} ({}): {} [{:?}, {:.0} MiB free of {:.0} MiB]",
+            d.name,
+            d.backend,
+            d.description,
+            d.kind,
+            mib(d.memory_free),
+            mib(d.memory_total)
+        );
+    }
+}
+
 pub fn info(model_opts: &ModelOptions, all: bool) -> Result<(), Error> {
+    model_opts.install_logging();
+    model_opts.load_backends()?;
+    println!("lamina {}", lamina::VERSION);
+    // Backends first: they are the answer to "why does the model not load" too.
+    print_backends();
     let model = model_opts.load()?;
     let adapters = model_opts.load_adapters(&model)?;
     let info = model.info();
-    println!("lamina {}", lamina::VERSION);
     for (a, scale) in &adapters {
         println!("adapter       {} (rank {}, alpha {}, scale {scale}, {} tensors)", a.path().display(), a.rank(), a.alpha(), a.targets().len());
     }
@@ -162,9 +198,10 @@ pub fn info(model_opts: &ModelOptions, all: bool) -> Result<(), Error> {
     println!("train context {}", info.n_ctx_train);
     println!("chat template {}", if info.has_chat_template { "yes (tokenizer.chat_template)" } else { "no (llama.cpp's ChatML fallback)" });
     println!("load time     {:.1} ms", model.load_time().as_secs_f64() * 1e3);
-    println!("devices:");
-    for device in llama_cpp_2::list_llama_ggml_backend_devices() {
-        println!("  {} ({}): {} [{:?}]", device.name, device.backend, device.description, device.device_type);
+    if model_opts.gpu_layers > 0 && info.gpu_layers == 0 {
+        println!("gpu layers    0 of {} (no GPU device is loaded: running on the CPU)", info.n_layer + 1);
+    } else {
+        println!("gpu layers    {} of {}", info.gpu_layers, info.n_layer + 1);
     }
     if all {
         println!("metadata:");

@@ -7,6 +7,7 @@
 mod bench;
 mod bench_native;
 mod commands;
+mod compare_devices;
 mod convert;
 mod eval;
 mod finetune;
@@ -92,6 +93,9 @@ enum Command {
     /// Measure the native Rust engine's forward pass against llama.cpp's prompt processing in
     /// the same process (ratio), and its GFLOP/s against this machine's measured FMA peak.
     BenchNative(bench_native::NativeBenchArgs),
+    /// Check a GPU backend against the CPU: the same text teacher-forced through the model on
+    /// both (--gpu-layers N on the GPU side); prints top-1 agreement, mean KL and perplexities.
+    CompareDevices(compare_devices::CompareDevicesArgs),
     /// Perplexity of a text with llama-perplexity's method, on the llama.cpp engine, the native
     /// Rust engine, or both side by side.
     Perplexity(perplexity::PerplexityArgs),
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => convert::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Perplexity(args) => perplexity::run(&args),
+        Command::CompareDevices(args) => compare_devices::run(&args),
         Command::Finetune(args) => finetune::run(&args),
     };
     match result {

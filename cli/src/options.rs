@@ -14,9 +14,15 @@ pub struct ModelOptions {
     /// CPU threads (0 = all cores).
     #[arg(long, short = 't', default_value_t = 0)]
     pub threads: u32,
-    /// Layers to offload to the GPU (needs a GPU build).
-    #[arg(long, default_value_t = 0)]
+    /// Layers to offload to the GPU (0 = CPU only; 99 = all of a small model). Needs a GPU
+    /// backend: compiled in (`cuda`, `vulkan`, `metal` features) or loaded at run time.
+    #[arg(long, short = 'g', default_value_t = 0)]
     pub gpu_layers: u32,
+    /// Where to look for backend libraries (libggml-cuda.so, libggml-cpu-*.so, ...), a
+    /// directory or a file, searched before $LAMINA_BACKEND_PATH and lamina's own directory.
+    /// Repeatable. Builds with dynamic backends only.
+    #[arg(long = "backend-path", value_name = "PATH")]
+    pub backend_path: Vec<PathBuf>,
     /// Context window in tokens (0 = min(4096, the model's)).
     #[arg(long, default_value_t = 0)]
     pub ctx: u32,
@@ -60,8 +66,17 @@ impl ModelOptions {
         }
     }
 
+    /// Load the backends named with --backend-path (before the first model).
+    pub fn load_backends(&self) -> Result<(), Error> {
+        for path in &self.backend_path {
+            lamina::engine::load_backends(path)?;
+        }
+        Ok(())
+    }
+
     pub fn load(&self) -> Result<Model, Error> {
         self.install_logging();
+        self.load_backends()?;
         let path = self.model_path();
         let params = ModelParams { n_gpu_layers: self.gpu_layers, ..ModelParams::default() };
         Model::load(&path, &params).map_err(|e| match e {

@@ -5,7 +5,9 @@
 //! - [`squad`]: SQuAD v1.1 exact match and token F1 with the official normalisation.
 //! - [`perplexity`]: llama-perplexity's method over any engine that yields logits.
 //! - [`choice`]: multiple-choice accuracy by the model's log-likelihood of each option.
+//! - [`agreement`]: top-1 agreement and KL divergence between two engines' logits.
 
+pub mod agreement;
 pub mod bleu;
 pub mod chrf;
 pub mod squad;
