@@ -9,15 +9,18 @@
 # strict warnings (C99 and C++11), then runs: the ABI test program, the C++ header test, the
 # evaluation test program (metrics and lamina_evaluate on small made-up data), the LoRA adapter
 # test program (adapters it writes itself, applied to the default model), the LoRA training
-# test program (a tiny budget on tests/data/made_up_facts.jsonl), the generate
-# example (whose stdout must be byte-identical to the `lamina generate` CLI's), the
-# chat example with two turns, the tasks example, and the finetune example (3 steps, then the
-# saved adapter answers a question). Exits nonzero on any failure.
+# test program (a tiny budget on tests/data/made_up_facts.jsonl), the backend test program
+# (lamina_backends_json and lamina_backends_load, checked for whichever kind of build this is,
+# then the default model loaded with n_gpu_layers = 99), the generate example (whose stdout
+# must be byte-identical to the `lamina generate` CLI's), the chat example with two turns, the
+# tasks example, and the finetune example (3 steps, then the saved adapter answers a
+# question). Exits nonzero on any failure.
 # Environment: CC (default cc), CXX (default c++), LAMINA_MODEL (model path override),
 # C_TESTS_THREADS=N: run the examples and the CLI with N threads (default: all cores, exactly
 # the commands above). On a busy machine, C_TESTS_THREADS=1 is much faster: llama.cpp's
 # spinning worker threads crawl when the cores are oversubscribed. The thread count does not
-# change greedy output. (test_abi and test_eval always use one thread per session.)
+# change greedy output. (test_abi, test_eval and test_backends always use one thread per
+# session.)
 # C_TESTS_SANITIZE=1: also build test_abi and test_eval with AddressSanitizer,
 # UndefinedBehaviorSanitizer and LeakSanitizer and run them.
 
@@ -71,6 +74,8 @@ echo "$CC ${CFLAGS[*]} -pthread tests/c/test_adapters.c -> tests/c/build/test_ad
 "$CC" "${CFLAGS[@]}" -pthread tests/c/test_adapters.c -o "$TEST_BUILD/test_adapters" "${LDFLAGS[@]}" -lm
 echo "$CC ${CFLAGS[*]} -pthread tests/c/test_train.c -> tests/c/build/test_train"
 "$CC" "${CFLAGS[@]}" -pthread tests/c/test_train.c -o "$TEST_BUILD/test_train" "${LDFLAGS[@]}" -lm
+echo "$CC ${CFLAGS[*]} -pthread tests/c/test_backends.c -> tests/c/build/test_backends"
+"$CC" "${CFLAGS[@]}" -pthread tests/c/test_backends.c -o "$TEST_BUILD/test_backends" "${LDFLAGS[@]}"
 echo "$CXX ${CXXFLAGS[*]} tests/c/header_cpp.cc tests/c/header_cpp2.cc -> tests/c/build/header_cpp"
 "$CXX" "${CXXFLAGS[@]}" tests/c/header_cpp.cc tests/c/header_cpp2.cc -o "$TEST_BUILD/header_cpp" "${LDFLAGS[@]}"
 
@@ -85,6 +90,9 @@ step "test_adapters"
 
 step "test_train"
 "$TEST_BUILD/test_train"
+
+step "test_backends"
+"$TEST_BUILD/test_backends"
 
 if [[ -n "${C_TESTS_SANITIZE:-}" ]]; then
     step "test_abi under ASan/UBSan/LSan"

@@ -21,6 +21,7 @@ import traceback
 from typing import Callable, List, Optional, Union
 
 from ._error import (
+    BackendError,
     BusyError,
     ChatTemplateError,
     ContextCreationError,
@@ -47,6 +48,7 @@ from ._lib import (
     LAMINA_LOG_LEVEL_ERROR,
     LAMINA_LOG_LEVEL_INFO,
     LAMINA_LOG_LEVEL_WARN,
+    LAMINA_STATUS_ERROR_BACKEND as STATUS_ERROR_BACKEND,
     LAMINA_STATUS_ERROR_BUSY as STATUS_ERROR_BUSY,
     LAMINA_STATUS_ERROR_CHAT_TEMPLATE as STATUS_ERROR_CHAT_TEMPLATE,
     LAMINA_STATUS_ERROR_CONTEXT_CREATION as STATUS_ERROR_CONTEXT_CREATION,
@@ -70,6 +72,7 @@ from ._lib import (
     path as library_path,
 )
 from ._adapter import Adapter
+from ._backends import backends, load_backends
 from ._eval import BleuScore, bleu, chrf, squad_exact_match, squad_f1
 from ._model import Model, default_model_path
 from ._session import Generation, Session
@@ -87,10 +90,12 @@ __all__ = [
     "Session",
     "TrainProgress",
     "Trainer",
+    "backends",
     "bleu",
     "chrf",
     "default_model_path",
     "library_path",
+    "load_backends",
     "set_log_callback",
     "squad_exact_match",
     "squad_f1",
@@ -98,6 +103,7 @@ __all__ = [
     "version",
     "__version__",
     # per-status subclasses of LaminaError
+    "BackendError",
     "BusyError",
     "ChatTemplateError",
     "ContextCreationError",
@@ -133,6 +139,7 @@ __all__ = [
     "STATUS_ERROR_BUSY",
     "STATUS_ERROR_INVALID_HANDLE",
     "STATUS_ERROR_DATA",
+    "STATUS_ERROR_BACKEND",
     "STATUS_ERROR_PANIC",
 ]
 

@@ -22,6 +22,7 @@ _NAMES = {
     14: "LAMINA_STATUS_ERROR_BUSY",
     15: "LAMINA_STATUS_ERROR_INVALID_HANDLE",
     16: "LAMINA_STATUS_ERROR_DATA",
+    17: "LAMINA_STATUS_ERROR_BACKEND",
     100: "LAMINA_STATUS_ERROR_PANIC",
 }
 
@@ -142,6 +143,12 @@ class DataError(LaminaError):
     file and, for one bad line, its number ("path:line: reason")."""
 
 
+class BackendError(LaminaError):
+    """A compute-backend problem: no CPU backend is loaded, a backend library could not be
+    loaded (or this build has its backends compiled in), or the layers asked to be offloaded
+    do not fit in the GPUs' free memory."""
+
+
 class PanicError(LaminaError):
     pass
 
@@ -173,6 +180,7 @@ _CLASSES: Dict[int, Type[LaminaError]] = {
     14: BusyError,
     15: InvalidHandleError,
     16: DataError,
+    17: BackendError,
     100: PanicError,
 }
 

@@ -52,6 +52,7 @@ LAMINA_STATUS_ERROR_CHAT_TEMPLATE = 13
 LAMINA_STATUS_ERROR_BUSY = 14
 LAMINA_STATUS_ERROR_INVALID_HANDLE = 15
 LAMINA_STATUS_ERROR_DATA = 16
+LAMINA_STATUS_ERROR_BACKEND = 17
 LAMINA_STATUS_ERROR_PANIC = 100
 
 LAMINA_LOG_LEVEL_DEBUG = 1
@@ -174,6 +175,8 @@ PROTOTYPES = {
     "lamina_string_free": (None, [c_void_p]),
     "lamina_default_model_path": (lamina_status, [_out_str]),
     "lamina_set_log_callback": (None, [lamina_log_callback, c_void_p, c_int32]),
+    "lamina_backends_load": (lamina_status, [c_char_p, _out_str]),
+    "lamina_backends_json": (lamina_status, [_out_str]),
     "lamina_model_params_init": (lamina_status, [POINTER(lamina_model_params), c_size_t]),
     "lamina_model_load": (
         lamina_status,

@@ -1,0 +1,87 @@
+"""Tests of the backend API of the Python binding (lamina.backends, lamina.load_backends,
+BackendError) and of GPU offloading on a machine without a GPU, against the default build
+(backends compiled in).
+
+Run from the repository root:  python3 -m pytest -q bindings/python/tests
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+PYTHON_DIR = HERE.parent
+sys.path.insert(0, str(PYTHON_DIR))
+
+import lamina  # noqa: E402
+from lamina import LaminaError  # noqa: E402
+
+
+def test_status_backend():
+    assert lamina.STATUS_ERROR_BACKEND == 17
+    assert lamina.status_name(17) == "LAMINA_STATUS_ERROR_BACKEND"
+    from lamina._error import _NAMES, error_for
+
+    assert _NAMES[17] == "LAMINA_STATUS_ERROR_BACKEND"
+    err = error_for(17, "no CPU backend is loaded")
+    assert isinstance(err, lamina.BackendError) and isinstance(err, LaminaError)
+    assert err.status_name == "LAMINA_STATUS_ERROR_BACKEND"
+
+
+def test_backends_report():
+    report = lamina.backends()
+    assert report["dynamic"] is False  # the default build compiles its backends in
+    for key in ("searched", "loaded", "skipped", "devices"):
+        assert isinstance(report[key], list), key
+    assert report["loaded"], "no backend listed as loaded"
+    for backend in report["loaded"]:
+        assert isinstance(backend["name"], str) and backend["name"]
+        assert backend["path"] is None  # compiled in
+    kinds = [d["kind"] for d in report["devices"]]
+    assert "cpu" in kinds, report["devices"]
+    for d in report["devices"]:
+        assert d["kind"] in ("cpu", "gpu", "igpu", "accelerator", "other")
+        assert isinstance(d["name"], str) and isinstance(d["backend"], str)
+        assert isinstance(d["memory_total"], int) and isinstance(d["memory_free"], int)
+
+
+def test_load_backends_in_the_static_build(tmp_path):
+    with pytest.raises(lamina.BackendError) as excinfo:
+        lamina.load_backends(tmp_path)
+    err = excinfo.value
+    assert err.status == lamina.STATUS_ERROR_BACKEND
+    assert err.status_name == "LAMINA_STATUS_ERROR_BACKEND"
+    assert "compiled in" in err.message
+    assert str(tmp_path) in err.message
+    # Checked before the path's existence in this build.
+    with pytest.raises(lamina.BackendError, match="compiled in"):
+        lamina.load_backends(tmp_path / "no-such-dir")
+    # The report is unchanged.
+    assert lamina.backends()["dynamic"] is False
+
+
+def test_load_backends_bad_arguments():
+    with pytest.raises(TypeError):
+        lamina.load_backends(None)
+    with pytest.raises(lamina.InvalidArgumentError, match="NUL"):
+        lamina.load_backends("a\0b")
+
+
+def test_gpu_layers_on_a_cpu_only_machine():
+    if any(d["kind"] in ("gpu", "igpu") for d in lamina.backends()["devices"]):
+        pytest.skip("this machine has a GPU backend")
+    path = lamina.default_model_path()
+    if not os.path.isfile(path):
+        pytest.fail(
+            "the default model is missing at {} - run scripts/fetch-model.sh (or set "
+            "LAMINA_MODEL) before running these tests".format(path)
+        )
+    with lamina.Model(path, n_gpu_layers=99) as model:
+        info = model.info
+        assert info["gpu_layers"] == 0, info
+        with model.session(n_ctx=256, n_threads=1) as session:
+            g = session.generate("The capital of France is", max_tokens=4)
+            assert g.generated_tokens > 0
+            assert "Paris" in g.text, g.text
