@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Build lamina with dynamic backends and assemble a relocatable bundle: one directory that an
+# application ships as is.
+#
+#   scripts/package.sh [--out DIR] [--no-build] [--keep-debug] [--with FILE]...
+#
+#   DIR/lamina              the command-line tool
+#   DIR/liblamina_ffi.so    the C ABI (include/lamina.h is copied to DIR/include/)
+#   DIR/libllama.so.0, libggml.so.0, libggml-base.so.0     llama.cpp, found through rpath $ORIGIN
+#   DIR/libggml-cpu-*.so    the CPU backend, one library per x86 level; the best for the host
+#                           processor is chosen at run time
+#   DIR/<FILE>              extra backends given with --with (e.g. a libggml-cuda.so made by
+#                           scripts/build-cuda-backend.sh)
+#
+# The executable and the library carry an rpath of $ORIGIN, so the directory can move; lamina
+# looks for backends beside itself (see README "Shipping with optional GPU backends").
+# Default DIR: target/dist/lamina-VERSION-linux-ARCH. Debug info is stripped unless
+# --keep-debug. The build goes to target/dynamic (a separate cargo target directory, so the
+# default static build in target/release is left alone).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+VERSION="$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)"
+OUT="$ROOT/target/dist/lamina-$VERSION-linux-$(uname -m)"
+BUILD=1
+STRIP=1
+EXTRA=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --out) OUT="$2"; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --keep-debug) STRIP=0; shift ;;
+        --with) EXTRA+=("$2"); shift 2 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        *) echo "package: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+TARGET_DIR="$ROOT/target/dynamic"
+if [[ "$BUILD" -eq 1 ]]; then
+    CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --features dynamic-backends -p lamina-cli -p lamina-ffi
+fi
+REL="$TARGET_DIR/release"
+# llama-cpp-sys-2's output directory: the one whose backends/ holds the CPU variants (the
+# newest, should several builds of the crate be present).
+SYS_OUT="$(ls -dt "$REL"/build/llama-cpp-sys-2-*/out 2>/dev/null | while read -r d; do [[ -d "$d/backends" ]] && { echo "$d"; break; }; done || true)"
+if [[ -z "$SYS_OUT" || ! -x "$REL/lamina" || ! -f "$REL/liblamina_ffi.so" ]]; then
+    echo "package: no dynamic-backends build in $TARGET_DIR (run without --no-build)" >&2
+    exit 1
+fi
+
+rm -rf "$OUT"
+mkdir -p "$OUT/include"
+copy() { # copy SRC DEST, dereferencing links, stripping debug info unless --keep-debug
+    if [[ "$STRIP" -eq 1 ]]; then
+        strip --strip-debug -o "$2" "$1"
+    else
+        cp -L "$1" "$2"
+    fi
+}
+copy "$REL/lamina" "$OUT/lamina"
+copy "$REL/liblamina_ffi.so" "$OUT/liblamina_ffi.so"
+# The llama.cpp libraries under the names the binaries ask for (their sonames).
+for lib in libllama.so.0 libggml.so.0 libggml-base.so.0; do
+    copy "$SYS_OUT/lib/$lib" "$OUT/$lib"
+done
+for lib in "$SYS_OUT"/backends/libggml-*.so; do
+    copy "$lib" "$OUT/$(basename "$lib")"
+done
+for extra in "${EXTRA[@]}"; do
+    copy "$extra" "$OUT/$(basename "$extra")"
+done
+cp include/lamina.h "$OUT/include/"
+echo "package: $OUT ($(du -sh "$OUT" | cut -f1))"
