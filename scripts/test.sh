@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The full test suite: what CI runs on a fresh clone.
 # Set-up, one release build (tests share the profile so llama.cpp is compiled once), Rust
-# tests, the header check, the C examples and ABI tests, and the Python tests.
+# tests, the header check, the C examples and ABI tests, the Python tests, and the build with
+# run-time backends (scripts/test-dynamic.sh, its own build in target/dynamic).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,5 +32,9 @@ python3 examples/python/generate.py "The capital of France is"
 
 step "Python tests"
 python3 -m pytest -q bindings/python/tests
+
+step "dynamic backends: the relocatable bundle, CPU backend as a library, missing and broken backends"
+# A second build of llama.cpp (shared libraries, every CPU variant) in target/dynamic.
+bash scripts/test-dynamic.sh
 
 step "all tests passed"

@@ -64,6 +64,22 @@ pub fn llama_backend() -> &'static LlamaBackend {
         unsafe { llama_cpp_sys_2::llama_log_set(Some(lamina_log), std::ptr::null_mut()) };
         // A dynamic build registers its backend libraries before llama.cpp starts.
         super::backends::initialise();
+        if super::backends::is_dynamic() && !super::backends::any_registered() {
+            // With nothing registered, llama_backend_init() would run llama.cpp's own silent
+            // search, which includes the build machine's directory and the current working
+            // directory (a library planted there would be loaded). Do the rest of its work
+            // (timer, f16 tables) instead; models then fail with lamina's error that lists
+            // what was searched, and `load_backends` can still add a backend later.
+            // SAFETY: plain ggml initialisation calls; the context is freed at once.
+            unsafe {
+                llama_cpp_sys_2::ggml_time_init();
+                let ctx = llama_cpp_sys_2::ggml_init(llama_cpp_sys_2::ggml_init_params { mem_size: 0, mem_buffer: std::ptr::null_mut(), no_alloc: false });
+                if !ctx.is_null() {
+                    llama_cpp_sys_2::ggml_free(ctx);
+                }
+            }
+            return LlamaBackend {};
+        }
         match LlamaBackend::init() {
             Ok(backend) => backend,
             // Only possible when the host also initialised llama-cpp-2 itself; llama.cpp's init

@@ -16,8 +16,12 @@
 //! 2. the entries of `$LAMINA_BACKEND_PATH` (a `:`-separated list of directories or files);
 //! 3. `$GGML_BACKEND_PATH` (llama.cpp's own variable: one library file);
 //! 4. the directory holding llama.cpp's libraries (`libggml.so`), then the one holding lamina
-//!    itself (the executable or `liblamina_ffi.so`): apps ship the backends there;
-//! 5. the directory the build put the backends in (only exists on the build machine).
+//!    itself (the executable or `liblamina_ffi.so`): apps ship the backends there.
+//!
+//! The directory the build left the backends in is deliberately not searched, so that a
+//! binary behaves the same on the build machine as where it ships; `scripts/package.sh`
+//! assembles the shipping layout (point `$LAMINA_BACKEND_PATH` at the build's `backends/`
+//! directory to run a binary in place).
 //!
 //! Within a family the library with the highest `ggml_backend_score` wins (the CPU variant
 //! best suited to this processor); a library that cannot be opened (a GPU backend whose driver
@@ -211,6 +215,12 @@ pub(crate) fn require_cpu_backend() -> Result<()> {
     Err(Error::Backend(msg))
 }
 
+/// Whether llama.cpp has any backend registered.
+pub(crate) fn any_registered() -> bool {
+    // SAFETY: a plain registry query.
+    unsafe { llama_cpp_sys_2::ggml_backend_reg_count() > 0 }
+}
+
 /// The names of llama.cpp's registered backends.
 fn registered_backends() -> Vec<String> {
     // SAFETY: plain registry queries; the registry lives for the whole process and the names
@@ -293,11 +303,6 @@ mod dynamic {
         if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
             dirs.push(dir);
         }
-        // Where llama-cpp-sys-2 built the backends: lets `cargo run` and `cargo test` work in
-        // the source tree. Absent on other machines, so a shipped build never depends on it.
-        if let Some(dir) = llama_cpp_sys_2::BACKENDS_DIR {
-            dirs.push(PathBuf::from(dir));
-        }
         let mut unique: Vec<PathBuf> = Vec::new();
         for dir in dirs {
             let dir = dir.canonicalize().unwrap_or(dir);
@@ -364,6 +369,7 @@ mod dynamic {
     /// the function (GPU backends) count as 1. `Err` with the loader's reason if it cannot be
     /// opened at all.
     fn score(path: &Path) -> Result<i32, String> {
+        check_elf_complete(path)?;
         // SAFETY: opening a ggml backend library runs only its static initialisers, which
         // ggml's own loader would run too.
         let lib = unsafe { libloading::Library::new(path) }.map_err(|e| loader_reason(path, &e))?;
@@ -373,6 +379,40 @@ mod dynamic {
             Ok(f) => unsafe { f() },
             Err(_) => 1,
         })
+    }
+
+    /// Refuse an ELF library that is cut short. The system loader maps a library's segments
+    /// as its program headers describe them, and touching a page past the end of the file
+    /// kills the process with SIGBUS: a half-copied backend would crash the host instead of
+    /// being skipped. Only the fixed ELF64 header fields are needed, so they are read here
+    /// rather than through an object-file crate; other files are left to the loader, which
+    /// rejects them cleanly ("invalid ELF header").
+    fn check_elf_complete(path: &Path) -> Result<(), String> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let size = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut header = [0u8; 64];
+        if file.read_exact(&mut header).is_err() || &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
+            return Ok(()); // not a little-endian ELF64 file: the loader gives the reason
+        }
+        let u16_at = |b: &[u8], at: usize| u64::from(u16::from_le_bytes([b[at], b[at + 1]]));
+        let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
+        let (phoff, phentsize, phnum) = (u64_at(&header, 0x20), u16_at(&header, 0x36), u16_at(&header, 0x38));
+        let truncated = || format!("the file is truncated ({size} bytes): not a complete shared library");
+        let table_end = phoff.checked_add(phentsize * phnum).ok_or_else(truncated)?;
+        if phentsize < 56 || table_end > size {
+            return Err(truncated());
+        }
+        let mut table = vec![0u8; (phentsize * phnum) as usize];
+        use std::io::{Seek, SeekFrom};
+        file.seek(SeekFrom::Start(phoff)).and_then(|_| file.read_exact(&mut table)).map_err(|_| truncated())?;
+        for entry in table.chunks_exact(phentsize as usize) {
+            let (offset, filesz) = (u64_at(entry, 8), u64_at(entry, 32));
+            if offset.checked_add(filesz).is_none_or(|end| end > size) {
+                return Err(truncated());
+            }
+        }
+        Ok(())
     }
 
     /// The system loader's message, without the path it repeats at its start.
