@@ -247,6 +247,8 @@ typedef struct {
   uint32_t n_threads;
   // Threads for prompt processing; 0 = same as n_threads (default).
   uint32_t n_threads_batch;
+  // FlashAttention: -1 = where every device supports it (default), 0 = off, 1 = on.
+  int32_t flash_attention;
 } lamina_session_params;
 
 // How tokens are chosen and when generation stops. Initialise with

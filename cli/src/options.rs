@@ -5,6 +5,24 @@ use std::path::PathBuf;
 use clap::Args;
 use lamina::{Adapter, Error, Model, ModelParams, Sampling, Session, SessionParams};
 
+/// The CLI spelling of [`lamina::FlashAttention`].
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlashAttn {
+    Auto,
+    On,
+    Off,
+}
+
+impl From<FlashAttn> for lamina::FlashAttention {
+    fn from(f: FlashAttn) -> Self {
+        match f {
+            FlashAttn::Auto => lamina::FlashAttention::Auto,
+            FlashAttn::On => lamina::FlashAttention::On,
+            FlashAttn::Off => lamina::FlashAttention::Off,
+        }
+    }
+}
+
 /// Which model, and how to run it.
 #[derive(Args, Debug, Clone)]
 pub struct ModelOptions {
@@ -23,6 +41,9 @@ pub struct ModelOptions {
     /// Repeatable. Builds with dynamic backends only.
     #[arg(long = "backend-path", value_name = "PATH")]
     pub backend_path: Vec<PathBuf>,
+    /// FlashAttention: auto (where every device supports it), on, off.
+    #[arg(long = "flash-attn", value_enum, default_value_t = FlashAttn::Auto)]
+    pub flash_attn: FlashAttn,
     /// Context window in tokens (0 = min(4096, the model's)).
     #[arg(long, default_value_t = 0)]
     pub ctx: u32,
@@ -89,7 +110,7 @@ impl ModelOptions {
     }
 
     pub fn session_params(&self) -> SessionParams {
-        SessionParams { n_ctx: self.ctx, n_threads: self.threads, ..SessionParams::default() }
+        SessionParams { n_ctx: self.ctx, n_threads: self.threads, flash_attention: self.flash_attn.into(), ..SessionParams::default() }
     }
 
     pub fn open(&self) -> Result<(Model, Session), Error> {

@@ -38,6 +38,8 @@ pub struct lamina_session_params {
     pub n_threads: u32,
     /// Threads for prompt processing; 0 = same as n_threads (default).
     pub n_threads_batch: u32,
+    /// FlashAttention: -1 = where every device supports it (default), 0 = off, 1 = on.
+    pub flash_attention: i32,
 }
 
 // SAFETY: repr(C), starts with usize, plain integer fields.
@@ -45,7 +47,7 @@ unsafe impl Versioned for lamina_session_params {
     const NAME: &'static str = "lamina_session_params";
     fn defaults() -> Self {
         let d = lamina::SessionParams::default();
-        Self { struct_size: std::mem::size_of::<Self>(), n_ctx: d.n_ctx, n_batch: d.n_batch, n_threads: d.n_threads, n_threads_batch: d.n_threads_batch }
+        Self { struct_size: std::mem::size_of::<Self>(), n_ctx: d.n_ctx, n_batch: d.n_batch, n_threads: d.n_threads, n_threads_batch: d.n_threads_batch, flash_attention: -1 }
     }
 }
 
@@ -189,7 +191,13 @@ pub unsafe extern "C" fn lamina_session_new(model: *const lamina_model, params: 
             // SAFETY: params contract is the caller's.
             let p = unsafe { read_params(params) }?;
             crate::args::require_out(out_session, "out_session")?;
-            let params = lamina::SessionParams { n_ctx: p.n_ctx, n_batch: p.n_batch, n_threads: p.n_threads, n_threads_batch: p.n_threads_batch };
+            let flash_attention = match p.flash_attention {
+                -1 => lamina::FlashAttention::Auto,
+                0 => lamina::FlashAttention::Off,
+                1 => lamina::FlashAttention::On,
+                other => return Err(Failure::new(crate::status::lamina_status::ErrorInvalidArgument, format!("invalid argument `flash_attention`: must be -1 (auto), 0 (off) or 1 (on), got {other}"))),
+            };
+            let params = lamina::SessionParams { n_ctx: p.n_ctx, n_batch: p.n_batch, n_threads: p.n_threads, n_threads_batch: p.n_threads_batch, flash_attention };
             let session = Session::new(&model.model, &params)?;
             let cancel = session.cancel_handle();
             let handle = SESSIONS.insert(lamina_session { session: Mutex::new(session), cancel });

@@ -25,7 +25,7 @@ pub mod tasks;
 pub mod weights;
 
 pub use engine::{
-    Adapter, CancelHandle, ChatMessage, Generation, Model, ModelInfo, ModelParams, Sampling, Session, SessionParams, StopReason,
+    Adapter, CancelHandle, ChatMessage, FlashAttention, Generation, Model, ModelInfo, ModelParams, Sampling, Session, SessionParams, StopReason,
 };
 pub use error::{Error, ErrorKind, Result};
 

@@ -16,5 +16,5 @@ pub use backend::{llama_backend, set_log_sink, LogLevel, LogSink};
 pub use chat_template::{ChatMessage, ChatTemplate, TemplateEngine};
 pub use model::{Model, ModelInfo, ModelParams};
 pub use sampling::Sampling;
-pub use session::{CancelHandle, Generation, Session, SessionParams, StopReason};
+pub use session::{CancelHandle, FlashAttention, Generation, Session, SessionParams, StopReason};
 pub use text_stream::{StopFilter, Utf8Decoder};

@@ -40,11 +40,37 @@ pub struct SessionParams {
     pub n_threads: u32,
     /// Threads for prompt processing (batches). 0 = same as `n_threads`.
     pub n_threads_batch: u32,
+    /// Whether attention uses llama.cpp's fused FlashAttention kernels.
+    pub flash_attention: FlashAttention,
 }
 
 impl Default for SessionParams {
     fn default() -> Self {
-        Self { n_ctx: 0, n_batch: 512, n_threads: 0, n_threads_batch: 0 }
+        Self { n_ctx: 0, n_batch: 512, n_threads: 0, n_threads_batch: 0, flash_attention: FlashAttention::Auto }
+    }
+}
+
+/// llama.cpp's FlashAttention policy for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FlashAttention {
+    /// On where every device the model runs on supports it (llama.cpp's default).
+    #[default]
+    Auto,
+    /// Always on.
+    On,
+    /// Off: attention as separate matrix products and a softmax (more memory, usually slower
+    /// on long contexts; the GPU kernels then keep the attention scores in f32).
+    Off,
+}
+
+impl FlashAttention {
+    /// llama.cpp's value for this policy.
+    pub fn llama_policy(self) -> llama_cpp_sys_2::llama_flash_attn_type {
+        match self {
+            FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+            FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        }
     }
 }
 
@@ -208,7 +234,8 @@ impl Session {
             .with_n_batch(n_batch)
             .with_n_ubatch(n_batch)
             .with_n_threads(to_i32("n_threads", n_threads)?)
-            .with_n_threads_batch(to_i32("n_threads_batch", n_threads_batch)?);
+            .with_n_threads_batch(to_i32("n_threads_batch", n_threads_batch)?)
+            .with_flash_attention_policy(params.flash_attention.llama_policy());
 
         let ctx = {
             let _guard = CONTEXT_CREATION.lock().unwrap_or_else(|p| p.into_inner());
@@ -562,6 +589,11 @@ impl Session {
         let llama = &model.inner.llama;
         let vocab = llama.vocab();
         let mut sampler = sampling.build_chain(llama.n_vocab(), n_ctx as u32);
+        // A chain of llama.cpp's greedy sampler alone copies every logit into a candidate
+        // array before scanning it; scanning the logits in place picks the same token
+        // (eval::agreement tests the equivalence) for a fraction of the time, which shows on
+        // a GPU, where a whole token takes about a millisecond.
+        let plain_greedy = sampling.is_greedy() && !(sampling.repeat_penalty != 1.0 && sampling.repeat_last_n != 0);
         if sampling.repeat_penalty != 1.0 {
             sampler.accept_many(tokens);
         }
@@ -581,7 +613,11 @@ impl Session {
             if self.cancel.is_cancelled() {
                 break StopReason::Cancelled;
             }
-            let token = sampler.sample(&self.ctx, logits_index);
+            let token = if plain_greedy {
+                LlamaToken(crate::eval::agreement::argmax(self.ctx.get_logits_ith(logits_index)) as i32)
+            } else {
+                sampler.sample(&self.ctx, logits_index)
+            };
             generation.generated_tokens += 1;
             if generation.generated_tokens == 1 {
                 generation.time_to_first_token = start.elapsed();
