@@ -26,9 +26,26 @@ fn softmax(logits: &[f32]) -> Vec<f64> {
     exps.into_iter().map(|e| e / z).collect()
 }
 
-/// Index of the largest logit (the first one on ties).
+/// Index of the largest logit: the first one on ties, NaNs never chosen over a number that
+/// came before them. The same choice as llama.cpp's greedy sampler (a `>` scan from index 0).
+/// 0 for an empty slice.
 pub fn argmax(logits: &[f32]) -> usize {
-    logits.iter().enumerate().fold(0, |best, (i, &l)| if l > logits[best] { i } else { best })
+    let Some(&first) = logits.first() else { return 0 };
+    if first.is_nan() {
+        return 0; // nothing compares greater than NaN
+    }
+    // Two passes that the compiler vectorises (a running index does not): the maximum, kept
+    // in 16 lanes, then the first position holding it. `v > m` ignores NaNs as the scan does.
+    let mut lanes = [first; 16];
+    let chunks = logits.chunks_exact(16);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (m, &v) in lanes.iter_mut().zip(chunk) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let max = lanes.iter().chain(tail).fold(first, |m, &v| if v > m { v } else { m });
+    logits.iter().position(|&v| v == max).unwrap_or(0)
 }
 
 /// KL(p || q) in nats for the distributions given by two logit vectors.
@@ -87,6 +104,33 @@ mod tests {
         assert!((kl - expected).abs() < 1e-7, "{kl} vs {expected}");
         // Adding a constant to all logits changes nothing.
         assert!(kl_divergence(&[5.0, 5.0], &[3f32.ln() - 2.0, -2.0]) - expected < 1e-6);
+    }
+
+    #[test]
+    fn argmax_picks_what_llama_cpp_greedy_picks() {
+        use llama_cpp_2::sampling::LlamaSampler;
+        use llama_cpp_2::token::data::LlamaTokenData;
+        use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+        use llama_cpp_2::token::LlamaToken;
+        let mut state = 0x2545F4914F6CDD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for case in 0..200 {
+            let n = 1 + (next() % 300) as usize;
+            // Few distinct values, so that ties for the maximum are common.
+            let mut logits: Vec<f32> = (0..n).map(|_| (next() % 7) as f32 - 3.0).collect();
+            if case % 10 == 0 {
+                logits[(next() % n as u64) as usize] = f32::NAN;
+            }
+            let mut data = LlamaTokenDataArray::from_iter(logits.iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)), false);
+            data.apply_sampler(&mut LlamaSampler::greedy());
+            let llama = data.selected_token().map(|t| t.0 as usize);
+            assert_eq!(llama, Some(argmax(&logits)), "case {case}: {logits:?}");
+        }
     }
 
     #[test]
