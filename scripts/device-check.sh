@@ -17,7 +17,8 @@
 # the GPU library is broken; `lamina info` lists the CUDA device when the backend is given by
 # LAMINA_BACKEND_PATH; greedy text on CPU and GPU; `lamina bench --gpu-layers 99` at pp512 and
 # pp2048 (+ tg128) against a bare llama-cpp-2 loop on the same GPU; `lamina compare-devices`
-# (teacher-forced top-1 agreement and mean KL, CPU vs GPU); the Python binding on the GPU.
+# (teacher-forced top-1 agreement and mean KL, CPU vs GPU, each against the native f32
+# engine, with FlashAttention on and off); the Python binding on the GPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -107,8 +108,10 @@ run "$B/lamina" bench -m "$MODEL" -g 99 --prompt-tokens 512 --gen-tokens 128 --r
 step "bench: pp2048 + tg128 on the GPU"
 run "$B/lamina" bench -m "$MODEL" -g 99 --prompt-tokens 2048 --gen-tokens 128 --reps "${REPS:-5}"
 
-step "compare-devices: teacher-forced logits, CPU vs GPU"
-run "$B/lamina" compare-devices -m "$MODEL" -g 99 -f "$WORK/text.txt" --chunk 512 --chunks 16
+step "compare-devices: teacher-forced logits, CPU vs GPU, each also against the native f32 engine"
+run "$B/lamina" compare-devices -m "$MODEL" -g 99 -f "$WORK/text.txt" --chunk 512 --chunks 16 --native-reference
+step "compare-devices with FlashAttention off on both sides"
+run "$B/lamina" compare-devices -m "$MODEL" -g 99 -f "$WORK/text.txt" --chunk 512 --chunks 16 --native-reference --flash-attn off
 
 step "Python binding on the GPU"
 LAMINA_LIBRARY="$B/liblamina_ffi.so" PYTHONPATH="$ROOT/bindings/python" run python3 - "$MODEL" <<'PY'

@@ -95,7 +95,8 @@ fn bare_run(args: &BenchArgs, params: &SessionParams, pp: &[i32], tg_prompt: &[i
         .with_n_batch(params.n_batch)
         .with_n_ubatch(params.n_batch)
         .with_n_threads(threads)
-        .with_n_threads_batch(threads);
+        .with_n_threads_batch(threads)
+        .with_flash_attention_policy(params.flash_attention.llama_policy());
     let mut ctx = model.new_context(backend, cparams).map_err(|e| fail("context", &e))?;
     let mut batch = LlamaBatch::new(params.n_batch as usize, 1);
 
@@ -151,6 +152,49 @@ fn bare_run(args: &BenchArgs, params: &SessionParams, pp: &[i32], tg_prompt: &[i
     Ok(Sample { load, pp_tokens_per_s, tg_tokens_per_s, ttft })
 }
 
+/// llama-bench's method, for comparison with its published numbers: a context just large
+/// enough for the test, the whole prompt in one batch (split into micro-batches of `n_batch`
+/// by llama.cpp), and generation that decodes one token at a time without sampling or reading
+/// the text (the logits are only touched to wait for the device, as llama-bench's
+/// `llama_synchronize` does). Load time and time to first token are not measured.
+fn llama_bench_run(args: &BenchArgs, params: &SessionParams, pp: &[i32]) -> Result<Sample, Error> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| Error::Decode(format!("llama-bench method {what}: {e}"));
+    let backend = lamina::engine::llama_backend();
+    let mparams = LlamaModelParams::default().with_n_gpu_layers(args.model.gpu_layers);
+    let model = LlamaModel::load_from_file(backend, args.model.model_path(), &mparams).map_err(|e| fail("load", &e))?;
+    let threads = if params.n_threads == 0 { std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1) } else { params.n_threads as i32 };
+    let n_ctx = (pp.len() + args.gen_tokens as usize) as u32;
+    let cparams = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(pp.len() as u32)
+        .with_n_ubatch(params.n_batch)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads)
+        .with_flash_attention_policy(params.flash_attention.llama_policy());
+    let mut ctx = model.new_context(backend, cparams).map_err(|e| fail("context", &e))?;
+    let mut batch = LlamaBatch::new(pp.len(), 1);
+    let start = Instant::now();
+    for (i, &t) in pp.iter().enumerate() {
+        batch.add(LlamaToken(t), i as i32, &[0], i + 1 == pp.len()).map_err(|e| fail("batch", &e))?;
+    }
+    ctx.decode(&mut batch).map_err(|e| fail("decode", &e))?;
+    std::hint::black_box(ctx.get_logits_ith(batch.n_tokens() - 1)[0]);
+    let pp_tokens_per_s = pp.len() as f64 / start.elapsed().as_secs_f64();
+    ctx.clear_kv_cache();
+    let n_vocab = model.n_vocab();
+    let start = Instant::now();
+    for i in 0..args.gen_tokens {
+        // llama-bench feeds arbitrary tokens; any fixed sequence does the same work.
+        let token = LlamaToken(((i as i64 * 7919) % i64::from(n_vocab)) as i32);
+        batch.clear();
+        batch.add(token, i as i32, &[0], true).map_err(|e| fail("batch", &e))?;
+        ctx.decode(&mut batch).map_err(|e| fail("decode", &e))?;
+        std::hint::black_box(ctx.get_logits_ith(0)[0]);
+    }
+    let tg_tokens_per_s = f64::from(args.gen_tokens) / start.elapsed().as_secs_f64();
+    Ok(Sample { load: Duration::ZERO, pp_tokens_per_s, tg_tokens_per_s, ttft: Duration::ZERO })
+}
+
 pub fn run(args: &BenchArgs) -> Result<(), Error> {
     if !args.model.lora.is_empty() {
         return Err(Error::InvalidArgument { name: "lora", reason: "benchmarks measure the base model; --lora is not supported here".into() });
@@ -174,10 +218,12 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     // Warm-up (page cache, thread pools), not counted.
     lamina_run(args, &params, &pp, &tg_prompt)?;
     bare_run(args, &params, &pp, &tg_prompt)?;
-    let (mut lamina, mut bare) = (Vec::new(), Vec::new());
+    llama_bench_run(args, &params, &pp)?;
+    let (mut lamina, mut bare, mut method) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.reps {
         lamina.push(lamina_run(args, &params, &pp, &tg_prompt)?);
         bare.push(bare_run(args, &params, &pp, &tg_prompt)?);
+        method.push(llama_bench_run(args, &params, &pp)?);
     }
     let med = |xs: &[Sample], f: fn(&Sample) -> f64| median(xs.iter().map(f).collect());
     type Row = (&'static str, fn(&Sample) -> f64, bool);
@@ -193,6 +239,13 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
         for (name, f, _) in rows {
             obj.insert(name.to_string(), serde_json::json!({ "lamina": med(&lamina, f), "bare": med(&bare, f), "ratio": med(&lamina, f) / med(&bare, f) }));
         }
+        obj.insert(
+            "llama_bench_method".into(),
+            serde_json::json!({
+                "prompt processing (tokens/s)": med(&method, |s| s.pp_tokens_per_s),
+                "generation (tokens/s)": med(&method, |s| s.tg_tokens_per_s),
+            }),
+        );
         obj.insert("threads".into(), threads.into());
         obj.insert("gpu_layers".into(), info.gpu_layers.into());
         obj.insert("placement".into(), placement.clone().into());
@@ -211,6 +264,11 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
         let (l, b) = (med(&lamina, f), med(&bare, f));
         let note = if higher_is_better { "" } else { " (lower is better)" };
         println!("{name:<30} {l:>12.1} {b:>12.1} {:>8.3}{note}", l / b);
+    }
+    println!("llama-bench's method on the same device (no sampling, the prompt as one batch):");
+    for (name, f) in [("prompt processing (tokens/s)", (|s: &Sample| s.pp_tokens_per_s) as fn(&Sample) -> f64), ("generation (tokens/s)", |s: &Sample| s.tg_tokens_per_s)] {
+        let (l, m) = (med(&lamina, f), med(&method, f));
+        println!("{name:<30} {l:>12.1} {m:>12.1} {:>8.3}  (lamina / llama-bench method)", l / m);
     }
     Ok(())
 }

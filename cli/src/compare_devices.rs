@@ -28,6 +28,11 @@ pub struct CompareDevicesArgs {
     /// Compare at most this many chunks (0 = all).
     #[arg(long, default_value_t = 0)]
     chunks: usize,
+    /// Also compare both sides with lamina's native engine, which computes in f32 from the
+    /// dequantized weights (no activation quantization, f32 attention): shows which side
+    /// strays from exact arithmetic.
+    #[arg(long)]
+    native_reference: bool,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -62,6 +67,12 @@ pub fn run(args: &CompareDevicesArgs) -> Result<(), Error> {
     let mut cpu = Session::new(&cpu_model, &params)?;
     let mut gpu = Session::new(&gpu_model, &params)?;
 
+    let native = if args.native_reference {
+        Some(lamina::native::NativeModel::load(args.model.model_path(), &lamina::native::NativeParams { n_threads: args.model.threads as usize })?)
+    } else {
+        None
+    };
+    let (mut cpu_vs_native, mut gpu_vs_native) = (Agreement::default(), Agreement::default());
     let mut agreement = Agreement::default();
     let (mut cpu_nll, mut gpu_nll) = (0.0f64, 0.0f64);
     let (mut cpu_secs, mut gpu_secs) = (0.0f64, 0.0f64);
@@ -83,6 +94,17 @@ pub fn run(args: &CompareDevicesArgs) -> Result<(), Error> {
             row += 1;
         })?;
         gpu_secs += start.elapsed().as_secs_f64();
+        if let Some(native) = &native {
+            let ids: Vec<u32> = chunk.iter().map(|&t| t as u32).collect();
+            let exact = native.logits(&ids[..ids.len() - 1], 0)?;
+            let mut gpu_rows: Vec<Vec<f32>> = Vec::with_capacity(reference.len());
+            gpu.reset();
+            gpu.teacher_forced_logits(chunk, 1, |_, logits| gpu_rows.push(logits.to_vec()))?;
+            for (i, (cpu_row, gpu_row)) in reference.iter().zip(&gpu_rows).enumerate() {
+                cpu_vs_native.add(exact.row(i), cpu_row);
+                gpu_vs_native.add(exact.row(i), gpu_row);
+            }
+        }
         if !args.json {
             eprintln!("chunk {}/{}: top-1 {:.2}% so far", c + 1, chunks.len(), 100.0 * agreement.top1());
         }
@@ -100,6 +122,10 @@ pub fn run(args: &CompareDevicesArgs) -> Result<(), Error> {
                 "ppl_cpu": (cpu_nll / n).exp(),
                 "ppl_gpu": (gpu_nll / n).exp(),
                 "gpu_layers": info.gpu_layers,
+                "native_reference": native.as_ref().map(|_| serde_json::json!({
+                    "cpu_top1": cpu_vs_native.top1(), "cpu_mean_kl": cpu_vs_native.mean_kl(),
+                    "gpu_top1": gpu_vs_native.top1(), "gpu_mean_kl": gpu_vs_native.mean_kl(),
+                })),
                 "cpu_seconds": cpu_secs,
                 "gpu_seconds": gpu_secs,
             })
@@ -112,5 +138,10 @@ pub fn run(args: &CompareDevicesArgs) -> Result<(), Error> {
     println!("max |logit diff|     {:.4}", agreement.max_logit_diff);
     println!("perplexity           CPU {:.4}, GPU {:.4}", (cpu_nll / n).exp(), (gpu_nll / n).exp());
     println!("time                 CPU {cpu_secs:.2} s, GPU {gpu_secs:.2} s");
+    if native.is_some() {
+        println!("against the native f32 engine (exact arithmetic on the dequantized weights):");
+        println!("  CPU  top-1 {:.2}%, mean KL {:.6}", 100.0 * cpu_vs_native.top1(), cpu_vs_native.mean_kl());
+        println!("  GPU  top-1 {:.2}%, mean KL {:.6}", 100.0 * gpu_vs_native.top1(), gpu_vs_native.mean_kl());
+    }
     Ok(())
 }
