@@ -178,9 +178,16 @@ static void test_model_with_gpu_layers(const char *model_path, int has_gpu) {
 
     lamina_session_params sp;
     EXPECT_OK(lamina_session_params_init(&sp, sizeof sp));
+    CHECK(sp.flash_attention == -1);
     sp.n_ctx = 256;
     sp.n_threads = 1;
     lamina_session *session = NULL;
+    /* FlashAttention accepts -1 (auto), 0 (off) and 1 (on), nothing else. */
+    sp.flash_attention = 2;
+    CHECK(lamina_session_new(model, &sp, &session) == LAMINA_STATUS_ERROR_INVALID_ARGUMENT);
+    CHECK(session == NULL);
+    CHECK(strstr(lamina_last_error_message(), "flash_attention") != NULL);
+    sp.flash_attention = 0;
     EXPECT_OK(lamina_session_new(model, &sp, &session));
     if (session != NULL) {
         lamina_sampling_params s;

@@ -100,6 +100,7 @@ class lamina_session_params(Structure):
         ("n_batch", c_uint32),
         ("n_threads", c_uint32),
         ("n_threads_batch", c_uint32),
+        ("flash_attention", c_int32),
     ]
 
 

@@ -128,6 +128,8 @@ class Session(Managed):
         n_batch: most tokens per decode call (cancellation is checked between chunks).
         n_threads: threads for generation; 0 = all cores.
         n_threads_batch: threads for prompt processing; 0 = same as n_threads.
+        flash_attention: None = where every device supports it (llama.cpp's default),
+            True = on, False = off.
     """
 
     def __init__(
@@ -138,6 +140,7 @@ class Session(Managed):
         n_batch: int = 512,
         n_threads: int = 0,
         n_threads_batch: int = 0,
+        flash_attention: Optional[bool] = None,
     ):
         if not isinstance(model, Model):
             raise TypeError("model must be a lamina.Model, not {}".format(type(model).__name__))
@@ -146,6 +149,9 @@ class Session(Managed):
         params.n_batch = u32(n_batch, "n_batch")
         params.n_threads = u32(n_threads, "n_threads")
         params.n_threads_batch = u32(n_threads_batch, "n_threads_batch")
+        if flash_attention is not None and not isinstance(flash_attention, bool):
+            raise TypeError("flash_attention must be None, True or False")
+        params.flash_attention = -1 if flash_attention is None else int(flash_attention)
         # The C library keeps the model alive while the session exists; the reference here
         # keeps the Python object (and with it the loaded library) around as well.
         self._model = model

@@ -85,3 +85,17 @@ def test_gpu_layers_on_a_cpu_only_machine():
             g = session.generate("The capital of France is", max_tokens=4)
             assert g.generated_tokens > 0
             assert "Paris" in g.text, g.text
+
+
+
+def test_flash_attention_setting_is_checked_and_every_setting_generates():
+    path = lamina.default_model_path()
+    if not os.path.isfile(path):
+        pytest.fail("the default model is missing at {} - run scripts/fetch-model.sh".format(path))
+    with lamina.Model(path) as model:
+        for flash in (None, True, False):
+            with lamina.Session(model, n_ctx=256, n_threads=1, flash_attention=flash) as session:
+                g = session.generate("The capital of France is", max_tokens=4)
+                assert "Paris" in g.text, (flash, g.text)
+        with pytest.raises(TypeError):
+            lamina.Session(model, flash_attention=1)

@@ -176,6 +176,7 @@ def test_params_init():
     session = init_params(lamina_session_params, lib.lamina_session_params_init)
     assert session.struct_size == ctypes.sizeof(lamina_session_params)
     assert (session.n_ctx, session.n_batch, session.n_threads, session.n_threads_batch) == (0, 512, 0, 0)
+    assert session.flash_attention == -1
     sampling = init_params(lamina_sampling_params, lib.lamina_sampling_params_init)
     assert sampling.struct_size == ctypes.sizeof(lamina_sampling_params)
     assert (sampling.max_tokens, sampling.top_k, sampling.repeat_last_n, sampling.seed) == (256, 40, 64, 0)
