@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::backends::devices;
+use super::backends::{devices, DeviceInfo};
 use crate::error::{Error, Result};
 use crate::weights::gguf::Gguf;
 
@@ -57,12 +57,17 @@ pub(crate) fn plan(path: &Path, requested: u32) -> Result<OffloadPlan> {
     let Ok(n_layer) = gguf.get_u32(&format!("{arch}.block_count")) else {
         return Ok(OffloadPlan { layers: if gpus.is_empty() { 0 } else { requested }, max_layers: 0 });
     };
-    let max_layers = n_layer + 1;
+    decide(path, &layer_bytes(&gguf, n_layer), requested, &gpus)
+}
+
+/// The plan for a model whose offloadable layers weigh `bytes` (blocks, then the output
+/// head), given the GPU devices.
+fn decide(path: &Path, bytes: &[u64], requested: u32, gpus: &[DeviceInfo]) -> Result<OffloadPlan> {
+    let max_layers = bytes.len() as u32;
     if requested == 0 || gpus.is_empty() {
         return Ok(OffloadPlan { layers: 0, max_layers });
     }
     let layers = requested.min(max_layers);
-    let bytes = layer_bytes(&gguf, n_layer);
     // Offloaded layers, counted from the output head downwards.
     let from_top = |k: u32| -> u64 { bytes.iter().rev().take(k as usize).sum() };
     let needed = from_top(layers);
@@ -107,5 +112,36 @@ mod tests {
         let gguf = Gguf::open(&path).unwrap();
         assert_eq!(layer_bytes(&gguf, 2), vec![64, 48, 16]);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn gpu(free_mib: usize) -> DeviceInfo {
+        DeviceInfo {
+            name: "CUDA0".into(),
+            description: "Test GPU".into(),
+            backend: "CUDA".into(),
+            kind: super::super::backends::DeviceKind::Gpu,
+            memory_total: 2 * free_mib << 20,
+            memory_free: free_mib << 20,
+        }
+    }
+
+    #[test]
+    fn offload_fits_or_says_how_many_layers_do() {
+        let path = Path::new("model.gguf");
+        // Four blocks of 100 MiB and a 50 MiB head.
+        let bytes: Vec<u64> = vec![100 << 20, 100 << 20, 100 << 20, 100 << 20, 50 << 20];
+        // No GPU, or 0 layers asked: everything stays on the CPU.
+        assert_eq!(decide(path, &bytes, 99, &[]).unwrap(), OffloadPlan { layers: 0, max_layers: 5 });
+        assert_eq!(decide(path, &bytes, 0, &[gpu(1000)]).unwrap().layers, 0);
+        // Enough memory: the request, capped at blocks + head.
+        assert_eq!(decide(path, &bytes, 99, &[gpu(1000)]).unwrap().layers, 5);
+        assert_eq!(decide(path, &bytes, 2, &[gpu(200)]).unwrap().layers, 2);
+        // 260 MiB free holds the head and two blocks (250 MiB), not all 450 MiB.
+        let err = decide(path, &bytes, 99, &[gpu(260)]).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Backend);
+        let msg = err.to_string();
+        assert!(msg.contains("need 450 MiB") && msg.contains("260 MiB free") && msg.contains("at most 3 layers fit"), "{msg}");
+        // Free memory of several GPUs adds up.
+        assert_eq!(decide(path, &bytes, 99, &[gpu(230), gpu(230)]).unwrap().layers, 5);
     }
 }
