@@ -145,16 +145,21 @@ pub fn load_backends(path: &Path) -> Result<BackendReport> {
     if !path.exists() {
         return Err(Error::invalid("backend path", format!("{} does not exist", path.display())));
     }
-    let initialised = state().initialised;
-    if !initialised {
-        state().requested.push(path.to_path_buf());
-        super::backend::llama_backend();
-    } else {
+    // Checked and queued under one lock: a path queued before initialisation is taken by it
+    // (which `llama_backend()` runs or waits for), so it is searched exactly once.
+    let queued = {
         let mut st = state();
+        if !st.initialised {
+            st.requested.push(path.to_path_buf());
+        }
+        !st.initialised
+    };
+    super::backend::llama_backend();
+    let mut st = state();
+    if !queued {
         let report = &mut st.report;
         dynamic::load_from(&[path.to_path_buf()], report);
     }
-    let st = state();
     if path.is_file() {
         if let Some(skip) = st.report.skipped.iter().rev().find(|s| s.path == path) {
             return Err(Error::Backend(format!("could not load {}: {}", path.display(), skip.reason)));
