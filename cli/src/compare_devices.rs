@@ -85,26 +85,31 @@ pub fn run(args: &CompareDevicesArgs) -> Result<(), Error> {
             reference.push(logits.to_vec());
         })?;
         cpu_secs += start.elapsed().as_secs_f64();
+        // The exact reference, computed before the GPU pass so that each GPU row is compared
+        // with it as it arrives.
+        let exact = match &native {
+            Some(native) => {
+                let ids: Vec<u32> = chunk.iter().map(|&t| t as u32).collect();
+                let exact = native.logits(&ids[..ids.len() - 1], 0)?;
+                for (i, cpu_row) in reference.iter().enumerate() {
+                    cpu_vs_native.add(exact.row(i), cpu_row);
+                }
+                Some(exact)
+            }
+            None => None,
+        };
         let start = Instant::now();
         gpu.reset();
         let mut row = 0;
         gpu.teacher_forced_logits(chunk, 1, |pos, logits| {
             gpu_nll -= log_softmax_at(logits, chunk[pos + 1] as usize);
             agreement.add(&reference[row], logits);
+            if let Some(exact) = &exact {
+                gpu_vs_native.add(exact.row(row), logits);
+            }
             row += 1;
         })?;
         gpu_secs += start.elapsed().as_secs_f64();
-        if let Some(native) = &native {
-            let ids: Vec<u32> = chunk.iter().map(|&t| t as u32).collect();
-            let exact = native.logits(&ids[..ids.len() - 1], 0)?;
-            let mut gpu_rows: Vec<Vec<f32>> = Vec::with_capacity(reference.len());
-            gpu.reset();
-            gpu.teacher_forced_logits(chunk, 1, |_, logits| gpu_rows.push(logits.to_vec()))?;
-            for (i, (cpu_row, gpu_row)) in reference.iter().zip(&gpu_rows).enumerate() {
-                cpu_vs_native.add(exact.row(i), cpu_row);
-                gpu_vs_native.add(exact.row(i), gpu_row);
-            }
-        }
         if !args.json {
             eprintln!("chunk {}/{}: top-1 {:.2}% so far", c + 1, chunks.len(), 100.0 * agreement.top1());
         }
