@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build lamina with dynamic backends and assemble a relocatable bundle: one directory that an
-# application ships as is.
+# Build lamina (release) and assemble a relocatable bundle: one directory that an application
+# ships as is.
 #
 #   scripts/package.sh [--out DIR] [--no-build] [--keep-debug] [--with FILE]...
 #
@@ -15,8 +15,9 @@
 # The executable and the library carry an rpath of $ORIGIN, so the directory can move; lamina
 # looks for backends beside itself (see README "Shipping with optional GPU backends").
 # Default DIR: target/dist/lamina-VERSION-linux-ARCH. Debug info is stripped unless
-# --keep-debug. The build goes to target/dynamic (a separate cargo target directory, so the
-# default static build in target/release is left alone).
+# --keep-debug. The bundle is made from the ordinary release build in target/release, which
+# already has this layout (runtime/build.rs puts llama.cpp's libraries beside the binaries);
+# --no-build packages that build as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -37,16 +38,12 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-TARGET_DIR="$ROOT/target/dynamic"
+REL="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 if [[ "$BUILD" -eq 1 ]]; then
-    CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --features dynamic-backends -p lamina-cli -p lamina-ffi
+    cargo build --release -p lamina-cli -p lamina-ffi
 fi
-REL="$TARGET_DIR/release"
-# llama-cpp-sys-2's output directory: the one whose backends/ holds the CPU variants (the
-# newest, should several builds of the crate be present).
-SYS_OUT="$(ls -dt "$REL"/build/llama-cpp-sys-2-*/out 2>/dev/null | while read -r d; do [[ -d "$d/backends" ]] && { echo "$d"; break; }; done || true)"
-if [[ -z "$SYS_OUT" || ! -x "$REL/lamina" || ! -f "$REL/liblamina_ffi.so" ]]; then
-    echo "package: no dynamic-backends build in $TARGET_DIR (run without --no-build)" >&2
+if [[ ! -x "$REL/lamina" || ! -f "$REL/liblamina_ffi.so" || ! -e "$REL/libllama.so.0" ]] || ! ls "$REL"/libggml-cpu-*.so >/dev/null 2>&1; then
+    echo "package: no release build with run-time backends in $REL (run without --no-build)" >&2
     exit 1
 fi
 
@@ -63,9 +60,10 @@ copy "$REL/lamina" "$OUT/lamina"
 copy "$REL/liblamina_ffi.so" "$OUT/liblamina_ffi.so"
 # The llama.cpp libraries under the names the binaries ask for (their sonames).
 for lib in libllama.so.0 libggml.so.0 libggml-base.so.0; do
-    copy "$SYS_OUT/lib/$lib" "$OUT/$lib"
+    copy "$REL/$lib" "$OUT/$lib"
 done
-for lib in "$SYS_OUT"/backends/libggml-*.so; do
+for lib in "$REL"/libggml-*.so; do
+    [[ "$(basename "$lib")" == libggml-base.so ]] && continue
     copy "$lib" "$OUT/$(basename "$lib")"
 done
 for extra in "${EXTRA[@]}"; do

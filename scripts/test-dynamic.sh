@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Tests of the build with run-time backends (`--features dynamic-backends`): the relocatable
-# bundle from scripts/package.sh, its CPU backend loaded as a library, and what happens when
-# backend libraries are missing or broken (a clear error or a CPU fallback, never a crash).
-# No GPU is needed: a GPU backend whose driver is missing is imitated by a library that links
-# to a library that is not there.
+# Tests of the shipping layout of the release build (backends loaded at run time, the
+# default): the relocatable bundle scripts/package.sh makes from target/release, its CPU
+# backend loaded as a library, the choice of CPU variant, and what happens when backend
+# libraries are missing or broken (a clear error or a CPU fallback, never a crash). No GPU is
+# needed: a GPU backend whose driver is missing is imitated by a library that links to a
+# library that is not there.
 #
-#   scripts/test-dynamic.sh          # builds into target/dynamic (about 15 minutes cold)
+#   cargo build --release --workspace && scripts/test-dynamic.sh
 #
-# Called by scripts/test.sh. Needs the default model (scripts/fetch-model.sh) and a C compiler.
+# Called by scripts/test.sh after its build (it builds nothing itself, so CI compiles llama.cpp
+# once). Needs the default model (scripts/fetch-model.sh) and a C compiler.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -17,7 +19,7 @@ step() { printf '\n== %s\n' "$*"; }
 fail() { echo "test-dynamic: FAIL: $*" >&2; exit 1; }
 
 D="$ROOT/target/dist/dynamic-test"
-bash scripts/package.sh --out "$D"
+bash scripts/package.sh --no-build --out "$D"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
@@ -55,6 +57,33 @@ rm "$B"/libggml-cpu-*.so
 fails_with "no CPU backend is loaded" "$B/lamina" generate "${PROMPT[@]}"
 contains "libggml-cpu"
 ok "$B/lamina" --help
+
+step "a processor that no CPU variant in the bundle supports: a clear error, no crash"
+if grep -qw amx_int8 /proc/cpuinfo; then
+    echo "(skipped: this processor has AMX-INT8, so every x86 variant runs here)"
+else
+    B="$(bundle_copy amx-only)"
+    find "$B" -name 'libggml-cpu-*.so' ! -name 'libggml-cpu-sapphirerapids.so' -delete
+    fails_with "no CPU backend is loaded" "$B/lamina" generate "${PROMPT[@]}"
+    ok "$B/lamina" --help
+fi
+
+step "CPU variants whose instructions may not be used are skipped with the reason"
+ok env LAMINA_CPU_DISABLE=avx512,amx "$D/lamina" info
+if grep -qw avx512f /proc/cpuinfo; then
+    contains "skipped     $D/libggml-cpu-skylakex.so: avx512 is disabled by LAMINA_CPU_DISABLE"
+fi
+contains "CPU         $D/libggml-cpu-"
+if grep -qE "CPU +$D/libggml-cpu-(skylakex|cannonlake|cascadelake|icelake|cooperlake|zen4|sapphirerapids)\.so" <<<"$OUTPUT"; then
+    echo "$OUTPUT" >&2
+    fail "an AVX-512 variant was loaded although avx512 is disabled"
+fi
+ok env LAMINA_CPU_DISABLE=avx512,amx "$D/lamina" generate "${PROMPT[@]}"
+contains "Paris"
+ok env LAMINA_CPU_DISABLE=avx "$D/lamina" info
+contains "CPU         $D/libggml-cpu-sse42.so"
+ok env LAMINA_CPU_DISABLE=avx "$D/lamina" generate "${PROMPT[@]}"
+contains "Paris"
 
 step "... and LAMINA_BACKEND_PATH or --backend-path supplies one"
 ok env LAMINA_BACKEND_PATH="$D" "$B/lamina" generate "${PROMPT[@]}"

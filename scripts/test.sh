@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The full test suite: what CI runs on a fresh clone.
-# Set-up, one release build (tests share the profile so llama.cpp is compiled once), Rust
-# tests, the header check, the C examples and ABI tests, the Python tests, and the build with
-# run-time backends (scripts/test-dynamic.sh, its own build in target/dynamic).
+# Set-up, one release build (tests share the profile so llama.cpp is compiled exactly once),
+# Rust tests, the header check, the C examples and ABI tests, the Python tests, and the
+# shipping layout of that same build (scripts/test-dynamic.sh: the bundle, CPU variants,
+# missing and broken backends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,7 @@ step "Rust tests"
 cargo test --release --workspace -- --test-threads=1
 
 step "header check: include/lamina.h must match the code"
-LAMINA_UPDATE_HEADER=1 cargo test --release -p lamina-ffi --test header -q >/dev/null
+LAMINA_UPDATE_HEADER=1 cargo test --release --workspace --test header -q >/dev/null
 git diff --exit-code -- include/
 
 step "C examples and ABI tests"
@@ -33,8 +34,7 @@ python3 examples/python/generate.py "The capital of France is"
 step "Python tests"
 python3 -m pytest -q bindings/python/tests
 
-step "dynamic backends: the relocatable bundle, CPU backend as a library, missing and broken backends"
-# A second build of llama.cpp (shared libraries, every CPU variant) in target/dynamic.
+step "shipping layout: the relocatable bundle, CPU variants, missing and broken backends"
 bash scripts/test-dynamic.sh
 
 step "all tests passed"

@@ -88,13 +88,17 @@ fn lora_flags_apply_adapters() {
 fn perplexity_with_an_adapter_agrees_between_engines() {
     let adapter = adapter();
     let lora = format!("{}:0.8", adapter.display());
-    let text = format!("{}/../tests/data/prose.txt", env!("CARGO_MANIFEST_DIR"));
+    // 762 scored tokens of the README: on the 189 of tests/data/prose.txt, llama.cpp's own AVX2
+    // and AVX-512 CPU variants already give perplexities 0.57% apart with this adapter, too
+    // close to the bound below for a comparison between engines.
+    let text = format!("{}/../README.md", env!("CARGO_MANIFEST_DIR"));
     let ppl = |out: &str, engine: &str| -> f64 {
         let line = out.lines().find(|l| l.starts_with(engine)).unwrap_or_else(|| panic!("no {engine} line in {out}"));
         line.split("PPL = ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap()
     };
-    let base = lamina(&["perplexity", "--engine", "both", "--chunk", "128", "--file", &text, "--threads", "2"]);
-    let adapted = lamina(&["perplexity", "--engine", "both", "--chunk", "128", "--file", &text, "--threads", "2", "--lora", &lora]);
+    let args = ["perplexity", "--engine", "both", "--chunk", "256", "--chunks", "6", "--file", &text, "--threads", "2"];
+    let base = lamina(&args);
+    let adapted = lamina(&[&args[..], &["--lora", &lora]].concat());
     assert!(base.status.success() && adapted.status.success(), "{}", String::from_utf8_lossy(&adapted.stderr));
     let (b, a) = (stdout(&base), stdout(&adapted));
     println!("{b}{a}");

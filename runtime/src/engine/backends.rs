@@ -19,15 +19,17 @@
 //!    itself (the executable or `liblamina_ffi.so`): apps ship the backends there.
 //!
 //! The directory the build left the backends in is deliberately not searched, so that a
-//! binary behaves the same on the build machine as where it ships; `scripts/package.sh`
-//! assembles the shipping layout (point `$LAMINA_BACKEND_PATH` at the build's `backends/`
-//! directory to run a binary in place).
+//! binary behaves the same on the build machine as where it ships. The build itself lays the
+//! libraries out as they ship (runtime/build.rs puts them beside the binaries, tests and
+//! examples of the build tree), and `scripts/package.sh` copies that layout into a bundle.
 //!
 //! Within a family the library with the highest `ggml_backend_score` wins (the CPU variant
-//! best suited to this processor); a library that cannot be opened (a GPU backend whose driver
-//! is missing, a truncated file) is skipped and its reason kept in the [`BackendReport`]. The
-//! process never fails to start for lack of a GPU library; only having no CPU backend at all
-//! makes [`Model::load`](super::Model::load) fail, with an error that lists what was tried.
+//! best suited to this processor). A CPU variant built for instructions the processor lists
+//! but the OS does not let the process use (see `cpu_support`), and a library that cannot be
+//! opened (a GPU backend whose driver is missing, a truncated file), are skipped with their
+//! reasons kept in the [`BackendReport`]. The process never fails to start for lack of a GPU
+//! library; only having no CPU backend at all makes [`Model::load`](super::Model::load) fail,
+//! with an error that lists what was tried.
 //!
 //! llama.cpp's own `ggml_backend_load_all_from_path` does the same selection but, in release
 //! builds, silently: a host could not tell why its GPU was not used. That is why the scan is
@@ -462,6 +464,12 @@ mod dynamic {
                 match score(&c.path) {
                     Ok(0) if !c.explicit => {} // a CPU variant this processor cannot run
                     Ok(0) => report.skipped.push(SkippedBackend { path: c.path, reason: "not supported on this machine (its score is 0)".into() }),
+                    // ggml's score reads CPUID only: refuse a variant whose instructions the
+                    // processor lists but the OS does not let this process use (SIGILL).
+                    Ok(_) if family == "cpu" && unusable_variant(&c.path).is_some() => {
+                        let reason = unusable_variant(&c.path).unwrap_or_default();
+                        report.skipped.push(SkippedBackend { path: c.path, reason });
+                    }
                     Ok(s) => ranked.push((c.explicit, s, c.path)),
                     Err(reason) => report.skipped.push(SkippedBackend { path: c.path, reason }),
                 }
@@ -478,6 +486,11 @@ mod dynamic {
                 }
             }
         }
+    }
+
+    /// Why the CPU variant at `path` cannot run in this process although ggml rates it.
+    fn unusable_variant(path: &Path) -> Option<String> {
+        crate::engine::cpu_support::variant_unusable(path.file_name()?.to_str()?)
     }
 
     fn same_file(a: &Path, b: &Path) -> bool {

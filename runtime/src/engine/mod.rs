@@ -4,6 +4,8 @@ pub mod adapter;
 mod backend;
 pub mod backends;
 mod chat_template;
+#[cfg(feature = "dynamic-backends")]
+mod cpu_support;
 mod model;
 mod offload;
 mod sampling;

@@ -1,0 +1,78 @@
+//! With run-time backends (the default `dynamic-backends` feature), llama.cpp is a set of shared
+//! libraries: `libllama.so`, `libggml.so`, `libggml-base.so` and one `libggml-cpu-<level>.so`
+//! per x86 level, of which lamina loads the best for the host at run time. llama-cpp-sys-2
+//! leaves them in its build directory (`out/lib`, `out/backends`) and links only the unversioned
+//! names into the profile directory, so a freshly built `target/release/lamina` would find
+//! neither the sonames it asks for (`libllama.so.0`) nor any CPU backend.
+//!
+//! This script puts the whole set beside the build's artifacts (the profile directory, `deps/`
+//! for test binaries and `examples/`), which is exactly the layout an application ships
+//! (`scripts/package.sh`): every binary, test and example then runs on the same libraries it
+//! would in a bundle, found through an rpath of `$ORIGIN`. Writing outside OUT_DIR is what
+//! llama-cpp-sys-2 itself does for the same reason; the files are hard links where possible,
+//! so nothing is duplicated on disk.
+//!
+//! It also gives this crate's tests and examples that rpath (the `lamina` and `liblamina_ffi`
+//! artifacts get theirs from the cli and ffi build scripts).
+
+use std::path::{Path, PathBuf};
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=DEP_LLAMA_BACKENDS_DIR");
+    if std::env::var_os("CARGO_FEATURE_DYNAMIC_BACKENDS").is_none() {
+        return;
+    }
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        // Every linked target of this crate (unit and integration tests, examples).
+        println!("cargo:rustc-link-arg=-Wl,--disable-new-dtags,-rpath,$ORIGIN");
+    }
+    let Some(backends) = std::env::var_os("DEP_LLAMA_BACKENDS_DIR").map(PathBuf::from) else {
+        println!("cargo:warning=llama-cpp-sys-2 did not report its backends directory; binaries will need LAMINA_BACKEND_PATH");
+        return;
+    };
+    let Some(libs) = backends.parent().map(|out| out.join("lib")) else { return };
+    // OUT_DIR is <target>/<profile>/build/lamina-<hash>/out.
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let Some(profile) = out_dir.ancestors().nth(3).map(Path::to_path_buf) else { return };
+
+    let mut files = shared_objects(&libs, |name| name.starts_with("lib") && name.contains(".so"));
+    files.extend(shared_objects(&backends, |name| name.starts_with("libggml-") && name.ends_with(".so")));
+    for dir in [profile.clone(), profile.join("deps"), profile.join("examples")] {
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            println!("cargo:warning=cannot create {}: {e}", dir.display());
+            continue;
+        }
+        for file in &files {
+            if let Err(e) = place(file, &dir) {
+                println!("cargo:warning=cannot place {} in {}: {e}", file.display(), dir.display());
+            }
+        }
+    }
+}
+
+/// The entries of `dir` whose names pass `keep`, in name order.
+fn shared_objects(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&keep))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Put `src` into `dir` under the same name, replacing what is there: a symbolic link is
+/// recreated as the same (relative) link, a file is hard-linked, or copied across file systems.
+fn place(src: &Path, dir: &Path) -> std::io::Result<()> {
+    let dst = dir.join(src.file_name().expect("a file name"));
+    if std::fs::symlink_metadata(&dst).is_ok() {
+        std::fs::remove_file(&dst)?;
+    }
+    if std::fs::symlink_metadata(src)?.file_type().is_symlink() {
+        #[cfg(unix)]
+        return std::os::unix::fs::symlink(std::fs::read_link(src)?, &dst);
+    }
+    std::fs::hard_link(src, &dst).or_else(|_| std::fs::copy(src, &dst).map(|_| ()))
+}
