@@ -240,8 +240,8 @@ typedef struct {
   size_t struct_size;
   // Context window in tokens; 0 = min(4096, the model's training context) (default).
   uint32_t n_ctx;
-  // Most tokens per decode call; long prompts are fed in chunks of this size and
-  // cancellation is checked between chunks (default 512).
+  // Most tokens per decode call; long prompts are fed in chunks of this size (default
+  // 512). Cancellation does not wait for the end of a chunk.
   uint32_t n_batch;
   // Threads for generation; 0 = all cores (default).
   uint32_t n_threads;
@@ -249,6 +249,9 @@ typedef struct {
   uint32_t n_threads_batch;
   // FlashAttention: -1 = where every device supports it (default), 0 = off, 1 = on.
   int32_t flash_attention;
+  // Most independent sequences lamina_session_generate_batch decodes together, 1..=256
+  // (default 1). Each gets its own n_ctx tokens of cache.
+  uint32_t n_sequences;
 } lamina_session_params;
 
 // How tokens are chosen and when generation stops. Initialise with
@@ -306,6 +309,13 @@ typedef struct {
   // Milliseconds spent generating after the prompt.
   double generation_ms;
 } lamina_generation_info;
+
+// Receives the text of prompt `index` of a batch as it is generated: `len` bytes of UTF-8 at
+// `piece` (also NUL-terminated), never a partial character, valid only during the call.
+// Return true to go on, false to stop that prompt's sequence only (its stop reason is then
+// LAMINA_STOP_REASON_CALLBACK_STOPPED). Called on the thread that called lamina, in no fixed
+// order between sequences.
+typedef bool (*lamina_batch_callback)(size_t index, const char *piece, size_t len, void *user_data);
 
 // Options of a training run: the adapter, the optimizer, the schedule and the data.
 // Initialise with `lamina_train_params_init(&p, sizeof p)`, then change fields. Numbers are
@@ -646,8 +656,11 @@ lamina_status lamina_session_new(const lamina_model *model,
 // on this session, the session is destroyed when that call returns.
 void lamina_session_free(lamina_session *session);
 
-// Stop the generation running on this session at the moment of the call: it stops within one
-// decode step and returns LAMINA_STATUS_OK with stop reason LAMINA_STOP_REASON_CANCELLED.
+// Stop the generation running on this session at the moment of the call: it returns
+// LAMINA_STATUS_OK with stop reason LAMINA_STOP_REASON_CANCELLED. On the CPU this takes
+// milliseconds, also in the middle of prompt processing (llama.cpp polls the flag during the
+// computation; `prompt_ms` then reports the time spent); GPU backends finish the current
+// decode step first.
 // When nothing is running this does nothing, so a late cancel never stops a later generation.
 // Thread-safe: this is the one call meant for another thread.
 lamina_status lamina_session_cancel(const lamina_session *session);
@@ -706,6 +719,35 @@ lamina_status lamina_answer(lamina_session *session,
 // The session's context window in tokens (what `n_ctx` asked for, or the default), the limit
 // that prompt plus generated text must fit in. Written to `*out_n_ctx` on success.
 lamina_status lamina_session_n_ctx(const lamina_session *session, uint32_t *out_n_ctx);
+
+// Continue `n_prompts` prompts at once, each in its own sequence of the session's cache and
+// all advancing in one llama.cpp batch per step (much higher throughput than one at a time on
+// the same cores). With greedy sampling each text equals lamina_session_generate's for that
+// prompt alone.
+//
+// The session must have been created with `n_sequences >= n_prompts` (each sequence has
+// n_ctx tokens of room). The KV cache is cleared before and after; a chat history is kept.
+// - `prompts`: `n_prompts` NUL-terminated UTF-8 strings.
+// - `sampling`: NULL (defaults for every prompt) or an array of `n_prompts` pointers, each
+//   NULL (defaults) or an initialised lamina_sampling_params.
+// - `callback`: may be NULL; see lamina_batch_callback.
+// - `out_texts`: NULL or an array of `n_prompts` slots; on success slot i receives prompt i's
+//   text, to free with lamina_string_free. Nothing is written on failure.
+// - `out_infos`: NULL or an array of `n_prompts` pointers, each NULL or a
+//   lamina_generation_info with struct_size set; written on success.
+//
+// lamina_session_cancel stops every sequence (each reports LAMINA_STOP_REASON_CANCELLED).
+// Errors: _INVALID_ARGUMENT (n_prompts is 0, above the session's n_sequences or 256, or a
+// sampling value names its prompt), _EMPTY_PROMPT, _PROMPT_TOO_LONG, _INVALID_UTF8, _BUSY,
+// _DECODE, _INVALID_HANDLE, _NULL_ARGUMENT.
+lamina_status lamina_session_generate_batch(lamina_session *session,
+                                            const char *const *prompts,
+                                            size_t n_prompts,
+                                            const lamina_sampling_params *const *sampling,
+                                            lamina_batch_callback callback,
+                                            void *user_data,
+                                            char **out_texts,
+                                            lamina_generation_info *const *out_infos);
 
 // Fill `*params` with the defaults (those of the Rust `TrainConfig` and `DataOptions`). Pass
 // `sizeof(*params)` as `struct_size`: a program built against an older, shorter version of

@@ -23,11 +23,14 @@ mod handles;
 mod log;
 mod model;
 mod session;
+// After `session`: the header declares the session types before the batch call that uses them.
+mod batch;
 mod status;
 mod train;
 
 pub use adapter::{lamina_adapter, lamina_adapter_free, lamina_adapter_info, lamina_model_load_adapter, lamina_session_n_adapters, lamina_session_set_adapters};
 pub use backends::{lamina_backends_json, lamina_backends_load};
+pub use batch::{lamina_batch_callback, lamina_session_generate_batch};
 pub use eval::{
     lamina_bleu, lamina_bleu_score, lamina_chrf, lamina_eval_params, lamina_eval_params_init, lamina_evaluate, lamina_progress_callback, lamina_squad_exact_match, lamina_squad_f1,
 };

@@ -31,8 +31,8 @@ pub struct lamina_session_params {
     pub struct_size: usize,
     /// Context window in tokens; 0 = min(4096, the model's training context) (default).
     pub n_ctx: u32,
-    /// Most tokens per decode call; long prompts are fed in chunks of this size and
-    /// cancellation is checked between chunks (default 512).
+    /// Most tokens per decode call; long prompts are fed in chunks of this size (default
+    /// 512). Cancellation does not wait for the end of a chunk.
     pub n_batch: u32,
     /// Threads for generation; 0 = all cores (default).
     pub n_threads: u32,
@@ -40,6 +40,9 @@ pub struct lamina_session_params {
     pub n_threads_batch: u32,
     /// FlashAttention: -1 = where every device supports it (default), 0 = off, 1 = on.
     pub flash_attention: i32,
+    /// Most independent sequences lamina_session_generate_batch decodes together, 1..=256
+    /// (default 1). Each gets its own n_ctx tokens of cache.
+    pub n_sequences: u32,
 }
 
 // SAFETY: repr(C), starts with usize, plain integer fields.
@@ -47,7 +50,7 @@ unsafe impl Versioned for lamina_session_params {
     const NAME: &'static str = "lamina_session_params";
     fn defaults() -> Self {
         let d = lamina::SessionParams::default();
-        Self { struct_size: std::mem::size_of::<Self>(), n_ctx: d.n_ctx, n_batch: d.n_batch, n_threads: d.n_threads, n_threads_batch: d.n_threads_batch, flash_attention: -1 }
+        Self { struct_size: std::mem::size_of::<Self>(), n_ctx: d.n_ctx, n_batch: d.n_batch, n_threads: d.n_threads, n_threads_batch: d.n_threads_batch, flash_attention: -1, n_sequences: d.n_sequences }
     }
 }
 
@@ -197,7 +200,14 @@ pub unsafe extern "C" fn lamina_session_new(model: *const lamina_model, params: 
                 1 => lamina::FlashAttention::On,
                 other => return Err(Failure::new(crate::status::lamina_status::ErrorInvalidArgument, format!("invalid argument `flash_attention`: must be -1 (auto), 0 (off) or 1 (on), got {other}"))),
             };
-            let params = lamina::SessionParams { n_ctx: p.n_ctx, n_batch: p.n_batch, n_threads: p.n_threads, n_threads_batch: p.n_threads_batch, flash_attention };
+            let params = lamina::SessionParams {
+                n_ctx: p.n_ctx,
+                n_batch: p.n_batch,
+                n_threads: p.n_threads,
+                n_threads_batch: p.n_threads_batch,
+                flash_attention,
+                n_sequences: p.n_sequences,
+            };
             let session = Session::new(&model.model, &params)?;
             let cancel = session.cancel_handle();
             let handle = SESSIONS.insert(lamina_session { session: Mutex::new(session), cancel });
@@ -220,8 +230,11 @@ pub extern "C" fn lamina_session_free(session: *mut lamina_session) {
     })
 }
 
-/// Stop the generation running on this session at the moment of the call: it stops within one
-/// decode step and returns LAMINA_STATUS_OK with stop reason LAMINA_STOP_REASON_CANCELLED.
+/// Stop the generation running on this session at the moment of the call: it returns
+/// LAMINA_STATUS_OK with stop reason LAMINA_STOP_REASON_CANCELLED. On the CPU this takes
+/// milliseconds, also in the middle of prompt processing (llama.cpp polls the flag during the
+/// computation; `prompt_ms` then reports the time spent); GPU backends finish the current
+/// decode step first.
 /// When nothing is running this does nothing, so a late cancel never stops a later generation.
 /// Thread-safe: this is the one call meant for another thread.
 #[no_mangle]
@@ -273,7 +286,7 @@ pub unsafe extern "C" fn lamina_session_set_system_prompt(session: *mut lamina_s
 }
 
 /// Convert C sampling params (validated by the runtime).
-unsafe fn sampling_from_c(params: *const lamina_sampling_params) -> Result<Sampling, Failure> {
+pub(crate) unsafe fn sampling_from_c(params: *const lamina_sampling_params) -> Result<Sampling, Failure> {
     // SAFETY: caller's params contract.
     let p = unsafe { read_params(params) }?;
     if p.n_stop > 0 && p.stop.is_null() {
@@ -304,14 +317,17 @@ fn piece_sink(callback: lamina_token_callback, user_data: *mut c_void) -> impl F
     let mut buf: Vec<u8> = Vec::new();
     move |piece: &str| match callback {
         None => true,
-        Some(cb) => {
-            buf.clear();
-            buf.extend_from_slice(piece.as_bytes());
-            buf.push(0);
-            // SAFETY: the host supplied this callback and user data for this call.
-            unsafe { cb(buf.as_ptr().cast::<c_char>(), piece.len(), user_data) }
-        }
+        // SAFETY: the host supplied this callback and user data for this call.
+        Some(cb) => unsafe { cb(nul_terminated(&mut buf, piece), piece.len(), user_data) },
     }
+}
+
+/// `piece` copied into `buf` with a NUL after it, as the callbacks hand text to C.
+pub(crate) fn nul_terminated(buf: &mut Vec<u8>, piece: &str) -> *const c_char {
+    buf.clear();
+    buf.extend_from_slice(piece.as_bytes());
+    buf.push(0);
+    buf.as_ptr().cast::<c_char>()
 }
 
 /// Check the caller's `out_info` before any work, so that a bad struct_size fails the call
@@ -319,7 +335,7 @@ fn piece_sink(callback: lamina_token_callback, user_data: *mut c_void) -> impl F
 ///
 /// # Safety
 /// `out_info` is NULL or points to at least `size_t` readable bytes.
-unsafe fn check_info(out_info: *const lamina_generation_info) -> Result<(), Failure> {
+pub(crate) unsafe fn check_info(out_info: *const lamina_generation_info) -> Result<(), Failure> {
     if out_info.is_null() {
         return Ok(());
     }
@@ -338,7 +354,7 @@ unsafe fn check_info(out_info: *const lamina_generation_info) -> Result<(), Fail
 ///
 /// # Safety
 /// `out_text` is NULL or writable; `out_info` is NULL or valid for `struct_size` bytes.
-unsafe fn write_generation(g: &Generation, out_text: *mut *mut c_char, out_info: *mut lamina_generation_info) {
+pub(crate) unsafe fn write_generation(g: &Generation, out_text: *mut *mut c_char, out_info: *mut lamina_generation_info) {
     if !out_info.is_null() {
         // SAFETY: non-NULL; validated by check_info before the generation.
         let declared = unsafe { std::ptr::read_unaligned(out_info.cast::<usize>()) };

@@ -25,7 +25,8 @@ pub mod tasks;
 pub mod weights;
 
 pub use engine::{
-    Adapter, CancelHandle, ChatMessage, FlashAttention, Generation, Model, ModelInfo, ModelParams, Sampling, Session, SessionParams, StopReason,
+    Adapter, BatchRequest, CancelHandle, ChatMessage, FlashAttention, Generation, Model, ModelInfo, ModelParams, Sampling, Session,
+    SessionParams, StopReason,
 };
 pub use error::{Error, ErrorKind, Result};
 

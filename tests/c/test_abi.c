@@ -970,6 +970,124 @@ static void *cancel_repeatedly(void *arg) {
     }
 }
 
+/* --- several prompts at once ------------------------------------------------------------ */
+
+typedef struct {
+    int pieces[3];
+    size_t stop_index; /* the prompt whose sequence the callback stops after one piece */
+} batch_stream;
+
+static bool count_batch_pieces(size_t index, const char *piece, size_t len, void *user_data) {
+    batch_stream *bs = (batch_stream *)user_data;
+    (void)piece;
+    (void)len;
+    if (index < 3) {
+        bs->pieces[index]++;
+    }
+    return index != bs->stop_index;
+}
+
+static void test_generate_batch(lamina_model *model) {
+    static const char *const prompts[3] = {"The capital of France is", "Once upon a time, there was a little",
+                                           "The three primary colors are"};
+    lamina_session *single = NULL;
+    lamina_session_params p = session_params(256);
+    EXPECT_OK(lamina_session_new(model, &p, &single));
+    char *expected[3];
+    for (int i = 0; i < 3; i++) {
+        expected[i] = generate_text(single, prompts[i], 12, NULL);
+    }
+    lamina_session_free(single);
+
+    lamina_session *batch = NULL;
+    p.n_sequences = 3;
+    EXPECT_OK(lamina_session_new(model, &p, &batch));
+    lamina_sampling_params g = greedy(12);
+    const lamina_sampling_params *sampling[3] = {&g, &g, &g};
+    char *texts[3] = {NULL, NULL, NULL};
+    lamina_generation_info infos[3];
+    lamina_generation_info *info_ptrs[3] = {&infos[0], &infos[1], &infos[2]};
+    for (int i = 0; i < 3; i++) {
+        memset(&infos[i], 0, sizeof infos[i]);
+        infos[i].struct_size = sizeof infos[i];
+    }
+    EXPECT_OK(lamina_session_generate_batch(batch, prompts, 3, sampling, NULL, NULL, texts, info_ptrs));
+    for (int i = 0; i < 3; i++) {
+        CHECKF(texts[i] != NULL && expected[i] != NULL && strcmp(texts[i], expected[i]) == 0,
+               "batch text %d \"%s\" differs from one at a time \"%s\"", i, texts[i] ? texts[i] : "(null)",
+               expected[i] ? expected[i] : "(null)");
+        CHECK(infos[i].stop_reason == LAMINA_STOP_REASON_MAX_TOKENS && infos[i].generated_tokens == 12);
+        lamina_string_free(texts[i]);
+        texts[i] = NULL;
+    }
+    printf("batch of 3: \"%s\" / \"%s\" / \"%s\"\n", expected[0], expected[1], expected[2]);
+
+    /* A callback that returns false stops its own sequence only; sampling NULL means the
+     * defaults for every prompt, and the outputs may be NULL. */
+    batch_stream bs;
+    memset(&bs, 0, sizeof bs);
+    bs.stop_index = 1;
+    EXPECT_OK(lamina_session_generate_batch(batch, prompts, 3, NULL, count_batch_pieces, &bs, NULL, info_ptrs));
+    CHECKF(bs.pieces[1] == 1 && infos[1].stop_reason == LAMINA_STOP_REASON_CALLBACK_STOPPED,
+           "stopped sequence: %d pieces, stop reason %d", bs.pieces[1], (int)infos[1].stop_reason);
+    CHECK(bs.pieces[0] > 1 && bs.pieces[2] > 1);
+
+    /* Bad input: each gets its status and a message; nothing is written. */
+    EXPECT_ERROR(lamina_session_generate_batch(batch, prompts, 0, NULL, NULL, NULL, texts, NULL),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "n_prompts");
+    EXPECT_ERROR(lamina_session_generate_batch(batch, NULL, 2, NULL, NULL, NULL, texts, NULL),
+                 LAMINA_STATUS_ERROR_NULL_ARGUMENT, "prompts");
+    static const char *const four[4] = {"a", "b", "c", "d"};
+    EXPECT_ERROR(lamina_session_generate_batch(batch, four, 4, NULL, NULL, NULL, texts, NULL),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "at most 3");
+    const char *with_null[2] = {"a", NULL};
+    EXPECT_ERROR(lamina_session_generate_batch(batch, with_null, 2, NULL, NULL, NULL, texts, NULL),
+                 LAMINA_STATUS_ERROR_NULL_ARGUMENT, "prompts[i]");
+    const char *with_empty[2] = {"a", ""};
+    EXPECT_ERROR(lamina_session_generate_batch(batch, with_empty, 2, NULL, NULL, NULL, texts, NULL),
+                 LAMINA_STATUS_ERROR_EMPTY_PROMPT, "prompt");
+    lamina_sampling_params bad = greedy(4);
+    bad.temperature = -1.0f;
+    const lamina_sampling_params *bad_sampling[2] = {NULL, &bad};
+    EXPECT_ERROR(lamina_session_generate_batch(batch, prompts, 2, bad_sampling, NULL, NULL, texts, NULL),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "request 1");
+    CHECK(texts[0] == NULL && texts[1] == NULL);
+    EXPECT_ERROR(lamina_session_generate_batch(NULL, prompts, 1, NULL, NULL, NULL, NULL, NULL),
+                 LAMINA_STATUS_ERROR_NULL_ARGUMENT, "session");
+    lamina_session_params too_many = session_params(256);
+    too_many.n_sequences = 0;
+    lamina_session *none = NULL;
+    EXPECT_ERROR(lamina_session_new(model, &too_many, &none), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "n_sequences");
+    too_many.n_sequences = 257;
+    EXPECT_ERROR(lamina_session_new(model, &too_many, &none), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "n_sequences");
+    CHECK(none == NULL);
+
+    /* The session generates normally afterwards. */
+    char *after = generate_text(batch, prompts[0], 12, NULL);
+    CHECK(after != NULL && expected[0] != NULL && strcmp(after, expected[0]) == 0);
+    free(after);
+    for (int i = 0; i < 3; i++) {
+        free(expected[i]);
+    }
+    lamina_session_free(batch);
+}
+
+/* Cancels a session once, after a delay, and records when. */
+typedef struct {
+    lamina_session *session;
+    long delay_ms;
+    double sent_at;
+} delayed_cancel;
+
+static void *cancel_after_delay(void *arg) {
+    delayed_cancel *dc = (delayed_cancel *)arg;
+    struct timespec delay = {dc->delay_ms / 1000, (dc->delay_ms % 1000) * 1000 * 1000};
+    nanosleep(&delay, NULL);
+    dc->sent_at = now_s();
+    lamina_session_cancel(dc->session);
+    return NULL;
+}
+
 static void test_cancel(lamina_model *model) {
     lamina_session *session = NULL;
     lamina_session_params p = session_params(4096 + 64);
@@ -1054,6 +1172,40 @@ static void test_cancel(lamina_model *model) {
     CHECKF(t_prompt < 2.0, "cancel during the prompt took %.2f s", t_prompt);
     free(long_prompt);
     lamina_session_free(chunked);
+
+    /* Cancel in the middle of one long prompt chunk (the whole prompt is one decode call):
+     * llama.cpp's abort callback stops the computation within milliseconds, and the call
+     * reports the time it did spend on the prompt. */
+    lamina_session *one_chunk = NULL;
+    lamina_session_params op = session_params(2048);
+    op.n_batch = 2048;
+    EXPECT_OK(lamina_session_new(model, &op, &one_chunk));
+    char *big_prompt = words_prompt(1500);
+    delayed_cancel dc;
+    dc.session = one_chunk;
+    dc.delay_ms = 300;
+    dc.sent_at = 0.0;
+    pthread_t delayed;
+    CHECK(pthread_create(&delayed, NULL, cancel_after_delay, &dc) == 0);
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    EXPECT_OK(lamina_session_generate(one_chunk, big_prompt, &s, NULL, NULL, NULL, &info));
+    double returned_at = now_s();
+    pthread_join(delayed, NULL);
+    double latency_ms = (returned_at - dc.sent_at) * 1e3;
+    printf("cancel inside a %u-token prompt chunk: returned after %.1f ms, prompt_ms %.1f\n",
+           (unsigned)info.prompt_tokens, latency_ms, info.prompt_ms);
+    CHECKF(info.stop_reason == LAMINA_STOP_REASON_CANCELLED && info.generated_tokens == 0,
+           "cancel inside a chunk: stop reason %d, %u tokens", (int)info.stop_reason, (unsigned)info.generated_tokens);
+    /* 50 ms is the contract; the bound leaves room for a loaded machine while staying far
+     * below the seconds one chunk takes. */
+    CHECKF(latency_ms < 250.0, "cancel inside a chunk took %.1f ms", latency_ms);
+    CHECKF(info.prompt_ms >= 250.0, "prompt_ms %.1f does not count the time spent", info.prompt_ms);
+    char *after = generate_text(one_chunk, PROMPT, 4, &info);
+    CHECK(after != NULL && strstr(after, "Paris") != NULL);
+    free(after);
+    free(big_prompt);
+    lamina_session_free(one_chunk);
 
     /* A cancel while nothing runs does nothing: a late cancel never stops a later generation. */
     EXPECT_OK(lamina_session_cancel(session));
@@ -1243,6 +1395,7 @@ int main(void) {
     TIMED(test_versioned_structs(model));
     TIMED(test_callbacks_and_stops(session));
     TIMED(test_cancel(model));
+    TIMED(test_generate_batch(model));
     TIMED(test_concurrent_sessions(model));
     TIMED(test_chat_and_tasks(session));
     TIMED(test_session_outlives_model(model_path));

@@ -101,6 +101,7 @@ class lamina_session_params(Structure):
         ("n_threads", c_uint32),
         ("n_threads_batch", c_uint32),
         ("flash_attention", c_int32),
+        ("n_sequences", c_uint32),
     ]
 
 
@@ -159,6 +160,7 @@ class lamina_eval_params(Structure):
 # Callbacks. The piece is declared as void * so that exactly `len` bytes are read.
 lamina_log_callback = CFUNCTYPE(None, lamina_log_level, c_char_p, c_void_p)
 lamina_token_callback = CFUNCTYPE(c_bool, c_void_p, c_size_t, c_void_p)
+lamina_batch_callback = CFUNCTYPE(c_bool, c_size_t, c_void_p, c_size_t, c_void_p)
 lamina_progress_callback = CFUNCTYPE(c_bool, c_size_t, c_size_t, c_void_p)
 
 # Opaque handle types (numbers, not addresses).
@@ -204,6 +206,19 @@ PROTOTYPES = {
     "lamina_session_cancel": (lamina_status, [lamina_session_p]),
     "lamina_session_reset": (lamina_status, [lamina_session_p]),
     "lamina_session_set_system_prompt": (lamina_status, [lamina_session_p, c_char_p]),
+    "lamina_session_generate_batch": (
+        lamina_status,
+        [
+            lamina_session_p,
+            POINTER(c_char_p),
+            c_size_t,
+            POINTER(POINTER(lamina_sampling_params)),
+            lamina_batch_callback,
+            c_void_p,
+            POINTER(c_void_p),
+            POINTER(POINTER(lamina_generation_info)),
+        ],
+    ),
     "lamina_session_generate": (
         lamina_status,
         [

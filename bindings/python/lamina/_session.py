@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Uni
 
 from ._lib import (
     STOP_REASON_NAMES,
+    lamina_batch_callback,
     lamina_eval_params,
     lamina_generation_info,
     lamina_progress_callback,
@@ -86,6 +87,19 @@ def _sampling(
     return p, keep
 
 
+def _generation(text: str, info: lamina_generation_info) -> Generation:
+    return Generation(
+        text=text,
+        stop_reason=STOP_REASON_NAMES.get(info.stop_reason, "unknown({})".format(info.stop_reason)),
+        prompt_tokens=info.prompt_tokens,
+        reused_tokens=info.reused_tokens,
+        generated_tokens=info.generated_tokens,
+        prompt_ms=info.prompt_ms,
+        time_to_first_token_ms=info.time_to_first_token_ms,
+        generation_ms=info.generation_ms,
+    )
+
+
 def _takes_sampling(text_name: str, on_token: bool):
     """Give a ``(self, text, [*, on_token=None,] **sampling)`` method the explicit signature
     of the sampling keywords it accepts (those of :func:`_sampling`), for help() and IDEs."""
@@ -125,11 +139,13 @@ class Session(Managed):
     Args:
         model: the model to run.
         n_ctx: context window in tokens; 0 = min(4096, the model's training context).
-        n_batch: most tokens per decode call (cancellation is checked between chunks).
+        n_batch: most tokens per decode call (long prompts are fed in chunks of this size).
         n_threads: threads for generation; 0 = all cores.
         n_threads_batch: threads for prompt processing; 0 = same as n_threads.
         flash_attention: None = where every device supports it (llama.cpp's default),
             True = on, False = off.
+        n_sequences: most prompts :meth:`generate_batch` decodes together (1..256); each
+            gets its own n_ctx tokens of cache.
     """
 
     def __init__(
@@ -141,6 +157,7 @@ class Session(Managed):
         n_threads: int = 0,
         n_threads_batch: int = 0,
         flash_attention: Optional[bool] = None,
+        n_sequences: int = 1,
     ):
         if not isinstance(model, Model):
             raise TypeError("model must be a lamina.Model, not {}".format(type(model).__name__))
@@ -152,6 +169,7 @@ class Session(Managed):
         if flash_attention is not None and not isinstance(flash_attention, bool):
             raise TypeError("flash_attention must be None, True or False")
         params.flash_attention = -1 if flash_attention is None else int(flash_attention)
+        params.n_sequences = u32(n_sequences, "n_sequences")
         # The C library keeps the model alive while the session exists; the reference here
         # keeps the Python object (and with it the loaded library) around as well.
         self._model = model
@@ -200,8 +218,10 @@ class Session(Managed):
 
     def cancel(self) -> None:
         """Stop the generation running on this session (from any thread): it returns with
-        stop_reason "cancelled" within one decode step. When nothing runs this does nothing,
-        so a cancel never affects a later generation. A no-op on a closed session."""
+        stop_reason "cancelled", within milliseconds on the CPU even in the middle of a long
+        prompt (last_generation.prompt_ms then counts the time spent). When nothing runs
+        this does nothing, so a cancel never affects a later generation. A no-op on a closed
+        session."""
         check(self._send_cancel())
 
     def _send_cancel(self) -> int:
@@ -285,21 +305,76 @@ class Session(Managed):
         with defer_sigint() as interrupt:
             status = fn(handle, text, ctypes.byref(params), callback, None, ctypes.byref(out), ctypes.byref(info))
             if status == 0:
-                generation = Generation(
-                    text=take_string(out),
-                    stop_reason=STOP_REASON_NAMES.get(info.stop_reason, "unknown({})".format(info.stop_reason)),
-                    prompt_tokens=info.prompt_tokens,
-                    reused_tokens=info.reused_tokens,
-                    generated_tokens=info.generated_tokens,
-                    prompt_ms=info.prompt_ms,
-                    time_to_first_token_ms=info.time_to_first_token_ms,
-                    generation_ms=info.generation_ms,
-                )
+                generation = _generation(take_string(out), info)
                 self.last_generation = generation
         if errors:  # the callback failed: that is the cause of whatever happened next
             raise errors[0]
         check(status)
         return generation
+
+    def generate_batch(
+        self,
+        prompts: Iterable[StrOrBytes],
+        sampling: Union[None, Dict[str, Any], Iterable[Optional[Dict[str, Any]]]] = None,
+        *,
+        on_token: Optional[Callable[[int, str], Optional[bool]]] = None,
+    ) -> List[Generation]:
+        """Continue several prompts at once, each in its own sequence, all advancing in one
+        llama.cpp batch per step; returns their Generations in order. With greedy sampling
+        each text equals :meth:`generate`'s for that prompt alone.
+
+        `sampling` is None (defaults), one dict of sampling keywords (as for :meth:`generate`)
+        for every prompt, or a list with one dict (or None) per prompt. `on_token(index,
+        piece)` streams; returning False stops that prompt only (stop_reason
+        "callback_stopped"); an exception it raises stops the batch and is re-raised here.
+        The session needs ``n_sequences >= len(prompts)``; the KV cache is cleared before
+        and after (a chat history is kept). :meth:`cancel` stops every sequence.
+        """
+        texts = [to_c(p, "prompts[{}]".format(i)) for i, p in enumerate(prompts)]
+        n = len(texts)
+        if isinstance(sampling, dict) or sampling is None:
+            per_prompt = [sampling or {}] * n
+        else:
+            per_prompt = [s or {} for s in sampling]
+            if len(per_prompt) != n:
+                raise ValueError("sampling has {} entries for {} prompts".format(len(per_prompt), n))
+        built = [_sampling(**kw) for kw in per_prompt]
+        handle = self._ptr()
+        c_prompts = (ctypes.c_char_p * max(n, 1))(*texts)
+        c_sampling = (ctypes.POINTER(lamina_sampling_params) * max(n, 1))(*[ctypes.pointer(p) for p, _ in built])
+        infos = [lamina_generation_info() for _ in range(n)]
+        for info in infos:
+            info.struct_size = ctypes.sizeof(lamina_generation_info)
+        c_infos = (ctypes.POINTER(lamina_generation_info) * max(n, 1))(*[ctypes.pointer(i) for i in infos])
+        c_texts = (ctypes.c_void_p * max(n, 1))()
+        errors: List[BaseException] = []
+        interrupt = None
+
+        def c_callback(index, piece, length, _user_data):
+            try:
+                if interrupt is not None and interrupt.pending:
+                    return False
+                if on_token is None:
+                    return True
+                result = on_token(index, ctypes.string_at(piece, length).decode("utf-8", "replace"))
+                return result is None or bool(result)
+            except BaseException as e:  # must not cross the C boundary
+                errors.append(e)
+                self._send_cancel()
+                return False
+
+        callback = lamina_batch_callback(c_callback)
+        generations: List[Generation] = []
+        with defer_sigint() as interrupt:
+            status = lib.lamina_session_generate_batch(handle, c_prompts, n, c_sampling, callback, None, c_texts, c_infos)
+            if status == 0:
+                generations = [
+                    _generation(take_string(ctypes.c_void_p(c_texts[i])), info) for i, info in enumerate(infos)
+                ]
+        if errors:
+            raise errors[0]
+        check(status)
+        return generations
 
     def _run(self, fn, text: StrOrBytes, name: str, sampling, on_token: Optional[TokenCallback]) -> Generation:
         """generate/chat: convert the arguments and run `fn` to the end."""

@@ -575,6 +575,33 @@ def test_cancel_from_another_thread(model):
         assert_still_works(s)
 
 
+def test_cancel_inside_a_long_prompt_chunk_returns_within_milliseconds(model):
+    # The whole prompt is one decode call; llama.cpp's abort callback stops it mid-graph.
+    with model.session(n_ctx=2048, n_batch=2048, n_threads=1) as s:
+        sent_at = []
+
+        def cancel_later():
+            time.sleep(0.3)
+            sent_at.append(time.monotonic())
+            s.cancel()
+
+        canceller = threading.Thread(target=cancel_later)
+        canceller.start()
+        try:
+            g = s.generate("word " * 1500, max_tokens=4)
+        finally:
+            canceller.join()
+        latency_ms = (time.monotonic() - sent_at[0]) * 1e3
+        print("cancel inside a {}-token chunk: returned after {:.1f} ms, prompt_ms {:.1f}".format(
+            g.prompt_tokens, latency_ms, g.prompt_ms))
+        assert g.stop_reason == "cancelled"
+        assert g.generated_tokens == 0
+        # 50 ms is the contract; head room for a loaded machine, far below a chunk's seconds.
+        assert latency_ms < 250, latency_ms
+        assert g.prompt_ms >= 250, g.prompt_ms
+        assert_still_works(s)
+
+
 def test_cancel_when_idle_does_not_affect_next_generation(session):
     # A cancel stops only the generation running at the moment of the call.
     session.cancel()
@@ -777,3 +804,57 @@ print("after", "Paris" in s.generate("The capital of France is", max_tokens=3).t
         "after True",
     ], out.stdout + out.stderr
     assert "Exception ignored" not in out.stderr
+
+
+# -- several prompts at once --------------------------------------------------------------
+
+BATCH_PROMPTS = [
+    "The capital of France is",
+    "Once upon a time, there was a little",
+    "The three primary colors are",
+    "Water boils at",
+]
+
+
+def test_generate_batch_equals_one_at_a_time(model):
+    with model.session(n_ctx=512, n_threads=2) as single:
+        expected = [single.generate(p, max_tokens=16) for p in BATCH_PROMPTS]
+    with model.session(n_ctx=512, n_threads=2, n_sequences=4) as s:
+        streamed = [""] * len(BATCH_PROMPTS)
+
+        def on_token(index, piece):
+            streamed[index] += piece
+
+        got = s.generate_batch(BATCH_PROMPTS, {"max_tokens": 16}, on_token=on_token)
+        assert [g.text for g in got] == [g.text for g in expected]
+        assert [g.stop_reason for g in got] == [g.stop_reason for g in expected]
+        assert streamed == [g.text for g in got]
+        # Per-prompt sampling: a short one and a stop string.
+        got = s.generate_batch(BATCH_PROMPTS[:2], [{"max_tokens": 2}, {"max_tokens": 64, "stop": "."}])
+        assert got[0].generated_tokens == 2 and got[0].stop_reason == "max_tokens"
+        assert got[1].stop_reason == "stop_string" and "." not in got[1].text
+        # A callback returning False stops its own prompt only.
+        got = s.generate_batch(BATCH_PROMPTS[:2], {"max_tokens": 16}, on_token=lambda i, p: i != 0)
+        assert got[0].stop_reason == "callback_stopped" and got[1].stop_reason == "max_tokens"
+        assert_still_works(s)
+
+
+def test_generate_batch_bad_input(model):
+    with model.session(n_ctx=256, n_threads=1, n_sequences=2) as s:
+        with pytest.raises(lamina.LaminaError) as e:
+            s.generate_batch(BATCH_PROMPTS[:3])
+        assert e.value.status == lamina.STATUS_ERROR_INVALID_ARGUMENT and "at most 2" in str(e.value)
+        with pytest.raises(lamina.LaminaError) as e:
+            s.generate_batch([])
+        assert e.value.status == lamina.STATUS_ERROR_INVALID_ARGUMENT
+        with pytest.raises(ValueError):
+            s.generate_batch(BATCH_PROMPTS[:2], [{}])
+        with pytest.raises(lamina.LaminaError) as e:
+            s.generate_batch(["a", "b"], [{}, {"temperature": -1.0}])
+        assert "request 1" in str(e.value)
+        with pytest.raises(ZeroDivisionError):
+            s.generate_batch(BATCH_PROMPTS[:2], on_token=lambda i, p: 1 / 0)
+        assert_still_works(s)
+    with pytest.raises(lamina.LaminaError) as e:
+        model.session(n_sequences=0)
+    assert "n_sequences" in str(e.value)

@@ -4,11 +4,13 @@ pub mod adapter;
 mod backend;
 pub mod backends;
 mod chat_template;
+mod context;
 #[cfg(feature = "dynamic-backends")]
 mod cpu_support;
 mod model;
 mod offload;
 mod sampling;
+mod sequence;
 mod session;
 mod text_stream;
 
@@ -18,5 +20,5 @@ pub use backend::{llama_backend, set_log_sink, LogLevel, LogSink};
 pub use chat_template::{ChatMessage, ChatTemplate, TemplateEngine};
 pub use model::{Model, ModelInfo, ModelParams};
 pub use sampling::Sampling;
-pub use session::{CancelHandle, FlashAttention, Generation, Session, SessionParams, StopReason};
+pub use session::{BatchRequest, CancelHandle, FlashAttention, Generation, Session, SessionParams, StopReason, MAX_SEQUENCES};
 pub use text_stream::{StopFilter, Utf8Decoder};

@@ -1,6 +1,9 @@
 //! Sampling parameters and the llama.cpp sampler chain built from them.
 
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use llama_cpp_2::token::LlamaToken;
 
 use crate::error::{Error, Result};
 
@@ -123,6 +126,38 @@ impl Sampling {
             chain.push(LlamaSampler::dist(self.seed));
         }
         LlamaSampler::chain_simple(chain)
+    }
+}
+
+/// llama.cpp's sampler chain applied to a row of logits: what `llama_sampler_sample` does
+/// with a context (every token as a candidate, the chain applied, the choice accepted), for
+/// logits that lamina's own context hands out. The candidate buffer is reused between tokens.
+pub(crate) struct ChainSampler {
+    chain: LlamaSampler,
+    candidates: Vec<LlamaTokenData>,
+}
+
+impl ChainSampler {
+    pub(crate) fn new(sampling: &Sampling, n_vocab: i32, n_ctx: u32) -> Self {
+        ChainSampler { chain: sampling.build_chain(n_vocab, n_ctx), candidates: Vec::new() }
+    }
+
+    /// Feed tokens to the stateful samplers (the repetition penalty's window).
+    pub(crate) fn accept_many(&mut self, tokens: &[LlamaToken]) {
+        self.chain.accept_many(tokens);
+    }
+
+    /// Choose the next token from `logits` (n_vocab values) and record it as accepted.
+    pub(crate) fn sample(&mut self, logits: &[f32]) -> Result<LlamaToken> {
+        let mut data = std::mem::take(&mut self.candidates);
+        data.clear();
+        data.extend(logits.iter().enumerate().map(|(id, &logit)| LlamaTokenData::new(LlamaToken(id as i32), logit, 0.0)));
+        let mut array = LlamaTokenDataArray::new(data, false);
+        self.chain.apply(&mut array);
+        let token = array.selected_token().ok_or_else(|| Error::Decode("the sampler chain selected no token".into()))?;
+        self.chain.accept(token);
+        self.candidates = array.data;
+        Ok(token)
     }
 }
 

@@ -9,32 +9,33 @@
 //! longest common prefix between those and the new prompt and decodes only the rest, so a chat
 //! turn re-reads only the newest message, and repeated prompts with a shared preamble are cheap.
 
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::context::LlamaContext;
-use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::token::LlamaToken;
 
 use super::adapter::{merged_adapter, Adapter, LoraPtr};
-use super::backend::{llama_backend, take_last_llama_error, CONTEXT_CREATION};
+use super::backend::CONTEXT_CREATION;
 use super::chat_template::{ChatMessage, TemplateEngine};
+use super::context::{Batch, Context, ContextParams, Decoded};
 use super::model::Model;
 use super::sampling::Sampling;
-use super::text_stream::{StopFilter, Utf8Decoder};
+use super::sequence::{Next, Sequence};
 use crate::error::{Error, Result};
 use crate::eval::perplexity::log_softmax_at;
+
+mod batch;
+pub use batch::BatchRequest;
 
 /// How to create a session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionParams {
     /// Context window in tokens (prompt + generated). 0 = min(4096, the model's training context).
     pub n_ctx: u32,
-    /// Most tokens handed to llama.cpp per decode call. Prompts longer than this are fed in
-    /// chunks, and cancellation is checked between chunks.
+    /// Most tokens handed to llama.cpp per decode call (prompts longer than this are fed in
+    /// chunks). Cancellation does not wait for a chunk: llama.cpp checks it during the
+    /// computation.
     pub n_batch: u32,
     /// Threads for generation (one token at a time). 0 = all available cores.
     pub n_threads: u32,
@@ -42,13 +43,19 @@ pub struct SessionParams {
     pub n_threads_batch: u32,
     /// Whether attention uses llama.cpp's fused FlashAttention kernels.
     pub flash_attention: FlashAttention,
+    /// Most independent sequences [`Session::generate_batch`] decodes together (default 1).
+    /// Each gets its own `n_ctx` tokens of cache, so the cache is this many times larger.
+    pub n_sequences: u32,
 }
 
 impl Default for SessionParams {
     fn default() -> Self {
-        Self { n_ctx: 0, n_batch: 512, n_threads: 0, n_threads_batch: 0, flash_attention: FlashAttention::Auto }
+        Self { n_ctx: 0, n_batch: 512, n_threads: 0, n_threads_batch: 0, flash_attention: FlashAttention::Auto, n_sequences: 1 }
     }
 }
+
+/// The most sequences one session can decode together (llama.cpp's limit).
+pub const MAX_SEQUENCES: u32 = 256;
 
 /// llama.cpp's FlashAttention policy for a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -113,10 +120,12 @@ pub struct Generation {
 
 /// Stops a running generation (or evaluation) from another thread. Cheap to clone.
 ///
-/// `cancel()` stops the operation that is running at the moment of the call, within one
-/// decode step (one token, or one prompt chunk of `n_batch` tokens); that call then returns
-/// with [`StopReason::Cancelled`]. When nothing runs, it does nothing: a late cancel never
-/// leaks into the session's next operation.
+/// `cancel()` stops the operation that is running at the moment of the call; that call then
+/// returns with [`StopReason::Cancelled`]. On the CPU the stop comes within one step of
+/// llama.cpp's compute graph (milliseconds, even in the middle of a long prompt chunk),
+/// because the session's context polls this flag through llama.cpp's abort callback; GPU
+/// backends finish the decode call first. When nothing runs, it does nothing: a late cancel
+/// never leaks into the session's next operation.
 #[derive(Debug, Clone, Default)]
 pub struct CancelHandle(Arc<AtomicU64>);
 
@@ -164,12 +173,14 @@ impl Drop for Running {
 
 /// A context over a model. See the module documentation for the threading contract.
 pub struct Session {
-    // Field order matters: `ctx` borrows the llama model owned by `model`'s Arc and must be
+    // Field order matters: `ctx` uses the llama model owned by `model`'s Arc and must be
     // dropped first (fields drop in declaration order).
-    ctx: LlamaContext<'static>,
-    batch: LlamaBatch<'static>,
+    ctx: Context,
+    batch: Batch,
     model: Model,
     n_batch: usize,
+    /// Sequences the cache has room for (SessionParams::n_sequences).
+    n_sequences: usize,
     /// The context size the caller asked for. llama.cpp may round its KV cache up (to a
     /// multiple of 256); limits use the requested size so behaviour does not depend on padding.
     n_ctx: usize,
@@ -197,16 +208,6 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// A llama-cpp-2 adapter value for a lamina-loaded adapter pointer, to pass to the context's
-/// adapter calls. `LlamaLoraAdapter` is `#[repr(transparent)]` over `NonNull<llama_adapter_lora>`
-/// (asserted in adapter.rs) and has no destructor, so this neither copies nor frees anything.
-fn lora_handle(ptr: LoraPtr) -> std::mem::ManuallyDrop<llama_cpp_2::model::LlamaLoraAdapter> {
-    // SAFETY: same size and layout, see above; the pointer is a live adapter of this model.
-    std::mem::ManuallyDrop::new(unsafe {
-        std::mem::transmute::<std::ptr::NonNull<llama_cpp_sys_2::llama_adapter_lora>, llama_cpp_2::model::LlamaLoraAdapter>(ptr.0)
-    })
-}
-
 fn default_threads() -> u32 {
     std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
 }
@@ -216,6 +217,9 @@ impl Session {
     pub fn new(model: &Model, params: &SessionParams) -> Result<Session> {
         if params.n_batch == 0 {
             return Err(Error::invalid("n_batch", "must be at least 1"));
+        }
+        if params.n_sequences == 0 || params.n_sequences > MAX_SEQUENCES {
+            return Err(Error::invalid("n_sequences", format!("must be in 1..={MAX_SEQUENCES}, got {}", params.n_sequences)));
         }
         const MAX_THREADS: u32 = 1024;
         for (name, value) in [("n_threads", params.n_threads), ("n_threads_batch", params.n_threads_batch)] {
@@ -228,36 +232,32 @@ impl Session {
         let n_threads = if params.n_threads == 0 { default_threads() } else { params.n_threads };
         let n_threads_batch = if params.n_threads_batch == 0 { n_threads } else { params.n_threads_batch };
         let n_batch = params.n_batch.min(n_ctx);
+        // A batch step of generate_batch carries one token of every sequence.
+        let decode_capacity = n_batch.max(params.n_sequences);
         let to_i32 = |name: &'static str, v: u32| i32::try_from(v).map_err(|_| Error::invalid(name, format!("{v} is too large")));
-        let ctx_params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(n_batch)
-            .with_n_ubatch(n_batch)
-            .with_n_threads(to_i32("n_threads", n_threads)?)
-            .with_n_threads_batch(to_i32("n_threads_batch", n_threads_batch)?)
-            .with_flash_attention_policy(params.flash_attention.llama_policy());
-
-        let ctx = {
-            let _guard = CONTEXT_CREATION.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = take_last_llama_error();
-            model.inner.llama.new_context(llama_backend(), ctx_params).map_err(|e| {
-                Error::ContextCreation(take_last_llama_error().unwrap_or_else(|| e.to_string()))
-            })?
+        let ctx_params = ContextParams {
+            n_ctx,
+            n_batch: decode_capacity,
+            n_threads: to_i32("n_threads", n_threads)?,
+            n_threads_batch: to_i32("n_threads_batch", n_threads_batch)?,
+            flash_attention: params.flash_attention.llama_policy(),
+            n_seq_max: params.n_sequences,
         };
-        // SAFETY: the context borrows the `LlamaModel` inside `model.inner` (an Arc). The
-        // session keeps a clone of that Arc in a field declared after `ctx`, so the model
-        // outlives the context; the model never moves because it lives in the Arc's heap cell.
-        let ctx: LlamaContext<'static> = unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) };
-        let actual_ctx = ctx.n_ctx() as usize;
+        let cancel = CancelHandle::default();
+        // The session keeps a clone of the model's Arc in a field declared after `ctx`, so
+        // the model outlives the context.
+        let ctx = Context::new(model, &ctx_params, &cancel)?;
+        let actual_ctx = ctx.n_ctx_per_sequence();
         Ok(Session {
             ctx,
-            batch: LlamaBatch::new(n_batch as usize, 1),
+            batch: Batch::new(decode_capacity as usize, params.n_sequences as usize),
+            n_sequences: params.n_sequences as usize,
             model: model.clone(),
             n_batch: n_batch as usize,
             n_ctx: (n_ctx as usize).min(actual_ctx),
             cached: Vec::new(),
             history: Vec::new(),
-            cancel: CancelHandle::default(),
+            cancel,
             adapters: Vec::new(),
             active: None,
             graph_reserve_pending: false,
@@ -269,7 +269,7 @@ impl Session {
         &self.model
     }
 
-    /// Context window size in tokens.
+    /// Context window size in tokens (of each sequence).
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
     }
@@ -325,16 +325,9 @@ impl Session {
             set => Some((merged_adapter(&self.model, set)?, 1.0)),
         };
         if wanted != self.active {
-            match (wanted, self.active) {
-                (Some((ptr, scale)), _) => {
-                    let mut handle = lora_handle(ptr);
-                    self.ctx.lora_adapter_set(&mut handle, scale).map_err(|e| Error::Decode(e.to_string()))?;
-                }
-                (None, Some((old, _))) => {
-                    let mut handle = lora_handle(old);
-                    self.ctx.lora_adapter_remove(&mut handle).map_err(|e| Error::Decode(e.to_string()))?;
-                }
-                (None, None) => {}
+            match wanted {
+                Some((ptr, scale)) => self.ctx.set_adapters(&[(ptr.0, scale)])?,
+                None => self.ctx.set_adapters(&[])?,
             }
             self.active = wanted;
             self.graph_reserve_pending = true;
@@ -357,7 +350,7 @@ impl Session {
     }
 
     fn clear_cache(&mut self) {
-        self.ctx.clear_kv_cache();
+        self.ctx.clear();
         self.cached.clear();
     }
 
@@ -472,14 +465,16 @@ impl Session {
             for (i, &token) in chunk.iter().enumerate() {
                 let pos = base + i;
                 let wants = pos + 1 >= first && pos + 1 < tokens.len();
-                self.batch.add(token, pos as i32, &[0], wants).map_err(|e| Error::Decode(e.to_string()))?;
+                self.batch.add(token.0, pos, 0, wants)?;
             }
-            self.decode()?;
+            if self.decode()? == Decoded::Aborted {
+                return Ok(false);
+            }
             self.cached.extend_from_slice(chunk);
             for i in 0..chunk.len() {
                 let pos = base + i;
                 if pos + 1 >= first && pos + 1 < tokens.len() {
-                    visit(pos, self.ctx.get_logits_ith(i as i32));
+                    visit(pos, self.ctx.logits(i)?);
                 }
             }
         }
@@ -522,11 +517,12 @@ impl Session {
             let is_last_chunk = (chunk_index + 1) * self.n_batch >= rest.len();
             self.batch.clear();
             for (i, &token) in chunk.iter().enumerate() {
-                let pos = (self.cached.len() + i) as i32;
                 let wants_logits = is_last_chunk && i + 1 == chunk.len();
-                self.batch.add(token, pos, &[0], wants_logits).map_err(|e| Error::Decode(e.to_string()))?;
+                self.batch.add(token.0, self.cached.len() + i, 0, wants_logits)?;
             }
-            self.decode()?;
+            if self.decode()? == Decoded::Aborted {
+                return Ok(None);
+            }
             self.cached.extend_from_slice(chunk);
         }
         Ok(Some(reused))
@@ -537,7 +533,7 @@ impl Session {
     fn reuse_prefix(&mut self, tokens: &[LlamaToken], max_keep: usize) -> usize {
         let mut common = self.cached.iter().zip(tokens).take_while(|(a, b)| a == b).count().min(max_keep);
         if common < self.cached.len() {
-            if self.ctx.kv_cache_seq_rm(0, Some(common as u32), None).is_err() {
+            if !self.ctx.remove_from(0, common) {
                 // This cache kind cannot drop a suffix: start over.
                 self.clear_cache();
                 common = 0;
@@ -547,17 +543,26 @@ impl Session {
         common
     }
 
-    fn decode(&mut self) -> Result<()> {
+    /// Decode the batch. `Aborted` (a cancel seen mid-computation) leaves the cache holding
+    /// exactly `self.cached` for sequence 0: the tokens of the micro-batches that completed
+    /// before the stop are dropped here.
+    fn decode(&mut self) -> Result<Decoded> {
         let _reserve_guard = std::mem::take(&mut self.graph_reserve_pending)
             .then(|| CONTEXT_CREATION.lock().unwrap_or_else(|p| p.into_inner()));
-        let _ = take_last_llama_error();
-        if let Err(e) = self.ctx.decode(&mut self.batch) {
-            // A failed decode leaves the cache in an unknown state.
-            let reason = take_last_llama_error().map(|l| format!("{e} ({l})")).unwrap_or_else(|| e.to_string());
-            self.clear_cache();
-            return Err(Error::Decode(reason));
+        match self.ctx.decode(&self.batch) {
+            Ok(Decoded::Aborted) => {
+                if !self.ctx.remove_from(0, self.cached.len()) {
+                    self.clear_cache();
+                }
+                Ok(Decoded::Aborted)
+            }
+            Ok(decoded) => Ok(decoded),
+            Err(e) => {
+                // A failed decode leaves the cache in an unknown state.
+                self.clear_cache();
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     fn generate_tokens(&mut self, tokens: &[LlamaToken], sampling: &Sampling, mut on_piece: impl FnMut(&str) -> bool) -> Result<Generation> {
@@ -568,95 +573,34 @@ impl Session {
         if tokens.len() >= n_ctx {
             return Err(Error::PromptTooLong { tokens: tokens.len(), n_ctx });
         }
-        let mut generation = Generation {
-            text: String::new(),
-            stop_reason: StopReason::Cancelled,
-            prompt_tokens: tokens.len(),
-            reused_tokens: 0,
-            generated_tokens: 0,
-            prompt_time: Duration::ZERO,
-            time_to_first_token: Duration::ZERO,
-            generation_time: Duration::ZERO,
-        };
-        match self.feed_prompt(tokens)? {
-            Some(reused) => generation.reused_tokens = reused,
-            None => return Ok(generation),
-        }
-        generation.prompt_time = start.elapsed();
-        let gen_start = Instant::now();
-
+        let fed = self.feed_prompt(tokens)?;
         let model = self.model.clone();
         let llama = &model.inner.llama;
-        let vocab = llama.vocab();
-        let mut sampler = sampling.build_chain(llama.n_vocab(), n_ctx as u32);
-        // A chain of llama.cpp's greedy sampler alone copies every logit into a candidate
-        // array before scanning it; scanning the logits in place picks the same token
-        // (eval::agreement tests the equivalence) for a fraction of the time, which shows on
-        // a GPU, where a whole token takes about a millisecond.
-        let plain_greedy = sampling.is_greedy() && !(sampling.repeat_penalty != 1.0 && sampling.repeat_last_n != 0);
-        if sampling.repeat_penalty != 1.0 {
-            sampler.accept_many(tokens);
+        let mut sequence = Sequence::new(sampling, tokens, fed.unwrap_or(0), llama.n_vocab(), n_ctx as u32);
+        sequence.set_prompt_time(start);
+        let gen_start = Instant::now();
+        if fed.is_none() {
+            return Ok(sequence.finish(StopReason::Cancelled, gen_start, &mut on_piece));
         }
-        let mut utf8 = Utf8Decoder::default();
-        let mut stops = StopFilter::new(&sampling.stop);
-        let mut piece = Vec::with_capacity(16);
-        let mut logits_index = self.batch.n_tokens() - 1;
-        let mut emit = |text: &str, generation: &mut Generation| -> bool {
-            if text.is_empty() {
-                return true;
-            }
-            generation.text.push_str(text);
-            on_piece(text)
-        };
-
+        let mut logits_index = self.batch.n_tokens().saturating_sub(1);
         let reason = loop {
-            if self.cancel.is_cancelled() {
+            if cancel.is_cancelled() {
                 break StopReason::Cancelled;
             }
-            let token = if plain_greedy {
-                LlamaToken(crate::eval::agreement::argmax(self.ctx.get_logits_ith(logits_index)) as i32)
-            } else {
-                sampler.sample(&self.ctx, logits_index)
-            };
-            generation.generated_tokens += 1;
-            if generation.generated_tokens == 1 {
-                generation.time_to_first_token = start.elapsed();
+            let logits = self.ctx.logits(logits_index)?;
+            match sequence.next(logits, llama, self.cached.len(), n_ctx, start, &mut on_piece)? {
+                Next::Stop(reason) => break reason,
+                Next::Decode(token) => {
+                    self.batch.clear();
+                    self.batch.add(token.0, self.cached.len(), 0, true)?;
+                    if self.decode()? == Decoded::Aborted {
+                        break StopReason::Cancelled;
+                    }
+                    self.cached.push(token);
+                    logits_index = 0;
+                }
             }
-            if vocab.is_eog(token) {
-                break StopReason::EndOfGeneration;
-            }
-            piece.clear();
-            vocab.token_to_piece_into(token, &mut piece, false, None);
-            let filtered = stops.push(&utf8.push(&piece));
-            if !emit(&filtered.emit, &mut generation) {
-                break StopReason::CallbackStopped;
-            }
-            if filtered.stopped {
-                break StopReason::StopString;
-            }
-            if generation.generated_tokens >= sampling.max_tokens as usize {
-                break StopReason::MaxTokens;
-            }
-            if self.cached.len() + 1 >= n_ctx {
-                break StopReason::ContextFull;
-            }
-            self.batch.clear();
-            self.batch.add(token, self.cached.len() as i32, &[0], true).map_err(|e| Error::Decode(e.to_string()))?;
-            self.decode()?;
-            self.cached.push(token);
-            logits_index = 0;
         };
-        if matches!(reason, StopReason::EndOfGeneration | StopReason::MaxTokens | StopReason::ContextFull) {
-            let tail = utf8.finish();
-            let filtered = stops.push(&tail);
-            let mut rest = filtered.emit;
-            if !filtered.stopped {
-                rest.push_str(&stops.finish());
-            }
-            emit(&rest, &mut generation);
-        }
-        generation.stop_reason = reason;
-        generation.generation_time = gen_start.elapsed();
-        Ok(generation)
+        Ok(sequence.finish(reason, gen_start, &mut on_piece))
     }
 }
