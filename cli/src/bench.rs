@@ -1,9 +1,11 @@
-//! `lamina bench`: lamina against a bare llama-cpp-2 loop, measured in the same process.
+//! `lamina bench`: lamina against a bare llama-cpp-2 loop and llama-bench's method, measured in
+//! the same process, and against llama.cpp's own `llama-bench` binaries (`--llama-bench`,
+//! built outside lamina by scripts/build-llama-bench.sh), run in the same invocation.
 //!
-//! The machine may be shared and noisy, so absolute numbers mean little; the ratio
-//! lamina / bare does. Both sides run the same tokens with the same context parameters,
-//! alternating runs, and each side reports its median. The bare side is the minimal loop a
-//! llama-cpp-2 user would write: batch decode of the prompt, then sample-greedy-and-decode.
+//! The machine may be shared and noisy, so absolute numbers mean little; the ratios do. Every
+//! side runs the same tokens with the same context parameters, the sides alternate within each
+//! repetition, and each reports its median. The bare side is the minimal loop a llama-cpp-2
+//! user would write: batch decode of the prompt, then sample-greedy-and-decode.
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 
+use crate::llama_bench;
 use crate::options::ModelOptions;
 
 #[derive(Args, Debug)]
@@ -35,6 +38,14 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// A llama.cpp `llama-bench` binary to compare with (repeatable; the fastest that runs is
+    /// the baseline). scripts/build-llama-bench.sh builds them from llama.cpp's sources.
+    #[arg(long = "llama-bench", value_name = "PATH")]
+    llama_bench: Vec<std::path::PathBuf>,
+    /// Measure instead the throughput of N prompts generated together against the same prompts
+    /// one at a time, for each N of the list (e.g. 1,4,8,16).
+    #[arg(long, value_delimiter = ',', value_name = "N,...")]
+    sequences: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,7 +69,7 @@ fn bench_tokens(model: &lamina::Model, n: usize) -> Vec<i32> {
     tokens
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
+pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     if xs.is_empty() {
         return f64::NAN;
@@ -202,6 +213,9 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     if args.reps == 0 || args.prompt_tokens == 0 || args.gen_tokens == 0 {
         return Err(Error::InvalidArgument { name: "bench", reason: "--reps, --prompt-tokens and --gen-tokens must be at least 1".into() });
     }
+    if !args.sequences.is_empty() {
+        return crate::bench_batch::run(&args.model, &args.sequences, args.gen_tokens, args.reps, args.json);
+    }
     let probe = args.model.load()?;
     let params = SessionParams { n_ctx: 0, n_batch: 512, ..args.model.session_params() };
     let n_ctx = if params.n_ctx == 0 { probe.info().n_ctx_train.min(4096) as usize } else { params.n_ctx as usize };
@@ -219,12 +233,31 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     lamina_run(args, &params, &pp, &tg_prompt)?;
     bare_run(args, &params, &pp, &tg_prompt)?;
     llama_bench_run(args, &params, &pp)?;
+    let threads = if params.n_threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32 } else { params.n_threads };
+    let model_path = args.model.model_path();
+    let external_test = llama_bench::Test {
+        model: &model_path,
+        threads,
+        prompt_tokens: args.prompt_tokens,
+        gen_tokens: args.gen_tokens,
+        gpu_layers: args.model.gpu_layers,
+    };
+    let mut externals: Vec<llama_bench::External> = args.llama_bench.iter().map(|p| llama_bench::External::new(p)).collect();
     let (mut lamina, mut bare, mut method) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.reps {
         lamina.push(lamina_run(args, &params, &pp, &tg_prompt)?);
         bare.push(bare_run(args, &params, &pp, &tg_prompt)?);
         method.push(llama_bench_run(args, &params, &pp)?);
+        for external in &mut externals {
+            external.run_once(&external_test);
+        }
     }
+    // The fastest llama-bench binary that ran, per test.
+    let best = |f: fn(&llama_bench::External) -> &Vec<f64>| {
+        externals.iter().filter(|e| e.failure.is_none()).map(|e| (median(f(e).clone()), e.path.display().to_string())).max_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    let best_pp = best(|e| &e.pp_tokens_per_s);
+    let best_tg = best(|e| &e.tg_tokens_per_s);
     let med = |xs: &[Sample], f: fn(&Sample) -> f64| median(xs.iter().map(f).collect());
     type Row = (&'static str, fn(&Sample) -> f64, bool);
     let rows: [Row; 4] = [
@@ -233,7 +266,6 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
         ("generation (tokens/s)", |s| s.tg_tokens_per_s, true),
         ("time to first token (ms)", |s| s.ttft.as_secs_f64() * 1e3, false),
     ];
-    let threads = if params.n_threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32 } else { params.n_threads };
     if args.json {
         let mut obj = serde_json::Map::new();
         for (name, f, _) in rows {
@@ -244,6 +276,27 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
             serde_json::json!({
                 "prompt processing (tokens/s)": med(&method, |s| s.pp_tokens_per_s),
                 "generation (tokens/s)": med(&method, |s| s.tg_tokens_per_s),
+            }),
+        );
+        let externals_json: Vec<serde_json::Value> = externals
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "path": e.path.display().to_string(),
+                    "prompt processing (tokens/s)": (!e.pp_tokens_per_s.is_empty()).then(|| median(e.pp_tokens_per_s.clone())),
+                    "generation (tokens/s)": (!e.tg_tokens_per_s.is_empty()).then(|| median(e.tg_tokens_per_s.clone())),
+                    "failure": e.failure,
+                })
+            })
+            .collect();
+        obj.insert("llama_bench".into(), externals_json.into());
+        let lamina_pp = med(&lamina, |s| s.pp_tokens_per_s);
+        let lamina_tg = med(&lamina, |s| s.tg_tokens_per_s);
+        obj.insert(
+            "ratio_to_fastest_llama_bench".into(),
+            serde_json::json!({
+                "prompt processing": best_pp.as_ref().map(|(v, _)| lamina_pp / v),
+                "generation": best_tg.as_ref().map(|(v, _)| lamina_tg / v),
             }),
         );
         obj.insert("threads".into(), threads.into());
@@ -269,6 +322,30 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     for (name, f) in [("prompt processing (tokens/s)", (|s: &Sample| s.pp_tokens_per_s) as fn(&Sample) -> f64), ("generation (tokens/s)", |s: &Sample| s.tg_tokens_per_s)] {
         let (l, m) = (med(&lamina, f), med(&method, f));
         println!("{name:<30} {l:>12.1} {m:>12.1} {:>8.3}  (lamina / llama-bench method)", l / m);
+    }
+    if !externals.is_empty() {
+        println!("llama.cpp's llama-bench, built outside lamina (median of {} runs each):", args.reps);
+        for e in &externals {
+            match &e.failure {
+                Some(reason) if e.pp_tokens_per_s.is_empty() => println!("  {}: did not run: {reason}", e.path.display()),
+                _ => println!(
+                    "  {}: pp {:.1} tokens/s, tg {:.1} tokens/s{}",
+                    e.path.display(),
+                    median(e.pp_tokens_per_s.clone()),
+                    median(e.tg_tokens_per_s.clone()),
+                    e.failure.as_ref().map(|r| format!(" (then failed: {r})")).unwrap_or_default()
+                ),
+            }
+        }
+        let rows: [(&str, fn(&Sample) -> f64, &Option<(f64, String)>); 2] =
+            [("prompt processing (tokens/s)", |s| s.pp_tokens_per_s, &best_pp), ("generation (tokens/s)", |s| s.tg_tokens_per_s, &best_tg)];
+        for (name, f, best) in rows {
+            let l = med(&lamina, f);
+            match best {
+                Some((b, path)) => println!("{name:<30} {l:>12.1} {b:>12.1} {:>8.3}  (lamina / fastest llama-bench: {path})", l / b),
+                None => println!("{name:<30} {l:>12.1} {:>12} {:>8}  (no llama-bench binary ran)", "-", "-"),
+            }
+        }
     }
     Ok(())
 }

@@ -5,12 +5,14 @@
 //! Generated text goes to stdout; everything else (timings, prompts) to stderr.
 
 mod bench;
+mod bench_batch;
 mod bench_native;
 mod commands;
 mod compare_devices;
 mod convert;
 mod eval;
 mod finetune;
+mod llama_bench;
 mod options;
 mod perplexity;
 
