@@ -20,7 +20,8 @@ use crate::weights::gguf::Gguf;
 pub(crate) struct OffloadPlan {
     /// Layers that will be on a GPU (0 when no GPU device is loaded).
     pub layers: u32,
-    /// The model's repeating layers plus its output head: the most that can be offloaded.
+    /// The model's repeating layers plus its output head: the most that can be offloaded
+    /// (0 when nothing is to be offloaded, and the header was not read).
     pub max_layers: u32,
 }
 
@@ -49,13 +50,18 @@ fn mib(bytes: u64) -> f64 {
 /// Check that `requested` layers of the model at `path` fit in the GPUs' free memory.
 pub(crate) fn plan(path: &Path, requested: u32) -> Result<OffloadPlan> {
     let gpus: Vec<_> = devices().into_iter().filter(|d| d.kind.takes_offloaded_layers()).collect();
+    if requested == 0 || gpus.is_empty() {
+        // Nothing to fit: skip reading the header (the vocabulary alone is ~100k strings),
+        // which would only add to the load time.
+        return Ok(OffloadPlan { layers: 0, max_layers: 0 });
+    }
     // Files our reader cannot parse are left to llama.cpp, which reports its own reason.
     let Ok(gguf) = Gguf::open(path) else {
-        return Ok(OffloadPlan { layers: if gpus.is_empty() { 0 } else { requested }, max_layers: 0 });
+        return Ok(OffloadPlan { layers: requested, max_layers: 0 });
     };
     let arch = gguf.get_str("general.architecture").unwrap_or("llama").to_string();
     let Ok(n_layer) = gguf.get_u32(&format!("{arch}.block_count")) else {
-        return Ok(OffloadPlan { layers: if gpus.is_empty() { 0 } else { requested }, max_layers: 0 });
+        return Ok(OffloadPlan { layers: requested, max_layers: 0 });
     };
     decide(path, &layer_bytes(&gguf, n_layer), requested, &gpus)
 }
