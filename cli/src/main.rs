@@ -111,6 +111,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe (`lamina info | head`) ends the process quietly, as it does other Unix
+    // tools, instead of a panic inside println!.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of SIGPIPE, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate { model, sampling, prompt } => commands::generate(&model, &sampling, &prompt),
