@@ -1143,8 +1143,8 @@ static void test_cancel(lamina_model *model) {
     CHECKF(info.stop_reason == LAMINA_STOP_REASON_CANCELLED && info.generated_tokens == 2,
            "cancel in callback: stop reason %d after %u tokens", (int)info.stop_reason, (unsigned)info.generated_tokens);
 
-    /* Cancel while a long prompt is being processed: it is fed in chunks of n_batch tokens
-     * and the cancel lands between two chunks. */
+    /* Cancel while a long prompt is being processed in many small chunks (n_batch 32), from
+     * a thread that keeps cancelling: the first cancel that finds the prompt running stops it. */
     lamina_session *chunked = NULL;
     lamina_session_params cp = session_params(1024);
     cp.n_batch = 32;
