@@ -337,7 +337,9 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
                 ),
             }
         }
-        let rows: [(&str, fn(&Sample) -> f64, &Option<(f64, String)>); 2] =
+        // (metric, lamina's value, the fastest llama-bench's value and path)
+        type ExternalRow<'a> = (&'a str, fn(&Sample) -> f64, &'a Option<(f64, String)>);
+        let rows: [ExternalRow; 2] =
             [("prompt processing (tokens/s)", |s| s.pp_tokens_per_s, &best_pp), ("generation (tokens/s)", |s| s.tg_tokens_per_s, &best_tg)];
         for (name, f, best) in rows {
             let l = med(&lamina, f);

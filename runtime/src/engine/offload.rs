@@ -126,7 +126,7 @@ mod tests {
             description: "Test GPU".into(),
             backend: "CUDA".into(),
             kind: super::super::backends::DeviceKind::Gpu,
-            memory_total: 2 * free_mib << 20,
+            memory_total: (2 * free_mib) << 20,
             memory_free: free_mib << 20,
         }
     }
