@@ -31,6 +31,9 @@ pub struct NativeBenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// Also time every product shape on its own (GFLOP/s per shape, forward and backward).
+    #[arg(long)]
+    products: bool,
 }
 
 const TEXT: &str = include_str!("../../tests/data/prose.txt");
@@ -105,6 +108,12 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
     let train_gflops = train_flops / tt / 1e9;
     let peak_rss_mib = peak_rss_kib().map(|k| k as f64 / 1024.0);
     let (llama_tps, native_tps) = (n / lt, n / nt);
+    // Every product shape on its own, at the training batch's row count (4 sequences).
+    let products = if args.products { native.benchmark_products(4 * args.seq_len, args.reps) } else { Vec::new() };
+    let product_json: Vec<_> = products
+        .iter()
+        .map(|p| serde_json::json!({"name": p.name, "m": p.m, "n": p.n, "k": p.k, "weight_type": p.weight_type, "seconds": p.seconds, "gflops": p.gflops(), "fraction_of_peak": p.gflops() / peak.gflops}))
+        .collect();
     if args.json {
         println!(
             "{}",
@@ -114,6 +123,7 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
                 "native_gflops": achieved, "peak_gflops": peak.gflops, "fraction_of_peak": achieved / peak.gflops,
                 "peak_method": peak.describe(),
                 "train_tokens_per_s": n / tt, "train_gflops": train_gflops, "peak_rss_mib": peak_rss_mib,
+                "kernel_path": lamina::native::kernel_path(), "products": product_json,
             })
         );
         return Ok(());
@@ -132,6 +142,22 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
     }
     println!("FLOPs per pass: {:.2} G (weights {:.2} G + attention {:.2} G); training pass {:.2} G", flops / 1e9, (flops - attention_flops) / 1e9, attention_flops / 1e9, train_flops / 1e9);
     println!("peak: {}", peak.describe());
+    println!("kernels: {}", lamina::native::kernel_path());
+    if !products.is_empty() {
+        println!("\nproducts, {} rows of activations (m x n x depth, weight type): GFLOP/s and share of the peak", 4 * args.seq_len);
+        for p in &products {
+            println!(
+                "{:<18} {:>6} x {:>6} x {:>5} {:>5} {:>9.1} {:>6.1}%",
+                p.name,
+                p.m,
+                p.n,
+                p.k,
+                p.weight_type,
+                p.gflops(),
+                p.gflops() / peak.gflops * 100.0
+            );
+        }
+    }
     Ok(())
 }
 

@@ -203,6 +203,8 @@ pub fn info(model_opts: &ModelOptions, all: bool) -> Result<(), Error> {
     } else {
         println!("gpu layers    {} of {}", info.gpu_layers, info.n_layer + 1);
     }
+    // The native engine (training, native scoring) picks its own kernels from the CPU.
+    println!("native kernel {}", lamina::native::kernel_path());
     if all {
         println!("metadata:");
         for (key, value) in model.metadata() {

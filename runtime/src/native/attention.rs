@@ -2,8 +2,9 @@
 //! scores and trains on complete sequences).
 //!
 //! For each sequence and query head h (sharing key/value head `h / (n_heads / n_kv_heads)`):
-//! `S = Q_h K_hᵀ / sqrt(d)`, masked to `j <= i`, softmax per row, `O_h = P V_h`. The two
-//! products run through `gemm` on strided views of the projection buffers; (sequence, head)
+//! `S = Q_h K_hᵀ / sqrt(d)`, masked to `j <= i`, softmax per row, `O_h = P V_h`. The
+//! products run through `gemm::sgemm` on strided views of the projection buffers (the score
+//! products skip the blocks above the diagonal); (sequence, head)
 //! pairs run in parallel, each writing its own head's columns of the output.
 
 use std::cell::RefCell;
@@ -11,6 +12,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::gemm::{sgemm, Out, View};
+use super::vexp;
 use super::matmul::{gemm_strided, SharedMut};
 
 /// Attention geometry.
@@ -93,15 +96,18 @@ pub fn causal_attention_backward(
             unsafe {
                 let o_h = d_out.as_ptr().add(seq.start * qw + h * d);
                 let v_kv = v.as_ptr().add(seq.start * kw + kv * d);
-                // dP = dO · Vᵀ
-                gemm_strided(len, len, d, dp.as_mut_ptr(), len, o_h, qw, 1, v_kv, 1, kw, 1.0, false);
+                // dP = dO · Vᵀ, lower triangle only (P is zero above it).
+                sgemm(len, len, d, View { ptr: o_h, rs: qw, cs: 1 }, View { ptr: v_kv, rs: 1, cs: kw }, Out::rows(&mut dp, len), 1.0, false, true);
                 // dV += Pᵀ · dO
                 gemm_strided(len, d, len, dv_p.at(seq.start * kw + kv * d), kw, p.as_ptr(), 1, len, o_h, qw, 1, 1.0, true);
             }
-            // dS = P ∘ (dP − rowsum(P ∘ dP)), in place in dp.
-            for (prow, dprow) in p.chunks_exact(len).zip(dp.chunks_exact_mut(len)) {
-                let dot: f32 = prow.iter().zip(dprow.iter()).map(|(a, b)| a * b).sum();
-                dprow.iter_mut().zip(prow).for_each(|(g, &pv)| *g = pv * (*g - dot));
+            // dS = P ∘ (dP − rowsum(P ∘ dP)), in place in dp; zero above the diagonal, where
+            // dP was not computed.
+            for (i, (prow, dprow)) in p.chunks_exact(len).zip(dp.chunks_exact_mut(len)).enumerate() {
+                let (live, masked) = dprow.split_at_mut(i + 1);
+                let dot: f32 = prow.iter().zip(live.iter()).map(|(a, b)| a * b).sum();
+                live.iter_mut().zip(prow).for_each(|(g, &pv)| *g = pv * (*g - dot));
+                masked.fill(0.0);
             }
             // SAFETY: as above.
             unsafe {
@@ -144,7 +150,10 @@ unsafe fn attend(q: &[f32], k: &[f32], v: &[f32], seq: &Range<usize>, h: usize, 
     // SAFETY: Q_h is rows seq of q at column h*d (row stride qw); K_h and V_h are rows seq of
     // k/v at column kv*d (row stride kw); the output block is the caller's.
     unsafe {
-        gemm_strided(len, len, d, scores.as_mut_ptr(), len, q.as_ptr().add(seq.start * qw + h * d), qw, 1, k.as_ptr().add(seq.start * kw + kv * d), 1, kw, scale, false);
+        let q_h = View { ptr: q.as_ptr().add(seq.start * qw + h * d), rs: qw, cs: 1 };
+        let k_t = View { ptr: k.as_ptr().add(seq.start * kw + kv * d), rs: 1, cs: kw };
+        // Causal: the upper triangle is never read (the softmax masks it).
+        sgemm(len, len, d, q_h, k_t, Out::rows(scores, len), scale, false, true);
     }
     for (i, row) in scores.chunks_exact_mut(len).enumerate() {
         causal_softmax_row(row, i);
@@ -159,12 +168,7 @@ unsafe fn attend(q: &[f32], k: &[f32], v: &[f32], seq: &Range<usize>, h: usize, 
 fn causal_softmax_row(row: &mut [f32], i: usize) {
     let (live, masked) = row.split_at_mut(i + 1);
     let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for s in live.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / vexp::exp_shifted_sum(live, max);
     live.iter_mut().for_each(|s| *s *= inv);
     masked.fill(0.0);
 }

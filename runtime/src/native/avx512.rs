@@ -1,29 +1,37 @@
-//! An AVX-512 kernel for the one product shape that dominates the forward pass: `y = x · Wᵀ` for
-//! a tile of freshly dequantized weight rows.
+//! lamina's AVX-512 f32 GEMM: packing and the register-blocked micro-kernel behind every f32
+//! product of the native engine on CPUs that have AVX-512 (see `gemm.rs` for the dispatch).
 //!
 //! Why by hand: the `gemm` crate enables its AVX-512 kernels only on a nightly compiler, so on
 //! stable Rust it tops out at AVX2, half of what AVX-512 CPUs (most x86 servers) can do; no
-//! other maintained crate offers stable AVX-512 f32 GEMM. The kernel is the classic
-//! register-blocked design (as in BLIS and llm.c's matmul notes): the weight tile is packed
-//! into panels of 32 output columns laid out `[k][32]`, and an 8 × 32 block of the output lives
-//! in 16 zmm accumulators while the inner loop broadcasts one activation per row and issues 16
-//! fused multiply-adds per step. The `k` loop is cut into blocks of [`KC`] so that a panel
-//! block (32 KiB) stays in L1 while every row block of `x` streams past it.
+//! other maintained crate offers stable AVX-512 f32 GEMM. The design is BLIS's (and llamafile's
+//! sgemm's): both operands are packed so that the micro-kernel reads them sequentially.
 //!
-//! Availability is checked once at run time (`is_x86_feature_detected!`); other CPUs use the
-//! `gemm` crate path.
+//! - The left operand is packed into blocks of [`MR`] rows laid out `[depth][MR]`: the kernel
+//!   broadcasts one element per row and step.
+//! - The right operand is packed into panels of [`NR`] columns laid out `[depth][NR]`: two zmm
+//!   loads per step. Weight tiles are dequantized straight into this layout by `matmul.rs`.
+//! - An `MR × NR` = 12 × 32 block of the output lives in 24 zmm accumulators while the
+//!   inner loop issues 24 fused multiply-adds per 2 vector loads and 12 broadcasts: enough
+//!   independent FMAs to cover their latency on two ports, and few enough loads that the FMA
+//!   ports, not the load ports, are the limit.
+//! - The depth is cut into blocks of at most [`KC`], evenly: each block re-reads and rewrites
+//!   the output, so the blocks are as deep as the L2 cache allows (a panel block of 640 × 32
+//!   floats is 80 KiB), which keeps the model's 576-deep products in one block.
+//!
+//! Everything here is single-threaded; callers split the output between rayon tasks.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 /// Output columns per panel (two zmm registers).
 pub const NR: usize = 32;
-/// Rows of `x` per register block.
-const MR: usize = 8;
-/// Depth of a k block: `KC × NR` floats = 32 KiB, the L1 data cache of current x86 cores.
-const KC: usize = 256;
+/// Output rows per register block.
+pub const MR: usize = 12;
+/// Depth of a k block.
+const KC: usize = 640;
 
-/// Whether this CPU can run the kernel (checked once).
+/// Whether this CPU can run the kernel (checked once). `LAMINA_NO_AVX512` forces the portable
+/// path, to test it on an AVX-512 machine.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -37,83 +45,208 @@ pub fn available() -> bool {
     }
 }
 
-/// Pack a `rows × k` row-major tile into `rows.div_ceil(NR)` panels of `[k][NR]`, zero-padding
-/// the columns past `rows`. `panels` is resized to fit.
-pub fn pack_panels(tile: &[f32], rows: usize, k: usize, panels: &mut Vec<f32>) {
-    let n_panels = rows.div_ceil(NR);
-    panels.clear();
-    panels.resize(n_panels * k * NR, 0.0);
-    for (j, row) in tile.chunks_exact(k).take(rows).enumerate() {
-        let panel = &mut panels[(j / NR) * k * NR..(j / NR + 1) * k * NR];
-        let col = j % NR;
-        for (kk, &v) in row.iter().enumerate() {
-            panel[kk * NR + col] = v;
+/// The left operand of [`gemm_packed`]: packed by [`pack_a`], or a row-major matrix read in
+/// place (the activations of the weight products, which packing would only copy).
+#[derive(Clone, Copy)]
+pub enum Lhs<'a> {
+    Packed(&'a [f32]),
+    /// Element (i, kk) at `ptr[i·ld + kk]`.
+    Rows { ptr: *const f32, ld: usize },
+}
+
+/// Floats a packed left operand of `rows × depth` takes.
+pub fn packed_a_len(rows: usize, depth: usize) -> usize {
+    rows.div_ceil(MR) * MR * depth
+}
+
+/// Floats a packed right operand of `depth × cols` takes.
+pub fn packed_b_len(depth: usize, cols: usize) -> usize {
+    cols.div_ceil(NR) * NR * depth
+}
+
+/// Pack rows `0..rows` × depth `0..depth` of A, whose element (i, kk) is at `a[i·rs + kk·cs]`,
+/// into `out[..packed_a_len(rows, depth)]`: row block `ib` at `ib·MR·depth`, laid out
+/// `[depth][MR]`, rows past `rows` zero.
+///
+/// # Safety
+/// Every addressed element of `a` must be readable.
+pub unsafe fn pack_a(a: *const f32, rs: usize, cs: usize, rows: usize, depth: usize, out: &mut [f32]) {
+    let blocks = rows.div_ceil(MR);
+    assert!(out.len() >= blocks * MR * depth, "pack_a: output too small");
+    for ib in 0..blocks {
+        let block = &mut out[ib * MR * depth..(ib + 1) * MR * depth];
+        let live = MR.min(rows - ib * MR);
+        for r in 0..MR {
+            if r >= live {
+                for kk in 0..depth {
+                    block[kk * MR + r] = 0.0;
+                }
+                continue;
+            }
+            // SAFETY: row ib·MR + r < rows and kk < depth are addressed; the caller vouches.
+            let row = unsafe { a.add((ib * MR + r) * rs) };
+            for kk in 0..depth {
+                block[kk * MR + r] = unsafe { *row.add(kk * cs) };
+            }
         }
     }
 }
 
-/// `y[i][col0 + j] = Σ_kk x[i][kk] · panels[j][kk]` for i in 0..n, j in 0..cols, where the
-/// output row stride is `ldy` and `x` is `n × k` row-major.
+/// Pack depth `0..depth` × columns `0..cols` of B, whose element (kk, j) is at
+/// `b[kk·rs + j·cs]`, into `out[..packed_b_len(depth, cols)]`: panel `p` at `p·NR·depth`,
+/// laid out `[depth][NR]`, columns past `cols` zero.
 ///
 /// # Safety
-/// [`available`] must be true; `x` holds `n × k` floats; `panels` was packed for `cols` columns
-/// and depth `k`; `y` addresses `n` rows of stride `ldy` with `col0 + cols <= ldy`, and no one
-/// else writes those elements during the call.
+/// Every addressed element of `b` must be readable.
+pub unsafe fn pack_b(b: *const f32, rs: usize, cs: usize, depth: usize, cols: usize, out: &mut [f32]) {
+    let panels = cols.div_ceil(NR);
+    assert!(out.len() >= panels * NR * depth, "pack_b: output too small");
+    for p in 0..panels {
+        let panel = &mut out[p * NR * depth..(p + 1) * NR * depth];
+        let width = NR.min(cols - p * NR);
+        if cs == 1 {
+            // Rows of B are contiguous: copy runs of `width`.
+            for kk in 0..depth {
+                let dst = &mut panel[kk * NR..(kk + 1) * NR];
+                // SAFETY: columns p·NR .. p·NR + width of row kk; the caller vouches.
+                let src = unsafe { std::slice::from_raw_parts(b.add(kk * rs + p * NR), width) };
+                dst[..width].copy_from_slice(src);
+                dst[width..].fill(0.0);
+            }
+        } else {
+            // Columns of B are contiguous (B is a transposed row-major matrix): walk each
+            // column and scatter it down the panel.
+            for j in 0..NR {
+                if j >= width {
+                    for kk in 0..depth {
+                        panel[kk * NR + j] = 0.0;
+                    }
+                    continue;
+                }
+                // SAFETY: as above.
+                let col = unsafe { b.add((p * NR + j) * cs) };
+                for kk in 0..depth {
+                    panel[kk * NR + j] = unsafe { *col.add(kk * rs) };
+                }
+            }
+        }
+    }
+}
+
+/// `C[i][j] (+)= alpha · Σ_kk A[i][kk] · B[kk][j]` for i < rows, j < cols, from A (packed by
+/// [`pack_a`], or row-major) and B packed by [`pack_b`] (`depth × cols`). C's row stride is `ldc`; it is overwritten unless `accumulate`.
+///
+/// `causal_cols`: when true, row block `ib` only computes the panels that hold a column
+/// `j <= i` for one of its rows (attention scores, whose upper triangle is never read).
+///
+/// # Safety
+/// [`available`] must be true; `a` and `b` hold these sizes (a row-major `a` addresses `rows`
+/// readable rows of `depth` elements); C addresses `rows` rows
+/// of stride `ldc` with `cols <= ldc`, and no one else writes them during the call.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn matmul_panels(x: &[f32], n: usize, k: usize, panels: &[f32], cols: usize, y: *mut f32, ldy: usize, col0: usize) {
-    let n_panels = cols.div_ceil(NR);
-    // A zero-padded copy of the last partial row block, so the kernel always reads MR rows.
-    let tail_rows = n % MR;
-    let mut tail = Vec::new();
-    if tail_rows != 0 {
-        tail.resize(MR * k, 0.0);
-        tail[..tail_rows * k].copy_from_slice(&x[(n - tail_rows) * k..n * k]);
+pub unsafe fn gemm_packed(
+    rows: usize,
+    cols: usize,
+    depth: usize,
+    a: Lhs,
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    alpha: f32,
+    accumulate: bool,
+    causal_cols: bool,
+) {
+    let (blocks, panels) = (rows.div_ceil(MR), cols.div_ceil(NR));
+    assert!(b.len() >= panels * NR * depth, "gemm_packed: B too small");
+    if let Lhs::Packed(a) = a {
+        assert!(a.len() >= blocks * MR * depth, "gemm_packed: A too small");
     }
+    if depth == 0 {
+        if !accumulate {
+            for i in 0..rows {
+                // SAFETY: row i < rows of C, `cols` elements.
+                unsafe { std::slice::from_raw_parts_mut(c.add(i * ldc), cols).fill(0.0) };
+            }
+        }
+        return;
+    }
+    // Depth blocks of equal size, none over KC.
+    let kc_max = depth.div_ceil(depth.div_ceil(KC));
     let mut kc0 = 0;
-    while kc0 < k {
-        let kc = KC.min(k - kc0);
-        for p in 0..n_panels {
-            let panel = panels[p * k * NR + kc0 * NR..].as_ptr();
+    while kc0 < depth {
+        let kc = kc_max.min(depth - kc0);
+        let add = accumulate || kc0 > 0;
+        for p in 0..panels {
+            let panel = b[p * NR * depth + kc0 * NR..].as_ptr();
             let width = NR.min(cols - p * NR);
-            let mut i0 = 0;
-            while i0 < n {
-                let rows = MR.min(n - i0);
-                let a = if rows == MR { x[i0 * k + kc0..].as_ptr() } else { tail[kc0..].as_ptr() };
-                // SAFETY: forwarded from this function's contract; `a` has MR readable rows.
-                unsafe { kernel_8x32(kc, a, k, panel, y.add(i0 * ldy + col0 + p * NR), ldy, rows, width, kc0 > 0) };
-                i0 += MR;
+            for ib in 0..blocks {
+                let live = MR.min(rows - ib * MR);
+                if causal_cols && p * NR > ib * MR + live - 1 {
+                    continue;
+                }
+                // SAFETY: block (ib, p) of C lies inside the caller's rows and columns.
+                let dst = unsafe { c.add(ib * MR * ldc + p * NR) };
+                // SAFETY: forwarded from this function's contract.
+                unsafe {
+                    match a {
+                        Lhs::Packed(a) => micro_kernel::<true>(live, kc, a[ib * MR * depth + kc0 * MR..].as_ptr(), 0, panel, dst, ldc, width, alpha, add),
+                        Lhs::Rows { ptr, ld } => micro_kernel::<false>(live, kc, ptr.add(ib * MR * ld + kc0), ld, panel, dst, ldc, width, alpha, add),
+                    }
+                }
             }
         }
         kc0 += kc;
     }
 }
 
-/// One 8 × 32 output block over a k block: `c (+)= a[8 × kc] · panel[kc × 32]`, writing only
-/// the first `rows` rows and `width` columns (masked stores), adding to `c` when `accumulate`.
+/// Dispatch on the number of live rows so that each variant keeps exactly its accumulators in
+/// registers (a partial row block does no wasted multiply-adds).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn micro_kernel<const PACKED: bool>(live: usize, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, width: usize, alpha: f32, add: bool) {
+    macro_rules! dispatch {
+        ($($n:literal)*) => {
+            match live {
+                // SAFETY (every arm): forwarded from `gemm_packed`.
+                $($n => unsafe { kernel::<$n, PACKED>(kc, a, lda, b, c, ldc, width, alpha, add) },)*
+                _ => unreachable!("a row block has 1..=MR live rows"),
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
+}
+
+/// One `R × NR` output block over a k block: `c (+)= alpha · a · b[kc][NR]`, where `a` is a
+/// packed block (`[kc][MR]`) or `R` rows of stride `lda`; writes `R` rows and the first `width`
+/// columns (masked stores).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_8x32(kc: usize, a: *const f32, lda: usize, panel: *const f32, c: *mut f32, ldc: usize, rows: usize, width: usize, accumulate: bool) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+unsafe fn kernel<const R: usize, const PACKED: bool>(kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, width: usize, alpha: f32, add: bool) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for kk in 0..kc {
-        // SAFETY (whole block): panel holds kc × NR floats; a holds MR rows of lda ≥ kc.
-        let w0 = unsafe { _mm512_loadu_ps(panel.add(kk * NR)) };
-        let w1 = unsafe { _mm512_loadu_ps(panel.add(kk * NR + 16)) };
+        // SAFETY (whole loop): b holds kc × NR floats; a holds kc × MR (packed) or R rows of
+        // kc elements.
+        let b0 = unsafe { _mm512_loadu_ps(b.add(kk * NR)) };
+        let b1 = unsafe { _mm512_loadu_ps(b.add(kk * NR + 16)) };
         for (r, acc_r) in acc.iter_mut().enumerate() {
-            let xb = _mm512_set1_ps(unsafe { *a.add(r * lda + kk) });
-            acc_r[0] = _mm512_fmadd_ps(xb, w0, acc_r[0]);
-            acc_r[1] = _mm512_fmadd_ps(xb, w1, acc_r[1]);
+            let at = if PACKED { kk * MR + r } else { r * lda + kk };
+            let av = _mm512_set1_ps(unsafe { *a.add(at) });
+            acc_r[0] = _mm512_fmadd_ps(av, b0, acc_r[0]);
+            acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
         }
     }
     let lo: __mmask16 = if width >= 16 { 0xffff } else { ((1u32 << width) - 1) as __mmask16 };
     let hi: __mmask16 = if width >= 32 { 0xffff } else if width > 16 { ((1u32 << (width - 16)) - 1) as __mmask16 } else { 0 };
-    for (r, acc_r) in acc.iter().enumerate().take(rows) {
-        // SAFETY: row r < rows of the caller's output block; masks limit the columns.
+    let scale = _mm512_set1_ps(alpha);
+    for (r, acc_r) in acc.iter().enumerate() {
+        // SAFETY: row r < R of the caller's output block; the masks limit the columns.
         unsafe {
             let row = c.add(r * ldc);
-            let (mut v0, mut v1) = (acc_r[0], acc_r[1]);
-            if accumulate {
+            let (mut v0, mut v1) = (_mm512_mul_ps(acc_r[0], scale), _mm512_mul_ps(acc_r[1], scale));
+            if add {
                 v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(lo, row));
                 v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(hi, row.add(16)));
             }
@@ -127,27 +260,85 @@ unsafe fn kernel_8x32(kc: usize, a: *const f32, lda: usize, panel: *const f32, c
 mod tests {
     use super::*;
 
+    fn value(i: usize, salt: usize) -> f32 {
+        ((i * 37 + salt * 11) % 101) as f32 / 25.0 - 2.0
+    }
+
+    /// Every packing orientation and ragged size against an f64 reference, with untouched
+    /// elements outside the output block.
     #[test]
     fn matches_a_plain_product_on_ragged_shapes() {
         if !available() {
+            eprintln!("skipped: this CPU has no AVX-512");
             return;
         }
-        for &(n, cols, k) in &[(1usize, 1usize, 1usize), (7, 33, 300), (19, 64, 576), (8, 32, 256), (13, 5, 513)] {
-            let x: Vec<f32> = (0..n * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
-            let w: Vec<f32> = (0..cols * k).map(|i| ((i * 53 % 97) as f32 - 48.0) / 40.0).collect();
-            let mut panels = Vec::new();
-            pack_panels(&w, cols, k, &mut panels);
-            let ld = cols + 3;
-            let mut y = vec![f32::NAN; n * ld];
-            unsafe { matmul_panels(&x, n, k, &panels, cols, y.as_mut_ptr(), ld, 2) };
-            for i in 0..n {
-                for j in 0..cols {
-                    let expect: f64 = (0..k).map(|kk| f64::from(x[i * k + kk]) * f64::from(w[j * k + kk])).sum();
-                    let got = y[i * ld + 2 + j];
-                    assert!((f64::from(got) - expect).abs() <= 1e-3 * (1.0 + expect.abs()), "n={n} cols={cols} k={k} ({i},{j}): {got} vs {expect}");
+        let mut max_diff = 0.0f64;
+        for &(m, n, k) in &[(1usize, 1usize, 1usize), (7, 33, 300), (19, 64, 576), (12, 32, 128), (13, 5, 513), (25, 70, 129)] {
+            for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a: Vec<f32> = (0..m * k).map(|i| value(i, 1)).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| value(i, 2)).collect();
+                // Logical A (m × k) stored row-major or transposed; B (k × n) likewise.
+                let (ars, acs) = if a_t { (1, m) } else { (k, 1) };
+                let (brs, bcs) = if b_t { (1, k) } else { (n, 1) };
+                let at = |i: usize, kk: usize| a[i * ars + kk * acs];
+                let bt = |kk: usize, j: usize| b[kk * brs + j * bcs];
+                let mut pa = vec![f32::NAN; packed_a_len(m, k)];
+                let mut pb = vec![f32::NAN; packed_b_len(k, n)];
+                unsafe {
+                    pack_a(a.as_ptr(), ars, acs, m, k, &mut pa);
+                    pack_b(b.as_ptr(), brs, bcs, k, n, &mut pb);
                 }
-                // Columns outside the block are untouched.
-                assert!(y[i * ld].is_nan() && y[i * ld + 1].is_nan() && y[i * ld + ld - 1].is_nan());
+                let ld = n + 3;
+                for accumulate in [false, true] {
+                    let mut c = vec![f32::NAN; m * ld];
+                    for i in 0..m {
+                        c[i * ld..i * ld + n].fill(if accumulate { 1.5 } else { f32::NAN });
+                    }
+                    unsafe { gemm_packed(m, n, k, Lhs::Packed(&pa), &pb, c.as_mut_ptr(), ld, 0.5, accumulate, false) };
+                    if !a_t {
+                        let mut c2 = c.clone();
+                        for i in 0..m {
+                            c2[i * ld..i * ld + n].fill(if accumulate { 1.5 } else { f32::NAN });
+                        }
+                        unsafe { gemm_packed(m, n, k, Lhs::Rows { ptr: a.as_ptr(), ld: k }, &pb, c2.as_mut_ptr(), ld, 0.5, accumulate, false) };
+                        assert!(c2.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()), "row-major A gives the packed result");
+                    }
+                    for i in 0..m {
+                        for j in 0..n {
+                            let dot: f64 = (0..k).map(|kk| f64::from(at(i, kk)) * f64::from(bt(kk, j))).sum();
+                            let expect = 0.5 * dot + if accumulate { 1.5 } else { 0.0 };
+                            let diff = (f64::from(c[i * ld + j]) - expect).abs();
+                            max_diff = max_diff.max(diff);
+                            assert!(diff <= 1e-3 * (1.0 + expect.abs()), "{m}x{n}x{k} ({i},{j}): {} vs {expect}", c[i * ld + j]);
+                        }
+                        assert!(c[i * ld + n].is_nan() && c[i * ld + ld - 1].is_nan(), "columns past the block are untouched");
+                    }
+                }
+            }
+        }
+        println!("AVX-512 GEMM vs f64 reference: max abs diff {max_diff:.3e}");
+    }
+
+    #[test]
+    fn causal_blocks_compute_the_lower_triangle() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let (n, k) = (77usize, 16usize);
+        let a: Vec<f32> = (0..n * k).map(|i| value(i, 3)).collect();
+        let mut pa = vec![0.0; packed_a_len(n, k)];
+        let mut pb = vec![0.0; packed_b_len(k, n)];
+        unsafe {
+            pack_a(a.as_ptr(), k, 1, n, k, &mut pa);
+            pack_b(a.as_ptr(), 1, k, k, n, &mut pb);
+        }
+        let mut c = vec![f32::NAN; n * n];
+        unsafe { gemm_packed(n, n, k, Lhs::Packed(&pa), &pb, c.as_mut_ptr(), n, 1.0, false, true) };
+        for i in 0..n {
+            for j in 0..=i {
+                let dot: f32 = (0..k).map(|kk| a[i * k + kk] * a[j * k + kk]).sum();
+                assert!((c[i * n + j] - dot).abs() < 1e-3, "({i},{j})");
             }
         }
     }

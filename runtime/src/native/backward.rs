@@ -18,8 +18,10 @@ use rayon::prelude::*;
 
 use super::attention::{causal_attention_backward, causal_attention_with_probs, AttentionShape};
 use super::lora::{LoraPair, LoraTarget, LoraWeights, SplitMix64};
-use super::matmul::{gemm_strided, matmul_w_acc, matmul_wt};
+use super::gemm::{sgemm_par, Out, View};
+use super::matmul::{matmul_w_acc, matmul_wt};
 use super::model::{Block, NativeModel};
+use super::vexp;
 use super::ops::{rms_norm, rms_norm_backward, swiglu, swiglu_backward, RopeTable};
 use crate::error::{Error, Result};
 
@@ -54,7 +56,7 @@ pub struct PassLoss {
 }
 
 /// Per-target intermediate of a LoRA branch: the dropout mask and the input after dropout
-/// (when dropout is on) and `u = x̃ Aᵀ`.
+/// (when dropout is on) and `u = x̃ Aᵀ`, stored transposed (`rank × tokens`).
 struct BranchTape {
     dropped: Option<(Vec<bool>, Vec<f32>)>,
     u: Vec<f32>,
@@ -255,13 +257,16 @@ impl<'a> Pass<'a> {
             (mask, xd)
         });
         let xd = dropped.as_ref().map_or(x, |(_, xd)| xd.as_slice());
-        let (n, r) = (self.n, p.rank);
-        let mut u = vec![0.0f32; n * r];
-        // SAFETY (both): u = x̃ (n × in) · Aᵀ (A is r × in, read transposed); y += s · u · Bᵀ
-        // (B is out × r, read transposed); every operand has the asserted shape.
+        let (n, r, (n_in, n_out)) = (self.n, p.rank, (p.n_in, p.n_out));
+        // u is kept transposed (r × n): the rank is small, so the token dimension is the one
+        // wide enough for the kernel's panels.
+        let mut u = vec![0.0f32; r * n];
+        // SAFETY (both): uᵀ = A (r × in) · x̃ᵀ (x̃ is n × in); y += s · u · Bᵀ (B is out × r).
+        // Every view addresses its operand's asserted shape; y and u are written by these
+        // products alone.
         unsafe {
-            gemm_strided(n, r, p.n_in, u.as_mut_ptr(), r, xd.as_ptr(), p.n_in, 1, p.a.as_ptr(), 1, p.n_in, 1.0, false);
-            gemm_strided(n, p.n_out, r, y.as_mut_ptr(), p.n_out, u.as_ptr(), r, 1, p.b.as_ptr(), 1, r, self.scale, true);
+            sgemm_par(r, n, n_in, View::rows(&p.a, n_in), View::transposed(xd, n_in), Out::rows(&mut u, n), 1.0, false);
+            sgemm_par(n, n_out, r, View::transposed(&u, n), View::transposed(&p.b, r), Out::rows(y, n_out), self.scale, true);
         }
         Some(BranchTape { dropped, u })
     }
@@ -276,23 +281,27 @@ impl<'a> Pass<'a> {
         let gp = g[t.index()].as_mut().expect("gradient shapes match the adapter");
         let (n, r, s) = (self.n, p.rank, self.scale);
         let xd = tape.dropped.as_ref().map_or(x, |(_, xd)| xd.as_slice());
-        let mut du = vec![0.0f32; n * r];
-        let mut dxd = vec![0.0f32; n * p.n_in];
-        // SAFETY: shapes as documented on each product; all buffers are sized above or by the
-        // pass (dy: n × out, x̃: n × in, u: n × r, A: r × in, B: out × r).
+        let (n_in, n_out) = (p.n_in, p.n_out);
+        // du is kept transposed (r × n), as u is.
+        let mut du = vec![0.0f32; r * n];
+        let u = View::rows(&tape.u, n);
+        // SAFETY: shapes as documented on each product (dy: n × out, x̃: n × in, uᵀ and duᵀ:
+        // r × n, A: r × in, B: out × r); each output is written by its product alone.
         unsafe {
-            // dB += s · dyᵀ · u
-            gemm_strided(p.n_out, r, n, gp.b.as_mut_ptr(), r, dy.as_ptr(), 1, p.n_out, tape.u.as_ptr(), r, 1, s, true);
-            // du = s · dy · B
-            gemm_strided(n, r, p.n_out, du.as_mut_ptr(), r, dy.as_ptr(), p.n_out, 1, p.b.as_ptr(), r, 1, s, false);
+            // dBᵀ += s · uᵀ · dy  (dB is out × r)
+            sgemm_par(r, n_out, n, u, View::rows(dy, n_out), Out::transposed(&mut gp.b, r), s, true);
+            // duᵀ = s · Bᵀ · dyᵀ
+            sgemm_par(r, n, n_out, View::transposed(&p.b, r), View::transposed(dy, n_out), Out::rows(&mut du, n), s, false);
             // dA += duᵀ · x̃
-            gemm_strided(r, p.n_in, n, gp.a.as_mut_ptr(), p.n_in, du.as_ptr(), 1, r, xd.as_ptr(), p.n_in, 1, 1.0, true);
-            // dx̃ = du · A
-            gemm_strided(n, p.n_in, r, dxd.as_mut_ptr(), p.n_in, du.as_ptr(), r, 1, p.a.as_ptr(), p.n_in, 1, 1.0, false);
+            sgemm_par(r, n_in, n, View::rows(&du, n), View::rows(xd, n_in), Out::rows(&mut gp.a, n_in), 1.0, true);
         }
+        let du_rows = View::transposed(&du, n);
         match &tape.dropped {
-            // x̃ = x · mask / (1 − p).
+            // x̃ = x · mask / (1 − p): dx += (du · A) ∘ mask / (1 − p).
             Some((mask, _)) => {
+                let mut dxd = vec![0.0f32; n * n_in];
+                // SAFETY: dx̃ = du · A, n × in.
+                unsafe { sgemm_par(n, n_in, r, du_rows, View::rows(&p.a, n_in), Out::rows(&mut dxd, n_in), 1.0, false) };
                 let keep = 1.0 / (1.0 - self.dropout.map_or(0.0, |d| d.0));
                 dx.par_iter_mut().zip(dxd.par_iter().zip(mask.par_iter())).for_each(|(d, (&g, &m))| {
                     if m {
@@ -300,7 +309,8 @@ impl<'a> Pass<'a> {
                     }
                 });
             }
-            None => dx.par_iter_mut().zip(dxd.par_iter()).for_each(|(d, g)| *d += g),
+            // SAFETY: dx += du · A, n × in.
+            None => unsafe { sgemm_par(n, n_in, r, du_rows, View::rows(&p.a, n_in), Out::rows(dx, n_in), 1.0, true) },
         }
     }
 
@@ -405,10 +415,11 @@ impl<'a> Pass<'a> {
             .zip(labels.par_iter())
             .map(|(row, &label)| {
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let z: f64 = row.iter().map(|&v| f64::from((v - max).exp())).sum();
-                let nll = z.ln() - f64::from(row[label] - max);
+                let picked = row[label] - max;
+                let z = f64::from(vexp::exp_shifted_sum(row, max));
+                let nll = z.ln() - f64::from(picked);
                 let inv = (1.0 / z) as f32;
-                row.iter_mut().for_each(|v| *v = (*v - max).exp() * inv);
+                row.iter_mut().for_each(|v| *v *= inv);
                 row[label] -= 1.0;
                 nll
             })

@@ -3,8 +3,11 @@
 //! W is `rows × cols` (one output per row, the layout of both GGUF and PyTorch linear weights).
 //! Its rows are cut into tiles; each rayon task dequantizes one tile into a small per-thread f32
 //! buffer and multiplies it with the whole activation matrix, writing its own block of output
-//! columns: with lamina's AVX-512 kernel where the CPU has it (see `avx512`), else through the
-//! `gemm` crate. So peak memory is the activations plus one tile per thread,
+//! columns: with lamina's AVX-512 kernel where the CPU has it (see `avx512`; the activations
+//! are read in place), else through the `gemm` crate. The backward product
+//! through W cuts W into blocks of columns instead, so that it too writes disjoint outputs and
+//! sums in an order that does not depend on the thread count. Peak memory is the activations
+//! plus one tile per thread,
 //! never an f32 copy of the model, and each weight is dequantized once per call however many
 //! tokens the call carries: with hundreds of tokens per call the dequantization cost is small
 //! next to the multiplication.
@@ -12,17 +15,12 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::avx512;
+use super::gemm::{sgemm, Out, View};
 use crate::weights::dequant::dequantize_row;
 use crate::weights::GgmlType;
-
-/// Output rows per tile. Small enough that a tile (and the part of `x` it meets) stays in L2,
-/// large enough that the multiplication amortises `gemm`'s packing; and a large weight splits
-/// into many more tiles than threads, which keeps the threads evenly loaded.
-const TILE_ROWS: usize = 64;
 
 /// A weight matrix as stored in its file: `rows` outputs × `cols` inputs, row-major, each row
 /// encoded as `ty` (a whole number of blocks). `range` locates its bytes in the mapped file.
@@ -46,6 +44,16 @@ impl WeightMatrix {
         let rb = self.row_bytes();
         let start = self.range.start + r * rb;
         &file[start..start + rb]
+    }
+
+    /// Dequantize columns `c0 .. c0 + out.len()` of row `r` into `out`; `c0` and the length are
+    /// whole quantization blocks.
+    pub fn dequantize_segment_into(&self, file: &[u8], r: usize, c0: usize, out: &mut [f32]) {
+        let (bs, ts) = (self.ty.block_size(), self.ty.type_size());
+        debug_assert!(c0.is_multiple_of(bs) && out.len().is_multiple_of(bs) && c0 + out.len() <= self.cols);
+        let row = self.row(file, r);
+        let bytes = &row[c0 / bs * ts..(c0 + out.len()) / bs * ts];
+        dequantize_row(self.ty, bytes, out).expect("weight rows are validated at load");
     }
 
     /// Dequantize row `r` into `out` (`cols` long).
@@ -81,8 +89,25 @@ thread_local! {
     static TILE: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
+/// Output rows (or columns) per task: a whole number of `unit`s (the quantization block) and
+/// of kernel panels. Of two candidate widths, the one with the shorter critical path (tasks
+/// per thread, rounded up, times the width) wins, the wider on a tie: the k/v projections of
+/// a small model give too few wide tasks to keep every thread busy.
+fn task_width(len: usize, unit: usize) -> usize {
+    let threads = rayon::current_num_threads();
+    let narrow = unit.max(avx512::NR);
+    let wide = unit.max(2 * avx512::NR);
+    let span = |w: usize| len.div_ceil(w).div_ceil(threads) * w;
+    if span(narrow) < span(wide) {
+        narrow
+    } else {
+        wide
+    }
+}
+
 /// `y[n × w.rows] = x[n × w.cols] · Wᵀ` (row-major, overwriting `y`), run on the current rayon
-/// pool. `file` is the mapped file `w.range` refers to.
+/// pool. `file` is the mapped file `w.range` refers to. Each task owns a block of output
+/// columns (a tile of W's rows), so the result does not depend on the thread count.
 pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f32]) {
     let (k, m) = (w.cols, w.rows);
     assert_eq!(x.len(), n * k, "matmul_wt: x is not n × cols");
@@ -90,61 +115,40 @@ pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f3
     if n == 0 || m == 0 {
         return;
     }
-    let out = SharedMut(y.as_mut_ptr());
-    let tiles = m.div_ceil(TILE_ROWS);
-    (0..tiles).into_par_iter().for_each(|t| {
-        let r0 = t * TILE_ROWS;
-        let r1 = (r0 + TILE_ROWS).min(m);
-        let rows = r1 - r0;
-        TILE.with(|cell| {
-            let (tile, panels) = &mut *cell.borrow_mut();
+    let fast = avx512::available();
+        let out = SharedMut(y.as_mut_ptr());
+    let width = task_width(m, 1);
+    (0..m.div_ceil(width)).into_par_iter().for_each(|t| {
+        let r0 = t * width;
+        let rows = width.min(m - r0);
+        with_tile(|tile, panels| {
             tile.resize(rows * k, 0.0);
             for (i, dst) in tile.chunks_exact_mut(k).enumerate() {
                 w.dequantize_row_into(file, r0 + i, dst);
             }
             #[cfg(target_arch = "x86_64")]
-            if avx512::available() {
-                avx512::pack_panels(tile, rows, k, panels);
-                // SAFETY: the kernel is available; x is n × k; the panels were packed for
-                // `rows` columns of depth k; columns r0..r1 of y (n × m) belong to this task.
-                unsafe { avx512::matmul_panels(x, n, k, panels, rows, out.at(0), m, r0) };
+            if fast {
+                panels.resize(avx512::packed_b_len(k, rows), 0.0);
+                // SAFETY: the tile is rows × k row-major, read as its transpose (k × rows);
+                // x is n × k; columns r0..r0+rows of y (n × m) belong to this task.
+                unsafe {
+                    avx512::pack_b(tile.as_ptr(), 1, k, k, rows, panels);
+                    avx512::gemm_packed(n, rows, k, avx512::Lhs::Rows { ptr: x.as_ptr(), ld: k }, panels, out.at(r0), m, 1.0, false, false);
+                }
                 return;
             }
             let _ = panels;
-            // SAFETY: dst is columns r0..r1 of y (n × m, row stride m), owned by this task
-            // alone; x is n × k with row stride k; the tile is rows × k, read transposed
-            // (element (kk, j) at j*k + kk). All index ranges are within the asserted sizes.
-            unsafe {
-                gemm(
-                    n,
-                    rows,
-                    k,
-                    out.at(r0),
-                    1,
-                    m as isize,
-                    false,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    tile.as_ptr(),
-                    k as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
+            // SAFETY: as above, through the `gemm` crate with strides.
+            unsafe { sgemm(n, rows, k, View::rows(x, k), View::transposed(tile, k), gemm_out(out.at(r0), m), 1.0, false, false) };
         });
     });
 }
 
 /// `dx[n × w.cols] += dy[n × w.rows] · W`: the product the backward pass needs to carry a
-/// gradient through a frozen weight. Tiles of W rows are dequantized as in [`matmul_wt`]; each
-/// contributes to every column of `dx`, so rayon tasks fold into private accumulators that
-/// are summed at the end (a handful of `n × cols` buffers, not one per tile).
+/// gradient through a frozen weight. Each task owns a block of `dx`'s columns: it dequantizes
+/// that block of every W row (whole quantization blocks) and multiplies it with all of `dy`.
+/// No partial sums are reduced across threads, so the result does not depend on the thread
+/// count, and memory beyond `dx` is one slab per thread.
 pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mut [f32]) {
     let (k, m) = (w.cols, w.rows);
     assert_eq!(dy.len(), n * m, "matmul_w_acc: dy is not n × rows");
@@ -152,64 +156,51 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
     if n == 0 || m == 0 {
         return;
     }
-    let tiles = m.div_ceil(TILE_ROWS);
-    let partial = (0..tiles)
-        .into_par_iter()
-        .fold(
-            || vec![0.0f32; n * k],
-            |mut acc, t| {
-                let r0 = t * TILE_ROWS;
-                let rows = (r0 + TILE_ROWS).min(m) - r0;
-                TILE.with(|cell| {
-                    let (tile, _) = &mut *cell.borrow_mut();
-                    tile.resize(rows * k, 0.0);
-                    for (i, dst) in tile.chunks_exact_mut(k).enumerate() {
-                        w.dequantize_row_into(file, r0 + i, dst);
-                    }
-                    // SAFETY: acc is n × k (row stride k); dy's columns r0..r0+rows with row
-                    // stride m; the tile is rows × k row-major. All within the asserted sizes.
-                    unsafe { gemm_strided(n, k, rows, acc.as_mut_ptr(), k, dy.as_ptr().add(r0), m, 1, tile.as_ptr(), k, 1, 1.0, true) };
-                });
-                acc
-            },
-        )
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-            a
+    let fast = avx512::available();
+        let out = SharedMut(dx.as_mut_ptr());
+    let bs = w.ty.block_size();
+    // A whole number of quantization blocks and of kernel panels (block sizes are 1, 32, 256).
+    let width = task_width(k, bs).min(k);
+    (0..k.div_ceil(width)).into_par_iter().for_each(|t| {
+        let c0 = t * width;
+        let cols = width.min(k - c0);
+        with_tile(|slab, panels| {
+            slab.resize(m * cols, 0.0);
+            for (r, dst) in slab.chunks_exact_mut(cols).enumerate() {
+                w.dequantize_segment_into(file, r, c0, dst);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                panels.resize(avx512::packed_b_len(m, cols), 0.0);
+                // SAFETY: the slab is m × cols row-major; dy is n × m; columns
+                // c0..c0+cols of dx (n × k) belong to this task.
+                unsafe {
+                    avx512::pack_b(slab.as_ptr(), cols, 1, m, cols, panels);
+                    avx512::gemm_packed(n, cols, m, avx512::Lhs::Rows { ptr: dy.as_ptr(), ld: m }, panels, out.at(c0), k, 1.0, true, false);
+                }
+                return;
+            }
+            let _ = panels;
+            // SAFETY: as above, through the `gemm` crate with strides.
+            unsafe { sgemm(n, cols, m, View::rows(dy, m), View::rows(slab, cols), gemm_out(out.at(c0), k), 1.0, true, false) };
         });
-    if let Some(p) = partial {
-        dx.par_iter_mut().zip(p.par_iter()).for_each(|(d, p)| *d += p);
-    }
+    });
 }
 
-/// `c[m × n] = a[m × k] · b[k × n]` (all row-major, overwriting `c`), single-threaded: the
-/// building block for attention and the backward pass, which parallelise over heads or rows.
-pub fn gemm_nn(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm_nn: operand too small");
-    // SAFETY: sizes asserted above; row-major strides.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+/// Run `f` on this thread's tile buffers, or on fresh ones if they are in use (a task that
+/// this thread picked up while waiting inside another product).
+fn with_tile(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>)) {
+    TILE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let (a, b) = &mut *bufs;
+            f(a, b)
+        }
+        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+    });
+}
+
+fn gemm_out(p: *mut f32, ld: usize) -> Out {
+    Out { ptr: p, rs: ld, cs: 1 }
 }
 
 /// Strided single-threaded product for views into larger buffers: `dst = scale · lhs · rhs`
@@ -235,28 +226,8 @@ pub(crate) unsafe fn gemm_strided(
     scale: f32,
     accumulate: bool,
 ) {
+    let a = View { ptr: lhs, rs: lhs_rs, cs: lhs_cs };
+    let b = View { ptr: rhs, rs: rhs_rs, cs: rhs_cs };
     // SAFETY: forwarded to the caller's contract.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            scale,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
+    unsafe { sgemm(m, n, k, a, b, gemm_out(dst, dst_rs), scale, accumulate, false) };
 }

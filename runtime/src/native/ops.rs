@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 use super::config::RopeScaling;
+use super::vexp;
 
 /// `out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight` for every row of width `weight.len()`.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
@@ -43,14 +44,7 @@ pub fn rms_norm_backward(x: &[f32], weight: &[f32], eps: f32, dy: &[f32], dx: &m
 pub fn swiglu_backward(gate: &[f32], up: &[f32], d_out: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
     const C: usize = 4096;
     d_gate.par_chunks_mut(C).zip(d_up.par_chunks_mut(C)).zip(gate.par_chunks(C).zip(up.par_chunks(C)).zip(d_out.par_chunks(C))).for_each(
-        |((dg, du), ((g, u), dout))| {
-            for i in 0..g.len() {
-                let sig = 1.0 / (1.0 + (-g[i]).exp());
-                let silu = g[i] * sig;
-                du[i] = dout[i] * silu;
-                dg[i] = dout[i] * u[i] * sig * (1.0 + g[i] * (1.0 - sig));
-            }
-        },
+        |((dg, du), ((g, u), dout))| vexp::swiglu_backward(g, u, dout, dg, du),
     );
 }
 
@@ -151,17 +145,7 @@ impl RopeTable {
 
 /// `out = silu(gate) * up`, element-wise.
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    out.par_chunks_mut(4096).zip(gate.par_chunks(4096).zip(up.par_chunks(4096))).for_each(|(o, (g, u))| {
-        for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-            *o = silu(g) * u;
-        }
-    });
-}
-
-/// `x · sigmoid(x)`.
-#[inline]
-pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    out.par_chunks_mut(4096).zip(gate.par_chunks(4096).zip(up.par_chunks(4096))).for_each(|(o, (g, u))| vexp::swiglu(g, u, o));
 }
 
 #[cfg(test)]

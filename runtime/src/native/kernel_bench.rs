@@ -1,0 +1,102 @@
+//! Per-shape throughput of the native engine's products on a loaded model: the numbers behind
+//! "what fraction of the FMA peak does each product reach" (`lamina bench-native` prints them).
+//!
+//! For every distinct weight shape of the model (the seven block projections and the LM
+//! head), with `n` rows of activations: the forward product `x · Wᵀ` and the backward product
+//! through the frozen weight `dy · W`, each dequantizing its tiles as in a real pass; then
+//! causal attention of one `n`-token sequence (all heads, forward and backward). Timings are
+//! medians over `reps` runs after one warm-up, on the model's own thread pool.
+
+use std::time::Instant;
+
+use super::attention::{causal_attention_backward, causal_attention_with_probs, AttentionShape};
+use super::matmul::{matmul_w_acc, matmul_wt, WeightMatrix};
+use super::model::NativeModel;
+
+/// One measured product.
+#[derive(Debug, Clone)]
+pub struct ProductTiming {
+    /// What was multiplied: `attn_q fwd`, `ffn_down bwd`, `attention fwd`, ...
+    pub name: String,
+    /// Output rows × output columns × depth, and the element type of the weight (or "f32").
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub weight_type: String,
+    pub seconds: f64,
+    pub flops: f64,
+}
+
+impl ProductTiming {
+    pub fn gflops(&self) -> f64 {
+        self.flops / self.seconds / 1e9
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+fn time(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    median((0..reps.max(1)).map(|_| {
+        let start = Instant::now();
+        f();
+        start.elapsed().as_secs_f64()
+    }).collect())
+}
+
+/// Deterministic activations in [-1, 1).
+fn activations(len: usize, salt: u64) -> Vec<f32> {
+    let mut rng = super::lora::SplitMix64(salt);
+    (0..len).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
+}
+
+impl NativeModel {
+    /// Time every product shape of this model with `n` activation rows (see the module docs).
+    pub fn benchmark_products(&self, n: usize, reps: usize) -> Vec<ProductTiming> {
+        let n = n.max(1);
+        self.pool.install(|| {
+            let file = self.file.bytes();
+            let mut out = Vec::new();
+            let mut seen: Vec<(usize, usize, String)> = Vec::new();
+            let mut weights: Vec<(&str, &WeightMatrix)> = Vec::new();
+            if let Some(b) = self.blocks.first() {
+                weights.extend([("attn_q", &b.wq), ("attn_k", &b.wk), ("attn_v", &b.wv), ("attn_output", &b.wo), ("ffn_gate", &b.w_gate), ("ffn_up", &b.w_up), ("ffn_down", &b.w_down)]);
+            }
+            weights.push(("output", &self.lm_head));
+            for (name, w) in weights {
+                let key = (w.rows, w.cols, w.ty.to_string());
+                if seen.contains(&key) {
+                    continue;
+                }
+                seen.push(key);
+                let flops = 2.0 * (n * w.rows * w.cols) as f64;
+                let x = activations(n * w.cols, 1);
+                let mut y = vec![0.0f32; n * w.rows];
+                let t = time(reps, || matmul_wt(&x, n, w, file, &mut y));
+                out.push(ProductTiming { name: format!("{name} fwd"), m: n, n: w.rows, k: w.cols, weight_type: w.ty.to_string(), seconds: t, flops });
+                let dy = activations(n * w.rows, 2);
+                let mut dx = vec![0.0f32; n * w.cols];
+                let t = time(reps, || matmul_w_acc(&dy, n, w, file, &mut dx));
+                out.push(ProductTiming { name: format!("{name} bwd"), m: n, n: w.cols, k: w.rows, weight_type: w.ty.to_string(), seconds: t, flops });
+            }
+            let c = &self.config;
+            let shape = AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
+            let (qw, kw) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
+            let (q, k, v) = (activations(n * qw, 3), activations(n * kw, 4), activations(n * kw, 5));
+            let seqs = std::slice::from_ref(&(0..n)).to_vec();
+            // QKᵀ and PV over the causal triangle: 2 products × 2 FLOPs × d per (i, j ≤ i) pair.
+            let flops = 2.0 * 2.0 * (c.n_heads * c.head_dim) as f64 * (n * (n + 1) / 2) as f64;
+            let mut att = vec![0.0f32; n * qw];
+            let mut probs = Vec::new();
+            let t = time(reps, || probs = causal_attention_with_probs(&q, &k, &v, &seqs, shape, &mut att));
+            out.push(ProductTiming { name: "attention fwd".into(), m: n, n, k: c.head_dim, weight_type: "f32".into(), seconds: t, flops });
+            let (mut dq, mut dk, mut dv) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
+            let t = time(reps, || causal_attention_backward(&q, &k, &v, &probs, &att, &seqs, shape, &mut dq, &mut dk, &mut dv));
+            out.push(ProductTiming { name: "attention bwd".into(), m: n, n, k: c.head_dim, weight_type: "f32".into(), seconds: t, flops: 2.0 * flops });
+            out
+        })
+    }
+}
