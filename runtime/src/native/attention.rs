@@ -12,9 +12,9 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::gemm::{sgemm, Out, View};
+use super::gemm::{sgemm, Causal, Out, View};
 use super::vexp;
-use super::matmul::{gemm_strided, SharedMut};
+use super::matmul::SharedMut;
 
 /// Attention geometry.
 #[derive(Debug, Clone, Copy)]
@@ -97,9 +97,10 @@ pub fn causal_attention_backward(
                 let o_h = d_out.as_ptr().add(seq.start * qw + h * d);
                 let v_kv = v.as_ptr().add(seq.start * kw + kv * d);
                 // dP = dO · Vᵀ, lower triangle only (P is zero above it).
-                sgemm(len, len, d, View { ptr: o_h, rs: qw, cs: 1 }, View { ptr: v_kv, rs: 1, cs: kw }, Out::rows(&mut dp, len), 1.0, false, true);
-                // dV += Pᵀ · dO
-                gemm_strided(len, d, len, dv_p.at(seq.start * kw + kv * d), kw, p.as_ptr(), 1, len, o_h, qw, 1, 1.0, true);
+                sgemm(len, len, d, View { ptr: o_h, rs: qw, cs: 1 }, View { ptr: v_kv, rs: 1, cs: kw }, Out::rows(&mut dp, len), 1.0, false, Causal::Cols);
+                // dV += Pᵀ · dO (Pᵀ is zero below the diagonal)
+                let dv_kv = Out { ptr: dv_p.at(seq.start * kw + kv * d), rs: kw, cs: 1 };
+                sgemm(len, d, len, View::transposed(p, len), View { ptr: o_h, rs: qw, cs: 1 }, dv_kv, 1.0, true, Causal::DepthFrom);
             }
             // dS = P ∘ (dP − rowsum(P ∘ dP)), in place in dp; zero above the diagonal, where
             // dP was not computed.
@@ -113,10 +114,12 @@ pub fn causal_attention_backward(
             unsafe {
                 let k_kv = k.as_ptr().add(seq.start * kw + kv * d);
                 let q_h = q.as_ptr().add(seq.start * qw + h * d);
-                // dQ = scale · dS · K
-                gemm_strided(len, d, len, dq_p.at(seq.start * qw + h * d), qw, dp.as_ptr(), len, 1, k_kv, kw, 1, scale, false);
+                // dQ = scale · dS · K (dS is zero above the diagonal)
+                let dq_h = Out { ptr: dq_p.at(seq.start * qw + h * d), rs: qw, cs: 1 };
+                sgemm(len, d, len, View::rows(&dp, len), View { ptr: k_kv, rs: kw, cs: 1 }, dq_h, scale, false, Causal::DepthTo);
                 // dK += scale · dSᵀ · Q
-                gemm_strided(len, d, len, dk_p.at(seq.start * kw + kv * d), kw, dp.as_ptr(), 1, len, q_h, qw, 1, scale, true);
+                let dk_kv = Out { ptr: dk_p.at(seq.start * kw + kv * d), rs: kw, cs: 1 };
+                sgemm(len, d, len, View::transposed(&dp, len), View { ptr: q_h, rs: qw, cs: 1 }, dk_kv, scale, true, Causal::DepthFrom);
             }
         }
     });
@@ -153,14 +156,17 @@ unsafe fn attend(q: &[f32], k: &[f32], v: &[f32], seq: &Range<usize>, h: usize, 
         let q_h = View { ptr: q.as_ptr().add(seq.start * qw + h * d), rs: qw, cs: 1 };
         let k_t = View { ptr: k.as_ptr().add(seq.start * kw + kv * d), rs: 1, cs: kw };
         // Causal: the upper triangle is never read (the softmax masks it).
-        sgemm(len, len, d, q_h, k_t, Out::rows(scores, len), scale, false, true);
+        sgemm(len, len, d, q_h, k_t, Out::rows(scores, len), scale, false, Causal::Cols);
     }
     for (i, row) in scores.chunks_exact_mut(len).enumerate() {
         causal_softmax_row(row, i);
     }
     // SAFETY: as above.
     unsafe {
-        gemm_strided(len, d, len, dst.at(seq.start * qw + h * d), qw, scores.as_ptr(), len, 1, v.as_ptr().add(seq.start * kw + kv * d), kw, 1, 1.0, false);
+        let v_kv = View { ptr: v.as_ptr().add(seq.start * kw + kv * d), rs: kw, cs: 1 };
+        let o_h = Out { ptr: dst.at(seq.start * qw + h * d), rs: qw, cs: 1 };
+        // P is zero above the diagonal.
+        sgemm(len, d, len, View::rows(scores, len), v_kv, o_h, 1.0, false, Causal::DepthTo);
     }
 }
 

@@ -54,6 +54,21 @@ pub enum Lhs<'a> {
     Rows { ptr: *const f32, ld: usize },
 }
 
+/// Which part of a square, causally masked product is needed or non-zero (attention: row i is
+/// a query position, and keys j > i are masked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Causal {
+    /// A plain product.
+    None,
+    /// Only `C[i][j]` with `j <= i` is needed (scores); the blocks above are not computed and
+    /// hold whatever they held.
+    Cols,
+    /// `A[i][kk]` is zero for `kk > i` (probabilities times values): the depth stops there.
+    DepthTo,
+    /// `A[i][kk]` is zero for `kk < i` (transposed probabilities): the depth starts there.
+    DepthFrom,
+}
+
 /// Floats a packed left operand of `rows × depth` takes.
 pub fn packed_a_len(rows: usize, depth: usize) -> usize {
     rows.div_ceil(MR) * MR * depth
@@ -76,17 +91,13 @@ pub unsafe fn pack_a(a: *const f32, rs: usize, cs: usize, rows: usize, depth: us
     for ib in 0..blocks {
         let block = &mut out[ib * MR * depth..(ib + 1) * MR * depth];
         let live = MR.min(rows - ib * MR);
-        for r in 0..MR {
-            if r >= live {
-                for kk in 0..depth {
-                    block[kk * MR + r] = 0.0;
-                }
-                continue;
-            }
-            // SAFETY: row ib·MR + r < rows and kk < depth are addressed; the caller vouches.
-            let row = unsafe { a.add((ib * MR + r) * rs) };
-            for kk in 0..depth {
-                block[kk * MR + r] = unsafe { *row.add(kk * cs) };
+        // Depth outer, rows inner: the writes are sequential, and for a transposed A (rs = 1)
+        // so are the reads.
+        for kk in 0..depth {
+            let dst = &mut block[kk * MR..(kk + 1) * MR];
+            for (r, d) in dst.iter_mut().enumerate() {
+                // SAFETY: row ib·MR + r < rows and kk < depth are addressed; the caller vouches.
+                *d = if r < live { unsafe { *a.add((ib * MR + r) * rs + kk * cs) } } else { 0.0 };
             }
         }
     }
@@ -136,8 +147,7 @@ pub unsafe fn pack_b(b: *const f32, rs: usize, cs: usize, depth: usize, cols: us
 /// `C[i][j] (+)= alpha · Σ_kk A[i][kk] · B[kk][j]` for i < rows, j < cols, from A (packed by
 /// [`pack_a`], or row-major) and B packed by [`pack_b`] (`depth × cols`). C's row stride is `ldc`; it is overwritten unless `accumulate`.
 ///
-/// `causal_cols`: when true, row block `ib` only computes the panels that hold a column
-/// `j <= i` for one of its rows (attention scores, whose upper triangle is never read).
+/// `causal` skips work that a causal mask makes useless (see [`Causal`]).
 ///
 /// # Safety
 /// [`available`] must be true; `a` and `b` hold these sizes (a row-major `a` addresses `rows`
@@ -155,7 +165,7 @@ pub unsafe fn gemm_packed(
     ldc: usize,
     alpha: f32,
     accumulate: bool,
-    causal_cols: bool,
+    causal: Causal,
 ) {
     let (blocks, panels) = (rows.div_ceil(MR), cols.div_ceil(NR));
     assert!(b.len() >= panels * NR * depth, "gemm_packed: B too small");
@@ -176,22 +186,31 @@ pub unsafe fn gemm_packed(
     let mut kc0 = 0;
     while kc0 < depth {
         let kc = kc_max.min(depth - kc0);
-        let add = accumulate || kc0 > 0;
         for p in 0..panels {
-            let panel = b[p * NR * depth + kc0 * NR..].as_ptr();
             let width = NR.min(cols - p * NR);
             for ib in 0..blocks {
-                let live = MR.min(rows - ib * MR);
-                if causal_cols && p * NR > ib * MR + live - 1 {
+                let (i0, live) = (ib * MR, MR.min(rows - ib * MR));
+                // The depth range this row block needs, and whether it meets this panel.
+                let (first, last) = match causal {
+                    Causal::None => (0, depth),
+                    Causal::Cols if p * NR > i0 + live - 1 => continue,
+                    Causal::Cols => (0, depth),
+                    Causal::DepthTo => (0, (i0 + live).min(depth)),
+                    Causal::DepthFrom => (i0.min(depth), depth),
+                };
+                let (lo, hi) = (kc0.max(first), (kc0 + kc).min(last));
+                if lo >= hi {
                     continue;
                 }
+                let add = accumulate || lo > first;
+                let panel = b[p * NR * depth + lo * NR..].as_ptr();
                 // SAFETY: block (ib, p) of C lies inside the caller's rows and columns.
-                let dst = unsafe { c.add(ib * MR * ldc + p * NR) };
+                let dst = unsafe { c.add(i0 * ldc + p * NR) };
                 // SAFETY: forwarded from this function's contract.
                 unsafe {
                     match a {
-                        Lhs::Packed(a) => micro_kernel::<true>(live, kc, a[ib * MR * depth + kc0 * MR..].as_ptr(), 0, panel, dst, ldc, width, alpha, add),
-                        Lhs::Rows { ptr, ld } => micro_kernel::<false>(live, kc, ptr.add(ib * MR * ld + kc0), ld, panel, dst, ldc, width, alpha, add),
+                        Lhs::Packed(a) => micro_kernel::<true>(live, hi - lo, a[i0 * depth + lo * MR..].as_ptr(), 0, panel, dst, ldc, width, alpha, add),
+                        Lhs::Rows { ptr, ld } => micro_kernel::<false>(live, hi - lo, ptr.add(i0 * ld + lo), ld, panel, dst, ldc, width, alpha, add),
                     }
                 }
             }
@@ -294,13 +313,13 @@ mod tests {
                     for i in 0..m {
                         c[i * ld..i * ld + n].fill(if accumulate { 1.5 } else { f32::NAN });
                     }
-                    unsafe { gemm_packed(m, n, k, Lhs::Packed(&pa), &pb, c.as_mut_ptr(), ld, 0.5, accumulate, false) };
+                    unsafe { gemm_packed(m, n, k, Lhs::Packed(&pa), &pb, c.as_mut_ptr(), ld, 0.5, accumulate, Causal::None) };
                     if !a_t {
                         let mut c2 = c.clone();
                         for i in 0..m {
                             c2[i * ld..i * ld + n].fill(if accumulate { 1.5 } else { f32::NAN });
                         }
-                        unsafe { gemm_packed(m, n, k, Lhs::Rows { ptr: a.as_ptr(), ld: k }, &pb, c2.as_mut_ptr(), ld, 0.5, accumulate, false) };
+                        unsafe { gemm_packed(m, n, k, Lhs::Rows { ptr: a.as_ptr(), ld: k }, &pb, c2.as_mut_ptr(), ld, 0.5, accumulate, Causal::None) };
                         assert!(c2.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()), "row-major A gives the packed result");
                     }
                     for i in 0..m {
@@ -334,12 +353,28 @@ mod tests {
             pack_b(a.as_ptr(), 1, k, k, n, &mut pb);
         }
         let mut c = vec![f32::NAN; n * n];
-        unsafe { gemm_packed(n, n, k, Lhs::Packed(&pa), &pb, c.as_mut_ptr(), n, 1.0, false, true) };
+        unsafe { gemm_packed(n, n, k, Lhs::Packed(&pa), &pb, c.as_mut_ptr(), n, 1.0, false, Causal::Cols) };
         for i in 0..n {
             for j in 0..=i {
                 let dot: f32 = (0..k).map(|kk| a[i * k + kk] * a[j * k + kk]).sum();
                 assert!((c[i * n + j] - dot).abs() < 1e-3, "({i},{j})");
             }
+        }
+        // A triangular left operand (lower: zero for kk > i; upper: zero for kk < i), square,
+        // deeper than one depth block: the shortened depth gives the full product's result.
+        let n = 700usize;
+        for (mode, zero) in [(Causal::DepthTo, (|i: usize, kk: usize| kk > i) as fn(usize, usize) -> bool), (Causal::DepthFrom, |i, kk| kk < i)] {
+            let a: Vec<f32> = (0..n * n).map(|e| if zero(e / n, e % n) { 0.0 } else { value(e, 4) }).collect();
+            let b: Vec<f32> = (0..n * 40).map(|e| value(e, 5)).collect();
+            let mut pb = vec![0.0; packed_b_len(n, 40)];
+            unsafe { pack_b(b.as_ptr(), 40, 1, n, 40, &mut pb) };
+            let (mut full, mut short) = (vec![1.0f32; n * 40], vec![1.0f32; n * 40]);
+            unsafe {
+                gemm_packed(n, 40, n, Lhs::Rows { ptr: a.as_ptr(), ld: n }, &pb, full.as_mut_ptr(), 40, 1.0, true, Causal::None);
+                gemm_packed(n, 40, n, Lhs::Rows { ptr: a.as_ptr(), ld: n }, &pb, short.as_mut_ptr(), 40, 1.0, true, mode);
+            }
+            let max_diff = full.iter().zip(&short).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(max_diff < 1e-3, "{mode:?}: max diff {max_diff}");
         }
     }
 }

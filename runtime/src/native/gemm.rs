@@ -14,6 +14,7 @@ use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use super::avx512;
+pub(crate) use super::avx512::Causal;
 
 /// The path the native engine's f32 products take on this CPU, for reports (`lamina info`,
 /// the benchmarks).
@@ -92,14 +93,15 @@ thread_local! {
     static PACK: RefCell<[Vec<f32>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
 }
 
-/// `C (+)= alpha · A[m × k] · B[k × n]`, single-threaded. `causal`: only elements (i, j) with
-/// j <= i need be correct (the others may hold anything): attention scores.
+/// `C (+)= alpha · A[m × k] · B[k × n]`, single-threaded. `causal` lets the AVX-512 path skip
+/// what a causal mask makes useless (see [`Causal`]); the portable path computes everything,
+/// which gives the same result because the masked parts of A are zeros.
 ///
 /// # Safety
 /// Every element the views address for these sizes must be readable, C's must be writable
 /// and written by no one else during the call, and C must not overlap A or B.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn sgemm(m: usize, n: usize, k: usize, a: View, b: View, c: Out, alpha: f32, accumulate: bool, causal: bool) {
+pub(crate) unsafe fn sgemm(m: usize, n: usize, k: usize, a: View, b: View, c: Out, alpha: f32, accumulate: bool, causal: Causal) {
     if m == 0 || n == 0 {
         return;
     }
@@ -108,13 +110,19 @@ pub(crate) unsafe fn sgemm(m: usize, n: usize, k: usize, a: View, b: View, c: Ou
         PACK.with(|cell| {
             let bufs = &mut *cell.borrow_mut();
             let [pa, pb, staging] = bufs;
-            grow(pa, avx512::packed_a_len(m, k));
             grow(pb, avx512::packed_b_len(k, n));
             // SAFETY: forwarded from this function's contract.
             unsafe {
-                avx512::pack_a(a.ptr, a.rs, a.cs, m, k, pa);
+                // A row-major A is read in place; anything else is packed.
+                let lhs = if a.cs == 1 {
+                    avx512::Lhs::Rows { ptr: a.ptr, ld: a.rs }
+                } else {
+                    grow(pa, avx512::packed_a_len(m, k));
+                    avx512::pack_a(a.ptr, a.rs, a.cs, m, k, pa);
+                    avx512::Lhs::Packed(pa)
+                };
                 avx512::pack_b(b.ptr, b.rs, b.cs, k, n, pb);
-                store_through(m, n, c, accumulate, staging, |dst, ld, add| avx512::gemm_packed(m, n, k, avx512::Lhs::Packed(pa), pb, dst, ld, alpha, add, causal));
+                store_through(m, n, c, accumulate, staging, |dst, ld, add| avx512::gemm_packed(m, n, k, lhs, pb, dst, ld, alpha, add, causal));
             }
         });
         return;
@@ -137,7 +145,7 @@ pub(crate) unsafe fn sgemm_par(m: usize, n: usize, k: usize, a: View, b: View, c
     let threads = rayon::current_num_threads();
     if threads == 1 || (m * n * k) < 64 * 64 * 64 {
         // SAFETY: forwarded.
-        unsafe { sgemm(m, n, k, a, b, c, alpha, accumulate, false) };
+        unsafe { sgemm(m, n, k, a, b, c, alpha, accumulate, Causal::None) };
         return;
     }
     // Chunks of whole register blocks: columns when there are enough of them, else rows.
@@ -150,9 +158,9 @@ pub(crate) unsafe fn sgemm_par(m: usize, n: usize, k: usize, a: View, b: View, c
         // views are offset to that block within the caller's sizes.
         unsafe {
             if by_cols {
-                sgemm(m, hi - lo, k, a, b.at(0, lo), c.at(0, lo), alpha, accumulate, false);
+                sgemm(m, hi - lo, k, a, b.at(0, lo), c.at(0, lo), alpha, accumulate, Causal::None);
             } else {
-                sgemm(hi - lo, n, k, a.at(lo, 0), b, c.at(lo, 0), alpha, accumulate, false);
+                sgemm(hi - lo, n, k, a.at(lo, 0), b, c.at(lo, 0), alpha, accumulate, Causal::None);
             }
         }
     });
@@ -244,7 +252,7 @@ mod tests {
                         if par {
                             sgemm_par(m, n, k, av, bv, cv, 2.0, true);
                         } else {
-                            sgemm(m, n, k, av, bv, cv, 2.0, true, false);
+                            sgemm(m, n, k, av, bv, cv, 2.0, true, Causal::None);
                         }
                     });
                     for i in 0..m {

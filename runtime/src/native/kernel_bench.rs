@@ -4,7 +4,7 @@
 //! For every distinct weight shape of the model (the seven block projections and the LM
 //! head), with `n` rows of activations: the forward product `x · Wᵀ` and the backward product
 //! through the frozen weight `dy · W`, each dequantizing its tiles as in a real pass; then
-//! causal attention of one `n`-token sequence (all heads, forward and backward). Timings are
+//! causal attention of `n` tokens as 4 sequences (all heads, forward and backward). Timings are
 //! medians over `reps` runs after one warm-up, on the model's own thread pool.
 
 use std::time::Instant;
@@ -86,16 +86,18 @@ impl NativeModel {
             let shape = AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
             let (qw, kw) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
             let (q, k, v) = (activations(n * qw, 3), activations(n * kw, 4), activations(n * kw, 5));
-            let seqs = std::slice::from_ref(&(0..n)).to_vec();
+            // The training batch's shape: 4 sequences of n / 4 tokens.
+            let len = (n / 4).max(1);
+            let seqs: Vec<_> = (0..n / len).map(|s| s * len..(s + 1) * len).collect();
             // QKᵀ and PV over the causal triangle: 2 products × 2 FLOPs × d per (i, j ≤ i) pair.
-            let flops = 2.0 * 2.0 * (c.n_heads * c.head_dim) as f64 * (n * (n + 1) / 2) as f64;
+            let flops = seqs.len() as f64 * 2.0 * 2.0 * (c.n_heads * c.head_dim) as f64 * (len * (len + 1) / 2) as f64;
             let mut att = vec![0.0f32; n * qw];
             let mut probs = Vec::new();
             let t = time(reps, || probs = causal_attention_with_probs(&q, &k, &v, &seqs, shape, &mut att));
-            out.push(ProductTiming { name: "attention fwd".into(), m: n, n, k: c.head_dim, weight_type: "f32".into(), seconds: t, flops });
+            out.push(ProductTiming { name: format!("attention fwd x{}", seqs.len()), m: len, n: len, k: c.head_dim, weight_type: "f32".into(), seconds: t, flops });
             let (mut dq, mut dk, mut dv) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
             let t = time(reps, || causal_attention_backward(&q, &k, &v, &probs, &att, &seqs, shape, &mut dq, &mut dk, &mut dv));
-            out.push(ProductTiming { name: "attention bwd".into(), m: n, n, k: c.head_dim, weight_type: "f32".into(), seconds: t, flops: 2.0 * flops });
+            out.push(ProductTiming { name: format!("attention bwd x{}", seqs.len()), m: len, n: len, k: c.head_dim, weight_type: "f32".into(), seconds: t, flops: 2.0 * flops });
             out
         })
     }

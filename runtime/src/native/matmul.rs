@@ -18,7 +18,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::avx512;
-use super::gemm::{sgemm, Out, View};
+use super::gemm::{sgemm, Causal, Out, View};
 use crate::weights::dequant::dequantize_row;
 use crate::weights::GgmlType;
 
@@ -84,6 +84,9 @@ impl SharedMut {
     }
 }
 
+/// Rows of W per sequential step of [`matmul_w_acc`].
+const DEPTH_BLOCK: usize = 2048;
+
 thread_local! {
     /// Per-thread buffers, reused across calls: the dequantized tile and its packed panels.
     static TILE: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
@@ -133,13 +136,13 @@ pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f3
                 // x is n × k; columns r0..r0+rows of y (n × m) belong to this task.
                 unsafe {
                     avx512::pack_b(tile.as_ptr(), 1, k, k, rows, panels);
-                    avx512::gemm_packed(n, rows, k, avx512::Lhs::Rows { ptr: x.as_ptr(), ld: k }, panels, out.at(r0), m, 1.0, false, false);
+                    avx512::gemm_packed(n, rows, k, avx512::Lhs::Rows { ptr: x.as_ptr(), ld: k }, panels, out.at(r0), m, 1.0, false, avx512::Causal::None);
                 }
                 return;
             }
             let _ = panels;
             // SAFETY: as above, through the `gemm` crate with strides.
-            unsafe { sgemm(n, rows, k, View::rows(x, k), View::transposed(tile, k), gemm_out(out.at(r0), m), 1.0, false, false) };
+            unsafe { sgemm(n, rows, k, View::rows(x, k), View::transposed(tile, k), gemm_out(out.at(r0), m), 1.0, false, Causal::None) };
         });
     });
 }
@@ -161,30 +164,44 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
     let bs = w.ty.block_size();
     // A whole number of quantization blocks and of kernel panels (block sizes are 1, 32, 256).
     let width = task_width(k, bs).min(k);
-    (0..k.div_ceil(width)).into_par_iter().for_each(|t| {
-        let c0 = t * width;
-        let cols = width.min(k - c0);
-        with_tile(|slab, panels| {
-            slab.resize(m * cols, 0.0);
-            for (r, dst) in slab.chunks_exact_mut(cols).enumerate() {
-                w.dequantize_segment_into(file, r, c0, dst);
-            }
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                panels.resize(avx512::packed_b_len(m, cols), 0.0);
-                // SAFETY: the slab is m × cols row-major; dy is n × m; columns
-                // c0..c0+cols of dx (n × k) belong to this task.
-                unsafe {
-                    avx512::pack_b(slab.as_ptr(), cols, 1, m, cols, panels);
-                    avx512::gemm_packed(n, cols, m, avx512::Lhs::Rows { ptr: dy.as_ptr(), ld: m }, panels, out.at(c0), k, 1.0, true, false);
+    // W's rows are taken in blocks of DEPTH_BLOCK, one after the other: the slice of dy that a
+    // block meets is then read by every task while it is still in cache (the LM head's 49,152
+    // rows would otherwise stream all of dy from memory once per task), and the order of the
+    // sums stays fixed.
+    let mut d0 = 0;
+    while d0 < m {
+        let depth = DEPTH_BLOCK.min(m - d0);
+        (0..k.div_ceil(width)).into_par_iter().for_each(|t| {
+            let c0 = t * width;
+            let cols = width.min(k - c0);
+            with_tile(|slab, panels| {
+                slab.resize(depth * cols, 0.0);
+                for (r, dst) in slab.chunks_exact_mut(cols).enumerate() {
+                    w.dequantize_segment_into(file, d0 + r, c0, dst);
                 }
-                return;
-            }
-            let _ = panels;
-            // SAFETY: as above, through the `gemm` crate with strides.
-            unsafe { sgemm(n, cols, m, View::rows(dy, m), View::rows(slab, cols), gemm_out(out.at(c0), k), 1.0, true, false) };
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    panels.resize(avx512::packed_b_len(depth, cols), 0.0);
+                    // SAFETY: the slab is depth × cols row-major; dy is n × m and its columns
+                    // d0..d0+depth are read; columns c0..c0+cols of dx (n × k) belong to this
+                    // task.
+                    unsafe {
+                        avx512::pack_b(slab.as_ptr(), cols, 1, depth, cols, panels);
+                        let lhs = avx512::Lhs::Rows { ptr: dy.as_ptr().add(d0), ld: m };
+                        avx512::gemm_packed(n, cols, depth, lhs, panels, out.at(c0), k, 1.0, true, avx512::Causal::None);
+                    }
+                    return;
+                }
+                let _ = panels;
+                // SAFETY: as above, through the `gemm` crate with strides.
+                unsafe {
+                    let lhs = View { ptr: dy.as_ptr().add(d0), rs: m, cs: 1 };
+                    sgemm(n, cols, depth, lhs, View::rows(slab, cols), gemm_out(out.at(c0), k), 1.0, true, Causal::None)
+                };
+            });
         });
-    });
+        d0 += depth;
+    }
 }
 
 /// Run `f` on this thread's tile buffers, or on fresh ones if they are in use (a task that
@@ -201,33 +218,4 @@ fn with_tile(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>)) {
 
 fn gemm_out(p: *mut f32, ld: usize) -> Out {
     Out { ptr: p, rs: ld, cs: 1 }
-}
-
-/// Strided single-threaded product for views into larger buffers: `dst = scale · lhs · rhs`
-/// (or `dst += ...` when `accumulate`), each operand described by a pointer and (row stride,
-/// column stride) in elements.
-///
-/// # Safety
-/// Every addressed element must lie inside a live allocation, and `dst` must not overlap the
-/// inputs or be written by anyone else during the call.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm_strided(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-    lhs: *const f32,
-    lhs_rs: usize,
-    lhs_cs: usize,
-    rhs: *const f32,
-    rhs_rs: usize,
-    rhs_cs: usize,
-    scale: f32,
-    accumulate: bool,
-) {
-    let a = View { ptr: lhs, rs: lhs_rs, cs: lhs_cs };
-    let b = View { ptr: rhs, rs: rhs_rs, cs: rhs_cs };
-    // SAFETY: forwarded to the caller's contract.
-    unsafe { sgemm(m, n, k, a, b, gemm_out(dst, dst_rs), scale, accumulate, false) };
 }
