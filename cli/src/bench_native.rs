@@ -31,6 +31,10 @@ pub struct NativeBenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
+    /// Precision of the native engine's weight products: auto (bf16 where the CPU has
+    /// AVX512-BF16, else f32), f32 or bf16.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "f32", "bf16"])]
+    precision: String,
     /// Also time every product shape on its own (GFLOP/s per shape, forward and backward).
     #[arg(long)]
     products: bool,
@@ -58,7 +62,7 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
     }
     tokens.truncate(args.seq_len);
     let mut session = Session::new(&model, &SessionParams { n_ctx: args.seq_len as u32 + 16, n_batch: args.seq_len as u32, n_threads: threads as u32, ..SessionParams::default() })?;
-    let native = NativeModel::load(args.model.model_path(), &NativeParams { n_threads: threads })?;
+    let native = NativeModel::load(args.model.model_path(), &NativeParams { n_threads: threads, precision: lamina::native::Precision::parse(&args.precision)? })?;
     let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
 
     let llama_once = |session: &mut Session| -> Result<f64, Error> {
@@ -123,7 +127,7 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
                 "native_gflops": achieved, "peak_gflops": peak.gflops, "fraction_of_peak": achieved / peak.gflops,
                 "peak_method": peak.describe(),
                 "train_tokens_per_s": n / tt, "train_gflops": train_gflops, "peak_rss_mib": peak_rss_mib,
-                "kernel_path": lamina::native::kernel_path(), "products": product_json,
+                "kernel_path": native.describe_kernels(), "precision": native.precision().name(), "products": product_json,
             })
         );
         return Ok(());
@@ -142,7 +146,10 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
     }
     println!("FLOPs per pass: {:.2} G (weights {:.2} G + attention {:.2} G); training pass {:.2} G", flops / 1e9, (flops - attention_flops) / 1e9, attention_flops / 1e9, train_flops / 1e9);
     println!("peak: {}", peak.describe());
-    println!("kernels: {}", lamina::native::kernel_path());
+    println!("kernels: {}", native.describe_kernels());
+    if let Some(note) = native.precision_note() {
+        println!("note: {note}");
+    }
     if !products.is_empty() {
         println!("\nproducts, {} rows of activations (m x n x depth, weight type): GFLOP/s and share of the peak", 4 * args.seq_len);
         for p in &products {

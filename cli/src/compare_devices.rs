@@ -68,7 +68,7 @@ pub fn run(args: &CompareDevicesArgs) -> Result<(), Error> {
     let mut gpu = Session::new(&gpu_model, &params)?;
 
     let native = if args.native_reference {
-        Some(lamina::native::NativeModel::load(args.model.model_path(), &lamina::native::NativeParams { n_threads: args.model.threads as usize })?)
+        Some(lamina::native::NativeModel::load(args.model.model_path(), &lamina::native::NativeParams { n_threads: args.model.threads as usize, precision: lamina::native::Precision::F32 })?)
     } else {
         None
     };

@@ -32,6 +32,10 @@ pub struct FinetuneArgs {
     /// CPU threads (0 = all cores).
     #[arg(long, short = 't', default_value_t = 0)]
     threads: usize,
+    /// Precision of the native engine's weight products: auto (bf16 where the CPU has
+    /// AVX512-BF16, else f32), f32 or bf16.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "f32", "bf16"])]
+    precision: String,
     /// Write the adapter as a GGUF LoRA file (use it with `--lora`).
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -193,7 +197,11 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Error> {
     }
 
     let model_path = args.model.clone().unwrap_or_else(lamina::paths::default_model_path);
-    let model = NativeModel::load(&model_path, &NativeParams { n_threads: args.threads })?;
+    let model = NativeModel::load(&model_path, &NativeParams { n_threads: args.threads, precision: lamina::native::Precision::parse(&args.precision)? })?;
+    eprintln!("native engine: {}", model.describe_kernels());
+    if let Some(note) = model.precision_note() {
+        eprintln!("note: {note}");
+    }
     let tokenizer = model.load_tokenizer()?;
     let template = Gguf::open(&model_path).ok().and_then(|g| chat_template_from_gguf(&g, &tokenizer));
     let data = load_dataset(&args.data, &tokenizer, template.as_ref(), &options)?;

@@ -31,6 +31,10 @@ pub enum Engine {
 pub struct PerplexityArgs {
     #[command(flatten)]
     model: ModelOptions,
+    /// Precision of the native engine's weight products (the native engine only): auto (bf16 where the CPU has
+    /// AVX512-BF16, else f32), f32 or bf16.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "f32", "bf16"])]
+    precision: String,
     /// Plain UTF-8 text to score.
     #[arg(long, short)]
     file: PathBuf,
@@ -137,7 +141,7 @@ fn run_llama(args: &PerplexityArgs, text: &str) -> Result<Outcome, Error> {
 
 fn run_native(args: &PerplexityArgs, text: &str) -> Result<Outcome, Error> {
     let path = args.model.model_path();
-    let mut model = load_native(&path, args.model.threads as usize)?;
+    let mut model = load_native(&path, args.model.threads as usize, &args.precision)?;
     let tokenizer = model.load_tokenizer()?;
     let mut ids: Vec<i32> = tokenizer.encode(text, false)?.into_iter().map(|t| t as i32).collect();
     let bos = if model.adds_bos() { tokenizer.bos_token().map(|b| b as i32) } else { None };
@@ -186,8 +190,8 @@ impl TokenScorer for AdaptedScorer<'_> {
     }
 }
 
-fn load_native(path: &Path, threads: usize) -> Result<NativeModel, Error> {
-    NativeModel::load(path, &NativeParams { n_threads: threads })
+fn load_native(path: &Path, threads: usize, precision: &str) -> Result<NativeModel, Error> {
+    NativeModel::load(path, &NativeParams { n_threads: threads, precision: lamina::native::Precision::parse(precision)? })
 }
 
 /// Set by Ctrl-C (the handler is installed on first use; a process has only one).

@@ -236,7 +236,7 @@ fn data_options(p: &lamina_train_params) -> Result<DataOptions, Failure> {
 /// Load the native model and the tokenized data set. A GGUF model's chat template renders
 /// `messages` records; a safetensors checkpoint has none here, so it takes the other formats.
 fn load(model_path: &str, data_path: &str, plan: &Plan) -> Result<(NativeModel, Dataset), Failure> {
-    let model = NativeModel::load(model_path, &NativeParams { n_threads: plan.n_threads })?;
+    let model = NativeModel::load(model_path, &NativeParams { n_threads: plan.n_threads, ..NativeParams::default() })?;
     let tokenizer = model.load_tokenizer()?;
     let template = Gguf::open(model_path).ok().and_then(|g| chat_template_from_gguf(&g, &tokenizer));
     let data = load_dataset(Path::new(data_path), &tokenizer, template.as_ref(), &plan.data)?;

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use lamina::native::lora::SplitMix64;
-use lamina::native::{Example, LoraConfig, LoraTarget, LoraWeights, NativeModel, NativeParams, PassOptions};
+use lamina::native::{Example, LoraConfig, LoraTarget, LoraWeights, NativeModel, NativeParams, PassOptions, Precision};
 use lamina::weights::dequant::dequantize_row;
 use lamina::weights::gguf::{Gguf, GgufWriter, MetaValue};
 use lamina::weights::GgmlType;
@@ -239,7 +239,7 @@ fn examples() -> Vec<Example> {
 
 fn check_gradients(quantized: bool) {
     let path = tiny_model(if quantized { "tiny-q.gguf" } else { "tiny-f32.gguf" }, quantized);
-    let model = NativeModel::load(&path, &NativeParams { n_threads: 2 }).unwrap();
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
     let reference = load_ref(&path);
     let config = LoraConfig { rank: 3, alpha: 6.0, dropout: 0.0, rslora: false, targets: LoraTarget::ALL.to_vec() };
     let mut lora = LoraWeights::new(model.config(), &config, 42).unwrap();
@@ -306,7 +306,7 @@ fn lora_gradients_match_finite_differences_on_an_f32_base() {
 #[test]
 fn checkpointing_and_dropout_masks_are_reproducible() {
     let path = tiny_model("tiny-ckpt.gguf", true);
-    let model = NativeModel::load(&path, &NativeParams { n_threads: 2 }).unwrap();
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
     let config = LoraConfig { rank: 2, alpha: 4.0, dropout: 0.25, rslora: true, targets: vec![LoraTarget::Q, LoraTarget::V, LoraTarget::Down] };
     let mut lora = LoraWeights::new(model.config(), &config, 1).unwrap();
     lora.for_each_tensor_mut(|_, _, is_b, t| {
@@ -336,7 +336,7 @@ fn checkpointing_and_dropout_masks_are_reproducible() {
 #[test]
 fn bad_batches_are_rejected() {
     let path = tiny_model("tiny-bad.gguf", false);
-    let model = NativeModel::load(&path, &NativeParams { n_threads: 1 }).unwrap();
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 1, precision: Precision::F32 }).unwrap();
     let lora = LoraWeights::new(model.config(), &LoraConfig::default(), 0).unwrap();
     let mut g = lora.zeros_like();
     let opts = PassOptions::default();

@@ -81,7 +81,7 @@ fn llama_logits(session: &mut Session, tokens: &[i32]) -> Vec<Vec<f32>> {
 fn fine_tuning_on_made_up_facts_teaches_them_and_llama_cpp_serves_the_adapter() {
     let full = std::env::var_os("LAMINA_FULL_TRAINING").is_some();
     let path = lamina::paths::default_model_path();
-    let native = NativeModel::load(&path, &NativeParams { n_threads: 2 }).unwrap();
+    let native = NativeModel::load(&path, &NativeParams { n_threads: 2, ..NativeParams::default() }).unwrap();
     let gguf = Gguf::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&gguf).unwrap();
     let template = chat_template_from_gguf(&gguf, &tok).expect("the default model has a chat template");

@@ -174,7 +174,7 @@ impl NativeModel {
             let mut normed = vec![0.0f32; rows * d];
             rms_norm(&x[from * d..], &self.final_norm, c.rms_norm_eps, &mut normed);
             let mut logits = vec![0.0f32; rows * c.vocab_size];
-            matmul_wt(&normed, rows, &self.lm_head, pass.file, &mut logits);
+            matmul_wt(&normed, rows, &self.lm_head, pass.file, &mut logits, self.precision);
             super::model::Logits { n_vocab: c.vocab_size, data: logits }
         }))
     }
@@ -247,7 +247,7 @@ impl<'a> Pass<'a> {
     /// `y = x Wᵀ (+ s · (x̃ Aᵀ) Bᵀ)`, returning the branch's tape when adapted.
     fn linear(&self, l: usize, t: LoraTarget, x: &[f32], y: &mut [f32]) -> Option<BranchTape> {
         let block: &Block = &self.model.blocks[l];
-        matmul_wt(x, self.n, block.weight(t), self.file, y);
+        matmul_wt(x, self.n, block.weight(t), self.file, y, self.model.precision);
         let p = self.pair(l, t)?;
         let dropped = self.dropout.map(|(prob, seed)| {
             let mut rng = SplitMix64(seed ^ ((l as u64) << 32) ^ ((t.index() as u64 + 1) << 48));
@@ -276,7 +276,7 @@ impl<'a> Pass<'a> {
     #[allow(clippy::too_many_arguments)]
     fn linear_backward(&self, l: usize, t: LoraTarget, x: &[f32], tape: Option<&BranchTape>, dy: &[f32], dx: &mut [f32], g: &mut [Option<LoraPair>; 7]) {
         let block: &Block = &self.model.blocks[l];
-        matmul_w_acc(dy, self.n, block.weight(t), self.file, dx);
+        matmul_w_acc(dy, self.n, block.weight(t), self.file, dx, self.model.precision);
         let (Some(p), Some(tape)) = (self.pair(l, t), tape) else { return };
         let gp = g[t.index()].as_mut().expect("gradient shapes match the adapter");
         let (n, r, s) = (self.n, p.rank, self.scale);
@@ -408,7 +408,7 @@ impl<'a> Pass<'a> {
         let mut normed = vec![0.0f32; picked.len()];
         rms_norm(&picked, &self.model.final_norm, c.rms_norm_eps, &mut normed);
         let mut logits = vec![0.0f32; rows.len() * vocab];
-        matmul_wt(&normed, rows.len(), &self.model.lm_head, self.file, &mut logits);
+        matmul_wt(&normed, rows.len(), &self.model.lm_head, self.file, &mut logits, self.model.precision);
         // Softmax in place (turning logits into the gradient softmax − onehot), NLL per row.
         let nll: f64 = logits
             .par_chunks_mut(vocab)
@@ -427,7 +427,7 @@ impl<'a> Pass<'a> {
         let loss = PassLoss { nll_sum: nll, n_targets: rows.len() };
         if let Some(dx) = dx {
             let mut d_normed = vec![0.0f32; rows.len() * d];
-            matmul_w_acc(&logits, rows.len(), &self.model.lm_head, self.file, &mut d_normed);
+            matmul_w_acc(&logits, rows.len(), &self.model.lm_head, self.file, &mut d_normed, self.model.precision);
             let mut d_picked = vec![0.0f32; rows.len() * d];
             rms_norm_backward(&picked, &self.model.final_norm, c.rms_norm_eps, &d_normed, &mut d_picked);
             for (i, &r) in rows.iter().enumerate() {

@@ -75,11 +75,11 @@ impl NativeModel {
                 let flops = 2.0 * (n * w.rows * w.cols) as f64;
                 let x = activations(n * w.cols, 1);
                 let mut y = vec![0.0f32; n * w.rows];
-                let t = time(reps, || matmul_wt(&x, n, w, file, &mut y));
+                let t = time(reps, || matmul_wt(&x, n, w, file, &mut y, self.precision));
                 out.push(ProductTiming { name: format!("{name} fwd"), m: n, n: w.rows, k: w.cols, weight_type: w.ty.to_string(), seconds: t, flops });
                 let dy = activations(n * w.rows, 2);
                 let mut dx = vec![0.0f32; n * w.cols];
-                let t = time(reps, || matmul_w_acc(&dy, n, w, file, &mut dx));
+                let t = time(reps, || matmul_w_acc(&dy, n, w, file, &mut dx, self.precision));
                 out.push(ProductTiming { name: format!("{name} bwd"), m: n, n: w.cols, k: w.rows, weight_type: w.ty.to_string(), seconds: t, flops });
             }
             let c = &self.config;

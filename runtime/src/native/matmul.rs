@@ -18,6 +18,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::avx512;
+use super::bf16;
 use super::gemm::{sgemm, Causal, Out, View};
 use crate::weights::dequant::dequantize_row;
 use crate::weights::GgmlType;
@@ -84,12 +85,75 @@ impl SharedMut {
     }
 }
 
+
+/// How the frozen-weight products compute (see `bf16.rs`). `Auto` is resolved when a model
+/// loads: bf16 where the CPU has AVX512-BF16, else f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    pub fn parse(s: &str) -> crate::error::Result<Precision> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Precision::Auto),
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(crate::error::Error::invalid("precision", format!("unknown precision `{other}`: use auto, f32 or bf16"))),
+        }
+    }
+
+    /// What this CPU runs for a request, and, when that is not what was asked, why. `Auto`
+    /// follows `LAMINA_PRECISION` (auto, f32, bf16) when it is set: the switch for programs
+    /// that reach the native engine through the C ABI or Python.
+    pub fn resolve(self) -> (Precision, Option<String>) {
+        let request = match (self, std::env::var("LAMINA_PRECISION")) {
+            (Precision::Auto, Ok(v)) => match Precision::parse(&v) {
+                Ok(p) => p,
+                Err(_) => return (Precision::Auto.resolve_request().0, Some(format!("LAMINA_PRECISION={v} is not auto, f32 or bf16: ignored"))),
+            },
+            _ => self,
+        };
+        request.resolve_request()
+    }
+
+    fn resolve_request(self) -> (Precision, Option<String>) {
+        match self {
+            Precision::F32 => (Precision::F32, None),
+            Precision::Auto if bf16::available() => (Precision::Bf16, None),
+            Precision::Auto => (Precision::F32, None),
+            Precision::Bf16 if bf16::available() => (Precision::Bf16, None),
+            Precision::Bf16 => (Precision::F32, Some("bf16 was asked for, but this CPU has no AVX512-BF16 (or AVX-512 is disabled): running f32".into())),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Auto => "auto",
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 /// Rows of W per sequential step of [`matmul_w_acc`].
 const DEPTH_BLOCK: usize = 2048;
 
+/// Per-thread buffers, reused across calls: the dequantized tile, its f32 panels, its bf16
+/// panels and a bf16 row.
+#[derive(Default)]
+struct TileBuffers {
+    tile: Vec<f32>,
+    panels: Vec<f32>,
+    panels_bf16: Vec<u16>,
+    row_bf16: Vec<u16>,
+}
+
 thread_local! {
-    /// Per-thread buffers, reused across calls: the dequantized tile and its packed panels.
-    static TILE: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static TILE: RefCell<TileBuffers> = RefCell::new(TileBuffers::default());
 }
 
 /// Output rows (or columns) per task: a whole number of `unit`s (the quantization block) and
@@ -109,58 +173,70 @@ fn task_width(len: usize, unit: usize) -> usize {
 }
 
 /// `y[n × w.rows] = x[n × w.cols] · Wᵀ` (row-major, overwriting `y`), run on the current rayon
-/// pool. `file` is the mapped file `w.range` refers to. Each task owns a block of output
-/// columns (a tile of W's rows), so the result does not depend on the thread count.
-pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f32]) {
+/// pool, in `precision` (F32 or Bf16; a model resolves Auto at load). `file` is the mapped
+/// file `w.range` refers to. Each task owns a block of output columns (a tile of W's rows), so
+/// the result does not depend on the thread count.
+pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f32], precision: Precision) {
     let (k, m) = (w.cols, w.rows);
     assert_eq!(x.len(), n * k, "matmul_wt: x is not n × cols");
     assert_eq!(y.len(), n * m, "matmul_wt: y is not n × rows");
     if n == 0 || m == 0 {
         return;
     }
-    let fast = avx512::available();
-        let out = SharedMut(y.as_mut_ptr());
+    let (fast, use_bf16) = (avx512::available(), precision == Precision::Bf16 && bf16::available());
+    let mut x_bf16 = Vec::new();
+    if use_bf16 {
+        bf16::convert_rows(x, n, k, 0, k, &mut x_bf16);
+    }
+    let out = SharedMut(y.as_mut_ptr());
     let width = task_width(m, 1);
     (0..m.div_ceil(width)).into_par_iter().for_each(|t| {
         let r0 = t * width;
         let rows = width.min(m - r0);
-        with_tile(|tile, panels| {
-            tile.resize(rows * k, 0.0);
-            for (i, dst) in tile.chunks_exact_mut(k).enumerate() {
+        with_tile(|b| {
+            b.tile.resize(rows * k, 0.0);
+            for (i, dst) in b.tile.chunks_exact_mut(k).enumerate() {
                 w.dequantize_row_into(file, r0 + i, dst);
             }
             #[cfg(target_arch = "x86_64")]
+            if use_bf16 {
+                bf16::pack_b_from_rows(&b.tile, k, rows, &mut b.row_bf16, &mut b.panels_bf16);
+                // SAFETY: x_bf16 is n rows of padded(k); columns r0..r0+rows of y (n × m)
+                // belong to this task.
+                unsafe { bf16::gemm(n, rows, k, &x_bf16, bf16::padded(k), &b.panels_bf16, out.at(r0), m, false) };
+                return;
+            }
+            #[cfg(target_arch = "x86_64")]
             if fast {
-                panels.resize(avx512::packed_b_len(k, rows), 0.0);
+                b.panels.resize(avx512::packed_b_len(k, rows), 0.0);
                 // SAFETY: the tile is rows × k row-major, read as its transpose (k × rows);
                 // x is n × k; columns r0..r0+rows of y (n × m) belong to this task.
                 unsafe {
-                    avx512::pack_b(tile.as_ptr(), 1, k, k, rows, panels);
-                    avx512::gemm_packed(n, rows, k, avx512::Lhs::Rows { ptr: x.as_ptr(), ld: k }, panels, out.at(r0), m, 1.0, false, avx512::Causal::None);
+                    avx512::pack_b(b.tile.as_ptr(), 1, k, k, rows, &mut b.panels);
+                    avx512::gemm_packed(n, rows, k, avx512::Lhs::Rows { ptr: x.as_ptr(), ld: k }, &b.panels, out.at(r0), m, 1.0, false, avx512::Causal::None);
                 }
                 return;
             }
-            let _ = panels;
             // SAFETY: as above, through the `gemm` crate with strides.
-            unsafe { sgemm(n, rows, k, View::rows(x, k), View::transposed(tile, k), gemm_out(out.at(r0), m), 1.0, false, Causal::None) };
+            unsafe { sgemm(n, rows, k, View::rows(x, k), View::transposed(&b.tile, k), gemm_out(out.at(r0), m), 1.0, false, Causal::None) };
         });
     });
 }
 
-/// `dx[n × w.cols] += dy[n × w.rows] · W`: the product the backward pass needs to carry a
-/// gradient through a frozen weight. Each task owns a block of `dx`'s columns: it dequantizes
-/// that block of every W row (whole quantization blocks) and multiplies it with all of `dy`.
-/// No partial sums are reduced across threads, so the result does not depend on the thread
-/// count, and memory beyond `dx` is one slab per thread.
-pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mut [f32]) {
+/// `dx[n × w.cols] += dy[n × w.rows] · W`, in `precision`: the product the backward pass needs
+/// to carry a gradient through a frozen weight. Each task owns a block of `dx`'s columns: it
+/// dequantizes that block of every W row (whole quantization blocks) and multiplies it with
+/// all of `dy`. No partial sums are reduced across threads, so the result does not depend on
+/// the thread count, and memory beyond `dx` is one slab per thread.
+pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mut [f32], precision: Precision) {
     let (k, m) = (w.cols, w.rows);
     assert_eq!(dy.len(), n * m, "matmul_w_acc: dy is not n × rows");
     assert_eq!(dx.len(), n * k, "matmul_w_acc: dx is not n × cols");
     if n == 0 || m == 0 {
         return;
     }
-    let fast = avx512::available();
-        let out = SharedMut(dx.as_mut_ptr());
+    let (fast, use_bf16) = (avx512::available(), precision == Precision::Bf16 && bf16::available());
+    let out = SharedMut(dx.as_mut_ptr());
     let bs = w.ty.block_size();
     // A whole number of quantization blocks and of kernel panels (block sizes are 1, 32, 256).
     let width = task_width(k, bs).min(k);
@@ -168,35 +244,46 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
     // block meets is then read by every task while it is still in cache (the LM head's 49,152
     // rows would otherwise stream all of dy from memory once per task), and the order of the
     // sums stays fixed.
+    let mut dy_bf16 = Vec::new();
     let mut d0 = 0;
     while d0 < m {
         let depth = DEPTH_BLOCK.min(m - d0);
+        if use_bf16 {
+            bf16::convert_rows(dy, n, m, d0, depth, &mut dy_bf16);
+        }
         (0..k.div_ceil(width)).into_par_iter().for_each(|t| {
             let c0 = t * width;
             let cols = width.min(k - c0);
-            with_tile(|slab, panels| {
-                slab.resize(depth * cols, 0.0);
-                for (r, dst) in slab.chunks_exact_mut(cols).enumerate() {
+            with_tile(|b| {
+                b.tile.resize(depth * cols, 0.0);
+                for (r, dst) in b.tile.chunks_exact_mut(cols).enumerate() {
                     w.dequantize_segment_into(file, d0 + r, c0, dst);
                 }
                 #[cfg(target_arch = "x86_64")]
+                if use_bf16 {
+                    bf16::pack_b_from_depth_rows(&b.tile, depth, cols, &mut b.panels_bf16);
+                    // SAFETY: dy_bf16 is n rows of padded(depth) (dy's columns d0..d0+depth);
+                    // columns c0..c0+cols of dx (n × k) belong to this task.
+                    unsafe { bf16::gemm(n, cols, depth, &dy_bf16, bf16::padded(depth), &b.panels_bf16, out.at(c0), k, true) };
+                    return;
+                }
+                #[cfg(target_arch = "x86_64")]
                 if fast {
-                    panels.resize(avx512::packed_b_len(depth, cols), 0.0);
+                    b.panels.resize(avx512::packed_b_len(depth, cols), 0.0);
                     // SAFETY: the slab is depth × cols row-major; dy is n × m and its columns
                     // d0..d0+depth are read; columns c0..c0+cols of dx (n × k) belong to this
                     // task.
                     unsafe {
-                        avx512::pack_b(slab.as_ptr(), cols, 1, depth, cols, panels);
+                        avx512::pack_b(b.tile.as_ptr(), cols, 1, depth, cols, &mut b.panels);
                         let lhs = avx512::Lhs::Rows { ptr: dy.as_ptr().add(d0), ld: m };
-                        avx512::gemm_packed(n, cols, depth, lhs, panels, out.at(c0), k, 1.0, true, avx512::Causal::None);
+                        avx512::gemm_packed(n, cols, depth, lhs, &b.panels, out.at(c0), k, 1.0, true, avx512::Causal::None);
                     }
                     return;
                 }
-                let _ = panels;
                 // SAFETY: as above, through the `gemm` crate with strides.
                 unsafe {
                     let lhs = View { ptr: dy.as_ptr().add(d0), rs: m, cs: 1 };
-                    sgemm(n, cols, depth, lhs, View::rows(slab, cols), gemm_out(out.at(c0), k), 1.0, true, Causal::None)
+                    sgemm(n, cols, depth, lhs, View::rows(&b.tile, cols), gemm_out(out.at(c0), k), 1.0, true, Causal::None)
                 };
             });
         });
@@ -206,13 +293,10 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
 
 /// Run `f` on this thread's tile buffers, or on fresh ones if they are in use (a task that
 /// this thread picked up while waiting inside another product).
-fn with_tile(f: impl FnOnce(&mut Vec<f32>, &mut Vec<f32>)) {
+fn with_tile(f: impl FnOnce(&mut TileBuffers)) {
     TILE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut bufs) => {
-            let (a, b) = &mut *bufs;
-            f(a, b)
-        }
-        Err(_) => f(&mut Vec::new(), &mut Vec::new()),
+        Ok(mut bufs) => f(&mut bufs),
+        Err(_) => f(&mut TileBuffers::default()),
     });
 }
 

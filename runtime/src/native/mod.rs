@@ -10,6 +10,7 @@
 pub mod attention;
 pub mod backward;
 mod avx512;
+pub mod bf16;
 pub mod config;
 pub mod kernel_bench;
 pub mod convert;
@@ -31,4 +32,5 @@ pub use lora::{LoraConfig, LoraPair, LoraTarget, LoraWeights};
 pub use model::{Logits, NativeModel, NativeParams};
 pub use convert::{gguf_to_safetensors, safetensors_to_gguf, ConvertReport, Dtype as ConvertDtype};
 pub use gemm::kernel_path;
+pub use matmul::Precision;
 pub use tokenizer::Tokenizer;

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use super::attention::{causal_attention, AttentionShape};
 use super::config::LlamaConfig;
-use super::matmul::{matmul_wt, WeightMatrix};
+use super::matmul::{matmul_wt, Precision, WeightMatrix};
 use super::ops::{rms_norm, rope_frequencies, swiglu, RopeLayout, RopeTable};
 use super::tokenizer::{SpecialTokens, Tokenizer};
 use crate::error::{Error, Result};
@@ -31,6 +31,8 @@ use crate::weights::GgmlType;
 pub struct NativeParams {
     /// Worker threads for the forward pass; 0 = one per available core.
     pub n_threads: usize,
+    /// Precision of the frozen-weight products (Auto: bf16 where the CPU has AVX512-BF16).
+    pub precision: Precision,
 }
 
 /// The mapped file the weight ranges point into.
@@ -95,6 +97,10 @@ pub struct NativeModel {
     pub(crate) final_norm: Vec<f32>,
     pub(crate) lm_head: WeightMatrix,
     pub(crate) pool: rayon::ThreadPool,
+    /// The resolved precision of the weight products (never Auto), and why it differs from
+    /// the request when it does.
+    pub(crate) precision: Precision,
+    pub(crate) precision_note: Option<String>,
 }
 
 impl std::fmt::Debug for NativeModel {
@@ -104,6 +110,7 @@ impl std::fmt::Debug for NativeModel {
             .field("config", &self.config)
             .field("rope_layout", &self.rope_layout)
             .field("threads", &self.pool.current_num_threads())
+            .field("precision", &self.precision)
             .finish()
     }
 }
@@ -146,18 +153,20 @@ impl NativeModel {
         } else {
             (None, PathBuf::new())
         };
-        match dir_st {
+        let mut model = match dir_st {
             Some(st) => {
                 let config = LlamaConfig::from_hf_config_json(&config_json)?;
                 let file = SafeTensors::open(&st)?;
-                Self::from_safetensors(config, file, pool)
+                Self::from_safetensors(config, file, pool)?
             }
             None => {
                 let g = Gguf::open(path)?;
                 let config = LlamaConfig::from_gguf(&g)?;
-                Self::from_gguf(config, g, pool)
+                Self::from_gguf(config, g, pool)?
             }
-        }
+        };
+        (model.precision, model.precision_note) = params.precision.resolve();
+        Ok(model)
     }
 
     fn from_gguf(config: LlamaConfig, g: Gguf, pool: rayon::ThreadPool) -> Result<NativeModel> {
@@ -196,6 +205,8 @@ impl NativeModel {
             final_norm,
             lm_head,
             pool,
+            precision: Precision::F32,
+            precision_note: None,
         })
     }
 
@@ -239,6 +250,8 @@ impl NativeModel {
             final_norm,
             lm_head,
             pool,
+            precision: Precision::F32,
+            precision_note: None,
         })
     }
 
@@ -274,6 +287,25 @@ impl NativeModel {
                 .ok()
                 .and_then(|t| t.add_bos_token)
                 .unwrap_or(false),
+        }
+    }
+
+    /// The precision the weight products run in (bf16 or f32; never Auto).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Why [`precision`](Self::precision) differs from what was asked, when it does (a forced
+    /// bf16 on a CPU without AVX512-BF16).
+    pub fn precision_note(&self) -> Option<&str> {
+        self.precision_note.as_deref()
+    }
+
+    /// One line for reports: the precision and the kernels behind it.
+    pub fn describe_kernels(&self) -> String {
+        match self.precision {
+            Precision::Bf16 => "bf16 weight products (AVX512-BF16, f32 accumulation); other products f32, AVX-512 (lamina's kernel)".into(),
+            _ => super::gemm::kernel_path().to_string(),
         }
     }
 
@@ -349,20 +381,20 @@ impl NativeModel {
         let (mut gate, mut up, mut act) = (vec![0.0f32; n * ff], vec![0.0f32; n * ff], vec![0.0f32; n * ff]);
         for b in &self.blocks {
             rms_norm(&x, &b.attn_norm, c.rms_norm_eps, &mut h);
-            matmul_wt(&h, n, &b.wq, file, &mut q);
-            matmul_wt(&h, n, &b.wk, file, &mut k);
-            matmul_wt(&h, n, &b.wv, file, &mut v);
+            matmul_wt(&h, n, &b.wq, file, &mut q, self.precision);
+            matmul_wt(&h, n, &b.wk, file, &mut k, self.precision);
+            matmul_wt(&h, n, &b.wv, file, &mut v, self.precision);
             rope.apply(&mut q, c.n_heads, &positions, false);
             rope.apply(&mut k, c.n_kv_heads, &positions, false);
             causal_attention(&q, &k, &v, &ranges, shape, &mut att);
-            matmul_wt(&att, n, &b.wo, file, &mut proj);
+            matmul_wt(&att, n, &b.wo, file, &mut proj, self.precision);
             add_assign(&mut x, &proj);
 
             rms_norm(&x, &b.ffn_norm, c.rms_norm_eps, &mut h);
-            matmul_wt(&h, n, &b.w_gate, file, &mut gate);
-            matmul_wt(&h, n, &b.w_up, file, &mut up);
+            matmul_wt(&h, n, &b.w_gate, file, &mut gate, self.precision);
+            matmul_wt(&h, n, &b.w_up, file, &mut up, self.precision);
             swiglu(&gate, &up, &mut act);
-            matmul_wt(&act, n, &b.w_down, file, &mut proj);
+            matmul_wt(&act, n, &b.w_down, file, &mut proj, self.precision);
             add_assign(&mut x, &proj);
         }
 
@@ -372,7 +404,7 @@ impl NativeModel {
         let mut normed = vec![0.0f32; picked.len()];
         rms_norm(&picked, &self.final_norm, c.rms_norm_eps, &mut normed);
         let mut logits = vec![0.0f32; rows.len() * c.vocab_size];
-        matmul_wt(&normed, rows.len(), &self.lm_head, file, &mut logits);
+        matmul_wt(&normed, rows.len(), &self.lm_head, file, &mut logits, self.precision);
         Logits { n_vocab: c.vocab_size, data: logits }
     }
 }

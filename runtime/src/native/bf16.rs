@@ -1,0 +1,265 @@
+//! The bf16 path of the frozen-weight products: inputs rounded to bfloat16, products summed in
+//! f32 with AVX512-BF16's `vdpbf16ps`, which does two multiply-adds per lane where an f32 FMA
+//! does one. It is what PyTorch's bf16 autocast does on such CPUs: the same rounding of both
+//! operands, f32 accumulation, f32 outputs. Everything trainable (LoRA matrices, optimizer
+//! state), the LoRA and attention products, norms and softmaxes stay in f32.
+//!
+//! Layouts (`kp` is the depth rounded up to even, padded with zeros):
+//! - A: bf16 rows of stride `lda` (≥ kp): each step broadcasts the pair (A[r][2p], A[r][2p+1])
+//!   as one 32-bit lane.
+//! - B: panels of [`NR`] columns laid out `[kp/2][NR][2]`: one zmm holds the depth pair of 16
+//!   columns, two zmm a panel's step.
+//!
+//! The kernel is the f32 one's (12 × 32 outputs in 24 accumulators), one depth pair per step.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use super::avx512::{self, MR, NR};
+
+/// Depth pairs per block: a panel block of 512 pairs × 32 columns is 64 KiB, in L2.
+const KP: usize = 512;
+
+/// Whether this CPU has AVX512-BF16 (and the f32 AVX-512 path is enabled).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static OK: OnceLock<bool> = OnceLock::new();
+        *OK.get_or_init(|| avx512::available() && std::arch::is_x86_feature_detected!("avx512bf16"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// f32 → bf16, rounding to nearest even (NaN stays NaN), as `vcvtneps2bf16` does for normal
+/// numbers.
+#[inline]
+pub fn to_bf16(x: f32) -> u16 {
+    let b = x.to_bits();
+    if x.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// bf16 → f32 (exact).
+#[inline]
+pub fn from_bf16(h: u16) -> f32 {
+    f32::from_bits(u32::from(h) << 16)
+}
+
+/// `depth` rounded up to a whole number of pairs.
+pub fn padded(depth: usize) -> usize {
+    depth.div_ceil(2) * 2
+}
+
+/// Columns `c0 .. c0 + depth` of each of `rows` f32 rows of stride `ld` into bf16 rows of
+/// stride `padded(depth)` (the padding zero).
+pub fn convert_rows(x: &[f32], rows: usize, ld: usize, c0: usize, depth: usize, out: &mut Vec<u16>) {
+    let kp = padded(depth);
+    out.clear();
+    out.resize(rows * kp, 0);
+    for (i, dst) in out.chunks_exact_mut(kp).enumerate() {
+        let src = &x[i * ld + c0..i * ld + c0 + depth];
+        #[cfg(target_arch = "x86_64")]
+        if available() {
+            // SAFETY: the CPU has AVX512-BF16; both slices hold `depth` elements.
+            unsafe { convert_slice_avx512(src, &mut dst[..depth]) };
+            continue;
+        }
+        for (d, &s) in dst.iter_mut().zip(src) {
+            *d = to_bf16(s);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn convert_slice_avx512(src: &[f32], dst: &mut [u16]) {
+    let mut i = 0;
+    while i + 16 <= src.len() {
+        // SAFETY: 16 elements from i are inside both slices.
+        unsafe {
+            let v: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(src.as_ptr().add(i))));
+            _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, v);
+        }
+        i += 16;
+    }
+    for j in i..src.len() {
+        dst[j] = to_bf16(src[j]);
+    }
+}
+
+/// bf16 elements that the B panels of `depth × cols` take.
+pub fn packed_b_len(depth: usize, cols: usize) -> usize {
+    cols.div_ceil(NR) * NR * padded(depth)
+}
+
+/// Pack B = Wᵀ for a tile of W's rows (`cols` rows of `depth` f32, row-major: element (kk, j)
+/// at `tile[j·depth + kk]`) into bf16 panels `[kp/2][NR][2]`, zero beyond `depth` and `cols`.
+/// A W row is converted as a whole, then its pairs are stored down the panel.
+pub fn pack_b_from_rows(tile: &[f32], depth: usize, cols: usize, row: &mut Vec<u16>, out: &mut Vec<u16>) {
+    let kp = padded(depth);
+    out.clear();
+    out.resize(packed_b_len(depth, cols), 0);
+    for j in 0..cols {
+        convert_rows(&tile[j * depth..(j + 1) * depth], 1, depth, 0, depth, row);
+        let panel = &mut out[(j / NR) * NR * kp..(j / NR + 1) * NR * kp];
+        let col = j % NR;
+        for (p, pair) in row.chunks_exact(2).enumerate() {
+            panel[p * 2 * NR + 2 * col] = pair[0];
+            panel[p * 2 * NR + 2 * col + 1] = pair[1];
+        }
+    }
+}
+
+/// Pack B given as `depth` f32 rows of `cols` (element (kk, j) at `slab[kk·cols + j]`, the
+/// backward product's slab of W) into bf16 panels `[kp/2][NR][2]`: consecutive rows are
+/// interleaved into pairs.
+pub fn pack_b_from_depth_rows(slab: &[f32], depth: usize, cols: usize, out: &mut Vec<u16>) {
+    let kp = padded(depth);
+    out.clear();
+    out.resize(packed_b_len(depth, cols), 0);
+    for p in 0..kp / 2 {
+        let r0 = &slab[2 * p * cols..(2 * p + 1) * cols];
+        let r1 = if 2 * p + 1 < depth { Some(&slab[(2 * p + 1) * cols..(2 * p + 2) * cols]) } else { None };
+        for j in 0..cols {
+            let at = (j / NR) * NR * kp + p * 2 * NR + 2 * (j % NR);
+            out[at] = to_bf16(r0[j]);
+            out[at + 1] = r1.map_or(0, |r| to_bf16(r[j]));
+        }
+    }
+}
+
+/// `C[i][j] (+)= Σ_kk A[i][kk] · B[kk][j]` for i < rows, j < cols; A bf16 rows of stride `lda`
+/// holding `padded(depth)` elements each, B packed by [`pack_b_from_rows`] or
+/// [`pack_b_from_depth_rows`]; C f32 with row stride `ldc`.
+///
+/// # Safety
+/// [`available`] must be true; `a` holds `rows` rows of stride `lda`; C addresses `rows` rows of
+/// stride `ldc` with `cols <= ldc`, written by no one else during the call.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm(rows: usize, cols: usize, depth: usize, a: &[u16], lda: usize, b: &[u16], c: *mut f32, ldc: usize, accumulate: bool) {
+    let pairs = padded(depth) / 2;
+    let panels = cols.div_ceil(NR);
+    assert!(b.len() >= panels * NR * 2 * pairs && (rows == 0 || a.len() >= (rows - 1) * lda + 2 * pairs), "bf16 gemm: operands too small");
+    let block = pairs.div_ceil(pairs.div_ceil(KP).max(1)).max(1);
+    let mut p0 = 0;
+    while p0 < pairs {
+        let np = block.min(pairs - p0);
+        let add = accumulate || p0 > 0;
+        for p in 0..panels {
+            let width = NR.min(cols - p * NR);
+            let panel = b[p * NR * 2 * pairs + p0 * 2 * NR..].as_ptr();
+            for i0 in (0..rows).step_by(MR) {
+                let live = MR.min(rows - i0);
+                macro_rules! dispatch {
+                    ($($n:literal)*) => {
+                        match live {
+                            // SAFETY (every arm): forwarded from this function's contract.
+                            $($n => unsafe { kernel::<$n>(np, a[i0 * lda + 2 * p0..].as_ptr(), lda, panel, c.add(i0 * ldc + p * NR), ldc, width, add) },)*
+                            _ => unreachable!("a row block has 1..=MR live rows"),
+                        }
+                    };
+                }
+                dispatch!(1 2 3 4 5 6 7 8 9 10 11 12);
+            }
+        }
+        p0 += np;
+    }
+}
+
+/// One `R × NR` block over `np` depth pairs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel<const R: usize>(np: usize, a: *const u16, lda: usize, b: *const u16, c: *mut f32, ldc: usize, width: usize, add: bool) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for p in 0..np {
+        // SAFETY (whole loop): b holds np × NR pairs; a holds R rows of 2·np elements.
+        let (b0, b1): (__m512bh, __m512bh) = unsafe {
+            (
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b.add(p * 2 * NR) as *const _)),
+                std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b.add(p * 2 * NR + NR) as *const _)),
+            )
+        };
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let pair = unsafe { (a.add(r * lda + 2 * p) as *const i32).read_unaligned() };
+            let av: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(pair)) };
+            acc_r[0] = _mm512_dpbf16_ps(acc_r[0], av, b0);
+            acc_r[1] = _mm512_dpbf16_ps(acc_r[1], av, b1);
+        }
+    }
+    let lo: __mmask16 = if width >= 16 { 0xffff } else { ((1u32 << width) - 1) as __mmask16 };
+    let hi: __mmask16 = if width >= 32 { 0xffff } else if width > 16 { ((1u32 << (width - 16)) - 1) as __mmask16 } else { 0 };
+    for (r, acc_r) in acc.iter().enumerate() {
+        // SAFETY: row r < R of the caller's output block; the masks limit the columns.
+        unsafe {
+            let row = c.add(r * ldc);
+            let (mut v0, mut v1) = (acc_r[0], acc_r[1]);
+            if add {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(lo, row));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(hi, row.add(16)));
+            }
+            _mm512_mask_storeu_ps(row, lo, v0);
+            _mm512_mask_storeu_ps(row.add(16), hi, v1);
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_is_to_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        // 1 + 2^-8 is exactly halfway between two bf16 values: ties go to the even one.
+        assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+        assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+        assert_eq!(from_bf16(to_bf16(-2.5)), -2.5);
+    }
+
+    /// The kernel against an f64 product of the same bf16-rounded operands: only the order of
+    /// f32 sums differs.
+    #[test]
+    fn matches_a_product_of_the_rounded_operands() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let mut max_rel = 0.0f64;
+        for &(m, n, k) in &[(1usize, 1usize, 1usize), (13, 33, 301), (24, 64, 576), (7, 5, 2)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 40.0).collect();
+            let mut ab = Vec::new();
+            convert_rows(&a, m, k, 0, k, &mut ab);
+            // B packed both ways (from its rows along the depth, and from its transpose).
+            let mut pb = Vec::new();
+            pack_b_from_depth_rows(&b, k, n, &mut pb);
+            let bt: Vec<f32> = (0..n * k).map(|e| b[(e % k) * n + e / k]).collect();
+            let (mut pb2, mut row) = (Vec::new(), Vec::new());
+            pack_b_from_rows(&bt, k, n, &mut row, &mut pb2);
+            assert_eq!(pb, pb2, "both packings give the same panels");
+            let ld = n + 2;
+            let mut c = vec![f32::NAN; m * ld];
+            unsafe { gemm(m, n, k, &ab, padded(k), &pb, c.as_mut_ptr(), ld, false) };
+            for i in 0..m {
+                for j in 0..n {
+                    let expect: f64 = (0..k).map(|kk| f64::from(from_bf16(to_bf16(a[i * k + kk]))) * f64::from(from_bf16(to_bf16(b[kk * n + j])))).sum();
+                    let got = f64::from(c[i * ld + j]);
+                    let rel = (got - expect).abs() / (1.0 + expect.abs());
+                    max_rel = max_rel.max(rel);
+                    assert!(rel < 1e-5, "{m}x{n}x{k} ({i},{j}): {got} vs {expect}");
+                }
+                assert!(c[i * ld + n].is_nan(), "columns past the block are untouched");
+            }
+        }
+        println!("bf16 kernel vs f64 product of the rounded operands: max relative diff {max_rel:.2e}");
+    }
+}
