@@ -85,6 +85,10 @@ pub struct FinetuneArgs {
     /// Gradient checkpointing: less memory, about a third more time.
     #[arg(long)]
     checkpointing: bool,
+    /// MiB of saved activations per micro-batch (0 = no limit); the layers beyond it are
+    /// recomputed in the backward pass.
+    #[arg(long, value_name = "MIB", default_value_t = TrainConfig::default().activation_memory_mib)]
+    activation_memory: usize,
     /// Seed of the adapter's initialisation, the example order, dropout and the split.
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
@@ -138,6 +142,7 @@ impl FinetuneArgs {
             grad_accum: self.grad_accum,
             steps: self.steps.unwrap_or(TrainConfig::default().steps),
             checkpointing: self.checkpointing,
+            activation_memory_mib: self.activation_memory,
             seed: self.seed,
             eval_every: self.eval_every,
             ..TrainConfig::default()

@@ -217,6 +217,7 @@ unsafe fn plan(p: &lamina_train_params) -> Result<Plan, Failure> {
         checkpointing: p.checkpointing,
         seed: p.seed,
         eval_every: p.eval_every as usize,
+        ..TrainConfig::default()
     };
     config.validate()?;
     Ok(Plan { config, data: data_options(p)?, n_threads: p.n_threads as usize })

@@ -315,15 +315,25 @@ fn checkpointing_and_dropout_masks_are_reproducible() {
         }
     });
     let batch = examples();
-    let run = |checkpointing: bool, seed: u64| {
+    let run_with = |model: &NativeModel, checkpointing: bool, activation_budget: Option<usize>, seed: u64| {
         let mut g = lora.zeros_like();
-        let loss = model.loss_and_grads(&lora, &batch, PassOptions { dropout_seed: Some(seed), checkpointing }, &mut g).unwrap();
+        let loss = model.loss_and_grads(&lora, &batch, PassOptions { dropout_seed: Some(seed), checkpointing, activation_budget }, &mut g).unwrap();
         (loss, g)
     };
+    let run = |checkpointing: bool, seed: u64| run_with(&model, checkpointing, None, seed);
     let (l1, g1) = run(false, 5);
     let (l2, g2) = run(true, 5);
     assert_eq!(l1, l2, "checkpointing changed the loss");
     assert_eq!(g1, g2, "checkpointing changed the gradients");
+    // A budget for one block's activations: the first block is recomputed, the second kept.
+    let lens: Vec<usize> = batch.iter().map(|e| e.tokens.len()).collect();
+    let one_block = model.tape_bytes(Some(&lora), &lens);
+    let (l4, g4) = run_with(&model, false, Some(one_block), 5);
+    assert!(l4 == l1 && g4 == g1, "a partial activation budget changed the result");
+    // Every sum runs in an order that does not depend on the thread count.
+    let three = NativeModel::load(&path, &NativeParams { n_threads: 3, precision: Precision::F32 }).unwrap();
+    let (l5, g5) = run_with(&three, false, None, 5);
+    assert!(l5 == l1 && g5 == g1, "the thread count changed the result");
     let (l3, _) = run(false, 6);
     assert_ne!(l1.nll_sum, l3.nll_sum, "a different dropout seed should draw different masks");
     // Without dropout the loss equals the evaluation loss.

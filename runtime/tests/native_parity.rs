@@ -126,7 +126,7 @@ fn native_engine_matches_llama_cpp_on_the_default_model() {
 
     // 3. The safetensors checkpoint through the native engine.
     let from_st = NativeModel::load(&hf_dir, &params).unwrap();
-    assert_eq!(from_st.rope_layout(), lamina::native::ops::RopeLayout::Halves);
+    assert_eq!(from_st.rope_layout(), lamina::native::RopeLayout::Halves);
     let st_logits = native_logits(&from_st, &tokens);
     let scale = ours.iter().flatten().fold(0.0f32, |m, &v| m.max(v.abs()));
     let rel_st = max_abs_diff(&ours, &st_logits) / scale;

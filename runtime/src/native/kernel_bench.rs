@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use super::attention::{causal_attention_backward, causal_attention_with_probs, AttentionShape};
+use super::layers::attention::{causal_attention_backward, causal_attention_with_probs, AttentionShape};
 use super::matmul::{matmul_w_acc, matmul_wt, WeightMatrix};
 use super::model::NativeModel;
 

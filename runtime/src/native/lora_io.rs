@@ -18,7 +18,7 @@ use serde_json::json;
 use super::convert::permute_qk_rows;
 use super::lora::{LoraConfig, LoraPair, LoraTarget, LoraWeights};
 use super::model::NativeModel;
-use super::ops::RopeLayout;
+use super::layers::rope::RopeLayout;
 use crate::engine::adapter::{read_peft_adapter, write_gguf_adapter, LoraTensor, LoraWeights as GgufLora};
 use crate::error::{Error, Result};
 use crate::weights::dequant::dequantize_row;

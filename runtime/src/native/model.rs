@@ -2,24 +2,18 @@
 //! GGUF file or a Hugging Face safetensors checkpoint.
 //!
 //! The weights stay in the mapping in their stored type (quantized GGUF blocks, f16, bf16 or
-//! f32); the model keeps only byte ranges into it, plus the small norm vectors as f32. The
-//! forward pass (f32 compute) runs over whole sequences, several at once, on the model's own
-//! rayon pool: embedding, then per block RMSNorm, q/k/v projections, RoPE, causal GQA
-//! attention, output projection and residual, RMSNorm, SwiGLU MLP and residual; then the
-//! final norm and the LM head (the token embedding when tied).
+//! f32); the model keeps only byte ranges into it, plus the small norm vectors as f32. Its
+//! pass (inference, scoring and training alike) is in `pass.rs`, on the model's own rayon
+//! pool.
 //!
 //! GGUF files store q/k rows permuted for interleaved RoPE, HF checkpoints in `rotate_half`
 //! order; the model records which and rotates accordingly, so both give the same logits.
 
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
-use super::attention::{causal_attention, AttentionShape};
 use super::config::LlamaConfig;
-use super::matmul::{matmul_wt, Precision, WeightMatrix};
-use super::ops::{rms_norm, rope_frequencies, swiglu, RopeLayout, RopeTable};
+use super::layers::rope::{rope_frequencies, RopeLayout};
+use super::matmul::{Precision, WeightMatrix};
 use super::tokenizer::{SpecialTokens, Tokenizer};
 use crate::error::{Error, Result};
 use crate::weights::gguf::Gguf;
@@ -322,95 +316,6 @@ impl NativeModel {
         });
         2 * (per_block * self.blocks.len() + self.lm_head.rows * self.lm_head.cols) as u64
     }
-
-    /// Logits of positions `from..tokens.len()` of one sequence evaluated from position 0.
-    pub fn logits(&self, tokens: &[u32], from: usize) -> Result<Logits> {
-        if from > tokens.len() {
-            return Err(Error::invalid("from", format!("must be at most the sequence length {}, got {from}", tokens.len())));
-        }
-        self.forward(&[tokens], std::slice::from_ref(&(from..tokens.len())))
-    }
-
-    /// Evaluate several independent sequences in one pass (their rows are batched through
-    /// every matrix product; attention stays within each sequence). Returns logits for the
-    /// positions in `wanted[i]` of each sequence `i`, concatenated in order.
-    pub fn forward(&self, seqs: &[&[u32]], wanted: &[Range<usize>]) -> Result<Logits> {
-        if seqs.len() != wanted.len() {
-            return Err(Error::invalid("wanted", format!("{} ranges for {} sequences", wanted.len(), seqs.len())));
-        }
-        let n_vocab = self.config.vocab_size;
-        for (s, w) in seqs.iter().zip(wanted) {
-            if s.is_empty() {
-                return Err(Error::EmptyPrompt { what: "token sequence" });
-            }
-            if w.start > w.end || w.end > s.len() {
-                return Err(Error::invalid("wanted", format!("range {w:?} is outside a sequence of {} tokens", s.len())));
-            }
-            if let Some(bad) = s.iter().find(|&&t| t as usize >= n_vocab) {
-                return Err(Error::invalid("tokens", format!("token id {bad} is outside the vocabulary (0..{n_vocab})")));
-            }
-        }
-        Ok(self.pool.install(|| self.forward_in_pool(seqs, wanted)))
-    }
-
-    fn forward_in_pool(&self, seqs: &[&[u32]], wanted: &[Range<usize>]) -> Logits {
-        let c = &self.config;
-        let file = self.file.bytes();
-        let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
-        let mut ranges = Vec::with_capacity(seqs.len());
-        let mut positions = Vec::new();
-        for s in seqs {
-            let start = positions.len();
-            positions.extend(0..s.len());
-            ranges.push(start..positions.len());
-        }
-        let n = positions.len();
-        let max_len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
-        let rope = RopeTable::new(&self.rope_freqs, max_len, self.rope_layout);
-        let shape = AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
-
-        // Residual stream, initialised with the token embeddings.
-        let mut x = vec![0.0f32; n * d];
-        let tokens: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
-        x.par_chunks_mut(d).zip(tokens.par_iter()).for_each(|(row, &t)| self.embed.dequantize_row_into(file, t as usize, row));
-
-        let mut h = vec![0.0f32; n * d];
-        let (mut q, mut k, mut v) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
-        let mut att = vec![0.0f32; n * qw];
-        let mut proj = vec![0.0f32; n * d];
-        let (mut gate, mut up, mut act) = (vec![0.0f32; n * ff], vec![0.0f32; n * ff], vec![0.0f32; n * ff]);
-        for b in &self.blocks {
-            rms_norm(&x, &b.attn_norm, c.rms_norm_eps, &mut h);
-            matmul_wt(&h, n, &b.wq, file, &mut q, self.precision);
-            matmul_wt(&h, n, &b.wk, file, &mut k, self.precision);
-            matmul_wt(&h, n, &b.wv, file, &mut v, self.precision);
-            rope.apply(&mut q, c.n_heads, &positions, false);
-            rope.apply(&mut k, c.n_kv_heads, &positions, false);
-            causal_attention(&q, &k, &v, &ranges, shape, &mut att);
-            matmul_wt(&att, n, &b.wo, file, &mut proj, self.precision);
-            add_assign(&mut x, &proj);
-
-            rms_norm(&x, &b.ffn_norm, c.rms_norm_eps, &mut h);
-            matmul_wt(&h, n, &b.w_gate, file, &mut gate, self.precision);
-            matmul_wt(&h, n, &b.w_up, file, &mut up, self.precision);
-            swiglu(&gate, &up, &mut act);
-            matmul_wt(&act, n, &b.w_down, file, &mut proj, self.precision);
-            add_assign(&mut x, &proj);
-        }
-
-        // Final norm and LM head, only for the wanted rows.
-        let rows: Vec<usize> = ranges.iter().zip(wanted).flat_map(|(r, w)| (r.start + w.start)..(r.start + w.end)).collect();
-        let picked: Vec<f32> = rows.iter().flat_map(|&r| x[r * d..(r + 1) * d].iter().copied()).collect();
-        let mut normed = vec![0.0f32; picked.len()];
-        rms_norm(&picked, &self.final_norm, c.rms_norm_eps, &mut normed);
-        let mut logits = vec![0.0f32; rows.len() * c.vocab_size];
-        matmul_wt(&normed, rows.len(), &self.lm_head, file, &mut logits, self.precision);
-        Logits { n_vocab: c.vocab_size, data: logits }
-    }
-}
-
-fn add_assign(x: &mut [f32], y: &[f32]) {
-    x.par_chunks_mut(4096).zip(y.par_chunks(4096)).for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
 }
 
 fn data_err(path: &Path, reason: String) -> Error {

@@ -19,30 +19,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::backward::{Example, PassOptions};
+use super::optim::{AdamW, LrSchedule, Optimizer};
+pub use super::optim::Schedule;
+use super::pass::{Example, PassOptions};
 use super::lora::{LoraConfig, LoraTarget, LoraWeights, SplitMix64};
 use super::model::NativeModel;
 use crate::error::{Error, Result};
-
-/// How the learning rate decays after warmup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    Cosine,
-    Linear,
-    Constant,
-}
-
-impl Schedule {
-    pub fn parse(s: &str) -> Result<Schedule> {
-        match s {
-            "cosine" => Ok(Schedule::Cosine),
-            "linear" => Ok(Schedule::Linear),
-            "constant" => Ok(Schedule::Constant),
-            other => Err(Error::invalid("schedule", format!("unknown schedule `{other}`: use cosine, linear or constant"))),
-        }
-    }
-}
 
 /// Everything that defines a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +52,10 @@ pub struct TrainConfig {
     pub steps: usize,
     /// Recompute each layer in the backward pass instead of keeping its activations.
     pub checkpointing: bool,
+    /// MiB of saved activations a micro-batch may keep (0 = no limit): the layers past it are
+    /// recomputed in the backward pass, as with `checkpointing`, and only those.
+    #[serde(default = "default_activation_memory_mib")]
+    pub activation_memory_mib: usize,
     pub seed: u64,
     /// Compute the validation loss every this many steps (0 = only when asked).
     pub eval_every: usize,
@@ -95,10 +81,18 @@ impl Default for TrainConfig {
             grad_accum: 1,
             steps: 100,
             checkpointing: false,
+            activation_memory_mib: default_activation_memory_mib(),
             seed: 0,
             eval_every: 0,
         }
     }
+}
+
+/// The default activation budget: enough for a 4 × 256 LoRA batch of the default model to keep
+/// about three quarters of its layers, so that training stays within the model file plus
+/// 1 GiB of memory.
+fn default_activation_memory_mib() -> usize {
+    768
 }
 
 impl TrainConfig {
@@ -142,17 +136,12 @@ impl TrainConfig {
 
     /// The learning rate of optimizer step `step` (0-based).
     pub fn lr_at(&self, step: usize) -> f32 {
-        let base = self.learning_rate;
-        if step < self.warmup_steps {
-            return base * (step + 1) as f32 / self.warmup_steps as f32;
-        }
-        let decay_steps = self.steps.saturating_sub(self.warmup_steps).max(1);
-        let progress = ((step - self.warmup_steps) as f32 / decay_steps as f32).min(1.0);
-        match self.schedule {
-            Schedule::Constant => base,
-            Schedule::Linear => base * (1.0 - progress),
-            Schedule::Cosine => base * 0.5 * (1.0 + (std::f32::consts::PI * progress).cos()),
-        }
+        LrSchedule { base: self.learning_rate, warmup_steps: self.warmup_steps, total_steps: self.steps, kind: self.schedule }.at(step)
+    }
+
+    /// The optimizer these settings describe.
+    pub fn optimizer(&self) -> AdamW {
+        AdamW { beta1: self.beta1, beta2: self.beta2, eps: self.eps, weight_decay: self.weight_decay }
     }
 }
 
@@ -365,7 +354,8 @@ impl<'m> Trainer<'m> {
             let batch = self.next_batch();
             tokens += batch.iter().map(|e| e.tokens.len() as u64).sum::<u64>();
             let seed = cfg.seed ^ ((self.state.step as u64) << 20) ^ micro as u64;
-            let options = PassOptions { dropout_seed: Some(seed), checkpointing: cfg.checkpointing };
+            let budget = (cfg.activation_memory_mib > 0).then_some(cfg.activation_memory_mib << 20);
+            let options = PassOptions { dropout_seed: Some(seed), checkpointing: cfg.checkpointing, activation_budget: budget };
             let l = self.model.loss_and_grads(&self.lora, &batch, options, &mut grads)?;
             nll += l.nll_sum;
             n_targets += l.n_targets;
@@ -384,19 +374,13 @@ impl<'m> Trainer<'m> {
         let norm = sq.sqrt();
         let clip = if cfg.max_grad_norm > 0.0 && norm > f64::from(cfg.max_grad_norm) { (f64::from(cfg.max_grad_norm) / norm) as f32 } else { 1.0 };
         let lr = cfg.lr_at(self.state.step);
-        let t = (self.state.step + 1) as i32;
-        let (bc1, bc2) = (1.0 - cfg.beta1.powi(t), 1.0 - cfg.beta2.powi(t));
-        let mut grads_t = grads.tensors_mut();
+        let optimizer = cfg.optimizer();
+        let t = (self.state.step + 1) as u64;
+        let grads_t = grads.tensors_mut();
         let mut m_t = self.adam_m.tensors_mut();
         let mut v_t = self.adam_v.tensors_mut();
-        for (((p, g), m), v) in self.lora.tensors_mut().into_iter().zip(grads_t.iter_mut()).zip(m_t.iter_mut()).zip(v_t.iter_mut()) {
-            for (((p, g), m), v) in p.iter_mut().zip(g.iter()).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let g = g * clip;
-                *m = cfg.beta1 * *m + (1.0 - cfg.beta1) * g;
-                *v = cfg.beta2 * *v + (1.0 - cfg.beta2) * g * g;
-                let update = (*m / bc1) / ((*v / bc2).sqrt() + cfg.eps);
-                *p -= lr * (update + cfg.weight_decay * *p);
-            }
+        for (((p, g), m), v) in self.lora.tensors_mut().into_iter().zip(grads_t.iter()).zip(m_t.iter_mut()).zip(v_t.iter_mut()) {
+            optimizer.update(t, lr, clip, p, g, &mut [&mut **m, &mut **v]);
         }
         self.state.step += 1;
         self.state.tokens_seen += tokens;

@@ -57,7 +57,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::backward::Example;
+use super::pass::Example;
 use super::lora::SplitMix64;
 use super::tokenizer::Tokenizer;
 use crate::engine::{ChatMessage, ChatTemplate};

@@ -1,5 +1,8 @@
 //! Causal grouped-query self-attention over whole sequences (no KV cache: the native engine
-//! scores and trains on complete sequences).
+//! scores and trains on complete sequences), forward and backward.
+//!
+//! Shapes: q, dq, out `[N × n_heads·d]`; k, v, dk, dv `[N × n_kv·d]`; the rows of each
+//! sequence are a range of 0..N; probabilities `[len × len]` per (sequence, head).
 //!
 //! For each sequence and query head h (sharing key/value head `h / (n_heads / n_kv_heads)`):
 //! `S = Q_h K_hᵀ / sqrt(d)`, masked to `j <= i`, softmax per row, `O_h = P V_h`. The
@@ -12,9 +15,9 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::gemm::{sgemm, Causal, Out, View};
-use super::vexp;
-use super::matmul::SharedMut;
+use crate::native::gemm::{sgemm, Causal, Out, View};
+use crate::native::matmul::SharedMut;
+use crate::native::vexp;
 
 /// Attention geometry.
 #[derive(Debug, Clone, Copy)]

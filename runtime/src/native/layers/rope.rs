@@ -1,52 +1,12 @@
-//! The element-wise and row-wise operations of the LLaMA block: RMSNorm, rotary position
-//! embeddings and the SwiGLU gate. Each works on row-major `[tokens × width]` buffers and is
-//! parallel over rows; their numerics follow ggml's CPU kernels where that matters for parity
-//! (RMSNorm sums squares in f64 as ggml does).
+//! Rotary position embeddings. Forward rotates each pair of a head by its position's angle;
+//! the backward pass applies the inverse rotation (a rotation's transpose is its inverse).
+//!
+//! Shapes: x `[n × n_heads·head_dim]`, row r at position `positions[r]`; the table holds
+//! `[positions × head_dim/2]` cosines and sines.
 
 use rayon::prelude::*;
 
-use super::config::RopeScaling;
-use super::vexp;
-
-/// `out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight` for every row of width `weight.len()`.
-pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    let d = weight.len();
-    out.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(o, xr)| {
-        let scale = rms_scale(xr, eps);
-        for ((o, &v), &w) in o.iter_mut().zip(xr).zip(weight) {
-            *o = v * scale * w;
-        }
-    });
-}
-
-/// `1 / sqrt(mean(x²) + eps)`, the per-row factor of RMSNorm.
-pub fn rms_scale(x: &[f32], eps: f32) -> f32 {
-    let sum: f64 = x.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-    let mean = (sum / x.len() as f64) as f32;
-    1.0 / (mean + eps).sqrt()
-}
-
-/// Gradient of [`rms_norm`]: `dx += ∂/∂x` for upstream `dy`, per row:
-/// `dx = r·(w∘dy) − x·r³·mean(w∘dy∘x)` with `r = 1/sqrt(mean(x²) + eps)`.
-pub fn rms_norm_backward(x: &[f32], weight: &[f32], eps: f32, dy: &[f32], dx: &mut [f32]) {
-    let d = weight.len();
-    dx.par_chunks_mut(d).zip(x.par_chunks(d).zip(dy.par_chunks(d))).for_each(|(dxr, (xr, dyr))| {
-        let r = rms_scale(xr, eps);
-        let dot: f64 = xr.iter().zip(dyr).zip(weight).map(|((&x, &g), &w)| f64::from(w * g) * f64::from(x)).sum();
-        let c = (dot / d as f64) as f32 * r * r * r;
-        for (((o, &x), &g), &w) in dxr.iter_mut().zip(xr).zip(dyr).zip(weight) {
-            *o += r * w * g - x * c;
-        }
-    });
-}
-
-/// Gradient of [`swiglu`]: from `d_out`, write `d_gate` and `d_up`.
-pub fn swiglu_backward(gate: &[f32], up: &[f32], d_out: &[f32], d_gate: &mut [f32], d_up: &mut [f32]) {
-    const C: usize = 4096;
-    d_gate.par_chunks_mut(C).zip(d_up.par_chunks_mut(C)).zip(gate.par_chunks(C).zip(up.par_chunks(C)).zip(d_out.par_chunks(C))).for_each(
-        |((dg, du), ((g, u), dout))| vexp::swiglu_backward(g, u, dout, dg, du),
-    );
-}
+use crate::native::config::RopeScaling;
 
 /// How the two halves of each rotated pair are laid out within a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,24 +103,9 @@ impl RopeTable {
     }
 }
 
-/// `out = silu(gate) * up`, element-wise.
-pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    out.par_chunks_mut(4096).zip(gate.par_chunks(4096).zip(up.par_chunks(4096))).for_each(|(o, (g, u))| vexp::swiglu(g, u, o));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rms_norm_unit_rows() {
-        let x = [3.0f32, 4.0, 0.0, 0.0];
-        let w = [1.0f32, 1.0, 2.0, 2.0];
-        let mut out = [0.0f32; 4];
-        rms_norm(&x, &w, 0.0, &mut out);
-        // mean of squares = 25/4, rms = 2.5
-        assert!((out[0] - 1.2).abs() < 1e-6 && (out[1] - 1.6).abs() < 1e-6);
-    }
 
     #[test]
     fn rope_layouts_agree_up_to_permutation() {

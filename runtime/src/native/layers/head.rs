@@ -1,0 +1,83 @@
+//! The model's output: final RMSNorm, LM head (the token embedding when tied) and the summed
+//! next-token NLL, forward and backward.
+//!
+//! Shapes: x, dx `[N × d]` (the final residual stream); `rows` picks the positions that are
+//! scored; logits `[chunk × vocab]`. Rows go through in chunks of [`CHUNK`], so the logits
+//! buffer stays a fixed size however many targets a batch has (49,152 logits per row for the
+//! default model: a 1,024-target batch would otherwise need 200 MB for them alone).
+
+use rayon::prelude::*;
+
+use super::norm::{rms_norm, rms_norm_backward};
+use crate::native::matmul::{matmul_w_acc, matmul_wt, Precision, WeightMatrix};
+use crate::native::vexp;
+
+/// Rows per LM-head chunk.
+const CHUNK: usize = 256;
+
+/// The output layer's weights, borrowed for a pass.
+pub(crate) struct Head<'a> {
+    pub norm: &'a [f32],
+    pub eps: f32,
+    pub lm_head: &'a WeightMatrix,
+    pub file: &'a [u8],
+    pub precision: Precision,
+}
+
+impl Head<'_> {
+    /// Normalised rows `rows` of x, `[rows.len() × d]`.
+    fn normed(&self, x: &[f32], rows: &[usize]) -> (Vec<f32>, Vec<f32>) {
+        let d = self.norm.len();
+        let picked: Vec<f32> = rows.iter().flat_map(|&r| x[r * d..(r + 1) * d].iter().copied()).collect();
+        let mut normed = vec![0.0f32; picked.len()];
+        rms_norm(&picked, self.norm, self.eps, &mut normed);
+        (picked, normed)
+    }
+
+    /// Logits of rows `rows` of x, `[rows.len() × vocab]`.
+    pub fn logits(&self, x: &[f32], rows: &[usize]) -> Vec<f32> {
+        let (_, normed) = self.normed(x, rows);
+        let mut logits = vec![0.0f32; rows.len() * self.lm_head.rows];
+        matmul_wt(&normed, rows.len(), self.lm_head, self.file, &mut logits, self.precision);
+        logits
+    }
+
+    /// Summed NLL of `labels[i]` at row `rows[i]` of x; with `dx`, the gradient of that sum
+    /// with respect to x is added into it.
+    pub fn loss(&self, x: &[f32], rows: &[usize], labels: &[usize], mut dx: Option<&mut [f32]>) -> f64 {
+        let (d, vocab) = (self.norm.len(), self.lm_head.rows);
+        let mut nll = 0.0f64;
+        let mut logits = Vec::new();
+        for (rows, labels) in rows.chunks(CHUNK).zip(labels.chunks(CHUNK)) {
+            let (picked, normed) = self.normed(x, rows);
+            logits.resize(rows.len() * vocab, 0.0);
+            matmul_wt(&normed, rows.len(), self.lm_head, self.file, &mut logits, self.precision);
+            // Softmax in place (turning logits into the gradient softmax − onehot), NLL per row.
+            nll += logits
+                .par_chunks_mut(vocab)
+                .zip(labels.par_iter())
+                .map(|(row, &label)| {
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let picked = row[label] - max;
+                    let z = f64::from(vexp::exp_shifted_sum(row, max));
+                    let inv = (1.0 / z) as f32;
+                    row.iter_mut().for_each(|v| *v *= inv);
+                    row[label] -= 1.0;
+                    z.ln() - f64::from(picked)
+                })
+                .collect::<Vec<f64>>()
+                .iter()
+                .sum::<f64>();
+            if let Some(dx) = dx.as_deref_mut() {
+                let mut d_normed = vec![0.0f32; rows.len() * d];
+                matmul_w_acc(&logits, rows.len(), self.lm_head, self.file, &mut d_normed, self.precision);
+                let mut d_picked = vec![0.0f32; rows.len() * d];
+                rms_norm_backward(&picked, self.norm, self.eps, &d_normed, &mut d_picked);
+                for (i, &r) in rows.iter().enumerate() {
+                    dx[r * d..(r + 1) * d].iter_mut().zip(&d_picked[i * d..(i + 1) * d]).for_each(|(a, b)| *a += b);
+                }
+            }
+        }
+        nll
+    }
+}

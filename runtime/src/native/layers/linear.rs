@@ -1,0 +1,97 @@
+//! A projection with an optional LoRA branch: `y = x Wᵀ + s · (x̃ Aᵀ) Bᵀ`, where W (out × in)
+//! is frozen in the mapped file, A (r × in) and B (out × r) are the adapter's, `s` its scale
+//! and x̃ the input after the branch's dropout.
+//!
+//! Shapes: x, dx `[n × in]`; y, dy `[n × out]`; the branch keeps u = x̃ Aᵀ transposed,
+//! `[r × n]` (the rank is small, so the token dimension is the one wide enough for the
+//! kernel's panels).
+
+use rayon::prelude::*;
+
+use crate::native::gemm::{sgemm_par, Out, View};
+use crate::native::lora::{LoraPair, SplitMix64};
+use crate::native::matmul::{matmul_w_acc, matmul_wt, Precision, WeightMatrix};
+
+/// What the backward pass needs of a LoRA branch: the dropout mask and the input after
+/// dropout (when dropout is on), and `uᵀ = A x̃ᵀ`.
+pub(crate) struct BranchTape {
+    dropped: Option<(Vec<bool>, Vec<f32>)>,
+    u: Vec<f32>,
+}
+
+/// One projection of one layer, borrowed for a pass.
+pub(crate) struct Linear<'a> {
+    pub w: &'a WeightMatrix,
+    pub file: &'a [u8],
+    pub precision: Precision,
+    pub lora: Option<&'a LoraPair>,
+    /// The branch's scale `s`.
+    pub scale: f32,
+    /// Dropout of the branch's input: (probability, seed of this layer and target).
+    pub dropout: Option<(f32, u64)>,
+}
+
+impl Linear<'_> {
+    /// `y = x Wᵀ (+ branch)`, overwriting `y`; returns the branch's tape when adapted.
+    pub fn forward(&self, x: &[f32], n: usize, y: &mut [f32]) -> Option<BranchTape> {
+        matmul_wt(x, n, self.w, self.file, y, self.precision);
+        let p = self.lora?;
+        let dropped = self.dropout.map(|(prob, seed)| {
+            let mut rng = SplitMix64(seed);
+            let keep = 1.0 / (1.0 - prob);
+            let mask: Vec<bool> = x.iter().map(|_| rng.next_f32() >= prob).collect();
+            let xd = x.iter().zip(&mask).map(|(&v, &m)| if m { v * keep } else { 0.0 }).collect::<Vec<f32>>();
+            (mask, xd)
+        });
+        let xd = dropped.as_ref().map_or(x, |(_, xd)| xd.as_slice());
+        let (r, n_in, n_out) = (p.rank, p.n_in, p.n_out);
+        let mut u = vec![0.0f32; r * n];
+        // SAFETY (both): uᵀ = A (r × in) · x̃ᵀ (x̃ is n × in); y += s · u · Bᵀ (B is out × r).
+        // Every view addresses its operand's shape; y and u are written by these products
+        // alone.
+        unsafe {
+            sgemm_par(r, n, n_in, View::rows(&p.a, n_in), View::transposed(xd, n_in), Out::rows(&mut u, n), 1.0, false);
+            sgemm_par(n, n_out, r, View::transposed(&u, n), View::transposed(&p.b, r), Out::rows(y, n_out), self.scale, true);
+        }
+        Some(BranchTape { dropped, u })
+    }
+
+    /// Gradient through the projection: `dx += dy W (+ the branch's)`, and the branch's A and B
+    /// gradients added into `grad` (the pair's shapes). `x` is the forward input.
+    pub fn backward(&self, x: &[f32], n: usize, tape: Option<&BranchTape>, dy: &[f32], dx: &mut [f32], grad: Option<&mut LoraPair>) {
+        matmul_w_acc(dy, n, self.w, self.file, dx, self.precision);
+        let (Some(p), Some(tape), Some(gp)) = (self.lora, tape, grad) else { return };
+        let (r, s, n_in, n_out) = (p.rank, self.scale, p.n_in, p.n_out);
+        let xd = tape.dropped.as_ref().map_or(x, |(_, xd)| xd.as_slice());
+        // du is kept transposed (r × n), as u is.
+        let mut du = vec![0.0f32; r * n];
+        let u = View::rows(&tape.u, n);
+        // SAFETY: shapes as documented on each product (dy: n × out, x̃: n × in, uᵀ and duᵀ:
+        // r × n, A: r × in, B: out × r); each output is written by its product alone.
+        unsafe {
+            // dBᵀ += s · uᵀ · dy  (dB is out × r)
+            sgemm_par(r, n_out, n, u, View::rows(dy, n_out), Out::transposed(&mut gp.b, r), s, true);
+            // duᵀ = s · Bᵀ · dyᵀ
+            sgemm_par(r, n, n_out, View::transposed(&p.b, r), View::transposed(dy, n_out), Out::rows(&mut du, n), s, false);
+            // dA += duᵀ · x̃
+            sgemm_par(r, n_in, n, View::rows(&du, n), View::rows(xd, n_in), Out::rows(&mut gp.a, n_in), 1.0, true);
+        }
+        let du_rows = View::transposed(&du, n);
+        match &tape.dropped {
+            // x̃ = x · mask / (1 − p): dx += (du · A) ∘ mask / (1 − p).
+            Some((mask, _)) => {
+                let mut dxd = vec![0.0f32; n * n_in];
+                // SAFETY: dx̃ = du · A, n × in.
+                unsafe { sgemm_par(n, n_in, r, du_rows, View::rows(&p.a, n_in), Out::rows(&mut dxd, n_in), 1.0, false) };
+                let keep = 1.0 / (1.0 - self.dropout.map_or(0.0, |d| d.0));
+                dx.par_iter_mut().zip(dxd.par_iter().zip(mask.par_iter())).for_each(|(d, (&g, &m))| {
+                    if m {
+                        *d += g * keep;
+                    }
+                });
+            }
+            // SAFETY: dx += du · A, n × in.
+            None => unsafe { sgemm_par(n, n_in, r, du_rows, View::rows(&p.a, n_in), Out::rows(dx, n_in), 1.0, true) },
+        }
+    }
+}

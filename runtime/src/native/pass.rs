@@ -1,0 +1,408 @@
+//! The one model pass of the native engine, shared by inference ([`NativeModel::forward`],
+//! [`NativeModel::logits`]), scoring ([`NativeModel::loss`]) and training
+//! ([`NativeModel::loss_and_grads`]): embedding, then per block RMSNorm, q/k/v projections,
+//! RoPE, causal GQA attention, output projection and residual, RMSNorm, SwiGLU MLP and
+//! residual; then the final norm and the LM head. Each step is a layer of `layers/`; a LoRA
+//! adapter, when given, adds its branch inside the projections.
+//!
+//! For training, each block's forward keeps what its backward needs (a tape), or, for the
+//! blocks that do not fit the activation budget (all of them with checkpointing), only its
+//! input, and the block is recomputed during the backward pass. Inputs of the norms and of the
+//! SwiGLU product are recomputed rather than kept: they are cheap to redo and as large as the
+//! tensors they come from. Dropout masks come from a generator seeded per (step seed, layer,
+//! target), so a recomputed block draws the same masks. Structure follows llm.c's
+//! `gpt2_forward`/`gpt2_backward`.
+//!
+//! The loss is the *sum* of `-ln p(target)` over the target positions, and the gradients are
+//! of that sum: callers (the trainer) divide by the total number of targets across
+//! accumulated micro-batches, which keeps gradient accumulation exact.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::layers::attention::{causal_attention, causal_attention_backward, causal_attention_with_probs, AttentionShape};
+use super::layers::embedding::embedding_forward;
+use super::layers::head::Head;
+use super::layers::linear::{BranchTape, Linear};
+use super::layers::norm::{rms_norm, rms_norm_backward};
+use super::layers::rope::RopeTable;
+use super::layers::swiglu::{swiglu, swiglu_backward};
+use super::lora::{LoraPair, LoraTarget, LoraWeights};
+use super::model::{Logits, NativeModel};
+use crate::error::{Error, Result};
+
+/// One training sequence: its tokens, and which of them are targets (`targets[t]` true means
+/// token `t` is predicted from `tokens[..t]` and counts in the loss; `targets[0]` is ignored).
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub tokens: Vec<u32>,
+    pub targets: Vec<bool>,
+}
+
+impl Example {
+    pub fn n_targets(&self) -> usize {
+        self.targets.iter().skip(1).filter(|&&t| t).count()
+    }
+}
+
+/// Options of one pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassOptions {
+    /// Seed of this pass's dropout masks; None = no dropout (evaluation).
+    pub dropout_seed: Option<u64>,
+    /// Keep only each layer's input and recompute every layer in the backward pass.
+    pub checkpointing: bool,
+    /// Bytes of saved activations the pass may keep (None = no limit). Blocks past the budget
+    /// are checkpointed (recomputed in the backward pass), the first blocks first.
+    pub activation_budget: Option<usize>,
+}
+
+/// Loss of one pass: the sum of target NLLs (nats) and how many targets it covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PassLoss {
+    pub nll_sum: f64,
+    pub n_targets: usize,
+}
+
+/// What one block's backward pass needs besides what it recomputes.
+struct LayerTape {
+    x_in: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    probs: Vec<Vec<f32>>,
+    att: Vec<f32>,
+    x_mid: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    branches: [Option<BranchTape>; 7],
+}
+
+/// Shared state of one pass over a batch of sequences laid end to end.
+struct Pass<'a> {
+    model: &'a NativeModel,
+    lora: Option<&'a LoraWeights>,
+    file: &'a [u8],
+    /// Rows of the batch (all sequences' tokens).
+    n: usize,
+    tokens: Vec<u32>,
+    seqs: Vec<Range<usize>>,
+    positions: Vec<usize>,
+    rope: RopeTable,
+    shape: AttentionShape,
+    scale: f32,
+    dropout: Option<(f32, u64)>,
+}
+
+impl NativeModel {
+    /// Logits of positions `from..tokens.len()` of one sequence evaluated from position 0.
+    pub fn logits(&self, tokens: &[u32], from: usize) -> Result<Logits> {
+        if from > tokens.len() {
+            return Err(Error::invalid("from", format!("must be at most the sequence length {}, got {from}", tokens.len())));
+        }
+        self.forward(&[tokens], std::slice::from_ref(&(from..tokens.len())))
+    }
+
+    /// Evaluate several independent sequences in one pass (their rows are batched through
+    /// every matrix product; attention stays within each sequence). Returns logits for the
+    /// positions in `wanted[i]` of each sequence `i`, concatenated in order.
+    pub fn forward(&self, seqs: &[&[u32]], wanted: &[Range<usize>]) -> Result<Logits> {
+        self.forward_with_lora(None, seqs, wanted)
+    }
+
+    /// Logits of positions `from..tokens.len()` of one sequence under the base model plus
+    /// `lora` (None = base only): inference with an in-memory adapter.
+    pub fn logits_with_lora(&self, lora: Option<&LoraWeights>, tokens: &[u32], from: usize) -> Result<Logits> {
+        if from > tokens.len() {
+            return Err(Error::invalid("from", format!("must be at most the sequence length {}, got {from}", tokens.len())));
+        }
+        self.forward_with_lora(lora, &[tokens], std::slice::from_ref(&(from..tokens.len())))
+    }
+
+    /// [`forward`](Self::forward) with an optional in-memory adapter.
+    pub fn forward_with_lora(&self, lora: Option<&LoraWeights>, seqs: &[&[u32]], wanted: &[Range<usize>]) -> Result<Logits> {
+        if seqs.len() != wanted.len() {
+            return Err(Error::invalid("wanted", format!("{} ranges for {} sequences", wanted.len(), seqs.len())));
+        }
+        let n_vocab = self.config.vocab_size;
+        for (s, w) in seqs.iter().zip(wanted) {
+            if s.is_empty() {
+                return Err(Error::EmptyPrompt { what: "token sequence" });
+            }
+            if w.start > w.end || w.end > s.len() {
+                return Err(Error::invalid("wanted", format!("range {w:?} is outside a sequence of {} tokens", s.len())));
+            }
+            if let Some(bad) = s.iter().find(|&&t| t as usize >= n_vocab) {
+                return Err(Error::invalid("tokens", format!("token id {bad} is outside the vocabulary (0..{n_vocab})")));
+            }
+        }
+        lora.map(|l| l.check_fits(&self.config)).transpose()?;
+        Ok(self.pool.install(|| {
+            let pass = Pass::new(self, lora, seqs, PassOptions::default());
+            let mut x = pass.embed();
+            for l in 0..self.blocks.len() {
+                pass.block_forward(l, &mut x, false);
+            }
+            let rows: Vec<usize> = pass.seqs.iter().zip(wanted).flat_map(|(r, w)| (r.start + w.start)..(r.start + w.end)).collect();
+            Logits { n_vocab, data: pass.head().logits(&x, &rows) }
+        }))
+    }
+
+    /// Loss of `batch` under the base model plus `lora` (None = base only), without gradients.
+    pub fn loss(&self, lora: Option<&LoraWeights>, batch: &[Example]) -> Result<PassLoss> {
+        self.check_batch(lora, batch)?;
+        Ok(self.pool.install(|| {
+            let seqs: Vec<&[u32]> = batch.iter().map(|e| e.tokens.as_slice()).collect();
+            let pass = Pass::new(self, lora, &seqs, PassOptions::default());
+            let mut x = pass.embed();
+            for l in 0..self.blocks.len() {
+                pass.block_forward(l, &mut x, false);
+            }
+            pass.loss(&x, batch, None)
+        }))
+    }
+
+    /// Loss of `batch` and, added into `grads` (same shapes as `lora`), the gradients of the
+    /// summed target NLL with respect to every LoRA matrix.
+    pub fn loss_and_grads(&self, lora: &LoraWeights, batch: &[Example], options: PassOptions, grads: &mut LoraWeights) -> Result<PassLoss> {
+        self.check_batch(Some(lora), batch)?;
+        grads.check_fits(&self.config)?;
+        if grads.layers.iter().zip(&lora.layers).any(|(g, w)| g.iter().zip(w).any(|(a, b)| a.is_some() != b.is_some())) {
+            return Err(Error::invalid("grads", "must have the adapter's shapes (use LoraWeights::zeros_like)"));
+        }
+        Ok(self.pool.install(|| {
+            let seqs: Vec<&[u32]> = batch.iter().map(|e| e.tokens.as_slice()).collect();
+            let pass = Pass::new(self, Some(lora), &seqs, options);
+            let n_layers = self.blocks.len();
+            let mut x = pass.embed();
+            // Tapes are kept for the last blocks, as many as the budget allows; the blocks
+            // before them keep only their input (`None` in `tapes`) and are recomputed.
+            let mut tapes: Vec<Option<LayerTape>> = Vec::with_capacity(n_layers);
+            let mut inputs: Vec<Option<Vec<f32>>> = Vec::with_capacity(n_layers);
+            let n_checkpointed = pass.checkpointed_blocks(options);
+            for l in 0..n_layers {
+                if l < n_checkpointed {
+                    inputs.push(Some(x.clone()));
+                    pass.block_forward(l, &mut x, false);
+                    tapes.push(None);
+                } else {
+                    inputs.push(None);
+                    tapes.push(pass.block_forward(l, &mut x, true));
+                }
+            }
+            let mut dx = vec![0.0f32; x.len()];
+            let loss = pass.loss(&x, batch, Some(dx.as_mut_slice()));
+            for l in (0..n_layers).rev() {
+                let tape = match (tapes.pop().flatten(), inputs.pop().flatten()) {
+                    (Some(t), _) => t,
+                    (None, Some(mut x)) => pass.block_forward(l, &mut x, true).expect("tape requested"),
+                    (None, None) => unreachable!("every block keeps its tape or its input"),
+                };
+                dx = pass.block_backward(l, &tape, &dx, &mut grads.layers[l]);
+            }
+            loss
+        }))
+    }
+
+    fn check_batch(&self, lora: Option<&LoraWeights>, batch: &[Example]) -> Result<()> {
+        if let Some(l) = lora {
+            l.check_fits(&self.config)?;
+        }
+        if batch.is_empty() {
+            return Err(Error::invalid("batch", "no examples"));
+        }
+        let n_vocab = self.config.vocab_size;
+        for (i, e) in batch.iter().enumerate() {
+            if e.tokens.len() < 2 {
+                return Err(Error::invalid("batch", format!("example {i} has {} tokens; at least 2 are needed", e.tokens.len())));
+            }
+            if e.targets.len() != e.tokens.len() {
+                return Err(Error::invalid("batch", format!("example {i}: {} target flags for {} tokens", e.targets.len(), e.tokens.len())));
+            }
+            if let Some(bad) = e.tokens.iter().find(|&&t| t as usize >= n_vocab) {
+                return Err(Error::invalid("batch", format!("example {i}: token id {bad} is outside the vocabulary (0..{n_vocab})")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of one block's tape for `n` rows in sequences of the given lengths, with `lora`
+    /// (what [`PassOptions::activation_budget`] is measured against).
+    pub fn tape_bytes(&self, lora: Option<&LoraWeights>, seq_lens: &[usize]) -> usize {
+        let c = &self.config;
+        let n: usize = seq_lens.iter().sum();
+        let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
+        let probs: usize = seq_lens.iter().map(|l| l * l * c.n_heads).sum();
+        let rank = lora.map_or(0, |l| l.config.rank * l.config.targets.len());
+        4 * (n * (2 * d + 2 * qw + 2 * kw + 2 * ff + rank) + probs)
+    }
+}
+
+impl<'a> Pass<'a> {
+    fn new(model: &'a NativeModel, lora: Option<&'a LoraWeights>, seqs: &[&[u32]], options: PassOptions) -> Pass<'a> {
+        let c = &model.config;
+        let mut ranges = Vec::with_capacity(seqs.len());
+        let mut positions = Vec::new();
+        for s in seqs {
+            let start = positions.len();
+            positions.extend(0..s.len());
+            ranges.push(start..positions.len());
+        }
+        let max_len = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let scale = lora.map_or(0.0, |l| l.config.scale());
+        let dropout = match (lora, options.dropout_seed) {
+            (Some(l), Some(seed)) if l.config.dropout > 0.0 => Some((l.config.dropout, seed)),
+            _ => None,
+        };
+        Pass {
+            model,
+            lora,
+            file: model.file.bytes(),
+            n: positions.len(),
+            tokens: seqs.iter().flat_map(|s| s.iter().copied()).collect(),
+            seqs: ranges,
+            positions,
+            rope: RopeTable::new(&model.rope_freqs, max_len, model.rope_layout),
+            shape: AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim },
+            scale,
+            dropout,
+        }
+    }
+
+    /// How many of the first blocks recompute their forward in the backward pass.
+    fn checkpointed_blocks(&self, options: PassOptions) -> usize {
+        let n_layers = self.model.blocks.len();
+        if options.checkpointing {
+            return n_layers;
+        }
+        let Some(budget) = options.activation_budget else { return 0 };
+        let lens: Vec<usize> = self.seqs.iter().map(|s| s.len()).collect();
+        let per_block = self.model.tape_bytes(self.lora, &lens).max(1);
+        n_layers - (budget / per_block).min(n_layers)
+    }
+
+    fn embed(&self) -> Vec<f32> {
+        let mut x = vec![0.0f32; self.n * self.model.config.hidden_size];
+        embedding_forward(&self.model.embed, self.file, &self.tokens, &mut x);
+        x
+    }
+
+    fn head(&self) -> Head<'_> {
+        let m = self.model;
+        Head { norm: &m.final_norm, eps: m.config.rms_norm_eps, lm_head: &m.lm_head, file: self.file, precision: m.precision }
+    }
+
+    /// Summed NLL of the batch's targets from the final residual stream `x`; with `dx`, its
+    /// gradient with respect to `x` is added into it.
+    fn loss(&self, x: &[f32], batch: &[Example], dx: Option<&mut [f32]>) -> PassLoss {
+        // Row i of x predicts token i+1 of its sequence.
+        let (mut rows, mut labels) = (Vec::new(), Vec::new());
+        for (e, s) in batch.iter().zip(&self.seqs) {
+            for t in 1..e.tokens.len() {
+                if e.targets[t] {
+                    rows.push(s.start + t - 1);
+                    labels.push(e.tokens[t] as usize);
+                }
+            }
+        }
+        if rows.is_empty() {
+            return PassLoss::default();
+        }
+        PassLoss { nll_sum: self.head().loss(x, &rows, &labels, dx), n_targets: rows.len() }
+    }
+
+    /// Projection `t` of block `l`, with its LoRA pair and this pass's dropout for it.
+    fn linear(&self, l: usize, t: LoraTarget) -> Linear<'_> {
+        let pair = self.lora.and_then(|w| w.pair(l, t));
+        let dropout = self.dropout.map(|(prob, seed)| (prob, seed ^ ((l as u64) << 32) ^ ((t.index() as u64 + 1) << 48)));
+        Linear { w: self.model.blocks[l].weight(t), file: self.file, precision: self.model.precision, lora: pair, scale: self.scale, dropout }
+    }
+
+    /// One block forward, updating the residual stream `x` in place; with `keep`, returns
+    /// what the backward pass needs.
+    fn block_forward(&self, l: usize, x: &mut [f32], keep: bool) -> Option<LayerTape> {
+        let c = &self.model.config;
+        let b = &self.model.blocks[l];
+        let n = self.n;
+        let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
+        let x_in = if keep { x.to_vec() } else { Vec::new() };
+        let mut h = vec![0.0f32; n * d];
+        rms_norm(x, &b.attn_norm, c.rms_norm_eps, &mut h);
+        let (mut q, mut k, mut v) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
+        let tq = self.linear(l, LoraTarget::Q).forward(&h, n, &mut q);
+        let tk = self.linear(l, LoraTarget::K).forward(&h, n, &mut k);
+        let tv = self.linear(l, LoraTarget::V).forward(&h, n, &mut v);
+        self.rope.apply(&mut q, c.n_heads, &self.positions, false);
+        self.rope.apply(&mut k, c.n_kv_heads, &self.positions, false);
+        let mut att = vec![0.0f32; n * qw];
+        let probs = if keep {
+            causal_attention_with_probs(&q, &k, &v, &self.seqs, self.shape, &mut att)
+        } else {
+            causal_attention(&q, &k, &v, &self.seqs, self.shape, &mut att);
+            Vec::new()
+        };
+        let mut proj = vec![0.0f32; n * d];
+        let to = self.linear(l, LoraTarget::O).forward(&att, n, &mut proj);
+        add_assign(x, &proj);
+        let x_mid = if keep { x.to_vec() } else { Vec::new() };
+        rms_norm(x, &b.ffn_norm, c.rms_norm_eps, &mut h);
+        let (mut gate, mut up, mut act) = (vec![0.0f32; n * ff], vec![0.0f32; n * ff], vec![0.0f32; n * ff]);
+        let tg = self.linear(l, LoraTarget::Gate).forward(&h, n, &mut gate);
+        let tu = self.linear(l, LoraTarget::Up).forward(&h, n, &mut up);
+        swiglu(&gate, &up, &mut act);
+        let td = self.linear(l, LoraTarget::Down).forward(&act, n, &mut proj);
+        add_assign(x, &proj);
+        keep.then_some(LayerTape { x_in, q, k, v, probs, att, x_mid, gate, up, branches: [tq, tk, tv, to, tg, tu, td] })
+    }
+
+    /// One block backward: from the gradient at the block's output, the gradient at its input;
+    /// LoRA gradients added into `g`.
+    fn block_backward(&self, l: usize, t: &LayerTape, dy: &[f32], g: &mut [Option<LoraPair>; 7]) -> Vec<f32> {
+        let c = &self.model.config;
+        let b = &self.model.blocks[l];
+        let n = self.n;
+        let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
+        let br = |tg: LoraTarget| t.branches[tg.index()].as_ref();
+
+        // MLP: x_out = x_mid + down(silu(gate) * up), gate/up from h2 = norm(x_mid).
+        let mut act = vec![0.0f32; n * ff];
+        swiglu(&t.gate, &t.up, &mut act);
+        let mut d_act = vec![0.0f32; n * ff];
+        self.linear(l, LoraTarget::Down).backward(&act, n, br(LoraTarget::Down), dy, &mut d_act, g[LoraTarget::Down.index()].as_mut());
+        drop(act);
+        let (mut d_gate, mut d_up) = (vec![0.0f32; n * ff], vec![0.0f32; n * ff]);
+        swiglu_backward(&t.gate, &t.up, &d_act, &mut d_gate, &mut d_up);
+        drop(d_act);
+        let mut h = vec![0.0f32; n * d];
+        rms_norm(&t.x_mid, &b.ffn_norm, c.rms_norm_eps, &mut h);
+        let mut dh = vec![0.0f32; n * d];
+        self.linear(l, LoraTarget::Gate).backward(&h, n, br(LoraTarget::Gate), &d_gate, &mut dh, g[LoraTarget::Gate.index()].as_mut());
+        self.linear(l, LoraTarget::Up).backward(&h, n, br(LoraTarget::Up), &d_up, &mut dh, g[LoraTarget::Up.index()].as_mut());
+        drop((d_gate, d_up));
+        let mut dx_mid = dy.to_vec();
+        rms_norm_backward(&t.x_mid, &b.ffn_norm, c.rms_norm_eps, &dh, &mut dx_mid);
+
+        // Attention: x_mid = x_in + o(attn(rope(q), rope(k), v)), q/k/v from h1 = norm(x_in).
+        let mut d_att = vec![0.0f32; n * qw];
+        self.linear(l, LoraTarget::O).backward(&t.att, n, br(LoraTarget::O), &dx_mid, &mut d_att, g[LoraTarget::O.index()].as_mut());
+        let (mut dq, mut dk, mut dv) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
+        causal_attention_backward(&t.q, &t.k, &t.v, &t.probs, &d_att, &self.seqs, self.shape, &mut dq, &mut dk, &mut dv);
+        drop(d_att);
+        // RoPE is a rotation: its transpose is the inverse rotation.
+        self.rope.apply(&mut dq, c.n_heads, &self.positions, true);
+        self.rope.apply(&mut dk, c.n_kv_heads, &self.positions, true);
+        rms_norm(&t.x_in, &b.attn_norm, c.rms_norm_eps, &mut h);
+        dh.fill(0.0);
+        self.linear(l, LoraTarget::Q).backward(&h, n, br(LoraTarget::Q), &dq, &mut dh, g[LoraTarget::Q.index()].as_mut());
+        self.linear(l, LoraTarget::K).backward(&h, n, br(LoraTarget::K), &dk, &mut dh, g[LoraTarget::K.index()].as_mut());
+        self.linear(l, LoraTarget::V).backward(&h, n, br(LoraTarget::V), &dv, &mut dh, g[LoraTarget::V.index()].as_mut());
+        let mut dx = dx_mid;
+        rms_norm_backward(&t.x_in, &b.attn_norm, c.rms_norm_eps, &dh, &mut dx);
+        dx
+    }
+}
+
+fn add_assign(x: &mut [f32], y: &[f32]) {
+    x.par_chunks_mut(4096).zip(y.par_chunks(4096)).for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
+}
