@@ -293,6 +293,94 @@ fn check_gradients(quantized: bool) {
     println!("quantized={quantized}: {checked} LoRA parameters checked, max relative error {worst:.2e}");
 }
 
+/// Full-parameter gradients (embedding tied with the LM head, norms, every projection) against
+/// central differences of the f64 reference, starting from the file's weights.
+fn check_full_gradients(quantized: bool) {
+    let path = tiny_model(if quantized { "tiny-full-q.gguf" } else { "tiny-full-f32.gguf" }, quantized);
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let reference = load_ref(&path);
+    let weights = model.full_weights();
+    assert!(weights.lm_head.is_none(), "the tiny model ties its LM head to the embedding");
+    assert_eq!(weights.n_params(), reference.embed.len() + reference.final_norm.len() + reference.layers.iter().map(|l| 2 * D + l.w.iter().map(Vec::len).sum::<usize>()).sum::<usize>());
+    let batch = examples();
+    let mut grads = weights.zeros_like();
+    let loss = model.loss_and_full_grads(&weights, &batch, PassOptions::default(), &mut grads).unwrap();
+    let no_lora: Vec<RefLora> = (0..LAYERS).map(|_| Default::default()).collect();
+    let ref_total = |m: &RefModel| batch.iter().map(|e| ref_loss(m, &no_lora, 1, 0.0, e)).sum::<f64>();
+    let ref_value = ref_total(&reference);
+    let rel_loss = (loss.nll_sum - ref_value).abs() / ref_value;
+    println!("full, quantized={quantized}: loss native {:.8} vs f64 reference {ref_value:.8} (relative {rel_loss:.2e})", loss.nll_sum);
+    assert!(rel_loss < 1e-5, "forward loss differs: {rel_loss}");
+    assert_eq!(model.loss_full(&weights, &batch).unwrap().nll_sum, loss.nll_sum, "scoring and training run the same pass");
+
+    // (name, analytic gradient, accessor of the same tensor in the reference, stride).
+    type Slot = fn(&mut RefModel, usize) -> &mut f64;
+    let mut cases: Vec<(String, Vec<f32>, Box<dyn Fn(&mut RefModel, usize) -> &mut f64>, usize)> = Vec::new();
+    let embed: Slot = |m, i| &mut m.embed[i];
+    let final_norm: Slot = |m, i| &mut m.final_norm[i];
+    cases.push(("token_embd (tied head)".into(), grads.embed.clone(), Box::new(embed), 1));
+    cases.push(("output_norm".into(), grads.final_norm.clone(), Box::new(final_norm), 1));
+    for l in 0..LAYERS {
+        let b = &grads.blocks[l];
+        cases.push((format!("blk.{l}.attn_norm"), b.attn_norm.clone(), Box::new(move |m: &mut RefModel, i| &mut m.layers[l].attn_norm[i]), 1));
+        cases.push((format!("blk.{l}.ffn_norm"), b.ffn_norm.clone(), Box::new(move |m: &mut RefModel, i| &mut m.layers[l].ffn_norm[i]), 1));
+        for t in LoraTarget::ALL {
+            cases.push((format!("blk.{l}.{}", t.gguf_name()), b.proj[t.index()].clone(), Box::new(move |m: &mut RefModel, i| &mut m.layers[l].w[t.index()][i]), 7));
+        }
+    }
+    let h = 1e-5;
+    let (mut worst, mut checked) = (0.0f64, 0usize);
+    let mut probe = load_ref(&path);
+    for (name, g, slot, stride) in &cases {
+        for idx in (0..g.len()).step_by(*stride) {
+            let orig = *slot(&mut probe, idx);
+            *slot(&mut probe, idx) = orig + h;
+            let plus = ref_total(&probe);
+            *slot(&mut probe, idx) = orig - h;
+            let minus = ref_total(&probe);
+            *slot(&mut probe, idx) = orig;
+            let fd = (plus - minus) / (2.0 * h);
+            let ga = f64::from(g[idx]);
+            let err = (ga - fd).abs() / (fd.abs() + ga.abs()).max(1e-2);
+            worst = worst.max(err);
+            checked += 1;
+            assert!(err < 2e-3, "{name}[{idx}]: analytic {ga} vs finite difference {fd}");
+        }
+    }
+    println!("full, quantized={quantized}: {checked} of {} parameters checked, max relative error {worst:.2e}", weights.n_params());
+}
+
+#[test]
+fn full_gradients_match_finite_differences_on_a_quantized_base() {
+    check_full_gradients(true);
+}
+
+#[test]
+fn full_gradients_match_finite_differences_on_an_f32_base() {
+    check_full_gradients(false);
+}
+
+#[test]
+fn full_training_rejects_mismatched_weights_and_estimates_its_memory() {
+    let path = tiny_model("tiny-full-bad.gguf", true);
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 1, precision: Precision::F32 }).unwrap();
+    let weights = model.full_weights();
+    let mut bad = weights.clone();
+    bad.blocks[1].proj[2].pop();
+    let err = model.loss_full(&bad, &examples()).unwrap_err().to_string();
+    assert!(err.contains("shapes"), "{err}");
+    let mut grads = weights.zeros_like();
+    grads.lm_head = Some(vec![0.0; weights.embed.len()]);
+    let err = model.loss_and_full_grads(&weights, &examples(), PassOptions::default(), &mut grads).unwrap_err().to_string();
+    assert!(err.contains("tie"), "{err}");
+    // Weights, gradients and two AdamW moments in f32, plus activations and the file.
+    let bytes = model.full_training_bytes(1000);
+    assert!(bytes >= 16 * weights.n_params() as u64 + 1000, "{bytes}");
+    model.check_full_training_fits(0).unwrap();
+    let err = model.check_full_training_fits(usize::MAX / 2).unwrap_err().to_string();
+    assert!(err.contains("GiB") && err.contains("available"), "{err}");
+}
+
 #[test]
 fn lora_gradients_match_finite_differences_on_a_quantized_base() {
     check_gradients(true);

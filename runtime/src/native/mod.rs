@@ -16,6 +16,7 @@ mod avx512;
 pub mod bf16;
 pub mod config;
 pub mod convert;
+pub mod full;
 pub(crate) mod gemm;
 pub mod kernel_bench;
 pub mod layers;
@@ -32,6 +33,7 @@ pub mod train_data;
 mod vexp;
 
 pub use config::{LlamaConfig, RopeScaling};
+pub use full::{FullBlock, FullWeights};
 pub use convert::{gguf_to_safetensors, safetensors_to_gguf, ConvertReport, Dtype as ConvertDtype};
 pub use gemm::kernel_path;
 pub use layers::rope::RopeLayout;

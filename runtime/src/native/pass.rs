@@ -22,13 +22,15 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::layers::attention::{causal_attention, causal_attention_backward, causal_attention_with_probs, AttentionShape};
-use super::layers::embedding::embedding_forward;
-use super::layers::head::Head;
+use super::full::{as_bytes, f32_matrix, FullBlock, FullWeights};
+use super::layers::embedding::{embedding_backward, embedding_forward};
+use super::layers::head::{Head, HeadGrads};
 use super::layers::linear::{BranchTape, Linear};
-use super::layers::norm::{rms_norm, rms_norm_backward};
+use super::layers::norm::{rms_norm, rms_norm_backward, rms_norm_weight_grad};
 use super::layers::rope::RopeTable;
 use super::layers::swiglu::{swiglu, swiglu_backward};
 use super::lora::{LoraPair, LoraTarget, LoraWeights};
+use super::matmul::WeightMatrix;
 use super::model::{Logits, NativeModel};
 use crate::error::{Error, Result};
 
@@ -93,6 +95,22 @@ struct Pass<'a> {
     shape: AttentionShape,
     scale: f32,
     dropout: Option<(f32, u64)>,
+    /// Trainable f32 weights that replace the mapped ones (full-parameter training).
+    full: Option<FullView<'a>>,
+}
+
+/// Full-parameter weights with the F32 matrices that read them.
+struct FullView<'a> {
+    weights: &'a FullWeights,
+    proj: Vec<[WeightMatrix; 7]>,
+    embed: WeightMatrix,
+}
+
+/// Where one block's gradients go: the LoRA pairs' (adapter training) or every weight's
+/// (full-parameter training).
+enum BlockGrads<'g> {
+    Lora(&'g mut [Option<LoraPair>; 7]),
+    Full(&'g mut FullBlock),
 }
 
 impl NativeModel {
@@ -159,7 +177,7 @@ impl NativeModel {
             for l in 0..self.blocks.len() {
                 pass.block_forward(l, &mut x, false);
             }
-            pass.loss(&x, batch, None)
+            pass.loss(&x, batch, None, None)
         }))
     }
 
@@ -174,33 +192,44 @@ impl NativeModel {
         Ok(self.pool.install(|| {
             let seqs: Vec<&[u32]> = batch.iter().map(|e| e.tokens.as_slice()).collect();
             let pass = Pass::new(self, Some(lora), &seqs, options);
-            let n_layers = self.blocks.len();
+            pass.forward_backward(batch, options, grads.layers.iter_mut().map(BlockGrads::Lora).collect(), None).0
+        }))
+    }
+
+    /// Loss of `batch` under the full-parameter `weights` (from [`full_weights`](Self::full_weights)),
+    /// without gradients.
+    pub fn loss_full(&self, weights: &FullWeights, batch: &[Example]) -> Result<PassLoss> {
+        self.check_batch(None, batch)?;
+        self.check_full_fits(weights, "weights")?;
+        Ok(self.pool.install(|| {
+            let seqs: Vec<&[u32]> = batch.iter().map(|e| e.tokens.as_slice()).collect();
+            let pass = Pass::new(self, None, &seqs, PassOptions::default()).with_full(weights);
             let mut x = pass.embed();
-            // Tapes are kept for the last blocks, as many as the budget allows; the blocks
-            // before them keep only their input (`None` in `tapes`) and are recomputed.
-            let mut tapes: Vec<Option<LayerTape>> = Vec::with_capacity(n_layers);
-            let mut inputs: Vec<Option<Vec<f32>>> = Vec::with_capacity(n_layers);
-            let n_checkpointed = pass.checkpointed_blocks(options);
-            for l in 0..n_layers {
-                if l < n_checkpointed {
-                    inputs.push(Some(x.clone()));
-                    pass.block_forward(l, &mut x, false);
-                    tapes.push(None);
-                } else {
-                    inputs.push(None);
-                    tapes.push(pass.block_forward(l, &mut x, true));
-                }
+            for l in 0..self.blocks.len() {
+                pass.block_forward(l, &mut x, false);
             }
-            let mut dx = vec![0.0f32; x.len()];
-            let loss = pass.loss(&x, batch, Some(dx.as_mut_slice()));
-            for l in (0..n_layers).rev() {
-                let tape = match (tapes.pop().flatten(), inputs.pop().flatten()) {
-                    (Some(t), _) => t,
-                    (None, Some(mut x)) => pass.block_forward(l, &mut x, true).expect("tape requested"),
-                    (None, None) => unreachable!("every block keeps its tape or its input"),
-                };
-                dx = pass.block_backward(l, &tape, &dx, &mut grads.layers[l]);
-            }
+            pass.loss(&x, batch, None, None)
+        }))
+    }
+
+    /// Loss of `batch` under `weights` and, added into `grads` (`weights.zeros_like()`), the
+    /// gradients of the summed target NLL with respect to every weight: embeddings, norms,
+    /// projections and the LM head (into the embedding's gradient when tied).
+    pub fn loss_and_full_grads(&self, weights: &FullWeights, batch: &[Example], options: PassOptions, grads: &mut FullWeights) -> Result<PassLoss> {
+        self.check_batch(None, batch)?;
+        self.check_full_fits(weights, "weights")?;
+        self.check_full_fits(grads, "grads")?;
+        if grads.lm_head.is_some() != weights.lm_head.is_some() {
+            return Err(Error::invalid("grads", "must tie the LM head as the weights do (use FullWeights::zeros_like)"));
+        }
+        let d = self.config.hidden_size;
+        Ok(self.pool.install(|| {
+            let seqs: Vec<&[u32]> = batch.iter().map(|e| e.tokens.as_slice()).collect();
+            let pass = Pass::new(self, None, &seqs, options).with_full(weights);
+            let FullWeights { embed, blocks, final_norm, lm_head } = grads;
+            let head_grads = HeadGrads { norm: final_norm, lm_head: lm_head.as_deref_mut().unwrap_or(&mut embed[..]) };
+            let (loss, dx) = pass.forward_backward(batch, options, blocks.iter_mut().map(BlockGrads::Full).collect(), Some(head_grads));
+            embedding_backward(&pass.tokens, &dx, d, embed);
             loss
         }))
     }
@@ -267,6 +296,70 @@ impl<'a> Pass<'a> {
             shape: AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim },
             scale,
             dropout,
+            full: None,
+        }
+    }
+
+    /// Use full-parameter `weights` instead of the mapped ones.
+    fn with_full(mut self, weights: &'a FullWeights) -> Pass<'a> {
+        let c = &self.model.config;
+        let proj = (0..self.model.blocks.len())
+            .map(|l| LoraTarget::ALL.map(|t| {
+                let (o, i) = t.shape(c);
+                f32_matrix(&format!("blk.{l}.{}", t.gguf_name()), o, i)
+            }))
+            .collect();
+        self.full = Some(FullView { weights, proj, embed: f32_matrix("token_embd", c.vocab_size, c.hidden_size) });
+        self
+    }
+
+    /// The training pass: forward keeping tapes (within the activation budget), loss, then
+    /// every block backward with its gradients sent where `block_grads` (one per block) says.
+    /// Returns the loss and the gradient at the embedding's output.
+    fn forward_backward(&self, batch: &[Example], options: PassOptions, mut block_grads: Vec<BlockGrads<'_>>, head_grads: Option<HeadGrads<'_>>) -> (PassLoss, Vec<f32>) {
+        let n_layers = self.model.blocks.len();
+        let mut x = self.embed();
+        // Tapes are kept for the last blocks, as many as the budget allows; the blocks before
+        // them keep only their input (`None` in `tapes`) and are recomputed.
+        let mut tapes: Vec<Option<LayerTape>> = Vec::with_capacity(n_layers);
+        let mut inputs: Vec<Option<Vec<f32>>> = Vec::with_capacity(n_layers);
+        let n_checkpointed = self.checkpointed_blocks(options);
+        for l in 0..n_layers {
+            if l < n_checkpointed {
+                inputs.push(Some(x.clone()));
+                self.block_forward(l, &mut x, false);
+                tapes.push(None);
+            } else {
+                inputs.push(None);
+                tapes.push(self.block_forward(l, &mut x, true));
+            }
+        }
+        let mut dx = vec![0.0f32; x.len()];
+        let loss = self.loss(&x, batch, Some(dx.as_mut_slice()), head_grads);
+        for l in (0..n_layers).rev() {
+            let tape = match (tapes.pop().flatten(), inputs.pop().flatten()) {
+                (Some(t), _) => t,
+                (None, Some(mut x)) => self.block_forward(l, &mut x, true).expect("tape requested"),
+                (None, None) => unreachable!("every block keeps its tape or its input"),
+            };
+            dx = self.block_backward(l, &tape, &dx, block_grads.pop().expect("one gradient slot per block"));
+        }
+        (loss, dx)
+    }
+
+    /// Weight matrix `t` of block `l` and the bytes it reads.
+    fn proj(&self, l: usize, t: LoraTarget) -> (&WeightMatrix, &[u8]) {
+        match &self.full {
+            Some(f) => (&f.proj[l][t.index()], as_bytes(&f.weights.blocks[l].proj[t.index()])),
+            None => (self.model.blocks[l].weight(t), self.file),
+        }
+    }
+
+    /// The two norm weights of block `l`.
+    fn norms(&self, l: usize) -> (&[f32], &[f32]) {
+        match &self.full {
+            Some(f) => (&f.weights.blocks[l].attn_norm, &f.weights.blocks[l].ffn_norm),
+            None => (&self.model.blocks[l].attn_norm, &self.model.blocks[l].ffn_norm),
         }
     }
 
@@ -284,18 +377,28 @@ impl<'a> Pass<'a> {
 
     fn embed(&self) -> Vec<f32> {
         let mut x = vec![0.0f32; self.n * self.model.config.hidden_size];
-        embedding_forward(&self.model.embed, self.file, &self.tokens, &mut x);
+        match &self.full {
+            Some(f) => embedding_forward(&f.embed, as_bytes(&f.weights.embed), &self.tokens, &mut x),
+            None => embedding_forward(&self.model.embed, self.file, &self.tokens, &mut x),
+        }
         x
     }
 
     fn head(&self) -> Head<'_> {
         let m = self.model;
-        Head { norm: &m.final_norm, eps: m.config.rms_norm_eps, lm_head: &m.lm_head, file: self.file, precision: m.precision }
+        let eps = m.config.rms_norm_eps;
+        match &self.full {
+            Some(f) => {
+                let head = f.weights.lm_head.as_deref().unwrap_or(&f.weights.embed);
+                Head { norm: &f.weights.final_norm, eps, lm_head: &f.embed, file: as_bytes(head), precision: m.precision }
+            }
+            None => Head { norm: &m.final_norm, eps, lm_head: &m.lm_head, file: self.file, precision: m.precision },
+        }
     }
 
     /// Summed NLL of the batch's targets from the final residual stream `x`; with `dx`, its
     /// gradient with respect to `x` is added into it.
-    fn loss(&self, x: &[f32], batch: &[Example], dx: Option<&mut [f32]>) -> PassLoss {
+    fn loss(&self, x: &[f32], batch: &[Example], dx: Option<&mut [f32]>, grads: Option<HeadGrads<'_>>) -> PassLoss {
         // Row i of x predicts token i+1 of its sequence.
         let (mut rows, mut labels) = (Vec::new(), Vec::new());
         for (e, s) in batch.iter().zip(&self.seqs) {
@@ -309,26 +412,27 @@ impl<'a> Pass<'a> {
         if rows.is_empty() {
             return PassLoss::default();
         }
-        PassLoss { nll_sum: self.head().loss(x, &rows, &labels, dx), n_targets: rows.len() }
+        PassLoss { nll_sum: self.head().loss(x, &rows, &labels, dx, grads), n_targets: rows.len() }
     }
 
     /// Projection `t` of block `l`, with its LoRA pair and this pass's dropout for it.
     fn linear(&self, l: usize, t: LoraTarget) -> Linear<'_> {
         let pair = self.lora.and_then(|w| w.pair(l, t));
         let dropout = self.dropout.map(|(prob, seed)| (prob, seed ^ ((l as u64) << 32) ^ ((t.index() as u64 + 1) << 48)));
-        Linear { w: self.model.blocks[l].weight(t), file: self.file, precision: self.model.precision, lora: pair, scale: self.scale, dropout }
+        let (w, file) = self.proj(l, t);
+        Linear { w, file, precision: self.model.precision, lora: pair, scale: self.scale, dropout }
     }
 
     /// One block forward, updating the residual stream `x` in place; with `keep`, returns
     /// what the backward pass needs.
     fn block_forward(&self, l: usize, x: &mut [f32], keep: bool) -> Option<LayerTape> {
         let c = &self.model.config;
-        let b = &self.model.blocks[l];
+        let (attn_norm, ffn_norm) = self.norms(l);
         let n = self.n;
         let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
         let x_in = if keep { x.to_vec() } else { Vec::new() };
         let mut h = vec![0.0f32; n * d];
-        rms_norm(x, &b.attn_norm, c.rms_norm_eps, &mut h);
+        rms_norm(x, attn_norm, c.rms_norm_eps, &mut h);
         let (mut q, mut k, mut v) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
         let tq = self.linear(l, LoraTarget::Q).forward(&h, n, &mut q);
         let tk = self.linear(l, LoraTarget::K).forward(&h, n, &mut k);
@@ -346,7 +450,7 @@ impl<'a> Pass<'a> {
         let to = self.linear(l, LoraTarget::O).forward(&att, n, &mut proj);
         add_assign(x, &proj);
         let x_mid = if keep { x.to_vec() } else { Vec::new() };
-        rms_norm(x, &b.ffn_norm, c.rms_norm_eps, &mut h);
+        rms_norm(x, ffn_norm, c.rms_norm_eps, &mut h);
         let (mut gate, mut up, mut act) = (vec![0.0f32; n * ff], vec![0.0f32; n * ff], vec![0.0f32; n * ff]);
         let tg = self.linear(l, LoraTarget::Gate).forward(&h, n, &mut gate);
         let tu = self.linear(l, LoraTarget::Up).forward(&h, n, &mut up);
@@ -357,49 +461,72 @@ impl<'a> Pass<'a> {
     }
 
     /// One block backward: from the gradient at the block's output, the gradient at its input;
-    /// LoRA gradients added into `g`.
-    fn block_backward(&self, l: usize, t: &LayerTape, dy: &[f32], g: &mut [Option<LoraPair>; 7]) -> Vec<f32> {
+    /// the weights' gradients added where `g` says.
+    fn block_backward(&self, l: usize, t: &LayerTape, dy: &[f32], mut g: BlockGrads<'_>) -> Vec<f32> {
         let c = &self.model.config;
-        let b = &self.model.blocks[l];
+        let (attn_norm, ffn_norm) = self.norms(l);
+        let eps = c.rms_norm_eps;
         let n = self.n;
         let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
         let br = |tg: LoraTarget| t.branches[tg.index()].as_ref();
+        use LoraTarget::*;
 
         // MLP: x_out = x_mid + down(silu(gate) * up), gate/up from h2 = norm(x_mid).
         let mut act = vec![0.0f32; n * ff];
         swiglu(&t.gate, &t.up, &mut act);
         let mut d_act = vec![0.0f32; n * ff];
-        self.linear(l, LoraTarget::Down).backward(&act, n, br(LoraTarget::Down), dy, &mut d_act, g[LoraTarget::Down.index()].as_mut());
+        let (lg, dw) = g.target(Down);
+        self.linear(l, Down).backward(&act, n, br(Down), dy, &mut d_act, lg, dw);
         drop(act);
         let (mut d_gate, mut d_up) = (vec![0.0f32; n * ff], vec![0.0f32; n * ff]);
         swiglu_backward(&t.gate, &t.up, &d_act, &mut d_gate, &mut d_up);
         drop(d_act);
         let mut h = vec![0.0f32; n * d];
-        rms_norm(&t.x_mid, &b.ffn_norm, c.rms_norm_eps, &mut h);
+        rms_norm(&t.x_mid, ffn_norm, eps, &mut h);
         let mut dh = vec![0.0f32; n * d];
-        self.linear(l, LoraTarget::Gate).backward(&h, n, br(LoraTarget::Gate), &d_gate, &mut dh, g[LoraTarget::Gate.index()].as_mut());
-        self.linear(l, LoraTarget::Up).backward(&h, n, br(LoraTarget::Up), &d_up, &mut dh, g[LoraTarget::Up.index()].as_mut());
+        let (lg, dw) = g.target(Gate);
+        self.linear(l, Gate).backward(&h, n, br(Gate), &d_gate, &mut dh, lg, dw);
+        let (lg, dw) = g.target(Up);
+        self.linear(l, Up).backward(&h, n, br(Up), &d_up, &mut dh, lg, dw);
         drop((d_gate, d_up));
         let mut dx_mid = dy.to_vec();
-        rms_norm_backward(&t.x_mid, &b.ffn_norm, c.rms_norm_eps, &dh, &mut dx_mid);
+        rms_norm_backward(&t.x_mid, ffn_norm, eps, &dh, &mut dx_mid);
+        if let BlockGrads::Full(b) = &mut g {
+            rms_norm_weight_grad(&t.x_mid, eps, &dh, &mut b.ffn_norm);
+        }
 
         // Attention: x_mid = x_in + o(attn(rope(q), rope(k), v)), q/k/v from h1 = norm(x_in).
         let mut d_att = vec![0.0f32; n * qw];
-        self.linear(l, LoraTarget::O).backward(&t.att, n, br(LoraTarget::O), &dx_mid, &mut d_att, g[LoraTarget::O.index()].as_mut());
+        let (lg, dw) = g.target(O);
+        self.linear(l, O).backward(&t.att, n, br(O), &dx_mid, &mut d_att, lg, dw);
         let (mut dq, mut dk, mut dv) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
         causal_attention_backward(&t.q, &t.k, &t.v, &t.probs, &d_att, &self.seqs, self.shape, &mut dq, &mut dk, &mut dv);
         drop(d_att);
         // RoPE is a rotation: its transpose is the inverse rotation.
         self.rope.apply(&mut dq, c.n_heads, &self.positions, true);
         self.rope.apply(&mut dk, c.n_kv_heads, &self.positions, true);
-        rms_norm(&t.x_in, &b.attn_norm, c.rms_norm_eps, &mut h);
+        rms_norm(&t.x_in, attn_norm, eps, &mut h);
         dh.fill(0.0);
-        self.linear(l, LoraTarget::Q).backward(&h, n, br(LoraTarget::Q), &dq, &mut dh, g[LoraTarget::Q.index()].as_mut());
-        self.linear(l, LoraTarget::K).backward(&h, n, br(LoraTarget::K), &dk, &mut dh, g[LoraTarget::K.index()].as_mut());
-        self.linear(l, LoraTarget::V).backward(&h, n, br(LoraTarget::V), &dv, &mut dh, g[LoraTarget::V.index()].as_mut());
+        for (target, grad) in [(Q, &dq), (K, &dk), (V, &dv)] {
+            let (lg, dw) = g.target(target);
+            self.linear(l, target).backward(&h, n, br(target), grad, &mut dh, lg, dw);
+        }
         let mut dx = dx_mid;
-        rms_norm_backward(&t.x_in, &b.attn_norm, c.rms_norm_eps, &dh, &mut dx);
+        rms_norm_backward(&t.x_in, attn_norm, eps, &dh, &mut dx);
+        if let BlockGrads::Full(b) = &mut g {
+            rms_norm_weight_grad(&t.x_in, eps, &dh, &mut b.attn_norm);
+        }
         dx
+    }
+}
+
+impl BlockGrads<'_> {
+    /// The gradient slots of projection `t`: its LoRA pair's, or its weight's.
+    fn target(&mut self, t: LoraTarget) -> (Option<&mut LoraPair>, Option<&mut [f32]>) {
+        match self {
+            BlockGrads::Lora(g) => (g[t.index()].as_mut(), None),
+            BlockGrads::Full(b) => (None, Some(b.proj[t.index()].as_mut_slice())),
+        }
     }
 }
 

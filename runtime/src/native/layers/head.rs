@@ -8,12 +8,20 @@
 
 use rayon::prelude::*;
 
-use super::norm::{rms_norm, rms_norm_backward};
+use super::norm::{rms_norm, rms_norm_backward, rms_norm_weight_grad};
+use crate::native::gemm::{sgemm_par, Out, View};
 use crate::native::matmul::{matmul_w_acc, matmul_wt, Precision, WeightMatrix};
 use crate::native::vexp;
 
 /// Rows per LM-head chunk.
 const CHUNK: usize = 256;
+
+/// Where the output layer's weight gradients go (full-parameter training).
+pub(crate) struct HeadGrads<'a> {
+    pub norm: &'a mut [f32],
+    /// `vocab × d`: the LM head's, or the embedding's when they are tied.
+    pub lm_head: &'a mut [f32],
+}
 
 /// The output layer's weights, borrowed for a pass.
 pub(crate) struct Head<'a> {
@@ -43,8 +51,8 @@ impl Head<'_> {
     }
 
     /// Summed NLL of `labels[i]` at row `rows[i]` of x; with `dx`, the gradient of that sum
-    /// with respect to x is added into it.
-    pub fn loss(&self, x: &[f32], rows: &[usize], labels: &[usize], mut dx: Option<&mut [f32]>) -> f64 {
+    /// with respect to x is added into it, and with `grads`, those of the norm and LM head.
+    pub fn loss(&self, x: &[f32], rows: &[usize], labels: &[usize], mut dx: Option<&mut [f32]>, mut grads: Option<HeadGrads<'_>>) -> f64 {
         let (d, vocab) = (self.norm.len(), self.lm_head.rows);
         let mut nll = 0.0f64;
         let mut logits = Vec::new();
@@ -73,6 +81,12 @@ impl Head<'_> {
                 matmul_w_acc(&logits, rows.len(), self.lm_head, self.file, &mut d_normed, self.precision);
                 let mut d_picked = vec![0.0f32; rows.len() * d];
                 rms_norm_backward(&picked, self.norm, self.eps, &d_normed, &mut d_picked);
+                if let Some(g) = grads.as_mut() {
+                    rms_norm_weight_grad(&picked, self.eps, &d_normed, g.norm);
+                    // d lm_head += dlogitsᵀ · normed
+                    // SAFETY: logits is rows × vocab, normed rows × d, lm_head vocab × d.
+                    unsafe { sgemm_par(vocab, d, rows.len(), View::transposed(&logits, vocab), View::rows(&normed, d), Out::rows(g.lm_head, d), 1.0, true) };
+                }
                 for (i, &r) in rows.iter().enumerate() {
                     dx[r * d..(r + 1) * d].iter_mut().zip(&d_picked[i * d..(i + 1) * d]).for_each(|(a, b)| *a += b);
                 }

@@ -56,10 +56,18 @@ impl Linear<'_> {
         Some(BranchTape { dropped, u })
     }
 
-    /// Gradient through the projection: `dx += dy W (+ the branch's)`, and the branch's A and B
-    /// gradients added into `grad` (the pair's shapes). `x` is the forward input.
-    pub fn backward(&self, x: &[f32], n: usize, tape: Option<&BranchTape>, dy: &[f32], dx: &mut [f32], grad: Option<&mut LoraPair>) {
+    /// Gradient through the projection: `dx += dy W (+ the branch's)`, the branch's A and B
+    /// gradients added into `grad` (the pair's shapes), and, for full-parameter training, W's
+    /// gradient `dw += dyᵀ x` (`out × in`). `x` is the forward input.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(&self, x: &[f32], n: usize, tape: Option<&BranchTape>, dy: &[f32], dx: &mut [f32], grad: Option<&mut LoraPair>, dw: Option<&mut [f32]>) {
         matmul_w_acc(dy, n, self.w, self.file, dx, self.precision);
+        if let Some(dw) = dw {
+            let (n_out, n_in) = (self.w.rows, self.w.cols);
+            assert_eq!(dw.len(), n_out * n_in, "linear backward: dw is not out × in");
+            // SAFETY: dyᵀ is out × n (dy is n × out), x is n × in, dw is out × in.
+            unsafe { sgemm_par(n_out, n_in, n, View::transposed(dy, n_out), View::rows(x, n_in), Out::rows(dw, n_in), 1.0, true) };
+        }
         let (Some(p), Some(tape), Some(gp)) = (self.lora, tape, grad) else { return };
         let (r, s, n_in, n_out) = (p.rank, self.scale, p.n_in, p.n_out);
         let xd = tape.dropped.as_ref().map_or(x, |(_, xd)| xd.as_slice());
