@@ -11,6 +11,9 @@ use lamina::weights::dequant::dequantize_row;
 use lamina::weights::gguf::{Gguf, GgufWriter, MetaValue};
 use lamina::weights::GgmlType;
 
+/// Where a finite-difference probe writes: element `i` of one tensor of the reference.
+type SlotFn = dyn Fn(&mut RefModel, usize) -> &mut f64;
+
 /// One layer's LoRA pairs in f64, indexed like `LoraTarget::ALL`: (A, B).
 type RefLora = [Option<(Vec<f64>, Vec<f64>)>; 7];
 
@@ -315,7 +318,7 @@ fn check_full_gradients(quantized: bool) {
 
     // (name, analytic gradient, accessor of the same tensor in the reference, stride).
     type Slot = fn(&mut RefModel, usize) -> &mut f64;
-    let mut cases: Vec<(String, Vec<f32>, Box<dyn Fn(&mut RefModel, usize) -> &mut f64>, usize)> = Vec::new();
+    let mut cases: Vec<(String, Vec<f32>, Box<SlotFn>, usize)> = Vec::new();
     let embed: Slot = |m, i| &mut m.embed[i];
     let final_norm: Slot = |m, i| &mut m.final_norm[i];
     cases.push(("token_embd (tied head)".into(), grads.embed.clone(), Box::new(embed), 1));
