@@ -204,7 +204,7 @@ pub fn info(model_opts: &ModelOptions, all: bool) -> Result<(), Error> {
         println!("gpu layers    {} of {}", info.gpu_layers, info.n_layer + 1);
     }
     // The native engine (training, native scoring) picks its own kernels from the CPU.
-    println!("native kernel {}", lamina::native::kernel_path());
+    println!("native kernel {}", lamina::native::model::describe_kernels(lamina::native::Precision::Auto));
     if all {
         println!("metadata:");
         for (key, value) in model.metadata() {

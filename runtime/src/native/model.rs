@@ -297,10 +297,7 @@ impl NativeModel {
 
     /// One line for reports: the precision and the kernels behind it.
     pub fn describe_kernels(&self) -> String {
-        match self.precision {
-            Precision::Bf16 => "bf16 weight products (AVX512-BF16, f32 accumulation); other products f32, AVX-512 (lamina's kernel)".into(),
-            _ => super::gemm::kernel_path().to_string(),
-        }
+        describe_kernels(self.precision)
     }
 
     /// Worker threads of the forward pass.
@@ -315,6 +312,14 @@ impl NativeModel {
             [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down].iter().map(|w| w.rows * w.cols).sum()
         });
         2 * (per_block * self.blocks.len() + self.lm_head.rows * self.lm_head.cols) as u64
+    }
+}
+
+/// The kernels a model loaded with `precision` (Auto, or forced) runs on this CPU, in one line.
+pub fn describe_kernels(precision: Precision) -> String {
+    match precision.resolve().0 {
+        Precision::Bf16 => "bf16 weight products (AVX512-BF16, f32 accumulation); other products f32, AVX-512 (lamina's kernel)".into(),
+        _ => super::gemm::kernel_path().to_string(),
     }
 }
 
