@@ -3,13 +3,16 @@
 //!
 //! For every distinct weight shape of the model (the seven block projections and the LM
 //! head), with `n` rows of activations: the forward product `x · Wᵀ` and the backward product
-//! through the frozen weight `dy · W`, each dequantizing its tiles as in a real pass; then
-//! causal attention of `n` tokens as 4 sequences (all heads, forward and backward). Timings are
+//! through the frozen weight `dy · W`, each dequantizing its tiles as in a real pass; the
+//! rank-8 LoRA branch of each projection shape alone (its two forward and four backward
+//! products); then causal attention of `n` tokens as 4 sequences (all heads, forward and backward). Timings are
 //! medians over `reps` runs after one warm-up, on the model's own thread pool.
 
 use std::time::Instant;
 
 use super::layers::attention::{causal_attention_backward, causal_attention_with_probs, AttentionShape};
+use super::layers::linear::Linear;
+use super::lora::{LoraPair, LoraTarget};
 use super::matmul::{matmul_w_acc, matmul_wt, WeightMatrix};
 use super::model::NativeModel;
 
@@ -81,6 +84,30 @@ impl NativeModel {
                 let mut dx = vec![0.0f32; n * w.cols];
                 let t = time(reps, || matmul_w_acc(&dy, n, w, file, &mut dx, self.precision));
                 out.push(ProductTiming { name: format!("{name} bwd"), m: n, n: w.cols, k: w.rows, weight_type: w.ty.to_string(), seconds: t, flops });
+            }
+            // The LoRA branch (rank 8) of each distinct projection shape, alone.
+            let rank = 8;
+            let mut seen_lora: Vec<(usize, usize)> = Vec::new();
+            for t in LoraTarget::ALL {
+                let (n_out, n_in) = t.shape(&self.config);
+                if seen_lora.contains(&(n_out, n_in)) {
+                    continue;
+                }
+                seen_lora.push((n_out, n_in));
+                let pair = LoraPair { n_in, n_out, rank, a: activations(rank * n_in, 6), b: activations(n_out * rank, 7) };
+                let mut grad = LoraPair { a: vec![0.0; rank * n_in], b: vec![0.0; n_out * rank], ..pair.clone() };
+                let w = self.blocks[0].weight(t);
+                let linear = Linear { w, file, precision: self.precision, lora: Some(&pair), scale: 2.0, dropout: None };
+                let x = activations(n * n_in, 8);
+                let mut y = vec![0.0f32; n * n_out];
+                let mut tape = None;
+                let t_fwd = time(reps, || tape = linear.branch_forward(&x, n, &mut y));
+                let flops = 2.0 * (n * rank * (n_in + n_out)) as f64;
+                out.push(ProductTiming { name: format!("lora {} fwd", t.hf_name()), m: n, n: n_out, k: n_in, weight_type: format!("r{rank}"), seconds: t_fwd, flops });
+                let dy = activations(n * n_out, 9);
+                let mut dx = vec![0.0f32; n * n_in];
+                let t_bwd = time(reps, || linear.branch_backward(&x, n, tape.as_ref(), &dy, &mut dx, Some(&mut grad)));
+                out.push(ProductTiming { name: format!("lora {} bwd", t.hf_name()), m: n, n: n_out, k: n_in, weight_type: format!("r{rank}"), seconds: t_bwd, flops: 2.0 * flops });
             }
             let c = &self.config;
             let shape = AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };

@@ -35,6 +35,11 @@ impl Linear<'_> {
     /// `y = x Wᵀ (+ branch)`, overwriting `y`; returns the branch's tape when adapted.
     pub fn forward(&self, x: &[f32], n: usize, y: &mut [f32]) -> Option<BranchTape> {
         matmul_wt(x, n, self.w, self.file, y, self.precision);
+        self.branch_forward(x, n, y)
+    }
+
+    /// The LoRA branch alone: `y += s · (x̃ Aᵀ) Bᵀ` (nothing without an adapter).
+    pub fn branch_forward(&self, x: &[f32], n: usize, y: &mut [f32]) -> Option<BranchTape> {
         let p = self.lora?;
         let dropped = self.dropout.map(|(prob, seed)| {
             let mut rng = SplitMix64(seed);
@@ -68,6 +73,12 @@ impl Linear<'_> {
             // SAFETY: dyᵀ is out × n (dy is n × out), x is n × in, dw is out × in.
             unsafe { sgemm_par(n_out, n_in, n, View::transposed(dy, n_out), View::rows(x, n_in), Out::rows(dw, n_in), 1.0, true) };
         }
+        self.branch_backward(x, n, tape, dy, dx, grad);
+    }
+
+    /// The LoRA branch's part of [`backward`](Self::backward): its A and B gradients and its
+    /// contribution to `dx`.
+    pub fn branch_backward(&self, x: &[f32], n: usize, tape: Option<&BranchTape>, dy: &[f32], dx: &mut [f32], grad: Option<&mut LoraPair>) {
         let (Some(p), Some(tape), Some(gp)) = (self.lora, tape, grad) else { return };
         let (r, s, n_in, n_out) = (p.rank, self.scale, p.n_in, p.n_out);
         let xd = tape.dropped.as_ref().map_or(x, |(_, xd)| xd.as_slice());
