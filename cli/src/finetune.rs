@@ -12,7 +12,10 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use lamina::native::full::export_full_gguf;
 use lamina::native::lora_io::{export_gguf, export_peft};
+use lamina::native::trainable::Trainable;
+use lamina::native::{FullWeights, LoraWeights};
 use lamina::native::train::{RunEnd, Schedule, TrainConfig, Trainer};
 use lamina::native::train_data::{chat_template_from_gguf, load_dataset, DataOptions};
 use lamina::native::{NativeModel, NativeParams};
@@ -82,6 +85,11 @@ pub struct FinetuneArgs {
     /// Decoupled weight decay.
     #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
     weight_decay: f32,
+    /// Train every weight of the model (in f32) instead of a LoRA adapter, and write the
+    /// trained model to --output as a GGUF file. The LoRA options do not apply. A run whose
+    /// weights, gradients and optimizer state would not fit in memory is refused up front.
+    #[arg(long)]
+    full: bool,
     /// Gradient checkpointing: less memory, about a third more time.
     #[arg(long)]
     checkpointing: bool,
@@ -183,6 +191,9 @@ impl FinetuneArgs {
         if self.truncate {
             cmd += " --truncate";
         }
+        if self.full {
+            cmd += " --full";
+        }
         cmd + &format!(" --checkpoint-dir {} --resume", dir.display())
     }
 }
@@ -191,6 +202,12 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Error> {
     // Everything that can be checked without reading a file fails first.
     if args.output.is_none() && args.peft.is_none() {
         return Err(invalid("output", "nothing would be saved: give --output FILE.gguf and/or --peft DIR"));
+    }
+    if args.full && args.peft.is_some() {
+        return Err(invalid("peft", "a full fine-tune is saved as a whole model (--output FILE.gguf); PEFT directories hold adapters"));
+    }
+    if args.full && args.output.is_none() {
+        return Err(invalid("output", "a full fine-tune needs --output FILE.gguf for the trained model"));
     }
     let config = if args.resume { None } else { Some(args.config()?) };
     let options = args.data_options();
@@ -223,19 +240,72 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Error> {
         if s.truncated > 0 { format!(", {} truncated", s.truncated) } else { String::new() }
     );
 
-    let mut trainer = match (&config, &args.checkpoint_dir) {
-        (Some(config), _) => Trainer::new(&model, config.clone(), data.train, data.val)?,
-        (None, Some(dir)) => Trainer::resume(&model, dir, data.train, data.val, args.steps.unwrap_or(0))?,
-        (None, None) => return Err(invalid("resume", "--resume needs --checkpoint-dir")),
-    };
+    if args.full {
+        let mut trainer = start::<FullWeights>(args, &model, config.as_ref(), data)?;
+        let what = format!("full fine-tune of {:.1} M parameters", trainer.params().n_params() as f64 / 1e6);
+        let end = drive(&mut trainer, args, &model_path, &model, what)?;
+        let partial = partial_note(&trainer, end);
+        if let Some(path) = &args.output {
+            export_full_gguf(trainer.params(), &model, path)?;
+            eprintln!("model{partial}: {} (GGUF, F32; try `lamina ask -m {} -p \"...\"`)", path.display(), path.display());
+        }
+        print_checkpoint_note(args, end);
+        return Ok(());
+    }
+    let mut trainer = start::<LoraWeights>(args, &model, config.as_ref(), data)?;
+    let cfg = trainer.config().clone();
+    let what = format!("rank {} alpha {} on {}", cfg.rank, cfg.alpha, cfg.targets.join(","));
+    let end = drive(&mut trainer, args, &model_path, &model, what)?;
+    let partial = partial_note(&trainer, end);
+    if let Some(path) = &args.output {
+        export_gguf(trainer.lora(), &model, path)?;
+        eprintln!("adapter{partial}: {} (GGUF LoRA; try `lamina ask --lora {} -p \"...\"`)", path.display(), path.display());
+    }
+    if let Some(dir) = &args.peft {
+        export_peft(trainer.lora(), &model, dir)?;
+        eprintln!("adapter{partial}: {}/ (PEFT)", dir.display());
+    }
+    print_checkpoint_note(args, end);
+    Ok(())
+}
+
+/// A new run, or the one saved in `--checkpoint-dir` with `--resume`.
+fn start<'m, P: Trainable>(args: &FinetuneArgs, model: &'m NativeModel, config: Option<&TrainConfig>, data: lamina::native::train_data::Dataset) -> Result<Trainer<'m, P>, Error> {
+    match (config, &args.checkpoint_dir) {
+        (Some(config), _) => Trainer::new(model, config.clone(), data.train, data.val),
+        (None, Some(dir)) => Trainer::resume(model, dir, data.train, data.val, args.steps.unwrap_or(0)),
+        (None, None) => Err(invalid("resume", "--resume needs --checkpoint-dir")),
+    }
+}
+
+/// " (after N of M steps)" for a cancelled run.
+fn partial_note<P: Trainable>(trainer: &Trainer<'_, P>, end: RunEnd) -> String {
+    if end == RunEnd::Cancelled {
+        format!(" (after {} of {} steps)", trainer.step(), trainer.config().steps)
+    } else {
+        String::new()
+    }
+}
+
+fn print_checkpoint_note(args: &FinetuneArgs, end: RunEnd) {
+    if end == RunEnd::Cancelled {
+        match &args.checkpoint_dir {
+            Some(dir) => eprintln!("checkpoint: {}; continue with:\n  {}", dir.display(), args.resume_command(dir)),
+            None => eprintln!("no checkpoint was written (pass --checkpoint-dir DIR to be able to resume)"),
+        }
+    } else if let Some(dir) = &args.checkpoint_dir {
+        eprintln!("checkpoint: {} (`--resume --steps N` trains on to N steps)", dir.display());
+    }
+}
+
+/// Run the training with a progress bar and Ctrl-C handling, and report the losses. `what`
+/// says what is trained.
+fn drive<P: Trainable>(trainer: &mut Trainer<'_, P>, args: &FinetuneArgs, model_path: &Path, model: &NativeModel, what: String) -> Result<RunEnd, Error> {
     let cfg = trainer.config().clone();
     eprintln!(
-        "model: {} ({} threads); rank {} alpha {} on {}; lr {:e} {}, {} steps of {}x{} sequences{}",
+        "model: {} ({} threads); {what}; lr {:e} {}, {} steps of {}x{} sequences{}",
         model_path.display(),
         model.n_threads(),
-        cfg.rank,
-        cfg.alpha,
-        cfg.targets.join(","),
         cfg.learning_rate,
         match cfg.schedule {
             Schedule::Cosine => "cosine",
@@ -247,7 +317,6 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Error> {
         cfg.grad_accum,
         if args.resume { format!("; resuming at step {}", trainer.step()) } else { String::new() }
     );
-
     // Ctrl-C cancels after the step in progress (a process has one handler; this is it).
     let cancel = trainer.cancel_handle();
     let _ = ctrlc::set_handler(move || cancel.cancel());
@@ -296,24 +365,7 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Error> {
         _ => eprintln!("validation loss: none (no records held out; --val-fraction sets some aside)"),
     }
 
-    let partial = if end == RunEnd::Cancelled { format!(" (after {done} of {} steps)", cfg.steps) } else { String::new() };
-    if let Some(path) = &args.output {
-        export_gguf(trainer.lora(), &model, path)?;
-        eprintln!("adapter{partial}: {} (GGUF LoRA; try `lamina ask --lora {} -p \"...\"`)", path.display(), path.display());
-    }
-    if let Some(dir) = &args.peft {
-        export_peft(trainer.lora(), &model, dir)?;
-        eprintln!("adapter{partial}: {}/ (PEFT)", dir.display());
-    }
-    if end == RunEnd::Cancelled {
-        match &args.checkpoint_dir {
-            Some(dir) => eprintln!("checkpoint: {}; continue with:\n  {}", dir.display(), args.resume_command(dir)),
-            None => eprintln!("no checkpoint was written (pass --checkpoint-dir DIR to be able to resume)"),
-        }
-    } else if let Some(dir) = &args.checkpoint_dir {
-        eprintln!("checkpoint: {} (`--resume --steps N` trains on to N steps)", dir.display());
-    }
-    Ok(())
+    Ok(end)
 }
 
 /// The training loss at up to 10 evenly spaced steps, and the mean of the first and last

@@ -95,6 +95,9 @@ fn bad_arguments_are_clear_errors() {
     let bad = dir.join("bad.jsonl");
     std::fs::write(&bad, "{\"prompt\": \"Q\", \"completion\": \"A\"}\n{\"prompt\": 3}\n").unwrap();
     fails(&["--data", bad.to_str().unwrap(), "--output", out], "bad.jsonl:2:");
+    fails(&["--data", &data, "--full", "--peft", out], "whole model");
+    fails(&["--data", &data, "--full"], "--output");
+    fails(&["--data", &data, "--output", out, "--precision", "fp8"], "fp8");
     let missing = dir.join("no-checkpoint");
     fails(&["--data", &data, "--output", out, "--checkpoint-dir", missing.to_str().unwrap(), "--resume"], "trainer_state.json");
     assert!(!Path::new(out).exists(), "a failed run wrote an adapter");

@@ -153,6 +153,41 @@ impl NativeModel {
     }
 }
 
+/// Write a fully fine-tuned model as a GGUF file: the base GGUF's metadata and every tensor it
+/// has, the trained ones (everything `FullWeights` holds) in F32 in the base file's layout,
+/// the others (such as `rope_freqs`) copied as they are. llama.cpp loads the result like any
+/// F32 model.
+pub fn export_full_gguf(weights: &FullWeights, model: &NativeModel, out: &std::path::Path) -> Result<()> {
+    use crate::weights::gguf::GgufWriter;
+    use std::borrow::Cow;
+    model.check_full_fits(weights, "weights")?;
+    let super::model::WeightFile::Gguf(g) = &model.file else {
+        return Err(Error::invalid("output", "a full fine-tune is written as GGUF, which needs a GGUF base model (convert the checkpoint with `lamina convert` first)"));
+    };
+    let trained: std::collections::HashMap<String, &[f32]> = super::trainable::Trainable::named_tensors(weights).into_iter().map(|(n, t)| (format!("{n}.weight"), t)).collect();
+    let mut w = GgufWriter::new();
+    for (key, value) in g.metadata() {
+        // The file type no longer describes the (now F32) tensors; the writer sets alignment.
+        if key == "general.file_type" || key == "general.alignment" {
+            continue;
+        }
+        w.add_metadata(key.clone(), value.clone())?;
+    }
+    w.add_metadata("general.file_type", crate::weights::gguf::MetaValue::U32(0))?;
+    for info in g.tensors() {
+        let name = info.name.as_str();
+        let t = g.tensor(name).ok_or_else(|| Error::invalid("model", format!("tensor `{name}` vanished from the base file")))?;
+        match trained.get(name) {
+            Some(values) => w.add_tensor(name, crate::weights::GgmlType::F32, t.dims(), Cow::Borrowed(as_bytes(values)))?,
+            None => w.add_tensor(name, t.ggml_type(), t.dims(), Cow::Borrowed(t.data()))?,
+        }
+    }
+    // Write next to the target and rename: a failed write leaves no half file under its name.
+    let tmp = out.with_extension("gguf.tmp");
+    w.write(&tmp)?;
+    std::fs::rename(&tmp, out).map_err(|source| Error::Io { path: out.to_path_buf(), source })
+}
+
 /// `MemAvailable` in bytes, where /proc/meminfo gives it.
 fn available_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;

@@ -29,6 +29,7 @@ pub mod pass;
 pub mod peak;
 pub mod tokenizer;
 pub mod train;
+pub mod trainable;
 pub mod train_data;
 mod vexp;
 

@@ -23,6 +23,7 @@ use super::optim::{AdamW, LrSchedule, Optimizer};
 pub use super::optim::Schedule;
 use super::pass::{Example, PassOptions};
 use super::lora::{LoraConfig, LoraTarget, LoraWeights, SplitMix64};
+pub use super::trainable::Trainable;
 use super::model::NativeModel;
 use crate::error::{Error, Result};
 
@@ -185,6 +186,10 @@ impl TrainCancel {
 /// Resumable state besides the tensors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct TrainerState {
+    /// What is trained: `lora` or `full` (absent in checkpoints from before full training:
+    /// those are LoRA runs).
+    #[serde(default)]
+    kind: String,
     format: u32,
     config: TrainConfig,
     step: usize,
@@ -201,29 +206,39 @@ const STATE_FORMAT: u32 = 1;
 const STATE_FILE: &str = "trainer_state.json";
 const TENSORS_FILE: &str = "trainer_tensors.safetensors";
 
-/// A LoRA training run on a native model.
-pub struct Trainer<'m> {
+/// A training run on a native model: of a LoRA adapter (`Trainer<'m>`, the default) or of
+/// every weight (`Trainer<'m, FullWeights>`).
+pub struct Trainer<'m, P: Trainable = LoraWeights> {
     model: &'m NativeModel,
     train: Vec<Example>,
     val: Vec<Example>,
-    lora: LoraWeights,
-    adam_m: LoraWeights,
-    adam_v: LoraWeights,
+    params: P,
+    adam_m: P,
+    adam_v: P,
     order: Vec<usize>,
     state: TrainerState,
     cancel: Arc<AtomicBool>,
 }
 
-impl<'m> Trainer<'m> {
-    /// A fresh run: a new adapter initialised from `config.seed`.
-    pub fn new(model: &'m NativeModel, config: TrainConfig, train: Vec<Example>, val: Vec<Example>) -> Result<Trainer<'m>> {
+impl<'m> Trainer<'m, LoraWeights> {
+    /// The adapter being trained.
+    pub fn lora(&self) -> &LoraWeights {
+        &self.params
+    }
+}
+
+impl<'m, P: Trainable> Trainer<'m, P> {
+    /// A fresh run: new parameters (an adapter initialised from `config.seed`, or the model's
+    /// own weights for a full fine-tune).
+    pub fn new(model: &'m NativeModel, config: TrainConfig, train: Vec<Example>, val: Vec<Example>) -> Result<Trainer<'m, P>> {
         config.validate()?;
         if train.is_empty() {
             return Err(Error::invalid("train", "the training set is empty"));
         }
-        let lora = LoraWeights::new(model.config(), &config.lora_config()?, config.seed)?;
-        let (adam_m, adam_v) = (lora.zeros_like(), lora.zeros_like());
+        let params = P::init(model, &config)?;
+        let (adam_m, adam_v) = (params.zeros_like(), params.zeros_like());
         let state = TrainerState {
+            kind: P::KIND.to_string(),
             format: STATE_FORMAT,
             n_train: train.len(),
             config,
@@ -234,19 +249,23 @@ impl<'m> Trainer<'m> {
             losses: Vec::new(),
             val_losses: Vec::new(),
         };
-        let mut t = Trainer { model, train, val, lora, adam_m, adam_v, order: Vec::new(), state, cancel: Arc::new(AtomicBool::new(false)) };
+        let mut t = Trainer { model, train, val, params, adam_m, adam_v, order: Vec::new(), state, cancel: Arc::new(AtomicBool::new(false)) };
         t.shuffle_epoch();
         Ok(t)
     }
 
     /// Continue the run saved in `dir` by [`save_checkpoint`](Self::save_checkpoint), on the
     /// same data. `steps` may be raised to train longer than first planned (0 keeps it).
-    pub fn resume(model: &'m NativeModel, dir: &Path, train: Vec<Example>, val: Vec<Example>, steps: usize) -> Result<Trainer<'m>> {
+    pub fn resume(model: &'m NativeModel, dir: &Path, train: Vec<Example>, val: Vec<Example>, steps: usize) -> Result<Trainer<'m, P>> {
         let state_path = dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&state_path).map_err(|source| Error::Io { path: state_path.clone(), source })?;
         let mut state: TrainerState = serde_json::from_str(&text).map_err(|e| data_err(&state_path, format!("not a trainer state: {e}")))?;
         if state.format != STATE_FORMAT {
             return Err(data_err(&state_path, format!("trainer state format {} is not supported (expected {STATE_FORMAT})", state.format)));
+        }
+        let kind = if state.kind.is_empty() { "lora" } else { state.kind.as_str() };
+        if kind != P::KIND {
+            return Err(data_err(&state_path, format!("the checkpoint is of a `{kind}` run, not of a `{}` run", P::KIND)));
         }
         if state.n_train != train.len() {
             return Err(data_err(&state_path, format!("the checkpoint was trained on {} examples, this data has {}", state.n_train, train.len())));
@@ -254,25 +273,21 @@ impl<'m> Trainer<'m> {
         if steps > 0 {
             state.config.steps = steps;
         }
-        let mut t = Trainer::new(model, state.config.clone(), train, val)?;
+        let mut t: Trainer<'m, P> = Trainer::new(model, state.config.clone(), train, val)?;
         let tensors_path = dir.join(TENSORS_FILE);
         let bytes = std::fs::read(&tensors_path).map_err(|source| Error::Io { path: tensors_path.clone(), source })?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| data_err(&tensors_path, format!("not a safetensors file: {e}")))?;
-        for (prefix, w) in [("lora", &mut t.lora), ("adam_m", &mut t.adam_m), ("adam_v", &mut t.adam_v)] {
-            let mut missing = None;
-            w.for_each_tensor_mut(|l, target, is_b, values| {
-                let name = tensor_name(prefix, l, target, is_b);
+        for (prefix, w) in [(P::KIND, &mut t.params), ("adam_m", &mut t.adam_m), ("adam_v", &mut t.adam_v)] {
+            let names: Vec<String> = w.named_tensors().into_iter().map(|(n, _)| format!("{prefix}.{n}")).collect();
+            for (name, values) in names.into_iter().zip(w.tensors_mut()) {
                 match st.tensor(&name) {
                     Ok(view) if view.dtype() == safetensors::Dtype::F32 && view.data().len() == values.len() * 4 => {
                         for (v, b) in values.iter_mut().zip(view.data().chunks_exact(4)) {
                             *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                         }
                     }
-                    _ => missing = missing.take().or(Some(name)),
+                    _ => return Err(data_err(&tensors_path, format!("tensor `{name}` is missing or has the wrong size"))),
                 }
-            });
-            if let Some(name) = missing {
-                return Err(data_err(&tensors_path, format!("tensor `{name}` is missing or has the wrong size")));
             }
         }
         let epoch = state.epoch;
@@ -285,8 +300,9 @@ impl<'m> Trainer<'m> {
     pub fn config(&self) -> &TrainConfig {
         &self.state.config
     }
-    pub fn lora(&self) -> &LoraWeights {
-        &self.lora
+    /// The parameters being trained.
+    pub fn params(&self) -> &P {
+        &self.params
     }
     pub fn step(&self) -> usize {
         self.state.step
@@ -337,7 +353,7 @@ impl<'m> Trainer<'m> {
         }
         let (mut nll, mut n) = (0.0, 0usize);
         for chunk in self.val.chunks(self.state.config.batch_size.max(1)) {
-            let l = self.model.loss(Some(&self.lora), chunk)?;
+            let l = self.params.loss(self.model, chunk)?;
             nll += l.nll_sum;
             n += l.n_targets;
         }
@@ -348,7 +364,7 @@ impl<'m> Trainer<'m> {
     /// mean loss per target token and the gradient norm before clipping.
     pub fn train_step(&mut self) -> Result<(f64, f64, u64)> {
         let cfg = self.state.config.clone();
-        let mut grads = self.lora.zeros_like();
+        let mut grads = self.params.zeros_like();
         let (mut nll, mut n_targets, mut tokens) = (0.0, 0usize, 0u64);
         for micro in 0..cfg.grad_accum {
             let batch = self.next_batch();
@@ -356,7 +372,7 @@ impl<'m> Trainer<'m> {
             let seed = cfg.seed ^ ((self.state.step as u64) << 20) ^ micro as u64;
             let budget = (cfg.activation_memory_mib > 0).then_some(cfg.activation_memory_mib << 20);
             let options = PassOptions { dropout_seed: Some(seed), checkpointing: cfg.checkpointing, activation_budget: budget };
-            let l = self.model.loss_and_grads(&self.lora, &batch, options, &mut grads)?;
+            let l = self.params.loss_and_grads(self.model, &batch, options, &mut grads)?;
             nll += l.nll_sum;
             n_targets += l.n_targets;
         }
@@ -365,12 +381,12 @@ impl<'m> Trainer<'m> {
         }
         let inv = 1.0 / n_targets as f32;
         let mut sq = 0.0f64;
-        grads.for_each_tensor_mut(|_, _, _, g| {
+        for g in grads.tensors_mut() {
             for v in g.iter_mut() {
                 *v *= inv;
                 sq += f64::from(*v) * f64::from(*v);
             }
-        });
+        }
         let norm = sq.sqrt();
         let clip = if cfg.max_grad_norm > 0.0 && norm > f64::from(cfg.max_grad_norm) { (f64::from(cfg.max_grad_norm) / norm) as f32 } else { 1.0 };
         let lr = cfg.lr_at(self.state.step);
@@ -379,7 +395,7 @@ impl<'m> Trainer<'m> {
         let grads_t = grads.tensors_mut();
         let mut m_t = self.adam_m.tensors_mut();
         let mut v_t = self.adam_v.tensors_mut();
-        for (((p, g), m), v) in self.lora.tensors_mut().into_iter().zip(grads_t.iter()).zip(m_t.iter_mut()).zip(v_t.iter_mut()) {
+        for (((p, g), m), v) in self.params.tensors_mut().into_iter().zip(grads_t.iter()).zip(m_t.iter_mut()).zip(v_t.iter_mut()) {
             optimizer.update(t, lr, clip, p, g, &mut [&mut **m, &mut **v]);
         }
         self.state.step += 1;
@@ -447,12 +463,12 @@ impl<'m> Trainer<'m> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
         let mut tensors: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut shapes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (prefix, w) in [("lora", &self.lora), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)] {
-            w.for_each_tensor(|l, target, is_b, values| {
-                let name = tensor_name(prefix, l, target, is_b);
+        for (prefix, w) in [(P::KIND, &self.params), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)] {
+            for (name, values) in w.named_tensors() {
+                let name = format!("{prefix}.{name}");
                 shapes.insert(name.clone(), vec![values.len()]);
                 tensors.insert(name, values.iter().flat_map(|v| v.to_le_bytes()).collect());
-            });
+            }
         }
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
             .iter()
@@ -474,10 +490,6 @@ impl<'m> Trainer<'m> {
         std::fs::rename(&tmp, &state_path).map_err(|source| Error::Io { path: state_path, source })?;
         Ok(())
     }
-}
-
-fn tensor_name(prefix: &str, layer: usize, target: LoraTarget, is_b: bool) -> String {
-    format!("{prefix}.{layer}.{}.{}", target.hf_name(), if is_b { "b" } else { "a" })
 }
 
 fn data_err(path: &Path, reason: String) -> Error {
