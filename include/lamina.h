@@ -158,7 +158,7 @@ typedef struct lamina_model lamina_model;
 // `lamina_session_cancel` is the exception and may be called from any thread.
 typedef struct lamina_session lamina_session;
 
-// A LoRA training run. Opaque; create with `lamina_trainer_create` or
+// A training run (of a LoRA adapter, or of every weight with params.full). Opaque; create with `lamina_trainer_create` or
 // `lamina_trainer_resume`, free with `lamina_trainer_free`.
 //
 // Threads: one thread at a time uses a trainer (run, step, evaluate, save); a call made while
@@ -379,6 +379,14 @@ typedef struct {
   bool truncate;
   // Threads of the native engine; 0 = one per core (default 0).
   uint32_t n_threads;
+  // Train every weight of the model in f32 instead of a LoRA adapter (the LoRA fields are
+  // then ignored); save the result with lamina_trainer_save_model. A run whose weights,
+  // gradients and optimizer state would not fit in the available memory is refused with
+  // the estimate (default false).
+  bool full;
+  // MiB of saved activations per micro-batch; the layers past it are recomputed in the
+  // backward pass. 0 = no limit (default 768).
+  uint32_t activation_memory_mib;
 } lamina_train_params;
 
 // What the progress callback of lamina_trainer_run receives after every optimizer step.
@@ -832,6 +840,13 @@ lamina_status lamina_trainer_steps(const lamina_trainer *trainer,
 lamina_status lamina_trainer_save_adapter(lamina_trainer *trainer,
                                           const char *path,
                                           int32_t format);
+
+// Write the model of a full-parameter trainer (params.full) to `path` as a GGUF file: the
+// base model's metadata and every trained weight in F32, loadable with lamina_model_load. The
+// base model must be a GGUF file.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (a LoRA
+// trainer, which saves adapters with lamina_trainer_save_adapter; a safetensors base), _IO.
+lamina_status lamina_trainer_save_model(lamina_trainer *trainer, const char *path);
 
 // Write a checkpoint (adapter, optimizer state, data position) to the directory `dir`,
 // created if needed, for lamina_trainer_resume. Files are replaced atomically, so an

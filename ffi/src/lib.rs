@@ -41,7 +41,7 @@ pub use status::lamina_status;
 pub use train::{
     lamina_adapter_format, lamina_train_params, lamina_train_params_init, lamina_train_progress, lamina_train_progress_callback, lamina_train_schedule, lamina_trainer,
     lamina_trainer_cancel, lamina_trainer_create, lamina_trainer_evaluate, lamina_trainer_free, lamina_trainer_resume, lamina_trainer_run, lamina_trainer_save_adapter,
-    lamina_trainer_save_checkpoint, lamina_trainer_step, lamina_trainer_steps,
+    lamina_trainer_save_checkpoint, lamina_trainer_save_model, lamina_trainer_step, lamina_trainer_steps,
 };
 
 use std::ffi::{c_char, CString};

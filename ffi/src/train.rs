@@ -7,7 +7,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use lamina::native::lora_io::{export_gguf, export_peft};
+use lamina::native::full::export_full_gguf;
 use lamina::native::train::{Progress, Schedule, TrainCancel, TrainConfig, Trainer};
+use lamina::native::trainable::Trainable;
+use lamina::native::{Example, FullWeights, LoraWeights};
 use lamina::native::train_data::{chat_template_from_gguf, load_dataset, DataOptions, Dataset};
 use lamina::native::{NativeModel, NativeParams};
 use lamina::weights::gguf::Gguf;
@@ -105,6 +108,14 @@ pub struct lamina_train_params {
     pub truncate: bool,
     /// Threads of the native engine; 0 = one per core (default 0).
     pub n_threads: u32,
+    /// Train every weight of the model in f32 instead of a LoRA adapter (the LoRA fields are
+    /// then ignored); save the result with lamina_trainer_save_model. A run whose weights,
+    /// gradients and optimizer state would not fit in the available memory is refused with
+    /// the estimate (default false).
+    pub full: bool,
+    /// MiB of saved activations per micro-batch; the layers past it are recomputed in the
+    /// backward pass. 0 = no limit (default 768).
+    pub activation_memory_mib: u32,
 }
 
 // SAFETY: repr(C), starts with usize; the fields are numbers, C bools (0/1) and a pointer, so
@@ -142,6 +153,8 @@ unsafe impl Versioned for lamina_train_params {
             data_seed: d.seed,
             truncate: d.truncate,
             n_threads: 0,
+            full: false,
+            activation_memory_mib: narrow(t.activation_memory_mib),
         }
     }
 }
@@ -173,6 +186,7 @@ struct Plan {
     config: TrainConfig,
     data: DataOptions,
     n_threads: usize,
+    full: bool,
 }
 
 /// Convert and check `p`, so that bad numbers fail before any file is read.
@@ -217,10 +231,10 @@ unsafe fn plan(p: &lamina_train_params) -> Result<Plan, Failure> {
         checkpointing: p.checkpointing,
         seed: p.seed,
         eval_every: p.eval_every as usize,
-        ..TrainConfig::default()
+        activation_memory_mib: p.activation_memory_mib as usize,
     };
     config.validate()?;
-    Ok(Plan { config, data: data_options(p)?, n_threads: p.n_threads as usize })
+    Ok(Plan { config, data: data_options(p)?, n_threads: p.n_threads as usize, full: p.full })
 }
 
 /// The data fields of `p`, checked.
@@ -256,22 +270,59 @@ fn load(model_path: &str, data_path: &str, plan: &Plan) -> Result<(NativeModel, 
 ///   `Arc` (unlike a `Box`) makes no uniqueness claim when this struct moves, so the shared
 ///   borrow stays valid.
 struct OwnedTrainer {
-    trainer: Trainer<'static>,
+    trainer: AnyTrainer,
     model: Arc<NativeModel>,
 }
 
+/// A LoRA run or a full-parameter one.
+enum AnyTrainer {
+    Lora(Trainer<'static, LoraWeights>),
+    Full(Trainer<'static, FullWeights>),
+}
+
+/// `$body` with `$t` bound to whichever trainer `$any` holds.
+macro_rules! on_trainer {
+    ($any:expr, $t:ident => $body:expr) => {
+        match $any {
+            AnyTrainer::Lora($t) => $body,
+            AnyTrainer::Full($t) => $body,
+        }
+    };
+}
+
 impl OwnedTrainer {
-    fn new(model: NativeModel, make: impl FnOnce(&'static NativeModel) -> lamina::Result<Trainer<'static>>) -> Result<Self, Failure> {
+    /// A trainer of the kind `full` names, made by `make` (Trainer::new or Trainer::resume)
+    /// on the model it will borrow.
+    fn new(model: NativeModel, full: bool, make: impl Make) -> Result<Self, Failure> {
         let model = Arc::new(model);
         // SAFETY: see the type's documentation; the trainer is stored next to the Arc, in the
         // field that drops first.
         let borrowed: &'static NativeModel = unsafe { &*Arc::as_ptr(&model) };
-        let trainer = make(borrowed)?;
+        let trainer = if full { AnyTrainer::Full(make.make(borrowed)?) } else { AnyTrainer::Lora(make.make(borrowed)?) };
         Ok(Self { trainer, model })
     }
 }
 
-/// A LoRA training run. Opaque; create with `lamina_trainer_create` or
+/// Trainer::new or Trainer::resume, for either kind of parameters.
+trait Make {
+    fn make<P: Trainable>(self, model: &'static NativeModel) -> lamina::Result<Trainer<'static, P>>;
+}
+
+struct Fresh(TrainConfig, Vec<Example>, Vec<Example>);
+impl Make for Fresh {
+    fn make<P: Trainable>(self, model: &'static NativeModel) -> lamina::Result<Trainer<'static, P>> {
+        Trainer::new(model, self.0, self.1, self.2)
+    }
+}
+
+struct Resume<'a>(&'a Path, Vec<Example>, Vec<Example>, usize);
+impl Make for Resume<'_> {
+    fn make<P: Trainable>(self, model: &'static NativeModel) -> lamina::Result<Trainer<'static, P>> {
+        Trainer::resume(model, self.0, self.1, self.2, self.3)
+    }
+}
+
+/// A training run (of a LoRA adapter, or of every weight with params.full). Opaque; create with `lamina_trainer_create` or
 /// `lamina_trainer_resume`, free with `lamina_trainer_free`.
 ///
 /// Threads: one thread at a time uses a trainer (run, step, evaluate, save); a call made while
@@ -297,7 +348,7 @@ fn with_trainer<R>(trainer: *const lamina_trainer, f: impl FnOnce(&mut OwnedTrai
 }
 
 fn register(owned: OwnedTrainer, out_trainer: *mut *mut lamina_trainer) {
-    let cancel = owned.trainer.cancel_handle();
+    let cancel = on_trainer!(&owned.trainer, t => t.cancel_handle());
     let handle = TRAINERS.insert(lamina_trainer { run: Mutex::new(owned), cancel });
     // SAFETY: the callers checked `out_trainer` non-NULL before doing any work.
     unsafe { out_trainer.write(handle) };
@@ -330,7 +381,7 @@ pub unsafe extern "C" fn lamina_trainer_create(
             let plan = unsafe { plan(&p) }?;
             require_out(out_trainer, "out_trainer")?;
             let (model, data) = load(model_path, data_path, &plan)?;
-            let owned = OwnedTrainer::new(model, |m| Trainer::new(m, plan.config, data.train, data.val))?;
+            let owned = OwnedTrainer::new(model, plan.full, Fresh(plan.config, data.train, data.val))?;
             register(owned, out_trainer);
             Ok(())
         })())
@@ -366,10 +417,10 @@ pub unsafe extern "C" fn lamina_trainer_resume(
             let steps = if params.is_null() { 0 } else { p.steps as usize };
             // The training fields come from the checkpoint: only the data options and the
             // thread count are used, so only those are checked.
-            let plan = Plan { config: TrainConfig::default(), data: data_options(&p)?, n_threads: p.n_threads as usize };
+            let plan = Plan { config: TrainConfig::default(), data: data_options(&p)?, n_threads: p.n_threads as usize, full: p.full };
             require_out(out_trainer, "out_trainer")?;
             let (model, data) = load(model_path, data_path, &plan)?;
-            let owned = OwnedTrainer::new(model, |m| Trainer::resume(m, Path::new(checkpoint_dir), data.train, data.val, steps))?;
+            let owned = OwnedTrainer::new(model, plan.full, Resume(Path::new(checkpoint_dir), data.train, data.val, steps))?;
             register(owned, out_trainer);
             Ok(())
         })())
@@ -457,7 +508,7 @@ pub unsafe extern "C" fn lamina_trainer_run(
                         unsafe { cb(&report, user_data) }
                     }
                 };
-                t.trainer.run(checkpoint_dir.map(Path::new), on_progress)?;
+                on_trainer!(&mut t.trainer, tr => tr.run(checkpoint_dir.map(Path::new), on_progress))?;
                 Ok(())
             })
         })())
@@ -486,7 +537,7 @@ pub unsafe extern "C" fn lamina_trainer_step(trainer: *mut lamina_trainer, out_l
     guard(|| {
         finish((|| {
             require_out(out_loss, "out_loss")?;
-            let (loss, _, _) = with_trainer(trainer, |t| Ok(t.trainer.train_step()?))?;
+            let (loss, _, _) = with_trainer(trainer, |t| Ok(on_trainer!(&mut t.trainer, tr => tr.train_step())?))?;
             // SAFETY: checked non-NULL.
             unsafe { out_loss.write(loss) };
             Ok(())
@@ -502,7 +553,7 @@ pub unsafe extern "C" fn lamina_trainer_evaluate(trainer: *mut lamina_trainer, o
     guard(|| {
         finish((|| {
             require_out(out_val_loss, "out_val_loss")?;
-            let loss = with_trainer(trainer, |t| Ok(t.trainer.evaluate()?))?;
+            let loss = with_trainer(trainer, |t| Ok(on_trainer!(&t.trainer, tr => tr.evaluate())?))?;
             // SAFETY: checked non-NULL.
             unsafe { out_val_loss.write(loss.unwrap_or(f64::NAN)) };
             Ok(())
@@ -516,7 +567,7 @@ pub unsafe extern "C" fn lamina_trainer_evaluate(trainer: *mut lamina_trainer, o
 pub unsafe extern "C" fn lamina_trainer_steps(trainer: *const lamina_trainer, out_step: *mut u64, out_total_steps: *mut u64) -> lamina_status {
     guard(|| {
         finish((|| {
-            let (step, total) = with_trainer(trainer, |t| Ok((t.trainer.step() as u64, t.trainer.config().steps as u64)))?;
+            let (step, total) = with_trainer(trainer, |t| Ok(on_trainer!(&t.trainer, tr => (tr.step() as u64, tr.config().steps as u64))))?;
             if !out_step.is_null() {
                 // SAFETY: non-NULL, caller-provided slot.
                 unsafe { out_step.write(step) };
@@ -548,11 +599,35 @@ pub unsafe extern "C" fn lamina_trainer_save_adapter(trainer: *mut lamina_traine
                 other => return Err(invalid(format!("format is {other}: use LAMINA_ADAPTER_FORMAT_GGUF (0) or LAMINA_ADAPTER_FORMAT_PEFT (1)"))),
             };
             with_trainer(trainer, |t| {
+                let AnyTrainer::Lora(tr) = &t.trainer else {
+                    return Err(invalid("this trainer fine-tunes the whole model and has no adapter: save it with lamina_trainer_save_model"));
+                };
                 match format {
-                    lamina_adapter_format::Gguf => export_gguf(t.trainer.lora(), &t.model, path)?,
-                    lamina_adapter_format::Peft => export_peft(t.trainer.lora(), &t.model, path)?,
+                    lamina_adapter_format::Gguf => export_gguf(tr.lora(), &t.model, path)?,
+                    lamina_adapter_format::Peft => export_peft(tr.lora(), &t.model, path)?,
                 }
                 Ok(())
+            })
+        })())
+    })
+}
+
+/// Write the model of a full-parameter trainer (params.full) to `path` as a GGUF file: the
+/// base model's metadata and every trained weight in F32, loadable with lamina_model_load. The
+/// base model must be a GGUF file.
+/// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (a LoRA
+/// trainer, which saves adapters with lamina_trainer_save_adapter; a safetensors base), _IO.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_trainer_save_model(trainer: *mut lamina_trainer, path: *const c_char) -> lamina_status {
+    guard(|| {
+        finish((|| {
+            // SAFETY: caller's C-string contract.
+            let path = Path::new(unsafe { str_arg(path, "path") }?);
+            with_trainer(trainer, |t| {
+                let AnyTrainer::Full(tr) = &t.trainer else {
+                    return Err(invalid("this trainer trains a LoRA adapter: save it with lamina_trainer_save_adapter (params.full trains the whole model)"));
+                };
+                Ok(export_full_gguf(tr.params(), &t.model, path)?)
             })
         })())
     })
@@ -568,7 +643,7 @@ pub unsafe extern "C" fn lamina_trainer_save_checkpoint(trainer: *mut lamina_tra
         finish((|| {
             // SAFETY: caller's C-string contract.
             let dir = Path::new(unsafe { str_arg(dir, "dir") }?);
-            with_trainer(trainer, |t| Ok(t.trainer.save_checkpoint(dir)?))
+            with_trainer(trainer, |t| Ok(on_trainer!(&t.trainer, tr => tr.save_checkpoint(dir))?))
         })())
     })
 }

@@ -1,7 +1,7 @@
 /*
  * test_train: C-level tests of lamina's LoRA training ABI (lamina_train_params_init,
  * lamina_trainer_create/_resume/_run/_step/_evaluate/_steps/_cancel/_save_adapter/
- * _save_checkpoint/_free), without a test framework.
+ * _save_model/_save_checkpoint/_free), without a test framework.
  *
  * Everything runs on a tiny budget (rank 2 on q and v, two sequences per step, a handful of
  * steps) on tests/data/made_up_facts.jsonl with the default model: the point is the contract,
@@ -10,7 +10,8 @@
  * fields, a missing model or data file, a bad record named by its line); the progress
  * callback's fields; stopping by returning false, by lamina_trainer_cancel from inside the
  * callback and from another thread; BUSY for other calls during a run; checkpoint and resume;
- * saving GGUF and PEFT adapters, which lamina_model_load_adapter then loads; handle checks.
+ * saving GGUF and PEFT adapters, which lamina_model_load_adapter then loads; a full fine-tune
+ * (params.full) saved as a model that lamina_model_load loads; handle checks.
  *
  * Needs the default model (scripts/fetch-model.sh; $LAMINA_MODEL must be the same model).
  * Build: cc -std=c99 -pthread -I include tests/c/test_train.c -L target/release -llamina_ffi -lm
@@ -81,6 +82,7 @@ static void test_defaults(void) {
     CHECK(p.max_grad_norm == 1.0f);
     CHECK(p.batch_size == 4 && p.grad_accum == 1 && p.steps == 100);
     CHECK(p.max_len == 2048 && !p.pack && p.val_fraction == 0.0f);
+    CHECK(!p.full && p.activation_memory_mib == 768);
     EXPECT_ERROR(lamina_train_params_init(&p, 3), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "struct_size");
     EXPECT_ERROR(lamina_train_params_init(NULL, sizeof p), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "lamina_train_params");
 }
@@ -374,6 +376,38 @@ static void test_cancel_from_another_thread(void) {
     pthread_mutex_destroy(&c.lock);
 }
 
+/* params.full: one step over every weight, the model saved as GGUF and loaded back; the
+ * adapter and model savers refuse the other kind of trainer. */
+static void test_full_fine_tune(void) {
+    lamina_train_params p;
+    tiny_params(&p, 1);
+    p.full = true;
+    p.learning_rate = 1e-5f;
+    lamina_trainer *t = NULL;
+    EXPECT_OK(lamina_trainer_create(g_model, DATA, &p, &t));
+    if (t == NULL) {
+        return;
+    }
+    double loss = 0.0;
+    EXPECT_OK(lamina_trainer_step(t, &loss));
+    CHECK(isfinite(loss) && loss > 0.0);
+    char out[512];
+    path_in_dir(out, sizeof out, "full.gguf");
+    EXPECT_ERROR(lamina_trainer_save_adapter(t, out, LAMINA_ADAPTER_FORMAT_GGUF), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "save_model");
+    EXPECT_ERROR(lamina_trainer_save_model(t, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "path");
+    EXPECT_OK(lamina_trainer_save_model(t, out));
+    lamina_trainer_free(t);
+    lamina_model *m = NULL;
+    EXPECT_OK(lamina_model_load(out, NULL, &m));
+    lamina_model_free(m);
+
+    tiny_params(&p, 1);
+    t = NULL;
+    EXPECT_OK(lamina_trainer_create(g_model, DATA, &p, &t));
+    EXPECT_ERROR(lamina_trainer_save_model(t, out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "save_adapter");
+    lamina_trainer_free(t);
+}
+
 int main(void) {
     if (mkdtemp(g_dir) == NULL) {
         perror("mkdtemp");
@@ -387,6 +421,7 @@ int main(void) {
     test_bad_inputs();
     test_run_cancel_resume_save();
     test_cancel_from_another_thread();
+    test_full_fine_tune();
     lamina_string_free(g_model);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);

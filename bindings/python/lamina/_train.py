@@ -59,6 +59,8 @@ class lamina_train_params(Structure):
         ("data_seed", c_uint64),
         ("truncate", c_bool),
         ("n_threads", c_uint32),
+        ("full", c_bool),
+        ("activation_memory_mib", c_uint32),
     ]
 
 
@@ -95,6 +97,7 @@ PROTOTYPES = {
     "lamina_trainer_steps": (lamina_status, [lamina_trainer_p, POINTER(c_uint64), POINTER(c_uint64)]),
     "lamina_trainer_save_adapter": (lamina_status, [lamina_trainer_p, c_char_p, c_int32]),
     "lamina_trainer_save_checkpoint": (lamina_status, [lamina_trainer_p, c_char_p]),
+    "lamina_trainer_save_model": (lamina_status, [lamina_trainer_p, c_char_p]),
     "lamina_trainer_free": (None, [lamina_trainer_p]),
 }
 
@@ -135,9 +138,9 @@ class TrainProgress(NamedTuple):
 
 ProgressCallback = Callable[[TrainProgress], Optional[bool]]
 
-_INT_FIELDS = ("rank", "warmup_steps", "batch_size", "grad_accum", "steps", "eval_every", "max_len", "n_threads")
+_INT_FIELDS = ("rank", "warmup_steps", "batch_size", "grad_accum", "steps", "eval_every", "max_len", "n_threads", "activation_memory_mib")
 _FLOAT_FIELDS = ("alpha", "dropout", "learning_rate", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm", "val_fraction")
-_BOOL_FIELDS = ("rslora", "checkpointing", "pack", "truncate")
+_BOOL_FIELDS = ("rslora", "checkpointing", "pack", "truncate", "full")
 _SEED_FIELDS = ("seed", "data_seed")
 PARAM_NAMES = _INT_FIELDS + _FLOAT_FIELDS + _BOOL_FIELDS + _SEED_FIELDS + ("targets", "schedule")
 
@@ -182,7 +185,8 @@ def _params(options: Dict[str, Any]):
 
 
 class Trainer(Managed):
-    """A LoRA training run on lamina's native engine (``lamina_trainer_create``).
+    """A training run on lamina's native engine (``lamina_trainer_create``): of a LoRA
+    adapter, or of the whole model with ``full=True``.
 
     ``Trainer(model_path, data_path, **params)`` loads the model (a GGUF file or a safetensors
     checkpoint directory; None = :func:`lamina.default_model_path`) and the data (JSONL or a
@@ -192,7 +196,9 @@ class Trainer(Managed):
     alpha, dropout, rslora, targets ("q,v" or ["q", "v"]), learning_rate, beta1, beta2, eps,
     weight_decay, warmup_steps, schedule ("cosine", "linear", "constant"), max_grad_norm,
     batch_size, grad_accum, steps, checkpointing, seed, eval_every, max_len, pack,
-    val_fraction, data_seed, truncate, n_threads. A bad value raises
+    val_fraction, data_seed, truncate, n_threads, activation_memory_mib, full. With
+    ``full=True`` every weight of the model is trained (in f32) instead of an adapter, and
+    :meth:`save_model` writes the result. A bad value raises
     :class:`~lamina.InvalidArgumentError` naming it; a bad data file :class:`~lamina.DataError`
     with "path:line"; a missing model :class:`~lamina.ModelNotFoundError`.
 
@@ -321,6 +327,11 @@ class Trainer(Managed):
         if format not in _FORMATS:
             raise InvalidArgumentError(2, "unknown adapter format {!r} (use gguf or peft)".format(format))
         check(lib.lamina_trainer_save_adapter(self._ptr(), path_to_c(path), _FORMATS[format]))
+
+    def save_model(self, path) -> None:
+        """Save the model of a ``full=True`` trainer as a GGUF file (F32 weights, the base
+        model's metadata), loadable with :class:`Model`."""
+        check(lib.lamina_trainer_save_model(self._ptr(), path_to_c(path)))
 
     def save_checkpoint(self, checkpoint_dir) -> None:
         """Write a checkpoint (adapter, optimizer state, data position) for :meth:`resume`."""

@@ -119,3 +119,22 @@ def test_bad_options(tmp_path):
         lamina.Trainer(tmp_path / "missing.gguf", DATA)
     with pytest.raises(lamina.LaminaIOError):
         lamina.Trainer.resume(tmp_path / "no-checkpoint", None, DATA)
+
+
+def test_full_fine_tune_saves_a_model_llama_cpp_loads(tmp_path):
+    # Every weight trained (a 2-step run on 2 sequences): the loss of the second step is on the
+    # weights the first step changed, and the saved GGUF is a model, not an adapter.
+    with lamina.Trainer(None, DATA, full=True, steps=2, batch_size=2, learning_rate=1e-5, warmup_steps=0, n_threads=2) as t:
+        t.run()
+        assert t.steps() == (2, 2)
+        with pytest.raises(lamina.InvalidArgumentError, match="save_model"):
+            t.save_adapter(tmp_path / "adapter.gguf")
+        out = tmp_path / "full.gguf"
+        t.save_model(out)
+    assert out.stat().st_size > 400_000_000  # 134.5 M parameters in F32
+    with lamina.Model(out) as m, m.session(n_ctx=256) as s:
+        g = s.generate("The capital of France is", max_tokens=4)
+        assert g.generated_tokens > 0, "the fine-tuned model generates"
+    with lamina.Trainer(None, DATA, steps=1) as lora_trainer:
+        with pytest.raises(lamina.InvalidArgumentError, match="save_adapter"):
+            lora_trainer.save_model(tmp_path / "model.gguf")
