@@ -69,6 +69,16 @@ pub enum Causal {
     DepthFrom,
 }
 
+/// The right operand of [`gemm_packed`]: packed by [`pack_b`], or a row-major matrix read in
+/// place (row kk's columns with masked loads: the skinny LoRA products, whose packing would
+/// cost more than their arithmetic).
+#[derive(Clone, Copy)]
+pub enum Rhs<'a> {
+    Packed(&'a [f32]),
+    /// Element (kk, j) at `ptr[kk·ld + j]`.
+    Rows { ptr: *const f32, ld: usize },
+}
+
 /// Floats a packed left operand of `rows × depth` takes.
 pub fn packed_a_len(rows: usize, depth: usize) -> usize {
     rows.div_ceil(MR) * MR * depth
@@ -160,7 +170,7 @@ pub unsafe fn gemm_packed(
     cols: usize,
     depth: usize,
     a: Lhs,
-    b: &[f32],
+    b: Rhs,
     c: *mut f32,
     ldc: usize,
     alpha: f32,
@@ -168,7 +178,9 @@ pub unsafe fn gemm_packed(
     causal: Causal,
 ) {
     let (blocks, panels) = (rows.div_ceil(MR), cols.div_ceil(NR));
-    assert!(b.len() >= panels * NR * depth, "gemm_packed: B too small");
+    if let Rhs::Packed(b) = b {
+        assert!(b.len() >= panels * NR * depth, "gemm_packed: B too small");
+    }
     if let Lhs::Packed(a) = a {
         assert!(a.len() >= blocks * MR * depth, "gemm_packed: A too small");
     }
@@ -203,14 +215,19 @@ pub unsafe fn gemm_packed(
                     continue;
                 }
                 let add = accumulate || lo > first;
-                let panel = b[p * NR * depth + lo * NR..].as_ptr();
+                // SAFETY: panel p at depth lo lies inside B for these sizes.
+                let (panel, ldb) = match b {
+                    Rhs::Packed(b) => (b[p * NR * depth + lo * NR..].as_ptr(), NR),
+                    Rhs::Rows { ptr, ld } => (unsafe { ptr.add(lo * ld + p * NR) }, ld),
+                };
+                let packed_b = matches!(b, Rhs::Packed(_));
                 // SAFETY: block (ib, p) of C lies inside the caller's rows and columns.
                 let dst = unsafe { c.add(i0 * ldc + p * NR) };
                 // SAFETY: forwarded from this function's contract.
                 unsafe {
                     match a {
-                        Lhs::Packed(a) => micro_kernel::<true>(live, hi - lo, a[i0 * depth + lo * MR..].as_ptr(), 0, panel, dst, ldc, width, alpha, add),
-                        Lhs::Rows { ptr, ld } => micro_kernel::<false>(live, hi - lo, ptr.add(i0 * ld + lo), ld, panel, dst, ldc, width, alpha, add),
+                        Lhs::Packed(a) => micro_kernel::<true>(live, hi - lo, a[i0 * depth + lo * MR..].as_ptr(), 0, panel, ldb, packed_b, dst, ldc, width, alpha, add),
+                        Lhs::Rows { ptr, ld } => micro_kernel::<false>(live, hi - lo, ptr.add(i0 * ld + lo), ld, panel, ldb, packed_b, dst, ldc, width, alpha, add),
                     }
                 }
             }
@@ -224,12 +241,26 @@ pub unsafe fn gemm_packed(
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[inline]
-unsafe fn micro_kernel<const PACKED: bool>(live: usize, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, width: usize, alpha: f32, add: bool) {
+unsafe fn micro_kernel<const PACKED: bool>(
+    live: usize,
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    packed_b: bool,
+    c: *mut f32,
+    ldc: usize,
+    width: usize,
+    alpha: f32,
+    add: bool,
+) {
     macro_rules! dispatch {
         ($($n:literal)*) => {
-            match live {
+            match (live, packed_b) {
                 // SAFETY (every arm): forwarded from `gemm_packed`.
-                $($n => unsafe { kernel::<$n, PACKED>(kc, a, lda, b, c, ldc, width, alpha, add) },)*
+                $(($n, true) => unsafe { kernel::<$n, PACKED, true>(kc, a, lda, b, ldb, c, ldc, width, alpha, add) },)*
+                $(($n, false) => unsafe { kernel::<$n, PACKED, false>(kc, a, lda, b, ldb, c, ldc, width, alpha, add) },)*
                 _ => unreachable!("a row block has 1..=MR live rows"),
             }
         };
@@ -237,19 +268,37 @@ unsafe fn micro_kernel<const PACKED: bool>(live: usize, kc: usize, a: *const f32
     dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
 }
 
-/// One `R × NR` output block over a k block: `c (+)= alpha · a · b[kc][NR]`, where `a` is a
-/// packed block (`[kc][MR]`) or `R` rows of stride `lda`; writes `R` rows and the first `width`
+/// One `R × NR` output block over a k block: `c (+)= alpha · a · b`, where `a` is a packed
+/// block (`[kc][MR]`) or `R` rows of stride `lda`, and `b` a packed panel (`[kc][NR]`) or `kc`
+/// rows of stride `ldb`; writes `R` rows and the first `width`
 /// columns (masked stores).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel<const R: usize, const PACKED: bool>(kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, width: usize, alpha: f32, add: bool) {
+unsafe fn kernel<const R: usize, const PACKED: bool, const PACKED_B: bool>(
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    width: usize,
+    alpha: f32,
+    add: bool,
+) {
+    let lo: __mmask16 = if width >= 16 { 0xffff } else { ((1u32 << width) - 1) as __mmask16 };
+    let hi: __mmask16 = if width >= 32 { 0xffff } else if width > 16 { ((1u32 << (width - 16)) - 1) as __mmask16 } else { 0 };
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for kk in 0..kc {
-        // SAFETY (whole loop): b holds kc × NR floats; a holds kc × MR (packed) or R rows of
-        // kc elements.
-        let b0 = unsafe { _mm512_loadu_ps(b.add(kk * NR)) };
-        let b1 = unsafe { _mm512_loadu_ps(b.add(kk * NR + 16)) };
+        // SAFETY (whole loop): b holds kc × NR floats (packed) or kc rows of stride ldb with
+        // `width` readable columns (the masks keep the loads inside them); a holds kc × MR
+        // (packed) or R rows of kc elements.
+        let (b0, b1) = if PACKED_B {
+            unsafe { (_mm512_loadu_ps(b.add(kk * NR)), _mm512_loadu_ps(b.add(kk * NR + 16))) }
+        } else {
+            unsafe { (_mm512_maskz_loadu_ps(lo, b.add(kk * ldb)), _mm512_maskz_loadu_ps(hi, b.add(kk * ldb + 16))) }
+        };
         for (r, acc_r) in acc.iter_mut().enumerate() {
             let at = if PACKED { kk * MR + r } else { r * lda + kk };
             let av = _mm512_set1_ps(unsafe { *a.add(at) });
@@ -257,8 +306,6 @@ unsafe fn kernel<const R: usize, const PACKED: bool>(kc: usize, a: *const f32, l
             acc_r[1] = _mm512_fmadd_ps(av, b1, acc_r[1]);
         }
     }
-    let lo: __mmask16 = if width >= 16 { 0xffff } else { ((1u32 << width) - 1) as __mmask16 };
-    let hi: __mmask16 = if width >= 32 { 0xffff } else if width > 16 { ((1u32 << (width - 16)) - 1) as __mmask16 } else { 0 };
     let scale = _mm512_set1_ps(alpha);
     for (r, acc_r) in acc.iter().enumerate() {
         // SAFETY: row r < R of the caller's output block; the masks limit the columns.
@@ -313,14 +360,22 @@ mod tests {
                     for i in 0..m {
                         c[i * ld..i * ld + n].fill(if accumulate { 1.5 } else { f32::NAN });
                     }
-                    unsafe { gemm_packed(m, n, k, Lhs::Packed(&pa), &pb, c.as_mut_ptr(), ld, 0.5, accumulate, Causal::None) };
+                    unsafe { gemm_packed(m, n, k, Lhs::Packed(&pa), Rhs::Packed(&pb), c.as_mut_ptr(), ld, 0.5, accumulate, Causal::None) };
                     if !a_t {
                         let mut c2 = c.clone();
                         for i in 0..m {
                             c2[i * ld..i * ld + n].fill(if accumulate { 1.5 } else { f32::NAN });
                         }
-                        unsafe { gemm_packed(m, n, k, Lhs::Rows { ptr: a.as_ptr(), ld: k }, &pb, c2.as_mut_ptr(), ld, 0.5, accumulate, Causal::None) };
+                        unsafe { gemm_packed(m, n, k, Lhs::Rows { ptr: a.as_ptr(), ld: k }, Rhs::Packed(&pb), c2.as_mut_ptr(), ld, 0.5, accumulate, Causal::None) };
                         assert!(c2.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()), "row-major A gives the packed result");
+                        if !b_t {
+                            let mut c3 = c.clone();
+                            for i in 0..m {
+                                c3[i * ld..i * ld + n].fill(if accumulate { 1.5 } else { f32::NAN });
+                            }
+                            unsafe { gemm_packed(m, n, k, Lhs::Rows { ptr: a.as_ptr(), ld: k }, Rhs::Rows { ptr: b.as_ptr(), ld: n }, c3.as_mut_ptr(), ld, 0.5, accumulate, Causal::None) };
+                            assert!(c3.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()), "row-major B gives the packed result");
+                        }
                     }
                     for i in 0..m {
                         for j in 0..n {
@@ -353,7 +408,7 @@ mod tests {
             pack_b(a.as_ptr(), 1, k, k, n, &mut pb);
         }
         let mut c = vec![f32::NAN; n * n];
-        unsafe { gemm_packed(n, n, k, Lhs::Packed(&pa), &pb, c.as_mut_ptr(), n, 1.0, false, Causal::Cols) };
+        unsafe { gemm_packed(n, n, k, Lhs::Packed(&pa), Rhs::Packed(&pb), c.as_mut_ptr(), n, 1.0, false, Causal::Cols) };
         for i in 0..n {
             for j in 0..=i {
                 let dot: f32 = (0..k).map(|kk| a[i * k + kk] * a[j * k + kk]).sum();
@@ -370,8 +425,8 @@ mod tests {
             unsafe { pack_b(b.as_ptr(), 40, 1, n, 40, &mut pb) };
             let (mut full, mut short) = (vec![1.0f32; n * 40], vec![1.0f32; n * 40]);
             unsafe {
-                gemm_packed(n, 40, n, Lhs::Rows { ptr: a.as_ptr(), ld: n }, &pb, full.as_mut_ptr(), 40, 1.0, true, Causal::None);
-                gemm_packed(n, 40, n, Lhs::Rows { ptr: a.as_ptr(), ld: n }, &pb, short.as_mut_ptr(), 40, 1.0, true, mode);
+                gemm_packed(n, 40, n, Lhs::Rows { ptr: a.as_ptr(), ld: n }, Rhs::Packed(&pb), full.as_mut_ptr(), 40, 1.0, true, Causal::None);
+                gemm_packed(n, 40, n, Lhs::Rows { ptr: a.as_ptr(), ld: n }, Rhs::Rows { ptr: b.as_ptr(), ld: 40 }, short.as_mut_ptr(), 40, 1.0, true, mode);
             }
             let max_diff = full.iter().zip(&short).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
             assert!(max_diff < 1e-3, "{mode:?}: max diff {max_diff}");

@@ -110,10 +110,9 @@ pub(crate) unsafe fn sgemm(m: usize, n: usize, k: usize, a: View, b: View, c: Ou
         PACK.with(|cell| {
             let bufs = &mut *cell.borrow_mut();
             let [pa, pb, staging] = bufs;
-            grow(pb, avx512::packed_b_len(k, n));
             // SAFETY: forwarded from this function's contract.
             unsafe {
-                // A row-major A is read in place; anything else is packed.
+                // Row-major operands are read in place; anything else is packed.
                 let lhs = if a.cs == 1 {
                     avx512::Lhs::Rows { ptr: a.ptr, ld: a.rs }
                 } else {
@@ -121,8 +120,14 @@ pub(crate) unsafe fn sgemm(m: usize, n: usize, k: usize, a: View, b: View, c: Ou
                     avx512::pack_a(a.ptr, a.rs, a.cs, m, k, pa);
                     avx512::Lhs::Packed(pa)
                 };
-                avx512::pack_b(b.ptr, b.rs, b.cs, k, n, pb);
-                store_through(m, n, c, accumulate, staging, |dst, ld, add| avx512::gemm_packed(m, n, k, lhs, pb, dst, ld, alpha, add, causal));
+                let rhs = if b.cs == 1 {
+                    avx512::Rhs::Rows { ptr: b.ptr, ld: b.rs }
+                } else {
+                    grow(pb, avx512::packed_b_len(k, n));
+                    avx512::pack_b(b.ptr, b.rs, b.cs, k, n, pb);
+                    avx512::Rhs::Packed(pb)
+                };
+                store_through(m, n, c, accumulate, staging, |dst, ld, add| avx512::gemm_packed(m, n, k, lhs, rhs, dst, ld, alpha, add, causal));
             }
         });
         return;

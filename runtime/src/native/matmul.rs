@@ -213,7 +213,7 @@ pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f3
                 // x is n × k; columns r0..r0+rows of y (n × m) belong to this task.
                 unsafe {
                     avx512::pack_b(b.tile.as_ptr(), 1, k, k, rows, &mut b.panels);
-                    avx512::gemm_packed(n, rows, k, avx512::Lhs::Rows { ptr: x.as_ptr(), ld: k }, &b.panels, out.at(r0), m, 1.0, false, avx512::Causal::None);
+                    avx512::gemm_packed(n, rows, k, avx512::Lhs::Rows { ptr: x.as_ptr(), ld: k }, avx512::Rhs::Packed(&b.panels), out.at(r0), m, 1.0, false, avx512::Causal::None);
                 }
                 return;
             }
@@ -276,7 +276,7 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
                     unsafe {
                         avx512::pack_b(b.tile.as_ptr(), cols, 1, depth, cols, &mut b.panels);
                         let lhs = avx512::Lhs::Rows { ptr: dy.as_ptr().add(d0), ld: m };
-                        avx512::gemm_packed(n, cols, depth, lhs, &b.panels, out.at(c0), k, 1.0, true, avx512::Causal::None);
+                        avx512::gemm_packed(n, cols, depth, lhs, avx512::Rhs::Packed(&b.panels), out.at(c0), k, 1.0, true, avx512::Causal::None);
                     }
                     return;
                 }

@@ -2,9 +2,7 @@
 //! is frozen in the mapped file, A (r × in) and B (out × r) are the adapter's, `s` its scale
 //! and x̃ the input after the branch's dropout.
 //!
-//! Shapes: x, dx `[n × in]`; y, dy `[n × out]`; the branch keeps u = x̃ Aᵀ transposed,
-//! `[r × n]` (the rank is small, so the token dimension is the one wide enough for the
-//! kernel's panels).
+//! Shapes: x, dx `[n × in]`; y, dy `[n × out]`; the branch keeps u = x̃ Aᵀ, `[n × r]`.
 
 use rayon::prelude::*;
 
@@ -13,7 +11,7 @@ use crate::native::lora::{LoraPair, SplitMix64};
 use crate::native::matmul::{matmul_w_acc, matmul_wt, Precision, WeightMatrix};
 
 /// What the backward pass needs of a LoRA branch: the dropout mask and the input after
-/// dropout (when dropout is on), and `uᵀ = A x̃ᵀ`.
+/// dropout (when dropout is on), and `u = x̃ Aᵀ`.
 pub(crate) struct BranchTape {
     dropped: Option<(Vec<bool>, Vec<f32>)>,
     u: Vec<f32>,
@@ -50,13 +48,13 @@ impl Linear<'_> {
         });
         let xd = dropped.as_ref().map_or(x, |(_, xd)| xd.as_slice());
         let (r, n_in, n_out) = (p.rank, p.n_in, p.n_out);
-        let mut u = vec![0.0f32; r * n];
-        // SAFETY (both): uᵀ = A (r × in) · x̃ᵀ (x̃ is n × in); y += s · u · Bᵀ (B is out × r).
+        let mut u = vec![0.0f32; n * r];
+        // SAFETY (both): u = x̃ (n × in) · Aᵀ (A is r × in); y += s · u · Bᵀ (B is out × r).
         // Every view addresses its operand's shape; y and u are written by these products
-        // alone.
+        // alone. The activations are read in place; only the small Aᵀ and Bᵀ are packed.
         unsafe {
-            sgemm_par(r, n, n_in, View::rows(&p.a, n_in), View::transposed(xd, n_in), Out::rows(&mut u, n), 1.0, false);
-            sgemm_par(n, n_out, r, View::transposed(&u, n), View::transposed(&p.b, r), Out::rows(y, n_out), self.scale, true);
+            sgemm_par(n, r, n_in, View::rows(xd, n_in), View::transposed(&p.a, n_in), Out::rows(&mut u, r), 1.0, false);
+            sgemm_par(n, n_out, r, View::rows(&u, r), View::transposed(&p.b, r), Out::rows(y, n_out), self.scale, true);
         }
         Some(BranchTape { dropped, u })
     }
@@ -82,20 +80,19 @@ impl Linear<'_> {
         let (Some(p), Some(tape), Some(gp)) = (self.lora, tape, grad) else { return };
         let (r, s, n_in, n_out) = (p.rank, self.scale, p.n_in, p.n_out);
         let xd = tape.dropped.as_ref().map_or(x, |(_, xd)| xd.as_slice());
-        // du is kept transposed (r × n), as u is.
-        let mut du = vec![0.0f32; r * n];
-        let u = View::rows(&tape.u, n);
-        // SAFETY: shapes as documented on each product (dy: n × out, x̃: n × in, uᵀ and duᵀ:
-        // r × n, A: r × in, B: out × r); each output is written by its product alone.
+        let mut du = vec![0.0f32; n * r];
+        // SAFETY: shapes as documented on each product (dy: n × out, x̃: n × in, u and du:
+        // n × r, A: r × in, B: out × r); each output is written by its product alone. The
+        // large operands (dy, x̃) are read in place as rows; only the n × r ones are packed.
         unsafe {
             // dBᵀ += s · uᵀ · dy  (dB is out × r)
-            sgemm_par(r, n_out, n, u, View::rows(dy, n_out), Out::transposed(&mut gp.b, r), s, true);
-            // duᵀ = s · Bᵀ · dyᵀ
-            sgemm_par(r, n, n_out, View::transposed(&p.b, r), View::transposed(dy, n_out), Out::rows(&mut du, n), s, false);
+            sgemm_par(r, n_out, n, View::transposed(&tape.u, r), View::rows(dy, n_out), Out::transposed(&mut gp.b, r), s, true);
+            // du = s · dy · B
+            sgemm_par(n, r, n_out, View::rows(dy, n_out), View::rows(&p.b, r), Out::rows(&mut du, r), s, false);
             // dA += duᵀ · x̃
-            sgemm_par(r, n_in, n, View::rows(&du, n), View::rows(xd, n_in), Out::rows(&mut gp.a, n_in), 1.0, true);
+            sgemm_par(r, n_in, n, View::transposed(&du, r), View::rows(xd, n_in), Out::rows(&mut gp.a, n_in), 1.0, true);
         }
-        let du_rows = View::transposed(&du, n);
+        let du_rows = View::rows(&du, r);
         match &tape.dropped {
             // x̃ = x · mask / (1 − p): dx += (du · A) ∘ mask / (1 − p).
             Some((mask, _)) => {
