@@ -11,7 +11,7 @@ use super::train::TrainConfig;
 use crate::error::Result;
 
 /// Parameters a trainer can optimise.
-pub trait Trainable: Clone {
+pub trait Trainable: Clone + Send + Sync {
     /// The kind's name, the prefix of its tensors in checkpoints (`lora`, `full`).
     const KIND: &'static str;
 
