@@ -1,6 +1,7 @@
-//! LoRA fine-tuning on the native engine: a trainer handle that owns its model and data, runs
-//! with a progress callback, is cancellable from any thread, evaluates, checkpoints, resumes,
-//! and saves the adapter as GGUF (for llama.cpp, and `lamina_model_load_adapter`) or PEFT.
+//! Fine-tuning on the native engine (a LoRA adapter, or every weight with params.full): a
+//! trainer handle that owns its model and data, runs with a progress callback, is cancellable
+//! from any thread, evaluates, checkpoints, resumes, and saves the adapter as GGUF (for
+//! llama.cpp, and `lamina_model_load_adapter`) or PEFT, or the fully trained model as GGUF.
 
 use std::ffi::{c_char, c_void};
 use std::path::Path;

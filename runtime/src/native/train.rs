@@ -1,11 +1,14 @@
-//! The LoRA trainer: AdamW over the adapter's A and B matrices with a warmup-then-decay
-//! learning rate, gradient clipping and accumulation, optional gradient checkpointing,
+//! The trainer: AdamW (see `optim`) over what it trains (see `trainable`: a LoRA adapter's A
+//! and B matrices, or every weight of the model) with a warmup-then-decay learning rate,
+//! gradient clipping and accumulation, an activation budget or full gradient checkpointing,
 //! validation loss every N steps, checkpoints that resume exactly, progress through a callback
 //! and cancellation from any thread.
 //!
 //! Determinism: the example order of each epoch is a seeded shuffle, dropout masks derive from
-//! (seed, step, micro-batch), and the optimizer state is saved in full, so a run that is
-//! stopped and resumed from its checkpoint reaches bit-identical weights to one that was not.
+//! (seed, step, micro-batch), every sum of the pass and of the update runs in an order that
+//! does not depend on the thread count, and the optimizer state is saved in full, so a run
+//! that is stopped and resumed from its checkpoint reaches bit-identical weights to one that
+//! was not, on any number of threads.
 //!
 //! Loss normalisation: each optimizer step sums token NLL gradients over its micro-batches and
 //! divides by the step's total number of target tokens, so accumulating k micro-batches of
