@@ -287,8 +287,7 @@ unsafe fn kernel<const R: usize, const PACKED: bool, const PACKED_B: bool>(
     alpha: f32,
     add: bool,
 ) {
-    let lo: __mmask16 = if width >= 16 { 0xffff } else { ((1u32 << width) - 1) as __mmask16 };
-    let hi: __mmask16 = if width >= 32 { 0xffff } else if width > 16 { ((1u32 << (width - 16)) - 1) as __mmask16 } else { 0 };
+    let (lo, hi) = panel_masks(width);
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for kk in 0..kc {
         // SAFETY (whole loop): b holds kc × NR floats (packed) or kc rows of stride ldb with
@@ -309,16 +308,36 @@ unsafe fn kernel<const R: usize, const PACKED: bool, const PACKED_B: bool>(
     let scale = _mm512_set1_ps(alpha);
     for (r, acc_r) in acc.iter().enumerate() {
         // SAFETY: row r < R of the caller's output block; the masks limit the columns.
-        unsafe {
-            let row = c.add(r * ldc);
-            let (mut v0, mut v1) = (_mm512_mul_ps(acc_r[0], scale), _mm512_mul_ps(acc_r[1], scale));
-            if add {
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(lo, row));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(hi, row.add(16)));
-            }
-            _mm512_mask_storeu_ps(row, lo, v0);
-            _mm512_mask_storeu_ps(row.add(16), hi, v1);
+        unsafe { store_row(c.add(r * ldc), _mm512_mul_ps(acc_r[0], scale), _mm512_mul_ps(acc_r[1], scale), lo, hi, add) };
+    }
+}
+
+/// Lane masks of a panel's two zmm halves when only its first `width` (<= NR) columns exist.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn panel_masks(width: usize) -> (__mmask16, __mmask16) {
+    let lo = if width >= 16 { 0xffff } else { ((1u32 << width) - 1) as __mmask16 };
+    let hi = if width >= 32 { 0xffff } else if width > 16 { ((1u32 << (width - 16)) - 1) as __mmask16 } else { 0 };
+    (lo, hi)
+}
+
+/// Store (or, with `add`, add) one output row of a panel: `v0` to columns 0..16, `v1` to
+/// 16..32, masked by `lo` and `hi`.
+///
+/// # Safety
+/// The columns the masks select must be writable at `row`, and written by no one else.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) unsafe fn store_row(row: *mut f32, mut v0: __m512, mut v1: __m512, lo: __mmask16, hi: __mmask16, add: bool) {
+    // SAFETY: forwarded to the caller's contract; masked lanes are neither read nor written.
+    unsafe {
+        if add {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(lo, row));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(hi, row.add(16)));
         }
+        _mm512_mask_storeu_ps(row, lo, v0);
+        _mm512_mask_storeu_ps(row.add(16), hi, v1);
     }
 }
 

@@ -194,20 +194,10 @@ unsafe fn kernel<const R: usize>(np: usize, a: *const u16, lda: usize, b: *const
             acc_r[1] = _mm512_dpbf16_ps(acc_r[1], av, b1);
         }
     }
-    let lo: __mmask16 = if width >= 16 { 0xffff } else { ((1u32 << width) - 1) as __mmask16 };
-    let hi: __mmask16 = if width >= 32 { 0xffff } else if width > 16 { ((1u32 << (width - 16)) - 1) as __mmask16 } else { 0 };
+    let (lo, hi) = avx512::panel_masks(width);
     for (r, acc_r) in acc.iter().enumerate() {
         // SAFETY: row r < R of the caller's output block; the masks limit the columns.
-        unsafe {
-            let row = c.add(r * ldc);
-            let (mut v0, mut v1) = (acc_r[0], acc_r[1]);
-            if add {
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(lo, row));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(hi, row.add(16)));
-            }
-            _mm512_mask_storeu_ps(row, lo, v0);
-            _mm512_mask_storeu_ps(row.add(16), hi, v1);
-        }
+        unsafe { avx512::store_row(c.add(r * ldc), acc_r[0], acc_r[1], lo, hi, add) };
     }
 }
 
