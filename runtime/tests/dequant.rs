@@ -1,9 +1,10 @@
 //! Dequantization against ggml itself: random blocks of every supported type are dequantized
 //! by `lamina::weights::dequant` and by ggml's own `to_float` (from `ggml_get_type_traits`),
-//! and the results must be bit-identical.
+//! and the results must be bit-identical, both for the dispatching `dequantize_row` (AVX-512
+//! for the common types where the CPU has it) and for the portable scalar path.
 
 use half::f16;
-use lamina::weights::dequant::{dequantize_row, DequantError};
+use lamina::weights::dequant::{dequantize_row, dequantize_row_portable, DequantError};
 use lamina::weights::GgmlType;
 
 /// Seeded xorshift64*.
@@ -103,6 +104,10 @@ fn bit_identical_to_ggml() {
                 let src = random_row(&mut rng, ty, n_blocks);
                 let mut ours = vec![f32::NAN; n];
                 dequantize_row(ty, &src, &mut ours).unwrap();
+                let mut portable = vec![f32::NAN; n];
+                dequantize_row_portable(ty, &src, &mut portable).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&ours), bits(&portable), "{ty}: the dispatched and the portable path differ");
                 let theirs = match ggml_to_float(ty, &src, n) {
                     Some(v) => v,
                     None => {
@@ -125,7 +130,7 @@ fn bit_identical_to_ggml() {
                 compared += n;
             }
         }
-        println!("{ty:>5}: {compared} values compared against {reference}, max abs difference {max_diff}");
+        println!("{ty:>5}: {compared} values compared against {reference} (dispatched and portable paths), max abs difference {max_diff}");
         assert_eq!(max_diff, 0.0);
         total += compared;
     }

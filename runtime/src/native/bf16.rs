@@ -100,29 +100,123 @@ pub fn packed_b_len(depth: usize, cols: usize) -> usize {
 
 /// Pack B = Wᵀ for a tile of W's rows (`cols` rows of `depth` f32, row-major: element (kk, j)
 /// at `tile[j·depth + kk]`) into bf16 panels `[kp/2][NR][2]`, zero beyond `depth` and `cols`.
-/// A W row is converted as a whole, then its pairs are stored down the panel.
-pub fn pack_b_from_rows(tile: &[f32], depth: usize, cols: usize, row: &mut Vec<u16>, out: &mut Vec<u16>) {
-    let kp = padded(depth);
+/// The rows are converted to bf16 (into `rows_bf16`), then, seen as 32-bit depth pairs, moved
+/// into the panels: a transpose, done 16 × 16 pairs at a time in registers.
+pub fn pack_b_from_rows(tile: &[f32], depth: usize, cols: usize, rows_bf16: &mut Vec<u16>, out: &mut Vec<u16>) {
     out.clear();
     out.resize(packed_b_len(depth, cols), 0);
+    convert_rows(tile, cols, depth, 0, depth, rows_bf16);
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: the CPU has AVX-512; rows_bf16 holds cols rows of padded(depth), and out the
+        // panels of depth × cols.
+        unsafe { transpose_pairs_avx512(rows_bf16, depth, cols, out) };
+        return;
+    }
+    transpose_pairs_portable(rows_bf16, depth, cols, out);
+}
+
+/// Pair p of bf16 row j (stride `padded(depth)`) into panel position (p, j).
+fn transpose_pairs_portable(rows: &[u16], depth: usize, cols: usize, out: &mut [u16]) {
+    let kp = padded(depth);
     for j in 0..cols {
-        convert_rows(&tile[j * depth..(j + 1) * depth], 1, depth, 0, depth, row);
         let panel = &mut out[(j / NR) * NR * kp..(j / NR + 1) * NR * kp];
         let col = j % NR;
-        for (p, pair) in row.chunks_exact(2).enumerate() {
+        for (p, pair) in rows[j * kp..(j + 1) * kp].chunks_exact(2).enumerate() {
             panel[p * 2 * NR + 2 * col] = pair[0];
             panel[p * 2 * NR + 2 * col + 1] = pair[1];
         }
     }
 }
 
+/// [`transpose_pairs_portable`] in blocks of 16 rows × 16 pairs: rows past `cols` read as
+/// zero, pairs past the depth are masked off.
+///
+/// # Safety
+/// AVX-512F; `rows` holds `cols` rows of `padded(depth)`, `out` [`packed_b_len`]`(depth, cols)`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_pairs_avx512(rows: &[u16], depth: usize, cols: usize, out: &mut [u16]) {
+    let pairs = padded(depth) / 2;
+    debug_assert!(rows.len() >= cols * 2 * pairs && out.len() >= packed_b_len(depth, cols));
+    let (src, dst) = (rows.as_ptr() as *const u32, out.as_mut_ptr() as *mut u32);
+    for g in (0..cols).step_by(16) {
+        let live_rows = 16.min(cols - g);
+        // Panel g / NR, its columns g % NR .. + 16, laid out [pairs][NR] in 32-bit units.
+        let base = (g / NR) * NR * pairs + g % NR;
+        for p0 in (0..pairs).step_by(16) {
+            let live = 16.min(pairs - p0);
+            let mask: __mmask16 = if live == 16 { !0 } else { (1u16 << live) - 1 };
+            let mut r = [_mm512_setzero_si512(); 16];
+            for (i, ri) in r.iter_mut().enumerate().take(live_rows) {
+                // SAFETY: row g + i < cols, pairs p0 .. p0 + live of it.
+                *ri = unsafe { _mm512_maskz_loadu_epi32(mask, src.add((g + i) * pairs + p0) as *const i32) };
+            }
+            let t = transpose_16x16(r);
+            for (pp, tp) in t.iter().enumerate().take(live) {
+                // SAFETY: pair p0 + pp < pairs; 16 columns from g % NR stay within the panel.
+                unsafe { _mm512_storeu_si512(dst.add(base + (p0 + pp) * NR) as *mut _, *tp) };
+            }
+        }
+    }
+}
+
+/// 16 floats rounded to bf16, each in the low half of a 32-bit lane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+fn to_lanes(v: __m512) -> __m512i {
+    // SAFETY: __m256bh and __m256i are both 256 plain bits.
+    _mm512_cvtepu16_epi32(unsafe { std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v)) })
+}
+
+/// The transpose of a 16 × 16 matrix of 32-bit elements held one row per register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transpose_16x16(r: [__m512i; 16]) -> [__m512i; 16] {
+    // Within each 128-bit lane L: t[2i] = (r[2i][4L], r[2i+1][4L], r[2i][4L+1], r[2i+1][4L+1]),
+    // t[2i+1] the same for elements 4L+2, 4L+3.
+    let mut t = [_mm512_setzero_si512(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4q + c], lane L: element 4L + c of rows 4q .. 4q + 4.
+    let mut u = [_mm512_setzero_si512(); 16];
+    for q in 0..4 {
+        u[4 * q] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
+        u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
+        u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
+        u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
+    }
+    // Gather the lanes: 0x88 takes lanes (0, 2) of each source, 0xdd lanes (1, 3).
+    let mut out = [_mm512_setzero_si512(); 16];
+    for c in 0..4 {
+        let v0 = _mm512_shuffle_i32x4::<0x88>(u[c], u[4 + c]);
+        let v1 = _mm512_shuffle_i32x4::<0xdd>(u[c], u[4 + c]);
+        let v2 = _mm512_shuffle_i32x4::<0x88>(u[8 + c], u[12 + c]);
+        let v3 = _mm512_shuffle_i32x4::<0xdd>(u[8 + c], u[12 + c]);
+        out[c] = _mm512_shuffle_i32x4::<0x88>(v0, v2);
+        out[8 + c] = _mm512_shuffle_i32x4::<0xdd>(v0, v2);
+        out[4 + c] = _mm512_shuffle_i32x4::<0x88>(v1, v3);
+        out[12 + c] = _mm512_shuffle_i32x4::<0xdd>(v1, v3);
+    }
+    out
+}
+
 /// Pack B given as `depth` f32 rows of `cols` (element (kk, j) at `slab[kk·cols + j]`, the
 /// backward product's slab of W) into bf16 panels `[kp/2][NR][2]`: consecutive rows are
 /// interleaved into pairs.
 pub fn pack_b_from_depth_rows(slab: &[f32], depth: usize, cols: usize, out: &mut Vec<u16>) {
-    let kp = padded(depth);
     out.clear();
     out.resize(packed_b_len(depth, cols), 0);
+    assert!(slab.len() >= depth * cols, "pack_b_from_depth_rows: slab is not depth × cols");
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: the CPU has AVX512-BF16; slab and out have the sizes checked above.
+        unsafe { interleave_rows_avx512(slab, depth, cols, out) };
+        return;
+    }
+    let kp = padded(depth);
     for p in 0..kp / 2 {
         let r0 = &slab[2 * p * cols..(2 * p + 1) * cols];
         let r1 = if 2 * p + 1 < depth { Some(&slab[(2 * p + 1) * cols..(2 * p + 2) * cols]) } else { None };
@@ -130,6 +224,34 @@ pub fn pack_b_from_depth_rows(slab: &[f32], depth: usize, cols: usize, out: &mut
             let at = (j / NR) * NR * kp + p * 2 * NR + 2 * (j % NR);
             out[at] = to_bf16(r0[j]);
             out[at + 1] = r1.map_or(0, |r| to_bf16(r[j]));
+        }
+    }
+}
+
+/// [`pack_b_from_depth_rows`], 16 columns of a row pair at a time: both rows rounded to bf16,
+/// the second shifted into the high half of each 32-bit pair.
+///
+/// # Safety
+/// AVX512-BF16; `slab` holds `depth × cols`, `out` [`packed_b_len`]`(depth, cols)`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn interleave_rows_avx512(slab: &[f32], depth: usize, cols: usize, out: &mut [u16]) {
+    let pairs = padded(depth) / 2;
+    let dst = out.as_mut_ptr() as *mut u32;
+    for p in 0..pairs {
+        let r0 = slab.as_ptr().wrapping_add(2 * p * cols);
+        let second = 2 * p + 1 < depth;
+        for j in (0..cols).step_by(16) {
+            let live = 16.min(cols - j);
+            let mask: __mmask16 = if live == 16 { !0 } else { (1u16 << live) - 1 };
+            // SAFETY: rows 2p (and 2p + 1 when inside the depth), columns j .. j + live.
+            unsafe {
+                let lo = to_lanes(_mm512_maskz_loadu_ps(mask, r0.add(j)));
+                let hi = if second { _mm512_slli_epi32::<16>(to_lanes(_mm512_maskz_loadu_ps(mask, r0.add(cols + j)))) } else { _mm512_setzero_si512() };
+                // Panel j / NR, pair p, columns j % NR .. + live (16 columns never straddle two
+                // panels: j is a multiple of 16).
+                _mm512_mask_storeu_epi32(dst.add((j / NR) * NR * pairs + p * NR + j % NR) as *mut i32, mask, _mm512_or_si512(lo, hi));
+            }
         }
     }
 }
@@ -213,6 +335,35 @@ mod tests {
         assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
         assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
         assert_eq!(from_bf16(to_bf16(-2.5)), -2.5);
+    }
+
+    /// The vector packings against the element-by-element ones, on shapes with partial
+    /// panels, partial 16-blocks and odd depths.
+    #[test]
+    fn vector_packing_matches_the_portable_one() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        for &(depth, cols) in &[(1usize, 1usize), (2, 16), (31, 17), (32, 32), (33, 40), (576, 64), (70, 100), (289, 48)] {
+            let tile: Vec<f32> = (0..depth * cols).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 97.0).collect();
+            let (mut rows, mut fast) = (Vec::new(), Vec::new());
+            pack_b_from_rows(&tile, depth, cols, &mut rows, &mut fast);
+            let mut slow = vec![0u16; packed_b_len(depth, cols)];
+            transpose_pairs_portable(&rows, depth, cols, &mut slow);
+            assert_eq!(fast, slow, "rows → panels, {depth} × {cols}");
+
+            let mut fast = Vec::new();
+            pack_b_from_depth_rows(&tile, depth, cols, &mut fast);
+            let kp = padded(depth);
+            let mut slow = vec![0u16; packed_b_len(depth, cols)];
+            for kk in 0..depth {
+                for j in 0..cols {
+                    slow[(j / NR) * NR * kp + (kk / 2) * 2 * NR + 2 * (j % NR) + kk % 2] = to_bf16(tile[kk * cols + j]);
+                }
+            }
+            assert_eq!(fast, slow, "depth rows → panels, {depth} × {cols}");
+        }
     }
 
     /// The kernel against an f64 product of the same bf16-rounded operands: only the order of

@@ -143,13 +143,13 @@ impl Precision {
 const DEPTH_BLOCK: usize = 2048;
 
 /// Per-thread buffers, reused across calls: the dequantized tile, its f32 panels, its bf16
-/// panels and a bf16 row.
+/// panels and its rows in bf16.
 #[derive(Default)]
 struct TileBuffers {
     tile: Vec<f32>,
     panels: Vec<f32>,
     panels_bf16: Vec<u16>,
-    row_bf16: Vec<u16>,
+    rows_bf16: Vec<u16>,
 }
 
 thread_local! {
@@ -200,7 +200,7 @@ pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f3
             }
             #[cfg(target_arch = "x86_64")]
             if use_bf16 {
-                bf16::pack_b_from_rows(&b.tile, k, rows, &mut b.row_bf16, &mut b.panels_bf16);
+                bf16::pack_b_from_rows(&b.tile, k, rows, &mut b.rows_bf16, &mut b.panels_bf16);
                 // SAFETY: x_bf16 is n rows of padded(k); columns r0..r0+rows of y (n × m)
                 // belong to this task.
                 unsafe { bf16::gemm(n, rows, k, &x_bf16, bf16::padded(k), &b.panels_bf16, out.at(r0), m, false) };

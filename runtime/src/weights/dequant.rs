@@ -15,6 +15,9 @@
 
 use super::GgmlType;
 
+#[cfg(target_arch = "x86_64")]
+mod simd;
+
 /// Why a row could not be dequantized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DequantError {
@@ -49,6 +52,24 @@ const Q6_K_BYTES: usize = QK_K / 2 + QK_K / 4 + QK_K / 16 + 2;
 /// `dst.len() / block_size * type_size`; otherwise an error is returned and `dst` is left
 /// untouched. Results are bit-identical to ggml's `to_float` for the type.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), DequantError> {
+    check_lengths(ty, src, dst)?;
+    #[cfg(target_arch = "x86_64")]
+    if simd::dequantize(ty, src, dst) {
+        return Ok(());
+    }
+    portable(ty, src, dst);
+    Ok(())
+}
+
+/// [`dequantize_row`] without the vector paths: the reference that tests compare them with.
+#[doc(hidden)]
+pub fn dequantize_row_portable(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), DequantError> {
+    check_lengths(ty, src, dst)?;
+    portable(ty, src, dst);
+    Ok(())
+}
+
+fn check_lengths(ty: GgmlType, src: &[u8], dst: &[f32]) -> Result<(), DequantError> {
     let bs = ty.block_size();
     if !dst.len().is_multiple_of(bs) {
         return Err(DequantError::NotBlockMultiple { ty, len: dst.len(), block_size: bs });
@@ -61,6 +82,11 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), D
             actual: src.len(),
         });
     }
+    Ok(())
+}
+
+/// The per-block scalar dequantizers, over a row whose lengths are checked.
+fn portable(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     match ty {
         GgmlType::F32 => blocks(src, dst, |b: &[u8; 4], y: &mut [f32; 1]| {
             y[0] = f32::from_le_bytes(*b);
@@ -80,7 +106,6 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), D
         GgmlType::Q5_K => blocks(src, dst, block_q5_k),
         GgmlType::Q6_K => blocks(src, dst, block_q6_k),
     }
-    Ok(())
 }
 
 /// Runs `f` over matching blocks of `src` (`B` bytes each) and `dst` (`N` elements each).
