@@ -63,16 +63,21 @@ pub fn convert_rows(x: &[f32], rows: usize, ld: usize, c0: usize, depth: usize, 
     out.clear();
     out.resize(rows * kp, 0);
     for (i, dst) in out.chunks_exact_mut(kp).enumerate() {
-        let src = &x[i * ld + c0..i * ld + c0 + depth];
-        #[cfg(target_arch = "x86_64")]
-        if available() {
-            // SAFETY: the CPU has AVX512-BF16; both slices hold `depth` elements.
-            unsafe { convert_slice_avx512(src, &mut dst[..depth]) };
-            continue;
-        }
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = to_bf16(s);
-        }
+        convert(&x[i * ld + c0..i * ld + c0 + depth], &mut dst[..depth]);
+    }
+}
+
+/// `src` rounded to bf16 into `dst` (the same length).
+pub fn convert(src: &[f32], dst: &mut [u16]) {
+    assert_eq!(src.len(), dst.len(), "bf16 convert: lengths differ");
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: the CPU has AVX512-BF16; both slices hold the same number of elements.
+        unsafe { convert_slice_avx512(src, dst) };
+        return;
+    }
+    for (d, &s) in dst.iter_mut().zip(src) {
+        *d = to_bf16(s);
     }
 }
 
@@ -103,9 +108,16 @@ pub fn packed_b_len(depth: usize, cols: usize) -> usize {
 /// The rows are converted to bf16 (into `rows_bf16`), then, seen as 32-bit depth pairs, moved
 /// into the panels: a transpose, done 16 × 16 pairs at a time in registers.
 pub fn pack_b_from_rows(tile: &[f32], depth: usize, cols: usize, rows_bf16: &mut Vec<u16>, out: &mut Vec<u16>) {
+    convert_rows(tile, cols, depth, 0, depth, rows_bf16);
+    pack_b_from_bf16_rows(rows_bf16, depth, cols, out);
+}
+
+/// [`pack_b_from_rows`] for rows already in bf16 (`cols` rows of stride `padded(depth)`, the
+/// padding zero).
+pub fn pack_b_from_bf16_rows(rows_bf16: &[u16], depth: usize, cols: usize, out: &mut Vec<u16>) {
+    assert!(rows_bf16.len() >= cols * padded(depth), "pack_b_from_bf16_rows: fewer than cols rows");
     out.clear();
     out.resize(packed_b_len(depth, cols), 0);
-    convert_rows(tile, cols, depth, 0, depth, rows_bf16);
     #[cfg(target_arch = "x86_64")]
     if available() {
         // SAFETY: the CPU has AVX-512; rows_bf16 holds cols rows of padded(depth), and out the
