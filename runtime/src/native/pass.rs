@@ -81,6 +81,35 @@ struct LayerTape {
     branches: [Option<BranchTape>; 7],
 }
 
+/// The activations of one block's forward, reused from block to block so that a pass zeroes
+/// and faults in its buffers once rather than once per block (at 256 rows that was 8 MB per
+/// block). Every user overwrites a buffer whole before reading it.
+#[derive(Default)]
+struct BlockBuffers {
+    h: Scratch,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    proj: Scratch,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    act: Scratch,
+}
+
+/// A buffer that never goes into a tape.
+#[derive(Default)]
+struct Scratch(Vec<f32>);
+
+impl Scratch {
+    /// The buffer at `len` elements (its old contents, or zeros where it grew).
+    fn take(&mut self, len: usize) -> Vec<f32> {
+        let mut v = std::mem::take(&mut self.0);
+        v.resize(len, 0.0);
+        v
+    }
+}
+
 /// Shared state of one pass over a batch of sequences laid end to end.
 struct Pass<'a> {
     model: &'a NativeModel,
@@ -158,9 +187,9 @@ impl NativeModel {
         lora.map(|l| l.check_fits(&self.config)).transpose()?;
         Ok(self.pool.install(|| {
             let pass = Pass::new(self, lora, seqs, PassOptions::default());
-            let mut x = pass.embed();
+            let (mut x, mut ws) = (pass.embed(), BlockBuffers::default());
             for l in 0..self.blocks.len() {
-                pass.block_forward(l, &mut x, false);
+                pass.block_forward(l, &mut x, false, &mut ws);
             }
             let rows: Vec<usize> = pass.seqs.iter().zip(wanted).flat_map(|(r, w)| (r.start + w.start)..(r.start + w.end)).collect();
             Logits { n_vocab, data: pass.head().logits(&x, &rows) }
@@ -173,9 +202,9 @@ impl NativeModel {
         Ok(self.pool.install(|| {
             let seqs: Vec<&[u32]> = batch.iter().map(|e| e.tokens.as_slice()).collect();
             let pass = Pass::new(self, lora, &seqs, PassOptions::default());
-            let mut x = pass.embed();
+            let (mut x, mut ws) = (pass.embed(), BlockBuffers::default());
             for l in 0..self.blocks.len() {
-                pass.block_forward(l, &mut x, false);
+                pass.block_forward(l, &mut x, false, &mut ws);
             }
             pass.loss(&x, batch, None, None)
         }))
@@ -204,9 +233,9 @@ impl NativeModel {
         Ok(self.pool.install(|| {
             let seqs: Vec<&[u32]> = batch.iter().map(|e| e.tokens.as_slice()).collect();
             let pass = Pass::new(self, None, &seqs, PassOptions::default()).with_full(weights);
-            let mut x = pass.embed();
+            let (mut x, mut ws) = (pass.embed(), BlockBuffers::default());
             for l in 0..self.blocks.len() {
-                pass.block_forward(l, &mut x, false);
+                pass.block_forward(l, &mut x, false, &mut ws);
             }
             pass.loss(&x, batch, None, None)
         }))
@@ -318,7 +347,7 @@ impl<'a> Pass<'a> {
     /// Returns the loss and the gradient at the embedding's output.
     fn forward_backward(&self, batch: &[Example], options: PassOptions, mut block_grads: Vec<BlockGrads<'_>>, head_grads: Option<HeadGrads<'_>>) -> (PassLoss, Vec<f32>) {
         let n_layers = self.model.blocks.len();
-        let mut x = self.embed();
+        let (mut x, mut ws) = (self.embed(), BlockBuffers::default());
         // Tapes are kept for the last blocks, as many as the budget allows; the blocks before
         // them keep only their input (`None` in `tapes`) and are recomputed.
         let mut tapes: Vec<Option<LayerTape>> = Vec::with_capacity(n_layers);
@@ -327,11 +356,11 @@ impl<'a> Pass<'a> {
         for l in 0..n_layers {
             if l < n_checkpointed {
                 inputs.push(Some(x.clone()));
-                self.block_forward(l, &mut x, false);
+                self.block_forward(l, &mut x, false, &mut ws);
                 tapes.push(None);
             } else {
                 inputs.push(None);
-                tapes.push(self.block_forward(l, &mut x, true));
+                tapes.push(self.block_forward(l, &mut x, true, &mut ws));
             }
         }
         let mut dx = vec![0.0f32; x.len()];
@@ -339,7 +368,7 @@ impl<'a> Pass<'a> {
         for l in (0..n_layers).rev() {
             let tape = match (tapes.pop().flatten(), inputs.pop().flatten()) {
                 (Some(t), _) => t,
-                (None, Some(mut x)) => self.block_forward(l, &mut x, true).expect("tape requested"),
+                (None, Some(mut x)) => self.block_forward(l, &mut x, true, &mut ws).expect("tape requested"),
                 (None, None) => unreachable!("every block keeps its tape or its input"),
             };
             dx = self.block_backward(l, &tape, &dx, block_grads.pop().expect("one gradient slot per block"));
@@ -424,40 +453,47 @@ impl<'a> Pass<'a> {
     }
 
     /// One block forward, updating the residual stream `x` in place; with `keep`, returns
-    /// what the backward pass needs.
-    fn block_forward(&self, l: usize, x: &mut [f32], keep: bool) -> Option<LayerTape> {
+    /// what the backward pass needs. `ws` lends the buffers that the tape does not keep.
+    fn block_forward(&self, l: usize, x: &mut [f32], keep: bool, ws: &mut BlockBuffers) -> Option<LayerTape> {
         let c = &self.model.config;
         let (attn_norm, ffn_norm) = self.norms(l);
         let n = self.n;
         let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
         let x_in = if keep { x.to_vec() } else { Vec::new() };
-        let mut h = vec![0.0f32; n * d];
+        // What the tape keeps is allocated for it; the rest comes from (and goes back to) `ws`.
+        let buffer = |ws: &mut Vec<f32>, len: usize| if keep { vec![0.0f32; len] } else { ws.resize(len, 0.0); std::mem::take(ws) };
+        let mut h = ws.h.take(n * d);
         rms_norm(x, attn_norm, c.rms_norm_eps, &mut h);
-        let (mut q, mut k, mut v) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
+        let (mut q, mut k, mut v) = (buffer(&mut ws.q, n * qw), buffer(&mut ws.k, n * kw), buffer(&mut ws.v, n * kw));
         let tq = self.linear(l, LoraTarget::Q).forward(&h, n, &mut q);
         let tk = self.linear(l, LoraTarget::K).forward(&h, n, &mut k);
         let tv = self.linear(l, LoraTarget::V).forward(&h, n, &mut v);
         self.rope.apply(&mut q, c.n_heads, &self.positions, false);
         self.rope.apply(&mut k, c.n_kv_heads, &self.positions, false);
-        let mut att = vec![0.0f32; n * qw];
+        let mut att = buffer(&mut ws.att, n * qw);
         let probs = if keep {
             causal_attention_with_probs(&q, &k, &v, &self.seqs, self.shape, &mut att)
         } else {
             causal_attention(&q, &k, &v, &self.seqs, self.shape, &mut att);
             Vec::new()
         };
-        let mut proj = vec![0.0f32; n * d];
+        let mut proj = ws.proj.take(n * d);
         let to = self.linear(l, LoraTarget::O).forward(&att, n, &mut proj);
         add_assign(x, &proj);
         let x_mid = if keep { x.to_vec() } else { Vec::new() };
         rms_norm(x, ffn_norm, c.rms_norm_eps, &mut h);
-        let (mut gate, mut up, mut act) = (vec![0.0f32; n * ff], vec![0.0f32; n * ff], vec![0.0f32; n * ff]);
+        let (mut gate, mut up, mut act) = (buffer(&mut ws.gate, n * ff), buffer(&mut ws.up, n * ff), ws.act.take(n * ff));
         let tg = self.linear(l, LoraTarget::Gate).forward(&h, n, &mut gate);
         let tu = self.linear(l, LoraTarget::Up).forward(&h, n, &mut up);
         swiglu(&gate, &up, &mut act);
         let td = self.linear(l, LoraTarget::Down).forward(&act, n, &mut proj);
         add_assign(x, &proj);
-        keep.then_some(LayerTape { x_in, q, k, v, probs, att, x_mid, gate, up, branches: [tq, tk, tv, to, tg, tu, td] })
+        (ws.h.0, ws.proj.0, ws.act.0) = (h, proj, act);
+        if !keep {
+            (ws.q, ws.k, ws.v, ws.att, ws.gate, ws.up) = (q, k, v, att, gate, up);
+            return None;
+        }
+        Some(LayerTape { x_in, q, k, v, probs, att, x_mid, gate, up, branches: [tq, tk, tv, to, tg, tu, td] })
     }
 
     /// One block backward: from the gradient at the block's output, the gradient at its input;
