@@ -16,6 +16,10 @@
 use std::arch::x86_64::*;
 
 use super::avx512::{self, MR, NR};
+use super::matmul::WeightMatrix;
+#[cfg(target_arch = "x86_64")]
+use crate::weights::dequant::simd::Block32;
+use crate::weights::GgmlType;
 
 /// Depth pairs per block: a panel block of 512 pairs × 32 columns is 64 KiB, in L2.
 const KP: usize = 512;
@@ -126,6 +130,71 @@ pub fn pack_b_from_bf16_rows(rows_bf16: &[u16], depth: usize, cols: usize, out: 
         return;
     }
     transpose_pairs_portable(rows_bf16, depth, cols, out);
+}
+
+/// Pack B = Wᵀ for rows `r0 .. r0 + cols` of `w` (Q4_0, Q4_1 or Q8_0) straight from their
+/// blocks in `file`: each block of 16 rows × 32 elements is decoded in registers, rounded to
+/// bf16 pairs, transposed and stored into the panels, with no buffer in between (half the
+/// cost of dequantizing to f32, converting and transposing through memory). Returns false,
+/// leaving `out` alone, for other types or a CPU without AVX512-BF16 and F16C.
+pub fn pack_b_from_weight_rows(w: &WeightMatrix, file: &[u8], r0: usize, cols: usize, out: &mut Vec<u16>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::weights::dequant::simd;
+        if !(available() && simd::available()) || !w.cols.is_multiple_of(32) {
+            return false;
+        }
+        assert!(r0 + cols <= w.rows && w.range.end <= file.len(), "pack_b_from_weight_rows: rows outside the matrix");
+        let pack = match w.ty {
+            GgmlType::Q4_1 => pack_blocks_avx512::<simd::Q4_1>,
+            GgmlType::Q4_0 => pack_blocks_avx512::<simd::Q4_0>,
+            GgmlType::Q8_0 => pack_blocks_avx512::<simd::Q8_0>,
+            _ => return false,
+        };
+        out.clear();
+        out.resize(packed_b_len(w.cols, cols), 0);
+        let rows = &file[w.range.start + r0 * w.row_bytes()..w.range.start + (r0 + cols) * w.row_bytes()];
+        // SAFETY: the CPU has AVX512-BF16 and F16C; `rows` holds `cols` whole rows of w's
+        // type, and out the panels of w.cols × cols.
+        unsafe { pack(rows, w.row_bytes(), w.cols, cols, out) };
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, file, r0, cols, out);
+        false
+    }
+}
+
+/// [`pack_b_from_weight_rows`] for block type `B`: `rows` holds `cols` rows of `row_bytes`,
+/// each `depth` (a multiple of 32) elements.
+///
+/// # Safety
+/// AVX512-BF16 and F16C; `out` holds [`packed_b_len`]`(depth, cols)`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16,f16c")]
+unsafe fn pack_blocks_avx512<B: Block32>(rows: &[u8], row_bytes: usize, depth: usize, cols: usize, out: &mut [u16]) {
+    let pairs = depth / 2;
+    let dst = out.as_mut_ptr() as *mut u32;
+    for g in (0..cols).step_by(16) {
+        let live_rows = 16.min(cols - g);
+        // Panel g / NR, its columns g % NR .. + 16, laid out [pairs][NR] in 32-bit units.
+        let base = (g / NR) * NR * pairs + g % NR;
+        for blk in 0..depth / 32 {
+            let mut r = [_mm512_setzero_si512(); 16];
+            for (i, ri) in r.iter_mut().enumerate().take(live_rows) {
+                // SAFETY: row g + i < cols, block blk of it; its 32 elements become 16 pairs.
+                unsafe {
+                    let (lo, hi) = B::decode(rows.as_ptr().add((g + i) * row_bytes + blk * B::BYTES));
+                    *ri = std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+                }
+            }
+            for (pp, tp) in transpose_16x16(r).iter().enumerate() {
+                // SAFETY: pair blk·16 + pp < pairs; 16 columns from g % NR stay in the panel.
+                unsafe { _mm512_storeu_si512(dst.add(base + (blk * 16 + pp) * NR) as *mut _, *tp) };
+            }
+        }
+    }
 }
 
 /// Pair p of bf16 row j (stride `padded(depth)`) into panel position (p, j).
@@ -376,6 +445,49 @@ mod tests {
             }
             assert_eq!(fast, slow, "depth rows → panels, {depth} × {cols}");
         }
+    }
+
+    /// The fused packer against dequantize → bf16 → panels, for each type it handles.
+    #[test]
+    fn packing_straight_from_blocks_matches_dequantize_then_pack() {
+        if !(available() && crate::weights::dequant::simd::available()) {
+            eprintln!("skipped: this CPU has no AVX512-BF16 and F16C");
+            return;
+        }
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut byte = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        };
+        for ty in [GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::Q8_0] {
+            for &(rows, cols, r0, n) in &[(40usize, 64usize, 0usize, 40usize), (40, 576, 3, 33), (17, 32, 16, 1), (64, 96, 0, 32)] {
+                let row_bytes = cols / 32 * ty.type_size();
+                let mut file: Vec<u8> = (0..7 + rows * row_bytes).map(|_| byte()).collect();
+                // Finite scales: each block's f16 fields from small floats.
+                for b in 0..rows * cols / 32 {
+                    let at = 7 + b * ty.type_size();
+                    let fields = if ty == GgmlType::Q4_1 { 2 } else { 1 };
+                    for f in 0..fields {
+                        let v = half::f16::from_f32((byte() as f32 - 128.0) / 300.0).to_bits().to_le_bytes();
+                        file[at + 2 * f..at + 2 * f + 2].copy_from_slice(&v);
+                    }
+                }
+                let w = WeightMatrix { name: "w".into(), ty, rows, cols, range: 7..7 + rows * row_bytes };
+                let mut fused = Vec::new();
+                assert!(pack_b_from_weight_rows(&w, &file, r0, n, &mut fused), "{ty} is packed straight from its blocks");
+                let mut tile = vec![0f32; n * cols];
+                for (i, dst) in tile.chunks_exact_mut(cols).enumerate() {
+                    w.dequantize_row_into(&file, r0 + i, dst);
+                }
+                let (mut row_buf, mut reference) = (Vec::new(), Vec::new());
+                pack_b_from_rows(&tile, cols, n, &mut row_buf, &mut reference);
+                assert_eq!(fused, reference, "{ty}, rows {r0}..{} of {rows} × {cols}", r0 + n);
+            }
+        }
+        let f32_matrix = WeightMatrix { name: "f".into(), ty: GgmlType::F32, rows: 2, cols: 32, range: 0..256 };
+        assert!(!pack_b_from_weight_rows(&f32_matrix, &[0u8; 256], 0, 2, &mut Vec::new()), "F32 has no fused path");
     }
 
     /// The kernel against an f64 product of the same bf16-rounded operands: only the order of

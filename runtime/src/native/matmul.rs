@@ -196,16 +196,19 @@ pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f3
         with_tile(|b| {
             #[cfg(target_arch = "x86_64")]
             if use_bf16 {
-                // Row by row through one f32 row that stays in L1, straight into bf16 rows.
-                let kp = bf16::padded(k);
-                b.tile.resize(k, 0.0);
-                b.rows_bf16.clear();
-                b.rows_bf16.resize(rows * kp, 0);
-                for (i, dst) in b.rows_bf16.chunks_exact_mut(kp).enumerate() {
-                    w.dequantize_row_into(file, r0 + i, &mut b.tile);
-                    bf16::convert(&b.tile, &mut dst[..k]);
+                // Straight from the blocks where the type allows, else row by row through one
+                // f32 row that stays in L1 into bf16 rows, then into panels.
+                if !bf16::pack_b_from_weight_rows(w, file, r0, rows, &mut b.panels_bf16) {
+                    let kp = bf16::padded(k);
+                    b.tile.resize(k, 0.0);
+                    b.rows_bf16.clear();
+                    b.rows_bf16.resize(rows * kp, 0);
+                    for (i, dst) in b.rows_bf16.chunks_exact_mut(kp).enumerate() {
+                        w.dequantize_row_into(file, r0 + i, &mut b.tile);
+                        bf16::convert(&b.tile, &mut dst[..k]);
+                    }
+                    bf16::pack_b_from_bf16_rows(&b.rows_bf16, k, rows, &mut b.panels_bf16);
                 }
-                bf16::pack_b_from_bf16_rows(&b.rows_bf16, k, rows, &mut b.panels_bf16);
                 // SAFETY: x_bf16 is n rows of padded(k); columns r0..r0+rows of y (n × m)
                 // belong to this task.
                 unsafe { bf16::gemm(n, rows, k, &x_bf16, bf16::padded(k), &b.panels_bf16, out.at(r0), m, false) };

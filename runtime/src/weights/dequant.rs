@@ -16,7 +16,7 @@
 use super::GgmlType;
 
 #[cfg(target_arch = "x86_64")]
-mod simd;
+pub(crate) mod simd;
 
 /// Why a row could not be dequantized.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
