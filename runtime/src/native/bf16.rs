@@ -71,6 +71,21 @@ pub fn convert_rows(x: &[f32], rows: usize, ld: usize, c0: usize, depth: usize, 
     }
 }
 
+/// [`convert_rows`] on the current rayon pool, in blocks of rows: for a product's whole input,
+/// which would otherwise be converted by one thread while the others wait.
+pub fn convert_rows_par(x: &[f32], rows: usize, ld: usize, c0: usize, depth: usize, out: &mut Vec<u16>) {
+    use rayon::prelude::*;
+    let kp = padded(depth);
+    out.clear();
+    out.resize(rows * kp, 0);
+    out.par_chunks_mut(kp * 64).enumerate().for_each(|(b, block)| {
+        for (i, dst) in block.chunks_exact_mut(kp).enumerate() {
+            let r = b * 64 + i;
+            convert(&x[r * ld + c0..r * ld + c0 + depth], &mut dst[..depth]);
+        }
+    });
+}
+
 /// `src` rounded to bf16 into `dst` (the same length).
 pub fn convert(src: &[f32], dst: &mut [u16]) {
     assert_eq!(src.len(), dst.len(), "bf16 convert: lengths differ");

@@ -177,22 +177,48 @@ fn task_width(len: usize, unit: usize) -> usize {
 /// file `w.range` refers to. Each task owns a block of output columns (a tile of W's rows), so
 /// the result does not depend on the thread count.
 pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f32], precision: Precision) {
-    let (k, m) = (w.cols, w.rows);
+    matmul_wt_many(x, n, &mut [WtProduct { w, file, y }], precision);
+}
+
+/// One product of [`matmul_wt_many`]: `y = x · Wᵀ`, W read from `file`.
+pub struct WtProduct<'a> {
+    pub w: &'a WeightMatrix,
+    pub file: &'a [u8],
+    pub y: &'a mut [f32],
+}
+
+/// Several products of the same input (a layer's q, k and v projections, or its gate and
+/// up), each as [`matmul_wt`] computes it, bit for bit: the input is converted once, and the
+/// tiles of all the products form one parallel loop, so the threads meet once per group
+/// rather than once per product and the small k/v products no longer leave a thread idle.
+pub fn matmul_wt_many(x: &[f32], n: usize, products: &mut [WtProduct<'_>], precision: Precision) {
+    let Some(k) = products.first().map(|p| p.w.cols) else { return };
     assert_eq!(x.len(), n * k, "matmul_wt: x is not n × cols");
-    assert_eq!(y.len(), n * m, "matmul_wt: y is not n × rows");
-    if n == 0 || m == 0 {
+    for p in products.iter() {
+        assert_eq!(p.w.cols, k, "matmul_wt_many: the products do not share their input width");
+        assert_eq!(p.y.len(), n * p.w.rows, "matmul_wt: y is not n × rows");
+    }
+    if n == 0 {
         return;
     }
     let (fast, use_bf16) = (avx512::available(), precision == Precision::Bf16 && bf16::available());
     let mut x_bf16 = Vec::new();
     if use_bf16 {
-        bf16::convert_rows(x, n, k, 0, k, &mut x_bf16);
+        bf16::convert_rows_par(x, n, k, 0, k, &mut x_bf16);
     }
-    let out = SharedMut(y.as_mut_ptr());
-    let width = task_width(m, 1);
-    (0..m.div_ceil(width)).into_par_iter().for_each(|t| {
-        let r0 = t * width;
-        let rows = width.min(m - r0);
+    // (product, first row of W, rows): every product's tiles, one list.
+    let outs: Vec<(&WeightMatrix, &[u8], SharedMut)> = products.iter_mut().map(|p| (p.w, p.file, SharedMut(p.y.as_mut_ptr()))).collect();
+    let tasks: Vec<(usize, usize, usize)> = outs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (w, _, _))| {
+            let width = task_width(w.rows, 1);
+            (0..w.rows.div_ceil(width)).map(move |t| (i, t * width, width.min(w.rows - t * width)))
+        })
+        .collect();
+    tasks.into_par_iter().for_each(|(i, r0, rows)| {
+        let (w, file, out) = (outs[i].0, outs[i].1, outs[i].2);
+        let m = w.rows;
         with_tile(|b| {
             #[cfg(target_arch = "x86_64")]
             if use_bf16 {
@@ -209,8 +235,8 @@ pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f3
                     }
                     bf16::pack_b_from_bf16_rows(&b.rows_bf16, k, rows, &mut b.panels_bf16);
                 }
-                // SAFETY: x_bf16 is n rows of padded(k); columns r0..r0+rows of y (n × m)
-                // belong to this task.
+                // SAFETY: x_bf16 is n rows of padded(k); columns r0..r0+rows of this
+                // product's y (n × m) belong to this task.
                 unsafe { bf16::gemm(n, rows, k, &x_bf16, bf16::padded(k), &b.panels_bf16, out.at(r0), m, false) };
                 return;
             }
@@ -222,7 +248,8 @@ pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f3
             if fast {
                 b.panels.resize(avx512::packed_b_len(k, rows), 0.0);
                 // SAFETY: the tile is rows × k row-major, read as its transpose (k × rows);
-                // x is n × k; columns r0..r0+rows of y (n × m) belong to this task.
+                // x is n × k; columns r0..r0+rows of this product's y (n × m) belong to this
+                // task.
                 unsafe {
                     avx512::pack_b(b.tile.as_ptr(), 1, k, k, rows, &mut b.panels);
                     avx512::gemm_packed(n, rows, k, avx512::Lhs::Rows { ptr: x.as_ptr(), ld: k }, avx512::Rhs::Packed(&b.panels), out.at(r0), m, 1.0, false, avx512::Causal::None);
@@ -261,7 +288,7 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
     while d0 < m {
         let depth = DEPTH_BLOCK.min(m - d0);
         if use_bf16 {
-            bf16::convert_rows(dy, n, m, d0, depth, &mut dy_bf16);
+            bf16::convert_rows_par(dy, n, m, d0, depth, &mut dy_bf16);
         }
         (0..k.div_ceil(width)).into_par_iter().for_each(|t| {
             let c0 = t * width;
@@ -303,6 +330,66 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
     }
 }
 
+/// One product of [`matmul_w_acc_many`]: `dy · W`, W read from `file`.
+pub struct WAccProduct<'a> {
+    pub dy: &'a [f32],
+    pub w: &'a WeightMatrix,
+    pub file: &'a [u8],
+}
+
+/// `dx += Σ_i dy_i · W_i`: the gradients of several projections of one input (a block's q, k
+/// and v, or its gate and up) carried back into it, each product added as [`matmul_w_acc`]
+/// adds it and in the order given, so the sums are the same as one call per product. When
+/// every W fits one depth block, the inputs are converted together and each task runs every
+/// product on its columns, so the threads meet once rather than once per product.
+pub fn matmul_w_acc_many(products: &[WAccProduct<'_>], n: usize, dx: &mut [f32], precision: Precision) {
+    let Some(k) = products.first().map(|p| p.w.cols) else { return };
+    for p in products {
+        assert_eq!(p.w.cols, k, "matmul_w_acc_many: the products do not share their output width");
+        assert_eq!(p.dy.len(), n * p.w.rows, "matmul_w_acc: dy is not n × rows");
+    }
+    assert_eq!(dx.len(), n * k, "matmul_w_acc: dx is not n × cols");
+    let use_bf16 = precision == Precision::Bf16 && bf16::available();
+    if !use_bf16 || n == 0 || products.iter().any(|p| p.w.rows > DEPTH_BLOCK || p.w.rows == 0) {
+        for p in products {
+            matmul_w_acc(p.dy, n, p.w, p.file, dx, precision);
+        }
+        return;
+    }
+    let inputs: Vec<Vec<u16>> = products
+        .iter()
+        .map(|p| {
+            let mut v = Vec::new();
+            bf16::convert_rows_par(p.dy, n, p.w.rows, 0, p.w.rows, &mut v);
+            v
+        })
+        .collect();
+    let out = SharedMut(dx.as_mut_ptr());
+    // Block sizes (1, 32, 256) divide one another: a multiple of the largest suits them all.
+    let bs = products.iter().map(|p| p.w.ty.block_size()).max().unwrap_or(1);
+    let width = task_width(k, bs).min(k);
+    (0..k.div_ceil(width)).into_par_iter().for_each(|t| {
+        let c0 = t * width;
+        let cols = width.min(k - c0);
+        with_tile(|b| {
+            for (p, dy_bf16) in products.iter().zip(&inputs) {
+                let depth = p.w.rows;
+                b.tile.resize(depth * cols, 0.0);
+                for (r, dst) in b.tile.chunks_exact_mut(cols).enumerate() {
+                    p.w.dequantize_segment_into(p.file, r, c0, dst);
+                }
+                bf16::pack_b_from_depth_rows(&b.tile, depth, cols, &mut b.panels_bf16);
+                // SAFETY: dy_bf16 is n rows of padded(depth); columns c0..c0+cols of dx (n × k)
+                // belong to this task.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    bf16::gemm(n, cols, depth, dy_bf16, bf16::padded(depth), &b.panels_bf16, out.at(c0), k, true)
+                };
+            }
+        });
+    });
+}
+
 /// Run `f` on this thread's tile buffers, or on fresh ones if they are in use (a task that
 /// this thread picked up while waiting inside another product).
 fn with_tile(f: impl FnOnce(&mut TileBuffers)) {
@@ -314,4 +401,69 @@ fn with_tile(f: impl FnOnce(&mut TileBuffers)) {
 
 fn gemm_out(p: *mut f32, ld: usize) -> Out {
     Out { ptr: p, rs: ld, cs: 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weights::GgmlType;
+
+    /// Random Q4_1 rows with finite scales, after `offset` bytes of padding (unaligned blocks).
+    fn q4_1_matrix(name: &str, rows: usize, cols: usize, offset: usize, seed: u64) -> (WeightMatrix, Vec<u8>) {
+        let mut state = seed | 1;
+        let mut byte = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        };
+        let row_bytes = cols / 32 * GgmlType::Q4_1.type_size();
+        let mut file: Vec<u8> = (0..offset + rows * row_bytes).map(|_| byte()).collect();
+        for b in 0..rows * cols / 32 {
+            let at = offset + b * GgmlType::Q4_1.type_size();
+            for f in 0..2 {
+                let v = half::f16::from_f32((byte() as f32 - 128.0) / 600.0).to_bits().to_le_bytes();
+                file[at + 2 * f..at + 2 * f + 2].copy_from_slice(&v);
+            }
+        }
+        (WeightMatrix { name: name.into(), ty: GgmlType::Q4_1, rows, cols, range: offset..offset + rows * row_bytes }, file)
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// Grouped products give exactly what one call per product gives, in both precisions.
+    #[test]
+    fn grouped_products_equal_one_call_each() {
+        let (n, k) = (37, 96);
+        let mats: Vec<(WeightMatrix, Vec<u8>)> = [(64usize, 3usize), (32, 5), (160, 9)].iter().map(|&(rows, off)| q4_1_matrix("w", rows, k, off, rows as u64 * 31 + off as u64)).collect();
+        let x: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 300.0).collect();
+        for precision in [Precision::F32, Precision::Bf16] {
+            let mut separate: Vec<Vec<f32>> = mats.iter().map(|(w, _)| vec![0.0; n * w.rows]).collect();
+            for ((w, file), y) in mats.iter().zip(&mut separate) {
+                matmul_wt(&x, n, w, file, y, precision);
+            }
+            let mut grouped: Vec<Vec<f32>> = mats.iter().map(|(w, _)| vec![f32::NAN; n * w.rows]).collect();
+            let mut products: Vec<WtProduct<'_>> = mats.iter().zip(&mut grouped).map(|((w, file), y)| WtProduct { w, file, y }).collect();
+            matmul_wt_many(&x, n, &mut products, precision);
+            for (a, b) in separate.iter().zip(&grouped) {
+                assert_eq!(bits(a), bits(b), "matmul_wt_many, {precision:?}");
+            }
+
+            // Backward: dx += Σ dy_i W_i, from a non-zero dx.
+            let dys: Vec<Vec<f32>> = mats.iter().map(|(w, _)| (0..n * w.rows).map(|i| ((i * 104729 % 2003) as f32 - 1001.0) / 900.0).collect()).collect();
+            let start: Vec<f32> = (0..n * k).map(|i| (i % 13) as f32 / 7.0).collect();
+            let mut one_each = start.clone();
+            for ((w, file), dy) in mats.iter().zip(&dys) {
+                matmul_w_acc(dy, n, w, file, &mut one_each, precision);
+            }
+            let mut grouped = start.clone();
+            let products: Vec<WAccProduct<'_>> = mats.iter().zip(&dys).map(|((w, file), dy)| WAccProduct { dy, w, file }).collect();
+            matmul_w_acc_many(&products, n, &mut grouped, precision);
+            assert_eq!(bits(&one_each), bits(&grouped), "matmul_w_acc_many, {precision:?}");
+            let moved = one_each.iter().zip(&start).filter(|(a, b)| a != b).count();
+            assert!(moved > n * k / 2, "the products changed dx ({moved} of {} elements)", n * k);
+        }
+    }
 }

@@ -465,9 +465,8 @@ impl<'a> Pass<'a> {
         let mut h = ws.h.take(n * d);
         rms_norm(x, attn_norm, c.rms_norm_eps, &mut h);
         let (mut q, mut k, mut v) = (buffer(&mut ws.q, n * qw), buffer(&mut ws.k, n * kw), buffer(&mut ws.v, n * kw));
-        let tq = self.linear(l, LoraTarget::Q).forward(&h, n, &mut q);
-        let tk = self.linear(l, LoraTarget::K).forward(&h, n, &mut k);
-        let tv = self.linear(l, LoraTarget::V).forward(&h, n, &mut v);
+        let (lq, lk, lv) = (self.linear(l, LoraTarget::Q), self.linear(l, LoraTarget::K), self.linear(l, LoraTarget::V));
+        let [tq, tk, tv] = Linear::forward_many([&lq, &lk, &lv], &h, n, [&mut q, &mut k, &mut v]);
         self.rope.apply(&mut q, c.n_heads, &self.positions, false);
         self.rope.apply(&mut k, c.n_kv_heads, &self.positions, false);
         let mut att = buffer(&mut ws.att, n * qw);
@@ -483,8 +482,8 @@ impl<'a> Pass<'a> {
         let x_mid = if keep { x.to_vec() } else { Vec::new() };
         rms_norm(x, ffn_norm, c.rms_norm_eps, &mut h);
         let (mut gate, mut up, mut act) = (buffer(&mut ws.gate, n * ff), buffer(&mut ws.up, n * ff), ws.act.take(n * ff));
-        let tg = self.linear(l, LoraTarget::Gate).forward(&h, n, &mut gate);
-        let tu = self.linear(l, LoraTarget::Up).forward(&h, n, &mut up);
+        let (lg, lu) = (self.linear(l, LoraTarget::Gate), self.linear(l, LoraTarget::Up));
+        let [tg, tu] = Linear::forward_many([&lg, &lu], &h, n, [&mut gate, &mut up]);
         swiglu(&gate, &up, &mut act);
         let td = self.linear(l, LoraTarget::Down).forward(&act, n, &mut proj);
         add_assign(x, &proj);
@@ -520,10 +519,12 @@ impl<'a> Pass<'a> {
         let mut h = vec![0.0f32; n * d];
         rms_norm(&t.x_mid, ffn_norm, eps, &mut h);
         let mut dh = vec![0.0f32; n * d];
+        let (l_gate, l_up) = (self.linear(l, Gate), self.linear(l, Up));
+        Linear::frozen_backward_many([&l_gate, &l_up], [&d_gate, &d_up], n, &mut dh);
         let (lg, dw) = g.target(Gate);
-        self.linear(l, Gate).backward(&h, n, br(Gate), &d_gate, &mut dh, lg, dw);
+        l_gate.trainable_backward(&h, n, br(Gate), &d_gate, &mut dh, lg, dw);
         let (lg, dw) = g.target(Up);
-        self.linear(l, Up).backward(&h, n, br(Up), &d_up, &mut dh, lg, dw);
+        l_up.trainable_backward(&h, n, br(Up), &d_up, &mut dh, lg, dw);
         drop((d_gate, d_up));
         let mut dx_mid = dy.to_vec();
         rms_norm_backward(&t.x_mid, ffn_norm, eps, &dh, &mut dx_mid);
@@ -543,9 +544,11 @@ impl<'a> Pass<'a> {
         self.rope.apply(&mut dk, c.n_kv_heads, &self.positions, true);
         rms_norm(&t.x_in, attn_norm, eps, &mut h);
         dh.fill(0.0);
-        for (target, grad) in [(Q, &dq), (K, &dk), (V, &dv)] {
+        let (lq, lk, lv) = (self.linear(l, Q), self.linear(l, K), self.linear(l, V));
+        Linear::frozen_backward_many([&lq, &lk, &lv], [&dq, &dk, &dv], n, &mut dh);
+        for (lin, target, grad) in [(&lq, Q, &dq), (&lk, K, &dk), (&lv, V, &dv)] {
             let (lg, dw) = g.target(target);
-            self.linear(l, target).backward(&h, n, br(target), grad, &mut dh, lg, dw);
+            lin.trainable_backward(&h, n, br(target), grad, &mut dh, lg, dw);
         }
         let mut dx = dx_mid;
         rms_norm_backward(&t.x_in, attn_norm, eps, &dh, &mut dx);

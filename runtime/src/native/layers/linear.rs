@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::native::gemm::{sgemm_par, Out, View};
 use crate::native::lora::{LoraPair, SplitMix64};
-use crate::native::matmul::{matmul_w_acc, matmul_wt, Precision, WeightMatrix};
+use crate::native::matmul::{matmul_w_acc, matmul_w_acc_many, matmul_wt, matmul_wt_many, Precision, WAccProduct, WeightMatrix, WtProduct};
 
 /// What the backward pass needs of a LoRA branch: the dropout mask and the input after
 /// dropout (when dropout is on), and `u = x̃ Aᵀ`.
@@ -34,6 +34,23 @@ impl Linear<'_> {
     pub fn forward(&self, x: &[f32], n: usize, y: &mut [f32]) -> Option<BranchTape> {
         matmul_wt(x, n, self.w, self.file, y, self.precision);
         self.branch_forward(x, n, y)
+    }
+
+    /// [`forward`](Self::forward) of several projections that read the same `x` (a block's
+    /// q, k and v, or its gate and up), their frozen products run as one parallel loop (see
+    /// [`matmul_wt_many`]); the same results as one call each.
+    pub fn forward_many<const N: usize>(linears: [&Linear<'_>; N], x: &[f32], n: usize, ys: [&mut [f32]; N]) -> [Option<BranchTape>; N] {
+        let precision = linears[0].precision;
+        let mut ys = ys;
+        let mut products: Vec<WtProduct<'_>> = linears.iter().zip(ys.iter_mut()).map(|(l, y)| WtProduct { w: l.w, file: l.file, y: &mut **y }).collect();
+        matmul_wt_many(x, n, &mut products, precision);
+        drop(products);
+        let mut i = 0;
+        ys.map(|y| {
+            let tape = linears[i].branch_forward(x, n, y);
+            i += 1;
+            tape
+        })
     }
 
     /// The LoRA branch alone: `y += s · (x̃ Aᵀ) Bᵀ` (nothing without an adapter).
@@ -65,6 +82,21 @@ impl Linear<'_> {
     #[allow(clippy::too_many_arguments)]
     pub fn backward(&self, x: &[f32], n: usize, tape: Option<&BranchTape>, dy: &[f32], dx: &mut [f32], grad: Option<&mut LoraPair>, dw: Option<&mut [f32]>) {
         matmul_w_acc(dy, n, self.w, self.file, dx, self.precision);
+        self.trainable_backward(x, n, tape, dy, dx, grad, dw);
+    }
+
+    /// The frozen part of [`backward`](Self::backward) for several projections of one input,
+    /// `dx += Σ dy_i W_i`, as one parallel loop (see [`matmul_w_acc_many`]); each projection's
+    /// [`trainable_backward`](Self::trainable_backward) does the rest.
+    pub fn frozen_backward_many<const N: usize>(linears: [&Linear<'_>; N], dys: [&[f32]; N], n: usize, dx: &mut [f32]) {
+        let products: Vec<WAccProduct<'_>> = linears.iter().zip(dys).map(|(l, dy)| WAccProduct { dy, w: l.w, file: l.file }).collect();
+        matmul_w_acc_many(&products, n, dx, linears[0].precision);
+    }
+
+    /// [`backward`](Self::backward) but for the frozen product `dx += dy W`: W's gradient
+    /// (full-parameter training), and the branch's gradients and its part of `dx`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn trainable_backward(&self, x: &[f32], n: usize, tape: Option<&BranchTape>, dy: &[f32], dx: &mut [f32], grad: Option<&mut LoraPair>, dw: Option<&mut [f32]>) {
         if let Some(dw) = dw {
             let (n_out, n_in) = (self.w.rows, self.w.cols);
             assert_eq!(dw.len(), n_out * n_in, "linear backward: dw is not out × in");
