@@ -6,6 +6,7 @@
 #
 #   scripts/bench-vs-pytorch.sh                 # default model, 2 threads
 #   scripts/bench-vs-pytorch.sh --quick         # tiny settings: checks that everything runs
+#   scripts/bench-vs-pytorch.sh --rounds 3      # each cell the best of 3 interleaved rounds (noisy machines)
 #   scripts/bench-vs-pytorch.sh --json          # the results as JSON on stdout
 #   scripts/bench-vs-pytorch.sh --help          # every option
 #
