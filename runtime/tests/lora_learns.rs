@@ -168,7 +168,11 @@ fn fine_tuning_on_made_up_facts_teaches_them_and_llama_cpp_serves_the_adapter() 
         llama_self * 100.0
     );
     assert!(kl_q <= 0.005 && kl_f <= 0.005, "KL {kl_q} / {kl_f}");
-    assert!(top1_f >= 0.99, "top-1 vs llama.cpp F32 {top1_f}");
+    // The f32 path agrees with llama.cpp's F32 model on 99% of positions; the bf16 path rounds
+    // both operands of the weight products, which costs about a point more (its fidelity is
+    // checked by bf16_fidelity.rs: perplexity within 0.5%, gradient cosine >= 0.999).
+    let min_top1 = if native.precision() == lamina::native::Precision::Bf16 { 0.98 } else { 0.99 };
+    assert!(top1_f >= min_top1, "top-1 vs llama.cpp F32 {top1_f} (at least {min_top1} on the {} path)", native.precision().name());
     assert!(top1_q + 0.01 >= llama_self, "top-1 vs llama.cpp Q4_1 {top1_q} below llama.cpp's own {llama_self}");
     drop((f32_session, f32_model));
     std::fs::remove_dir_all(&dir).unwrap();
