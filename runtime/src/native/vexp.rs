@@ -28,6 +28,31 @@ pub fn exp_shifted_sum(xs: &mut [f32], shift: f32) -> f32 {
     sum
 }
 
+/// The largest element of `xs` (−∞ when empty): a softmax's shift.
+pub fn max(xs: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        // SAFETY: the CPU has AVX-512F.
+        return unsafe { max_avx512(xs) };
+    }
+    xs.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// A softmax's backward along one row: `g[i] = p[i] · (g[i] − Σ_j p[j] · g[j])`, where `p` is
+/// the softmax's output and `g` holds the gradient of that output on entry. The dot product
+/// is summed 16 lanes wide (a fixed order, whatever the thread count).
+pub fn softmax_backward(p: &[f32], g: &mut [f32]) {
+    assert_eq!(p.len(), g.len(), "softmax_backward: p and g differ in length");
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        // SAFETY: the CPU has AVX-512F; the lengths match.
+        unsafe { softmax_backward_avx512(p, g) };
+        return;
+    }
+    let dot: f32 = p.iter().zip(g.iter()).map(|(a, b)| a * b).sum();
+    g.iter_mut().zip(p).for_each(|(gv, &pv)| *gv = pv * (*gv - dot));
+}
+
 /// `out[i] = g[i] · sigmoid(g[i]) · up[i]`: SwiGLU's product.
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -99,6 +124,55 @@ unsafe fn exp_shifted_sum_avx512(xs: &mut [f32], shift: f32) -> f32 {
         }
     }
     _mm512_reduce_add_ps(acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_avx512(xs: &[f32]) -> f32 {
+    let mut acc = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i < xs.len() {
+        let live = 16.min(xs.len() - i);
+        let m: __mmask16 = if live == 16 { 0xffff } else { ((1u32 << live) - 1) as __mmask16 };
+        // SAFETY: lanes beyond the slice are masked off (and keep −∞).
+        unsafe { acc = _mm512_mask_max_ps(acc, m, acc, _mm512_maskz_loadu_ps(m, xs.as_ptr().add(i))) };
+        i += 16;
+    }
+    _mm512_reduce_max_ps(acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn softmax_backward_avx512(p: &[f32], g: &mut [f32]) {
+    let n = p.len();
+    let mask = |i: usize| -> __mmask16 {
+        let live = 16.min(n - i);
+        if live == 16 {
+            0xffff
+        } else {
+            ((1u32 << live) - 1) as __mmask16
+        }
+    };
+    let mut acc = _mm512_setzero_ps();
+    let mut i = 0;
+    while i < n {
+        let m = mask(i);
+        // SAFETY: lanes beyond the slices are masked off (and read as zero).
+        unsafe { acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, p.as_ptr().add(i)), _mm512_maskz_loadu_ps(m, g.as_ptr().add(i)), acc) };
+        i += 16;
+    }
+    let dot = _mm512_set1_ps(_mm512_reduce_add_ps(acc));
+    let mut i = 0;
+    while i < n {
+        let m = mask(i);
+        // SAFETY: as above.
+        unsafe {
+            let pv = _mm512_maskz_loadu_ps(m, p.as_ptr().add(i));
+            let gv = _mm512_maskz_loadu_ps(m, g.as_ptr().add(i));
+            _mm512_mask_storeu_ps(g.as_mut_ptr().add(i), m, _mm512_mul_ps(pv, _mm512_sub_ps(gv, dot)));
+        }
+        i += 16;
+    }
 }
 
 /// σ(g) for 16 lanes.
@@ -177,6 +251,22 @@ mod tests {
         println!("vectorized exp (AVX-512: {}): max relative error {max_rel:.2e}", avx512::available());
         assert!(max_rel < 1e-6, "max relative error {max_rel}");
         assert!((f64::from(sum) - expect_sum).abs() / expect_sum < 1e-5);
+    }
+
+    #[test]
+    fn max_and_softmax_backward_match_the_scalar_formulas() {
+        for n in [1usize, 15, 16, 17, 40] {
+            let p: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 + 0.5) / 60.0).collect();
+            let g0: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7).sin()).collect();
+            let expect_max = g0.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(max(&g0), expect_max, "max of {n}");
+            let dot: f64 = p.iter().zip(&g0).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+            let mut g = g0.clone();
+            softmax_backward(&p, &mut g);
+            let err = g.iter().zip(p.iter().zip(&g0)).map(|(&got, (&pv, &gv))| (f64::from(got) - f64::from(pv) * (f64::from(gv) - dot)).abs()).fold(0.0, f64::max);
+            assert!(err < 1e-6, "softmax_backward of {n}: max |diff| {err}");
+        }
+        assert_eq!(max(&[]), f32::NEG_INFINITY);
     }
 
     #[test]

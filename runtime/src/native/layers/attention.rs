@@ -7,8 +7,9 @@
 //! For each sequence and query head h (sharing key/value head `h / (n_heads / n_kv_heads)`):
 //! `S = Q_h K_hᵀ / sqrt(d)`, masked to `j <= i`, softmax per row, `O_h = P V_h`. The
 //! products run through `gemm::sgemm` on strided views of the projection buffers (the score
-//! products skip the blocks above the diagonal); (sequence, head)
-//! pairs run in parallel, each writing its own head's columns of the output.
+//! products skip the blocks above the diagonal); (sequence, head) pairs run in parallel, each
+//! writing its own head's columns of the output (the backward adds the heads' key/value
+//! gradients afterwards, in head order).
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -62,9 +63,12 @@ pub fn causal_attention_with_probs(q: &[f32], k: &[f32], v: &[f32], seqs: &[Rang
 }
 
 /// Gradients of [`causal_attention_with_probs`]: given `d_out` and the saved `probs`, write
-/// `dq` (overwritten) and add into `dk`, `dv` (which the caller zeroes). Tasks run per
-/// (sequence, key/value head) so that the heads sharing a key/value head accumulate into it
-/// one after the other.
+/// `dq` (overwritten) and add into `dk`, `dv` (which the caller zeroes).
+///
+/// Tasks run per (sequence, query head), as in the forward: a small model has few key/value
+/// heads (3 here), too few tasks to keep every thread busy. Each task writes its head's
+/// columns of `dq` and returns its contributions to its key/value head's `dk` and `dv`; those
+/// are then added in head order, so the sums do not depend on the thread count.
 #[allow(clippy::too_many_arguments)]
 pub fn causal_attention_backward(
     q: &[f32],
@@ -85,32 +89,33 @@ pub fn causal_attention_backward(
     assert_eq!(probs.len(), seqs.len() * n_heads, "attention backward: one probability matrix per (sequence, head)");
     let group = n_heads / n_kv_heads;
     let scale = 1.0 / (d as f32).sqrt();
-    let (dq_p, dk_p, dv_p) = (SharedMut(dq.as_mut_ptr()), SharedMut(dk.as_mut_ptr()), SharedMut(dv.as_mut_ptr()));
-    let jobs: Vec<(usize, Range<usize>, usize)> =
-        seqs.iter().enumerate().flat_map(|(si, s)| (0..n_kv_heads).map(move |kv| (si, s.clone(), kv))).collect();
-    jobs.into_par_iter().for_each(|(si, seq, kv)| {
-        let len = seq.len();
-        let mut dp = vec![0.0f32; len * len];
-        for h in kv * group..(kv + 1) * group {
+    let dq_p = SharedMut(dq.as_mut_ptr());
+    let jobs: Vec<(usize, Range<usize>, usize)> = seqs.iter().enumerate().flat_map(|(si, s)| (0..n_heads).map(move |h| (si, s.clone(), h))).collect();
+    // Per (sequence, head): its `len × d` parts of dK and dV.
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = jobs
+        .into_par_iter()
+        .map(|(si, seq, h)| {
+            let len = seq.len();
+            let kv = h / group;
             let p = &probs[si * n_heads + h];
+            let mut dp = vec![0.0f32; len * len];
+            let (mut dk_h, mut dv_h) = (vec![0.0f32; len * d], vec![0.0f32; len * d]);
             // SAFETY (all products below): every view addresses rows `seq` of its buffer at
-            // its head's columns, inside the checked sizes. dq's columns of head h, and dk/dv's
-            // columns of kv head `kv`, are written by this task alone.
+            // its head's columns, inside the checked sizes, or a task-local `len × len` /
+            // `len × d` buffer. dq's columns of head h are written by this task alone.
             unsafe {
                 let o_h = d_out.as_ptr().add(seq.start * qw + h * d);
                 let v_kv = v.as_ptr().add(seq.start * kw + kv * d);
                 // dP = dO · Vᵀ, lower triangle only (P is zero above it).
                 sgemm(len, len, d, View { ptr: o_h, rs: qw, cs: 1 }, View { ptr: v_kv, rs: 1, cs: kw }, Out::rows(&mut dp, len), 1.0, false, Causal::Cols);
-                // dV += Pᵀ · dO (Pᵀ is zero below the diagonal)
-                let dv_kv = Out { ptr: dv_p.at(seq.start * kw + kv * d), rs: kw, cs: 1 };
-                sgemm(len, d, len, View::transposed(p, len), View { ptr: o_h, rs: qw, cs: 1 }, dv_kv, 1.0, true, Causal::DepthFrom);
+                // dV_h = Pᵀ · dO (Pᵀ is zero below the diagonal)
+                sgemm(len, d, len, View::transposed(p, len), View { ptr: o_h, rs: qw, cs: 1 }, Out::rows(&mut dv_h, d), 1.0, true, Causal::DepthFrom);
             }
             // dS = P ∘ (dP − rowsum(P ∘ dP)), in place in dp; zero above the diagonal, where
             // dP was not computed.
             for (i, (prow, dprow)) in p.chunks_exact(len).zip(dp.chunks_exact_mut(len)).enumerate() {
                 let (live, masked) = dprow.split_at_mut(i + 1);
-                let dot: f32 = prow.iter().zip(live.iter()).map(|(a, b)| a * b).sum();
-                live.iter_mut().zip(prow).for_each(|(g, &pv)| *g = pv * (*g - dot));
+                vexp::softmax_backward(&prow[..=i], live);
                 masked.fill(0.0);
             }
             // SAFETY: as above.
@@ -120,9 +125,29 @@ pub fn causal_attention_backward(
                 // dQ = scale · dS · K (dS is zero above the diagonal)
                 let dq_h = Out { ptr: dq_p.at(seq.start * qw + h * d), rs: qw, cs: 1 };
                 sgemm(len, d, len, View::rows(&dp, len), View { ptr: k_kv, rs: kw, cs: 1 }, dq_h, scale, false, Causal::DepthTo);
-                // dK += scale · dSᵀ · Q
-                let dk_kv = Out { ptr: dk_p.at(seq.start * kw + kv * d), rs: kw, cs: 1 };
-                sgemm(len, d, len, View::transposed(&dp, len), View { ptr: q_h, rs: qw, cs: 1 }, dk_kv, scale, true, Causal::DepthFrom);
+                // dK_h = scale · dSᵀ · Q
+                sgemm(len, d, len, View::transposed(&dp, len), View { ptr: q_h, rs: qw, cs: 1 }, Out::rows(&mut dk_h, d), scale, true, Causal::DepthFrom);
+            }
+            (dk_h, dv_h)
+        })
+        .collect();
+    // dK, dV of each (sequence, key/value head) += its query heads' parts, in head order.
+    let (dk_p, dv_p) = (SharedMut(dk.as_mut_ptr()), SharedMut(dv.as_mut_ptr()));
+    let sums: Vec<(usize, Range<usize>, usize)> = seqs.iter().enumerate().flat_map(|(si, s)| (0..n_kv_heads).map(move |kv| (si, s.clone(), kv))).collect();
+    sums.into_par_iter().for_each(|(si, seq, kv)| {
+        for h in kv * group..(kv + 1) * group {
+            let (dk_h, dv_h) = &parts[si * n_heads + h];
+            for (r, row) in seq.clone().enumerate() {
+                // SAFETY: row `row`, columns kv*d..kv*d+d of dk and dv: inside the checked
+                // sizes, and this (sequence, kv head) task's alone.
+                let (dk_row, dv_row) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(dk_p.at(row * kw + kv * d), d),
+                        std::slice::from_raw_parts_mut(dv_p.at(row * kw + kv * d), d),
+                    )
+                };
+                dk_row.iter_mut().zip(&dk_h[r * d..(r + 1) * d]).for_each(|(a, b)| *a += b);
+                dv_row.iter_mut().zip(&dv_h[r * d..(r + 1) * d]).for_each(|(a, b)| *a += b);
             }
         }
     });
@@ -176,7 +201,7 @@ unsafe fn attend(q: &[f32], k: &[f32], v: &[f32], seq: &Range<usize>, h: usize, 
 /// Softmax over `row[..=i]`, zeros after (the causal mask).
 fn causal_softmax_row(row: &mut [f32], i: usize) {
     let (live, masked) = row.split_at_mut(i + 1);
-    let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = vexp::max(live);
     let inv = 1.0 / vexp::exp_shifted_sum(live, max);
     live.iter_mut().for_each(|s| *s *= inv);
     masked.fill(0.0);
@@ -186,25 +211,82 @@ fn causal_softmax_row(row: &mut [f32], i: usize) {
 mod tests {
     use super::*;
 
-    /// Straightforward reference: loops over positions, f64 accumulation.
-    fn naive(q: &[f32], k: &[f32], v: &[f32], len: usize, s: AttentionShape) -> Vec<f32> {
+    /// Straightforward reference: loops over positions, in f64.
+    fn naive_f64(q: &[f64], k: &[f64], v: &[f64], len: usize, s: AttentionShape) -> Vec<f64> {
         let (qw, kw, d) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim, s.head_dim);
-        let mut out = vec![0.0f32; len * qw];
+        let mut out = vec![0.0f64; len * qw];
         for h in 0..s.n_heads {
             let kv = h / (s.n_heads / s.n_kv_heads);
             for i in 0..len {
-                let scores: Vec<f64> = (0..=i)
-                    .map(|j| (0..d).map(|c| f64::from(q[i * qw + h * d + c]) * f64::from(k[j * kw + kv * d + c])).sum::<f64>() / (d as f64).sqrt())
-                    .collect();
+                let scores: Vec<f64> = (0..=i).map(|j| (0..d).map(|c| q[i * qw + h * d + c] * k[j * kw + kv * d + c]).sum::<f64>() / (d as f64).sqrt()).collect();
                 let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let z: f64 = scores.iter().map(|x| (x - max).exp()).sum();
                 for c in 0..d {
-                    let o: f64 = (0..=i).map(|j| (scores[j] - max).exp() / z * f64::from(v[j * kw + kv * d + c])).sum();
-                    out[i * qw + h * d + c] = o as f32;
+                    out[i * qw + h * d + c] = (0..=i).map(|j| (scores[j] - max).exp() / z * v[j * kw + kv * d + c]).sum();
                 }
             }
         }
         out
+    }
+
+    fn naive(q: &[f32], k: &[f32], v: &[f32], len: usize, s: AttentionShape) -> Vec<f32> {
+        let wide = |x: &[f32]| x.iter().map(|&a| f64::from(a)).collect::<Vec<f64>>();
+        naive_f64(&wide(q), &wide(k), &wide(v), len, s).into_iter().map(|x| x as f32).collect()
+    }
+
+    /// The backward against central differences of the f64 reference, for the loss
+    /// `Σ out ∘ w`: two sequences, two query heads per key/value head, every element of q, k
+    /// and v checked; and the same gradients on one thread and on three.
+    #[test]
+    fn backward_matches_finite_differences() {
+        let shape = AttentionShape { n_heads: 4, n_kv_heads: 2, head_dim: 8 };
+        let (qw, kw) = (32, 16);
+        let seqs = [0..5, 5..12];
+        let n = 12;
+        let val = |i: usize| ((i * 7919 % 1000) as f32 / 500.0) - 1.0;
+        let q: Vec<f32> = (0..n * qw).map(val).collect();
+        let k: Vec<f32> = (0..n * kw).map(|i| val(i + 17)).collect();
+        let v: Vec<f32> = (0..n * kw).map(|i| val(i + 31)).collect();
+        let w: Vec<f32> = (0..n * qw).map(|i| val(i + 57)).collect();
+        let grads = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut out = vec![0.0f32; n * qw];
+                let probs = causal_attention_with_probs(&q, &k, &v, &seqs, shape, &mut out);
+                let (mut dq, mut dk, mut dv) = (vec![f32::NAN; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
+                causal_attention_backward(&q, &k, &v, &probs, &w, &seqs, shape, &mut dq, &mut dk, &mut dv);
+                (dq, dk, dv)
+            })
+        };
+        let (dq, dk, dv) = grads(1);
+        let again = grads(3);
+        assert!(dq == again.0 && dk == again.1 && dv == again.2, "the gradients depend on the thread count");
+
+        let loss = |q: &[f64], k: &[f64], v: &[f64]| -> f64 {
+            seqs.iter()
+                .map(|s| {
+                    let out = naive_f64(&q[s.start * qw..s.end * qw], &k[s.start * kw..s.end * kw], &v[s.start * kw..s.end * kw], s.len(), shape);
+                    out.iter().zip(&w[s.start * qw..s.end * qw]).map(|(o, &wv)| o * f64::from(wv)).sum::<f64>()
+                })
+                .sum()
+        };
+        let wide = |x: &[f32]| x.iter().map(|&a| f64::from(a)).collect::<Vec<f64>>();
+        let (q64, k64, v64) = (wide(&q), wide(&k), wide(&v));
+        let eps = 1e-5;
+        let mut max_err = 0.0f64;
+        for (which, grad) in [(0, &dq), (1, &dk), (2, &dv)] {
+            for i in 0..grad.len() {
+                let probe = |delta: f64| {
+                    let (mut a, mut b, mut c) = (q64.clone(), k64.clone(), v64.clone());
+                    [&mut a, &mut b, &mut c][which][i] += delta;
+                    loss(&a, &b, &c)
+                };
+                let fd = (probe(eps) - probe(-eps)) / (2.0 * eps);
+                max_err = max_err.max((fd - f64::from(grad[i])).abs());
+            }
+        }
+        println!("attention backward vs f64 central differences: max |diff| {max_err:.2e}");
+        assert!(max_err < 1e-4, "max |diff| {max_err}");
     }
 
     #[test]
