@@ -98,8 +98,12 @@ pub fn causal_attention_backward(
             let len = seq.len();
             let kv = h / group;
             let p = &probs[si * n_heads + h];
-            let mut dp = vec![0.0f32; len * len];
             let (mut dk_h, mut dv_h) = (vec![0.0f32; len * d], vec![0.0f32; len * d]);
+            // dP and then dS, in this thread's score buffer: a fresh `len × len` allocation
+            // per head would be mapped and zeroed by the kernel each time.
+            let mut scratch = SCORES.with(|cell| cell.take());
+            scratch.resize(len * len, 0.0);
+            let dp = &mut scratch[..];
             // SAFETY (all products below): every view addresses rows `seq` of its buffer at
             // its head's columns, inside the checked sizes, or a task-local `len × len` /
             // `len × d` buffer. dq's columns of head h are written by this task alone.
@@ -107,7 +111,7 @@ pub fn causal_attention_backward(
                 let o_h = d_out.as_ptr().add(seq.start * qw + h * d);
                 let v_kv = v.as_ptr().add(seq.start * kw + kv * d);
                 // dP = dO · Vᵀ, lower triangle only (P is zero above it).
-                sgemm(len, len, d, View { ptr: o_h, rs: qw, cs: 1 }, View { ptr: v_kv, rs: 1, cs: kw }, Out::rows(&mut dp, len), 1.0, false, Causal::Cols);
+                sgemm(len, len, d, View { ptr: o_h, rs: qw, cs: 1 }, View { ptr: v_kv, rs: 1, cs: kw }, Out::rows(dp, len), 1.0, false, Causal::Cols);
                 // dV_h = Pᵀ · dO (Pᵀ is zero below the diagonal)
                 sgemm(len, d, len, View::transposed(p, len), View { ptr: o_h, rs: qw, cs: 1 }, Out::rows(&mut dv_h, d), 1.0, true, Causal::DepthFrom);
             }
@@ -124,10 +128,11 @@ pub fn causal_attention_backward(
                 let q_h = q.as_ptr().add(seq.start * qw + h * d);
                 // dQ = scale · dS · K (dS is zero above the diagonal)
                 let dq_h = Out { ptr: dq_p.at(seq.start * qw + h * d), rs: qw, cs: 1 };
-                sgemm(len, d, len, View::rows(&dp, len), View { ptr: k_kv, rs: kw, cs: 1 }, dq_h, scale, false, Causal::DepthTo);
+                sgemm(len, d, len, View::rows(dp, len), View { ptr: k_kv, rs: kw, cs: 1 }, dq_h, scale, false, Causal::DepthTo);
                 // dK_h = scale · dSᵀ · Q
-                sgemm(len, d, len, View::transposed(&dp, len), View { ptr: q_h, rs: qw, cs: 1 }, Out::rows(&mut dk_h, d), scale, true, Causal::DepthFrom);
+                sgemm(len, d, len, View::transposed(dp, len), View { ptr: q_h, rs: qw, cs: 1 }, Out::rows(&mut dk_h, d), scale, true, Causal::DepthFrom);
             }
+            SCORES.with(|cell| cell.replace(scratch));
             (dk_h, dv_h)
         })
         .collect();
