@@ -387,6 +387,10 @@ typedef struct {
   // MiB of saved activations per micro-batch; the layers past it are recomputed in the
   // backward pass. 0 = no limit (default 768).
   uint32_t activation_memory_mib;
+  // When lamina_trainer_run has a checkpoint directory: also write a checkpoint after every
+  // this many steps, not only when the run ends, so that a process killed mid-run resumes
+  // from the last one (default 0: only at the end). Kept by lamina_trainer_resume.
+  uint32_t checkpoint_every;
 } lamina_train_params;
 
 // What the progress callback of lamina_trainer_run receives after every optimizer step.
@@ -787,8 +791,11 @@ lamina_status lamina_trainer_create(const char *model_path,
 // `params->steps` replaces the planned total when non-zero (pass the original params to keep
 // it, or NULL, which keeps it too); the other training fields come from the checkpoint and
 // are ignored. On success `*out_trainer` receives a handle to free with lamina_trainer_free.
-// Errors: as lamina_trainer_create, plus _IO (no checkpoint in the directory) and _DATA (a
-// damaged checkpoint, or data of a different size).
+// The newest sound checkpoint is used: a newer one that is truncated or damaged (its SHA-256
+// digest does not match) is skipped, with a LAMINA_LOG_WARN message naming it (see
+// lamina_set_log_callback).
+// Errors: as lamina_trainer_create, plus _IO (no checkpoint in the directory) and _DATA
+// (every checkpoint damaged, each named in the message, or data of a different size).
 lamina_status lamina_trainer_resume(const char *model_path,
                                     const char *data_path,
                                     const lamina_train_params *params,
@@ -800,8 +807,11 @@ lamina_status lamina_trainer_resume(const char *model_path,
 // A cancelled run is a success (LAMINA_STATUS_OK): lamina_trainer_steps tells how far it got,
 // and calling lamina_trainer_run again continues it. A cancel that arrives before the run
 // starts is forgotten when it starts. `progress` may be NULL. When `checkpoint_dir` is not
-// NULL, a checkpoint is written there when the run ends, cancelled or not, for
-// lamina_trainer_resume. On a trainer that already did all its steps, returns at once.
+// NULL, a checkpoint is written there every params.checkpoint_every steps (when not 0) and
+// when the run ends, cancelled or not, for lamina_trainer_resume; each is written beside its
+// final name and renamed, and the two newest are kept, so a process killed at any moment
+// resumes from the last complete one. On a trainer that already did all its steps, returns
+// at once.
 // Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_UTF8, _IO (the checkpoint could
 // not be written), _INVALID_ARGUMENT (a step had no target token).
 lamina_status lamina_trainer_run(lamina_trainer *trainer,
@@ -849,8 +859,9 @@ lamina_status lamina_trainer_save_adapter(lamina_trainer *trainer,
 lamina_status lamina_trainer_save_model(lamina_trainer *trainer, const char *path);
 
 // Write a checkpoint (adapter, optimizer state, data position) to the directory `dir`,
-// created if needed, for lamina_trainer_resume. Files are replaced atomically, so an
-// interrupted save leaves the previous checkpoint intact.
+// created if needed, for lamina_trainer_resume: `checkpoint-<step>.safetensors`, with a
+// SHA-256 digest of its contents. It is written beside its final name and renamed, so an
+// interrupted save leaves the previous checkpoints intact; the two newest are kept.
 // Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _IO.
 lamina_status lamina_trainer_save_checkpoint(lamina_trainer *trainer, const char *dir);
 

@@ -80,7 +80,7 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
         json["model"] = serde_json::Value::String(model.path().display().to_string());
         json["data"] = serde_json::Value::String(args.data.display().to_string());
         let text = serde_json::to_string_pretty(&json).map_err(|e| Error::InvalidArgument { name: "output", reason: e.to_string() })?;
-        std::fs::write(path, text + "\n").map_err(|source| Error::Io { path: path.clone(), source })?;
+        lamina::atomic_file::write_bytes(path, (text + "\n").as_bytes())?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

@@ -115,9 +115,16 @@ pub struct FinetuneArgs {
     /// Pack consecutive training records into sequences of up to --max-len tokens.
     #[arg(long)]
     pack: bool,
-    /// Write a checkpoint here when the run ends or is interrupted (Ctrl-C).
+    /// Write a checkpoint here when the run ends or is interrupted (Ctrl-C), and every
+    /// --checkpoint-every steps. Each is written beside its final name and renamed; the two
+    /// newest are kept.
     #[arg(long, value_name = "DIR")]
     checkpoint_dir: Option<PathBuf>,
+    /// Also write a checkpoint every N steps, so that a run killed at any moment (power cut,
+    /// SIGKILL) resumes from the last one [default: only at the end; with --resume: the
+    /// checkpoint's].
+    #[arg(long, value_name = "N", requires = "checkpoint_dir")]
+    checkpoint_every: Option<usize>,
     /// Continue the run checkpointed in --checkpoint-dir. Give the same --data, --model and
     /// data options (--val-fraction, --max-len, --pack, --truncate, --seed); the training
     /// options come from the checkpoint, except --steps, which may raise the total.
@@ -153,6 +160,7 @@ impl FinetuneArgs {
             activation_memory_mib: self.activation_memory,
             seed: self.seed,
             eval_every: self.eval_every,
+            checkpoint_every: self.checkpoint_every.unwrap_or(0),
             ..TrainConfig::default()
         };
         config.validate()?;
@@ -218,6 +226,8 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Error> {
         return Err(invalid("val-fraction", format!("must be in [0, 1), got {}", options.val_fraction)));
     }
 
+    check_writable(args)?;
+
     let model_path = args.model.clone().unwrap_or_else(lamina::paths::default_model_path);
     let model = NativeModel::load(&model_path, &NativeParams { n_threads: args.threads, precision: lamina::native::Precision::parse(&args.precision)? })?;
     eprintln!("native engine: {}", model.describe_kernels());
@@ -269,11 +279,39 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// Fail before any training when an output cannot be written where it was asked for: the
+/// checkpoint directory is created now, and the adapter's or model's directory must exist.
+fn check_writable(args: &FinetuneArgs) -> Result<(), Error> {
+    if let Some(dir) = &args.checkpoint_dir {
+        lamina::atomic_file::create_dir_all(dir)?;
+    }
+    for path in [&args.output, &args.peft].into_iter().flatten() {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            let source = std::io::Error::new(std::io::ErrorKind::NotFound, format!("{} is not a directory", parent.display()));
+            return Err(Error::Write { path: path.clone(), source });
+        }
+    }
+    Ok(())
+}
+
 /// A new run, or the one saved in `--checkpoint-dir` with `--resume`.
 fn start<'m, P: Trainable>(args: &FinetuneArgs, model: &'m NativeModel, config: Option<&TrainConfig>, data: lamina::native::train_data::Dataset) -> Result<Trainer<'m, P>, Error> {
     match (config, &args.checkpoint_dir) {
         (Some(config), _) => Trainer::new(model, config.clone(), data.train, data.val),
-        (None, Some(dir)) => Trainer::resume(model, dir, data.train, data.val, args.steps.unwrap_or(0)),
+        (None, Some(dir)) => {
+            let mut trainer = Trainer::resume(model, dir, data.train, data.val, args.steps.unwrap_or(0))?;
+            if let Some(every) = args.checkpoint_every {
+                trainer.set_checkpoint_every(every);
+            }
+            if let Some(from) = trainer.resumed_from() {
+                for (path, reason) in &from.skipped {
+                    eprintln!("warning: checkpoint {} not used: {reason}", path.display());
+                }
+                eprintln!("resuming from {}", from.path.display());
+            }
+            Ok(trainer)
+        }
         (None, None) => Err(invalid("resume", "--resume needs --checkpoint-dir")),
     }
 }

@@ -118,6 +118,13 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // A file-size limit (`ulimit -f`) would kill the process with SIGXFSZ in the middle of a
+    // write; ignored, the write fails with EFBIG and lamina reports it like a full disk.
+    #[cfg(unix)]
+    // SAFETY: sets a signal's disposition to ignore, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate { model, sampling, prompt } => commands::generate(&model, &sampling, &prompt),

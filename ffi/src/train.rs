@@ -117,6 +117,10 @@ pub struct lamina_train_params {
     /// MiB of saved activations per micro-batch; the layers past it are recomputed in the
     /// backward pass. 0 = no limit (default 768).
     pub activation_memory_mib: u32,
+    /// When lamina_trainer_run has a checkpoint directory: also write a checkpoint after every
+    /// this many steps, not only when the run ends, so that a process killed mid-run resumes
+    /// from the last one (default 0: only at the end). Kept by lamina_trainer_resume.
+    pub checkpoint_every: u32,
 }
 
 // SAFETY: repr(C), starts with usize; the fields are numbers, C bools (0/1) and a pointer, so
@@ -156,6 +160,7 @@ unsafe impl Versioned for lamina_train_params {
             n_threads: 0,
             full: false,
             activation_memory_mib: narrow(t.activation_memory_mib),
+            checkpoint_every: narrow(t.checkpoint_every),
         }
     }
 }
@@ -233,6 +238,7 @@ unsafe fn plan(p: &lamina_train_params) -> Result<Plan, Failure> {
         seed: p.seed,
         eval_every: p.eval_every as usize,
         activation_memory_mib: p.activation_memory_mib as usize,
+        checkpoint_every: p.checkpoint_every as usize,
     };
     config.validate()?;
     Ok(Plan { config, data: data_options(p)?, n_threads: p.n_threads as usize, full: p.full })
@@ -397,8 +403,11 @@ pub unsafe extern "C" fn lamina_trainer_create(
 /// `params->steps` replaces the planned total when non-zero (pass the original params to keep
 /// it, or NULL, which keeps it too); the other training fields come from the checkpoint and
 /// are ignored. On success `*out_trainer` receives a handle to free with lamina_trainer_free.
-/// Errors: as lamina_trainer_create, plus _IO (no checkpoint in the directory) and _DATA (a
-/// damaged checkpoint, or data of a different size).
+/// The newest sound checkpoint is used: a newer one that is truncated or damaged (its SHA-256
+/// digest does not match) is skipped, with a LAMINA_LOG_WARN message naming it (see
+/// lamina_set_log_callback).
+/// Errors: as lamina_trainer_create, plus _IO (no checkpoint in the directory) and _DATA
+/// (every checkpoint damaged, each named in the message, or data of a different size).
 #[no_mangle]
 pub unsafe extern "C" fn lamina_trainer_resume(
     model_path: *const c_char,
@@ -484,8 +493,11 @@ pub type lamina_train_progress_callback = Option<unsafe extern "C" fn(progress: 
 /// A cancelled run is a success (LAMINA_STATUS_OK): lamina_trainer_steps tells how far it got,
 /// and calling lamina_trainer_run again continues it. A cancel that arrives before the run
 /// starts is forgotten when it starts. `progress` may be NULL. When `checkpoint_dir` is not
-/// NULL, a checkpoint is written there when the run ends, cancelled or not, for
-/// lamina_trainer_resume. On a trainer that already did all its steps, returns at once.
+/// NULL, a checkpoint is written there every params.checkpoint_every steps (when not 0) and
+/// when the run ends, cancelled or not, for lamina_trainer_resume; each is written beside its
+/// final name and renamed, and the two newest are kept, so a process killed at any moment
+/// resumes from the last complete one. On a trainer that already did all its steps, returns
+/// at once.
 /// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_UTF8, _IO (the checkpoint could
 /// not be written), _INVALID_ARGUMENT (a step had no target token).
 #[no_mangle]
@@ -635,8 +647,9 @@ pub unsafe extern "C" fn lamina_trainer_save_model(trainer: *mut lamina_trainer,
 }
 
 /// Write a checkpoint (adapter, optimizer state, data position) to the directory `dir`,
-/// created if needed, for lamina_trainer_resume. Files are replaced atomically, so an
-/// interrupted save leaves the previous checkpoint intact.
+/// created if needed, for lamina_trainer_resume: `checkpoint-<step>.safetensors`, with a
+/// SHA-256 digest of its contents. It is written beside its final name and renamed, so an
+/// interrupted save leaves the previous checkpoints intact; the two newest are kept.
 /// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _IO.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_trainer_save_checkpoint(trainer: *mut lamina_trainer, dir: *const c_char) -> lamina_status {
@@ -644,7 +657,10 @@ pub unsafe extern "C" fn lamina_trainer_save_checkpoint(trainer: *mut lamina_tra
         finish((|| {
             // SAFETY: caller's C-string contract.
             let dir = Path::new(unsafe { str_arg(dir, "dir") }?);
-            with_trainer(trainer, |t| Ok(on_trainer!(&t.trainer, tr => tr.save_checkpoint(dir))?))
+            with_trainer(trainer, |t| {
+                on_trainer!(&t.trainer, tr => tr.save_checkpoint(dir))?;
+                Ok(())
+            })
         })())
     })
 }

@@ -58,6 +58,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Writing a file failed (full disk, unwritable path, ...). Nothing was left under `path`
+    /// that looks complete: lamina writes beside it and renames (see `atomic_file`). Same
+    /// class as [`Error::Io`].
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     // --- evaluation data ---------------------------------------------------------------------
     /// A data file (JSONL records, text) is malformed; `line` is 1-based when one line is at fault.
     #[error("{}{}: {reason}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
@@ -121,7 +131,7 @@ impl Error {
             Error::ModelNotFound { .. } => ErrorKind::ModelNotFound,
             Error::NotGguf { .. } => ErrorKind::NotGguf,
             Error::ModelLoad { .. } => ErrorKind::ModelLoad,
-            Error::Io { .. } => ErrorKind::Io,
+            Error::Io { .. } | Error::Write { .. } => ErrorKind::Io,
             Error::ContextCreation(_) => ErrorKind::ContextCreation,
             Error::Decode(_) => ErrorKind::Decode,
             Error::ChatTemplate(_) => ErrorKind::ChatTemplate,

@@ -16,6 +16,7 @@
 //! # Ok::<(), lamina::Error>(())
 //! ```
 
+pub mod atomic_file;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -155,7 +155,7 @@ static void test_bad_inputs(void) {
 
     char ckpt[512];
     path_in_dir(ckpt, sizeof ckpt, "no-checkpoint");
-    EXPECT_ERROR(lamina_trainer_resume(g_model, DATA, &p, ckpt, &t), LAMINA_STATUS_ERROR_IO, "trainer_state.json");
+    EXPECT_ERROR(lamina_trainer_resume(g_model, DATA, &p, ckpt, &t), LAMINA_STATUS_ERROR_IO, "no-checkpoint");
     EXPECT_ERROR(lamina_trainer_resume(g_model, DATA, &p, NULL, &t), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "checkpoint_dir");
     CHECK(t == NULL);
 
@@ -301,7 +301,7 @@ static void test_run_cancel_resume_save(void) {
         progress_log log5 = {0, 3, 0, NULL, 1, 1, 0, 0};
         EXPECT_OK(lamina_trainer_run(r, on_progress, &log5, ckpt2));
         CHECK(log5.calls == 1 && log5.last_step == 3);
-        snprintf(state, sizeof state, "%s/trainer_state.json", ckpt2);
+        snprintf(state, sizeof state, "%s/checkpoint-00000003.safetensors", ckpt2);
         CHECK(exists(state));
         lamina_trainer_free(r);
     }

@@ -61,6 +61,7 @@ class lamina_train_params(Structure):
         ("n_threads", c_uint32),
         ("full", c_bool),
         ("activation_memory_mib", c_uint32),
+        ("checkpoint_every", c_uint32),
     ]
 
 
@@ -138,7 +139,7 @@ class TrainProgress(NamedTuple):
 
 ProgressCallback = Callable[[TrainProgress], Optional[bool]]
 
-_INT_FIELDS = ("rank", "warmup_steps", "batch_size", "grad_accum", "steps", "eval_every", "max_len", "n_threads", "activation_memory_mib")
+_INT_FIELDS = ("rank", "warmup_steps", "batch_size", "grad_accum", "steps", "eval_every", "max_len", "n_threads", "activation_memory_mib", "checkpoint_every")
 _FLOAT_FIELDS = ("alpha", "dropout", "learning_rate", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm", "val_fraction")
 _BOOL_FIELDS = ("rslora", "checkpointing", "pack", "truncate", "full")
 _SEED_FIELDS = ("seed", "data_seed")
@@ -196,7 +197,9 @@ class Trainer(Managed):
     alpha, dropout, rslora, targets ("q,v" or ["q", "v"]), learning_rate, beta1, beta2, eps,
     weight_decay, warmup_steps, schedule ("cosine", "linear", "constant"), max_grad_norm,
     batch_size, grad_accum, steps, checkpointing, seed, eval_every, max_len, pack,
-    val_fraction, data_seed, truncate, n_threads, activation_memory_mib, full. With
+    val_fraction, data_seed, truncate, n_threads, activation_memory_mib, checkpoint_every,
+    full. With ``checkpoint_every=N``, :meth:`run` with a checkpoint directory also writes a
+    checkpoint every N steps, so that a killed process resumes from the last one. With
     ``full=True`` every weight of the model is trained (in f32) instead of an adapter, and
     :meth:`save_model` writes the result. A bad value raises
     :class:`~lamina.InvalidArgumentError` naming it; a bad data file :class:`~lamina.DataError`

@@ -43,7 +43,7 @@ def test_run_stop_step_evaluate_save_and_resume(tmp_path):
         assert trainer.run(lambda p: seen.append(p), checkpoint_dir=ckpt) is True
         assert [p.step for p in seen] == [1, 2, 3]
         assert seen[-1].val_loss is not None  # computed at the last step
-        assert (ckpt / "trainer_state.json").is_file()
+        assert (ckpt / "checkpoint-00000003.safetensors").is_file()
         assert trainer.run() is True  # nothing left to do
 
         loss = trainer.step()

@@ -55,6 +55,17 @@ pub fn set_log_sink(sink: Option<LogSink>, min_level: LogLevel) {
     *guard = sink.map(|sink| SinkEntry { sink, min_level });
 }
 
+/// Send one of lamina's own messages (a warning the caller cannot otherwise see, such as a
+/// damaged checkpoint that was skipped) to the log sink, as llama.cpp's lines go.
+pub(crate) fn log(level: LogLevel, line: &str) {
+    let guard = SINK.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(entry) = guard.as_ref() {
+        if level >= entry.min_level {
+            (entry.sink)(level, line);
+        }
+    }
+}
+
 /// The llama.cpp backend, initialised on first call. Public so that benchmarks can compare
 /// lamina with a bare `llama-cpp-2` loop in the same process.
 pub fn llama_backend() -> &'static LlamaBackend {

@@ -1,7 +1,7 @@
 //! The llama.cpp engine: models, LoRA adapters, sessions, sampling, chat templates.
 
 pub mod adapter;
-mod backend;
+pub(crate) mod backend;
 pub mod backends;
 mod chat_template;
 mod context;

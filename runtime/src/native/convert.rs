@@ -315,8 +315,9 @@ pub fn gguf_to_safetensors(
         }
     }
 
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io { path: out_dir.to_path_buf(), source })?;
+    crate::atomic_file::create_dir_all(out_dir)?;
     let weights = out_dir.join("model.safetensors");
+    let tmp = crate::atomic_file::temp_path(&weights);
     let state = StreamState {
         gguf: &g,
         config: &config,
@@ -336,14 +337,11 @@ pub fn gguf_to_safetensors(
         })
         .collect();
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let written = ::safetensors::serialize_to_file(tensors, Some(meta), &weights);
+    // Into a temporary file, renamed into place only when complete (see `atomic_file`).
+    let written = ::safetensors::serialize_to_file(tensors, Some(meta), &tmp);
     let remove = || {
-        let _ = std::fs::remove_file(&weights);
+        let _ = std::fs::remove_file(&tmp);
     };
-    if let Err(e) = written {
-        remove();
-        return Err(Error::Io { path: weights.clone(), source: std::io::Error::other(e.to_string()) });
-    }
     if let Some(e) = state.error.take() {
         remove();
         return Err(e);
@@ -352,19 +350,21 @@ pub fn gguf_to_safetensors(
         remove();
         return Ok(None);
     }
+    crate::atomic_file::commit(&tmp, &weights, written.map_err(|e| e.to_string()))?;
 
     let mut files = vec![weights];
     let write_json = |name: &str, value: &Value| -> Result<PathBuf> {
         let path = out_dir.join(name);
         let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
-        std::fs::write(&path, text).map_err(|source| Error::Io { path: path.clone(), source })?;
+        crate::atomic_file::write_bytes(&path, text.as_bytes())?;
         Ok(path)
     };
-    files.push(write_json("config.json", &config.to_hf_config_json())?);
+    // config.json last: without it the directory is not taken for a model.
     let tokenizer_path = out_dir.join("tokenizer.json");
     tokenizer.save(&tokenizer_path)?;
     files.push(tokenizer_path);
     files.push(write_json("tokenizer_config.json", &tokenizer_config(&g, &tokenizer)?)?);
+    files.insert(1, write_json("config.json", &config.to_hf_config_json())?);
     Ok(Some(ConvertReport { files, n_tensors, n_params }))
 }
 
@@ -499,10 +499,8 @@ pub fn safetensors_to_gguf(
     // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_BF16 32.
     let file_type: u32 = if any_bf16 { 32 } else if any_f16 { 1 } else { 0 };
     w.add_metadata("general.file_type", file_type)?;
-    if let Err(e) = w.write(out) {
-        let _ = std::fs::remove_file(out);
-        return Err(e);
-    }
+    // Atomic: a failed write leaves whatever `out` held before.
+    w.write(out)?;
     Ok(Some(ConvertReport { files: vec![out.to_path_buf()], n_tensors: expected.len(), n_params }))
 }
 

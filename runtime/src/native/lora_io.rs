@@ -61,7 +61,7 @@ pub fn export_gguf(lora: &LoraWeights, model: &NativeModel, path: &Path) -> Resu
 /// layout) and `adapter_config.json`.
 pub fn export_peft(lora: &LoraWeights, model: &NativeModel, dir: &Path) -> Result<()> {
     lora.check_fits(model.config())?;
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+    crate::atomic_file::create_dir_all(dir)?;
     let to_hf = model.rope_layout() == RopeLayout::Interleaved;
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (l, layer) in lora.layers.iter().enumerate() {
@@ -86,8 +86,12 @@ pub fn export_peft(lora: &LoraWeights, model: &NativeModel, dir: &Path) -> Resul
                 .map_err(|e| Error::invalid("adapter", e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
+    // The weights first, the config last: a directory whose config is missing is not taken
+    // for an adapter.
     let weights = dir.join("adapter_model.safetensors");
-    safetensors::serialize_to_file(views, None, &weights).map_err(|e| Error::Io { path: weights.clone(), source: std::io::Error::other(e.to_string()) })?;
+    let tmp = crate::atomic_file::temp_path(&weights);
+    let written = safetensors::serialize_to_file(views, None, &tmp).map_err(|e| e.to_string());
+    crate::atomic_file::commit(&tmp, &weights, written)?;
     let c = &lora.config;
     let config = json!({
         "peft_type": "LORA",
@@ -102,7 +106,7 @@ pub fn export_peft(lora: &LoraWeights, model: &NativeModel, dir: &Path) -> Resul
     });
     let path = dir.join("adapter_config.json");
     let text = serde_json::to_string_pretty(&config).map_err(|e| Error::invalid("adapter", e.to_string()))?;
-    std::fs::write(&path, text + "\n").map_err(|source| Error::Io { path, source })
+    crate::atomic_file::write_bytes(&path, (text + "\n").as_bytes())
 }
 
 /// Read an adapter (a GGUF LoRA file or a PEFT directory) into [`LoraWeights`] for `model`,

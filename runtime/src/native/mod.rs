@@ -14,6 +14,7 @@
 
 mod avx512;
 pub mod bf16;
+pub mod checkpoint;
 pub mod config;
 pub mod convert;
 pub mod full;

@@ -283,7 +283,7 @@ impl Tokenizer {
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let json = self.to_json_string()?;
-        std::fs::write(path, json).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+        crate::atomic_file::write_bytes(path, json.as_bytes())
     }
 
     /// The vocabulary as GGUF stores it. Ids must be contiguous from 0; tokens the BPE model

@@ -14,7 +14,6 @@
 //! divides by the step's total number of target tokens, so accumulating k micro-batches of
 //! size b is the same step as one batch of size k·b.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,6 +28,8 @@ use super::pass::{Example, PassOptions};
 use super::lora::{LoraConfig, LoraTarget, LoraWeights, SplitMix64};
 pub use super::trainable::Trainable;
 use super::model::NativeModel;
+use super::checkpoint;
+pub use super::checkpoint::ResumedFrom;
 use crate::error::{Error, Result};
 
 /// Everything that defines a training run.
@@ -64,6 +65,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Compute the validation loss every this many steps (0 = only when asked).
     pub eval_every: usize,
+    /// When [`Trainer::run`] has a checkpoint directory: also write a checkpoint after every
+    /// this many steps, not only when the run ends (0 = only then).
+    #[serde(default)]
+    pub checkpoint_every: usize,
 }
 
 impl Default for TrainConfig {
@@ -89,6 +94,7 @@ impl Default for TrainConfig {
             activation_memory_mib: default_activation_memory_mib(),
             seed: 0,
             eval_every: 0,
+            checkpoint_every: 0,
         }
     }
 }
@@ -207,8 +213,6 @@ struct TrainerState {
 }
 
 const STATE_FORMAT: u32 = 1;
-const STATE_FILE: &str = "trainer_state.json";
-const TENSORS_FILE: &str = "trainer_tensors.safetensors";
 
 /// A training run on a native model: of a LoRA adapter (`Trainer<'m>`, the default) or of
 /// every weight (`Trainer<'m, FullWeights>`).
@@ -222,6 +226,7 @@ pub struct Trainer<'m, P: Trainable = LoraWeights> {
     order: Vec<usize>,
     state: TrainerState,
     cancel: Arc<AtomicBool>,
+    resumed_from: Option<ResumedFrom>,
 }
 
 impl<'m> Trainer<'m, LoraWeights> {
@@ -253,34 +258,47 @@ impl<'m, P: Trainable> Trainer<'m, P> {
             losses: Vec::new(),
             val_losses: Vec::new(),
         };
-        let mut t = Trainer { model, train, val, params, adam_m, adam_v, order: Vec::new(), state, cancel: Arc::new(AtomicBool::new(false)) };
+        let mut t = Trainer { model, train, val, params, adam_m, adam_v, order: Vec::new(), state, cancel: Arc::new(AtomicBool::new(false)), resumed_from: None };
         t.shuffle_epoch();
         Ok(t)
     }
 
-    /// Continue the run saved in `dir` by [`save_checkpoint`](Self::save_checkpoint), on the
-    /// same data. `steps` may be raised to train longer than first planned (0 keeps it).
+    /// Continue the run saved in `dir` by [`save_checkpoint`](Self::save_checkpoint) (or by
+    /// [`run`](Self::run)), on the same data, from its newest sound checkpoint: a newer one
+    /// that is truncated or damaged is skipped, and [`resumed_from`](Self::resumed_from)
+    /// names it and the reason. `steps` may be raised to train longer than first planned (0
+    /// keeps it).
     pub fn resume(model: &'m NativeModel, dir: &Path, train: Vec<Example>, val: Vec<Example>, steps: usize) -> Result<Trainer<'m, P>> {
-        let state_path = dir.join(STATE_FILE);
-        let text = std::fs::read_to_string(&state_path).map_err(|source| Error::Io { path: state_path.clone(), source })?;
-        let mut state: TrainerState = serde_json::from_str(&text).map_err(|e| data_err(&state_path, format!("not a trainer state: {e}")))?;
+        let mut data = Some((train, val));
+        let (mut t, from) = checkpoint::load_latest(dir, |text, st| {
+            let (train, val) = data.take().expect("load_latest reads one checkpoint");
+            Self::from_checkpoint(model, dir, text, st, train, val, steps)
+        })?;
+        for (path, reason) in &from.skipped {
+            let line = format!("trainer checkpoint {} was not used ({reason}); resumed from {}", path.display(), from.path.display());
+            crate::engine::backend::log(crate::engine::LogLevel::Warn, &line);
+        }
+        t.resumed_from = Some(from);
+        Ok(t)
+    }
+
+    /// The trainer a checkpoint's state and tensors describe.
+    fn from_checkpoint(model: &'m NativeModel, dir: &Path, text: &str, st: &safetensors::SafeTensors<'_>, train: Vec<Example>, val: Vec<Example>, steps: usize) -> Result<Trainer<'m, P>> {
+        let mut state: TrainerState = serde_json::from_str(text).map_err(|e| data_err(dir, format!("not a trainer state: {e}")))?;
         if state.format != STATE_FORMAT {
-            return Err(data_err(&state_path, format!("trainer state format {} is not supported (expected {STATE_FORMAT})", state.format)));
+            return Err(data_err(dir, format!("trainer state format {} is not supported (expected {STATE_FORMAT})", state.format)));
         }
         let kind = if state.kind.is_empty() { "lora" } else { state.kind.as_str() };
         if kind != P::KIND {
-            return Err(data_err(&state_path, format!("the checkpoint is of a `{kind}` run, not of a `{}` run", P::KIND)));
+            return Err(data_err(dir, format!("the checkpoint is of a `{kind}` run, not of a `{}` run", P::KIND)));
         }
         if state.n_train != train.len() {
-            return Err(data_err(&state_path, format!("the checkpoint was trained on {} examples, this data has {}", state.n_train, train.len())));
+            return Err(data_err(dir, format!("the checkpoint was trained on {} examples, this data has {}", state.n_train, train.len())));
         }
         if steps > 0 {
             state.config.steps = steps;
         }
         let mut t: Trainer<'m, P> = Trainer::new(model, state.config.clone(), train, val)?;
-        let tensors_path = dir.join(TENSORS_FILE);
-        let bytes = std::fs::read(&tensors_path).map_err(|source| Error::Io { path: tensors_path.clone(), source })?;
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| data_err(&tensors_path, format!("not a safetensors file: {e}")))?;
         for (prefix, w) in [(P::KIND, &mut t.params), ("adam_m", &mut t.adam_m), ("adam_v", &mut t.adam_v)] {
             let names: Vec<String> = w.named_tensors().into_iter().map(|(n, _)| format!("{prefix}.{n}")).collect();
             for (name, values) in names.into_iter().zip(w.tensors_mut()) {
@@ -290,7 +308,7 @@ impl<'m, P: Trainable> Trainer<'m, P> {
                             *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                         }
                     }
-                    _ => return Err(data_err(&tensors_path, format!("tensor `{name}` is missing or has the wrong size"))),
+                    _ => return Err(data_err(dir, format!("tensor `{name}` is missing or has the wrong size: the checkpoint is of another configuration"))),
                 }
             }
         }
@@ -428,8 +446,10 @@ impl<'m, P: Trainable> Trainer<'m, P> {
     }
 
     /// Train until `config.steps` or cancellation. `progress` runs after every step; returning
-    /// false cancels. On cancellation (callback or [`TrainCancel`]) and at the end, a
-    /// checkpoint is written to `checkpoint_dir` when given, so the run can be resumed.
+    /// false cancels. With `checkpoint_dir`, a checkpoint is written there every
+    /// `config.checkpoint_every` steps (when not 0), on cancellation (callback or
+    /// [`TrainCancel`]) and at the end, so the run can be resumed from the last one even after
+    /// the process was killed.
     pub fn run(&mut self, checkpoint_dir: Option<&Path>, mut progress: impl FnMut(&Progress) -> bool) -> Result<RunEnd> {
         self.cancel.store(false, Ordering::SeqCst);
         let start = Instant::now();
@@ -454,6 +474,12 @@ impl<'m, P: Trainable> Trainer<'m, P> {
             } else {
                 None
             };
+            if let Some(dir) = checkpoint_dir {
+                let every = self.state.config.checkpoint_every;
+                if every > 0 && step.is_multiple_of(every) && step < self.state.config.steps {
+                    self.save_checkpoint(dir)?;
+                }
+            }
             let elapsed = start.elapsed().as_secs_f64();
             let per_step = elapsed / (step - first_step) as f64;
             let report = Progress {
@@ -480,37 +506,27 @@ impl<'m, P: Trainable> Trainer<'m, P> {
         Ok(end)
     }
 
-    /// Write the adapter, the optimizer moments and the run's position to `dir`.
-    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
-        let mut tensors: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        let mut shapes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    /// Write a checkpoint of the parameters, the optimizer moments and the run's position
+    /// into `dir`, as `checkpoint-<step>.safetensors` (see `checkpoint`: atomic, the two
+    /// newest kept). Returns the file.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<PathBuf> {
+        let mut tensors: Vec<(String, &[f32])> = Vec::new();
         for (prefix, w) in [(P::KIND, &self.params), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)] {
-            for (name, values) in w.named_tensors() {
-                let name = format!("{prefix}.{name}");
-                shapes.insert(name.clone(), vec![values.len()]);
-                tensors.insert(name, values.iter().flat_map(|v| v.to_le_bytes()).collect());
-            }
+            tensors.extend(w.named_tensors().into_iter().map(|(name, values)| (format!("{prefix}.{name}"), values)));
         }
-        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-            .iter()
-            .map(|(name, bytes)| {
-                let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shapes[name].clone(), bytes).expect("sizes match");
-                (name.clone(), view)
-            })
-            .collect();
-        // Write both files next to their final names, then rename: a crash mid-write leaves
-        // the previous checkpoint intact.
-        let tensors_path = dir.join(TENSORS_FILE);
-        let tmp = dir.join(format!("{TENSORS_FILE}.tmp"));
-        safetensors::serialize_to_file(views, None, &tmp).map_err(|e| Error::Io { path: tmp.clone(), source: std::io::Error::other(e.to_string()) })?;
-        std::fs::rename(&tmp, &tensors_path).map_err(|source| Error::Io { path: tensors_path.clone(), source })?;
-        let state_path = dir.join(STATE_FILE);
-        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-        let text = serde_json::to_string_pretty(&self.state).map_err(|e| Error::invalid("state", e.to_string()))?;
-        std::fs::write(&tmp, text).map_err(|source| Error::Io { path: tmp.clone(), source })?;
-        std::fs::rename(&tmp, &state_path).map_err(|source| Error::Io { path: state_path, source })?;
-        Ok(())
+        let state = serde_json::to_string_pretty(&self.state).map_err(|e| Error::invalid("state", e.to_string()))?;
+        checkpoint::save(dir, self.state.step, &state, &tensors)
+    }
+
+    /// Write a checkpoint every `every` steps of [`run`](Self::run) (0 = only at its end). Does
+    /// not change what is trained, so a resumed run may change it.
+    pub fn set_checkpoint_every(&mut self, every: usize) {
+        self.state.config.checkpoint_every = every;
+    }
+
+    /// Where [`resume`](Self::resume) found this run, and the newer checkpoints it refused.
+    pub fn resumed_from(&self) -> Option<&ResumedFrom> {
+        self.resumed_from.as_ref()
     }
 }
 

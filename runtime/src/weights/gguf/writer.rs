@@ -2,8 +2,7 @@
 //! llama.cpp expects them.
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use super::{
@@ -111,13 +110,10 @@ impl<'a> GgufWriter<'a> {
         Ok(())
     }
 
-    /// Write the file at `path` (created or truncated).
+    /// Write the file at `path`, replacing it only once the new file is complete (see
+    /// [`atomic_file`](crate::atomic_file)).
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let io_err = |source| Error::Io { path: path.to_path_buf(), source };
-        let mut out = BufWriter::new(File::create(path).map_err(io_err)?);
-        self.write_to(&mut out).map_err(io_err)?;
-        out.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)
+        crate::atomic_file::write_file(path.as_ref(), |out| self.write_to(out))
     }
 
     /// Write the file to any sink.
