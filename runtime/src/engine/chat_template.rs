@@ -5,6 +5,19 @@
 //! Hugging Face templates assume). When the model has no template, or its template uses
 //! something minijinja cannot run, we fall back to llama.cpp's built-in renderer, which
 //! recognises the common template families (ChatML, Llama 2/3, Gemma, ...) by their source.
+//!
+//! A template is untrusted input: anyone who makes a GGUF file writes it. Rendering is bounded:
+//! - time, by minijinja's fuel: at most [`FUEL`] instructions per render (an endless or
+//!   runaway loop; real templates use a few thousand for a long conversation);
+//! - depth, by a recursion limit of [`RECURSION_LIMIT`] (endless recursion through macros,
+//!   before it can exhaust a host thread's stack);
+//! - output, by a cap of 1 MiB plus 16 bytes per byte of the conversation;
+//! - a single repeated string (`'x' * n`), by minijinja itself (100 MB).
+//!
+//! A render stopped by one of these limits is an error naming the limit; it does not fall back
+//! to llama.cpp's renderer, which would guess at the intent of a template that misbehaves.
+//! What these limits do not bound is memory held in a value that is never printed, such as a
+//! string doubled in every step of a short loop; fuel keeps such loops short.
 
 use std::ffi::{c_char, CString};
 
@@ -56,6 +69,44 @@ pub struct ChatTemplate {
 }
 
 const TEMPLATE_NAME: &str = "chat";
+
+/// Instructions one render may execute (see the module docs).
+pub const FUEL: u64 = 2_000_000;
+/// minijinja's recursion budget (a macro call costs about 10 of it, a loop or `if` 1).
+pub const RECURSION_LIMIT: usize = 100;
+/// Output allowed whatever the conversation's size.
+const OUTPUT_FLOOR: usize = 1 << 20;
+
+/// Where a render writes: fails once `cap` bytes would be passed.
+struct CappedOutput {
+    text: Vec<u8>,
+    cap: usize,
+    exceeded: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + buf.len() > self.cap {
+            self.exceeded = true;
+            return Err(std::io::Error::other("the chat template's output cap was reached"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why the Jinja render failed.
+enum JinjaFailure {
+    /// A resource limit stopped it: an error, without fallback.
+    Limit(String),
+    /// Anything else (an unsupported feature, a template error): llama.cpp's renderer may
+    /// still know the template.
+    Other(String),
+}
 
 fn raise_exception(message: String) -> std::result::Result<String, JinjaError> {
     Err(JinjaError::new(JinjaErrorKind::InvalidOperation, message))
@@ -120,6 +171,8 @@ impl ChatTemplate {
             env.add_function("strftime_now", strftime_now);
             env.set_trim_blocks(true);
             env.set_lstrip_blocks(true);
+            env.set_fuel(Some(FUEL));
+            env.set_recursion_limit(RECURSION_LIMIT);
             env.add_template_owned(TEMPLATE_NAME, src.clone()).ok()?;
             Some(env)
         });
@@ -137,7 +190,8 @@ impl ChatTemplate {
         let jinja_error = match &self.env {
             Some(env) => match self.render_jinja(env, messages, add_generation_prompt) {
                 Ok(text) => return Ok((text, TemplateEngine::Jinja)),
-                Err(e) => Some(e),
+                Err(JinjaFailure::Limit(reason)) => return Err(Error::ChatTemplate(reason)),
+                Err(JinjaFailure::Other(e)) => Some(e),
             },
             None => None,
         };
@@ -150,16 +204,27 @@ impl ChatTemplate {
         }
     }
 
-    fn render_jinja(&self, env: &Environment<'static>, messages: &[ChatMessage], add_generation_prompt: bool) -> std::result::Result<String, String> {
-        let template = env.get_template(TEMPLATE_NAME).map_err(|e| e.to_string())?;
-        template
-            .render(context! {
-                messages => messages,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => &self.bos_token,
-                eos_token => &self.eos_token,
-            })
-            .map_err(|e| format!("Jinja rendering failed: {e:#}"))
+    fn render_jinja(&self, env: &Environment<'static>, messages: &[ChatMessage], add_generation_prompt: bool) -> std::result::Result<String, JinjaFailure> {
+        let template = env.get_template(TEMPLATE_NAME).map_err(|e| JinjaFailure::Other(e.to_string()))?;
+        let input: usize = messages.iter().map(|m| m.role.len() + m.content.len()).sum();
+        let mut out = CappedOutput { text: Vec::new(), cap: OUTPUT_FLOOR.saturating_add(input.saturating_mul(16)), exceeded: false };
+        let ctx = context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        };
+        match template.render_captured_to(ctx, &mut out) {
+            Ok(_) => String::from_utf8(out.text).map_err(|_| JinjaFailure::Other("the template rendered invalid UTF-8".into())),
+            Err(_) if out.exceeded => Err(JinjaFailure::Limit(format!("the model's chat template was stopped: its output passed {} bytes for a conversation of {input} bytes", out.cap))),
+            Err(e) if e.kind() == JinjaErrorKind::OutOfFuel => {
+                Err(JinjaFailure::Limit(format!("the model's chat template was stopped after {FUEL} instructions (an endless or runaway loop?)")))
+            }
+            Err(e) if e.kind() == JinjaErrorKind::InvalidOperation && matches!(e.detail(), Some("recursion limit exceeded" | "repeated string is too large")) => {
+                Err(JinjaFailure::Limit(format!("the model's chat template was stopped: {} (endless recursion, or a runaway string?)", e.detail().unwrap_or_default())))
+            }
+            Err(e) => Err(JinjaFailure::Other(format!("Jinja rendering failed: {e:#}"))),
+        }
     }
 }
 
@@ -211,6 +276,16 @@ mod tests {
     use super::*;
 
     const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    /// The limits leave room for real use: a conversation of 5,000 messages renders.
+    #[test]
+    fn a_long_conversation_stays_within_the_limits() {
+        let t = ChatTemplate::new(Some(CHATML.into()), "<s>".into(), "</s>".into());
+        let messages: Vec<ChatMessage> = (0..5000).map(|i| if i % 2 == 0 { ChatMessage::user(format!("question {i}")) } else { ChatMessage::assistant("x".repeat(200)) }).collect();
+        let (text, engine) = t.render(&messages, true).unwrap();
+        assert_eq!(engine, TemplateEngine::Jinja);
+        assert_eq!(text.matches("<|im_start|>").count(), 5001);
+    }
 
     #[test]
     fn jinja_renders_chatml() {
