@@ -15,7 +15,10 @@
  * - Params structs start with `size_t struct_size`. Initialise them with the matching
  *   lamina_*_params_init(&params, sizeof params) call and then change fields: a program
  *   compiled against this header keeps working with later versions of the library, which may
- *   append fields.
+ *   append fields. Output structs (lamina_generation_info, lamina_bleu_score) start with it
+ *   too: the caller sets it to sizeof the struct and lamina writes only the fields that fit.
+ *   For both kinds, a struct_size smaller than sizeof(size_t) is
+ *   LAMINA_STATUS_ERROR_INVALID_ARGUMENT, before any work is done.
  * - lamina never aborts or exits the host process and never lets a Rust panic cross this
  *   boundary: an internal error becomes LAMINA_STATUS_ERROR_PANIC.
  *
@@ -286,11 +289,17 @@ typedef struct {
 // Receives generated text as it is produced: `len` bytes of UTF-8 at `piece` (also
 // NUL-terminated), never a partial character, valid only during the call. Return true to go
 // on, false to stop (the call then returns LAMINA_STATUS_OK with stop reason
-// LAMINA_STOP_REASON_CALLBACK_STOPPED). Called on the thread that called lamina.
+// LAMINA_STOP_REASON_CALLBACK_STOPPED; the piece that callback was given is part of
+// `out_text`, so out_text is always the concatenation of the pieces delivered). Called on the
+// thread that called lamina. A character that generation left unfinished (max_tokens reached
+// between the tokens that spell it) is neither delivered nor in out_text.
 typedef bool (*lamina_token_callback)(const char *piece, size_t len, void *user_data);
 
 // Facts about a finished generation. The caller sets struct_size = sizeof(lamina_generation_info)
-// before the call; lamina writes only the fields that fit in it.
+// before the call; lamina writes only the fields that fit in it. A struct_size smaller than
+// sizeof(size_t) (the struct_size field itself) is LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+// checked before any work, as for params structs. `prompt_ms` counts the time spent on the
+// prompt also when the call was cancelled during it.
 typedef struct {
   // Set by the caller to sizeof(lamina_generation_info).
   size_t struct_size;

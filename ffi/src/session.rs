@@ -156,7 +156,10 @@ impl From<StopReason> for lamina_stop_reason {
 }
 
 /// Facts about a finished generation. The caller sets struct_size = sizeof(lamina_generation_info)
-/// before the call; lamina writes only the fields that fit in it.
+/// before the call; lamina writes only the fields that fit in it. A struct_size smaller than
+/// sizeof(size_t) (the struct_size field itself) is LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+/// checked before any work, as for params structs. `prompt_ms` counts the time spent on the
+/// prompt also when the call was cancelled during it.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct lamina_generation_info {
@@ -181,7 +184,10 @@ pub struct lamina_generation_info {
 /// Receives generated text as it is produced: `len` bytes of UTF-8 at `piece` (also
 /// NUL-terminated), never a partial character, valid only during the call. Return true to go
 /// on, false to stop (the call then returns LAMINA_STATUS_OK with stop reason
-/// LAMINA_STOP_REASON_CALLBACK_STOPPED). Called on the thread that called lamina.
+/// LAMINA_STOP_REASON_CALLBACK_STOPPED; the piece that callback was given is part of
+/// `out_text`, so out_text is always the concatenation of the pieces delivered). Called on the
+/// thread that called lamina. A character that generation left unfinished (max_tokens reached
+/// between the tokens that spell it) is neither delivered nor in out_text.
 pub type lamina_token_callback = Option<unsafe extern "C" fn(piece: *const c_char, len: usize, user_data: *mut c_void) -> bool>;
 
 /// Create a session over `model`. `params` may be NULL for defaults. The session keeps the

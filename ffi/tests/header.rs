@@ -23,7 +23,10 @@ const PREAMBLE: &str = r#"/*
  * - Params structs start with `size_t struct_size`. Initialise them with the matching
  *   lamina_*_params_init(&params, sizeof params) call and then change fields: a program
  *   compiled against this header keeps working with later versions of the library, which may
- *   append fields.
+ *   append fields. Output structs (lamina_generation_info, lamina_bleu_score) start with it
+ *   too: the caller sets it to sizeof the struct and lamina writes only the fields that fit.
+ *   For both kinds, a struct_size smaller than sizeof(size_t) is
+ *   LAMINA_STATUS_ERROR_INVALID_ARGUMENT, before any work is done.
  * - lamina never aborts or exits the host process and never lets a Rust panic cross this
  *   boundary: an internal error becomes LAMINA_STATUS_ERROR_PANIC.
  *

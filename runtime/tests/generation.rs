@@ -33,6 +33,30 @@ fn streamed_pieces_are_whole_characters_and_add_up_to_the_text() {
     assert!(!g.text.contains('\u{fffd}'), "{:?}", g.text);
 }
 
+/// max_tokens may fall between the tokens that spell one character (emoji are several
+/// byte-level tokens): the text then ends at the last whole character, with no partial bytes
+/// and no U+FFFD, and each shorter run's text is a prefix of the longer one's.
+#[test]
+fn max_tokens_inside_a_character_returns_whole_characters_only() {
+    let prompt = "Reply with emoji only. Food: 🍕🍔🌮 Animals:";
+    let n = 16;
+    let mut s = common::session();
+    let texts: Vec<String> = (1..=n).map(|k| s.generate(prompt, &Sampling::greedy(k), |_| true).unwrap().text).collect();
+    println!("{texts:?}");
+    let full = &texts[n as usize - 1];
+    let mut held = 0;
+    for k in 1..texts.len() {
+        let (before, now) = (&texts[k - 1], &texts[k]);
+        assert!(!now.contains('\u{fffd}'), "{now:?}");
+        assert!(now.starts_with(before.as_str()) && full.starts_with(now.as_str()), "{before:?} / {now:?} / {full:?}");
+        // A token that completed no character, followed by one that completes a non-ASCII one.
+        if k + 1 < texts.len() && now == before && texts[k + 1][now.len()..].chars().next().is_some_and(|c| !c.is_ascii()) {
+            held += 1;
+        }
+    }
+    assert!(held > 0, "no run stopped inside a character: {texts:?}");
+}
+
 #[test]
 fn max_tokens_stops_generation() {
     let mut s = common::session();

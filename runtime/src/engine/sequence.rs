@@ -109,17 +109,14 @@ impl Sequence {
         Ok(Next::Decode(token))
     }
 
-    /// End the sequence with `reason`: text held back (an incomplete character, a possible
-    /// stop-string prefix) is flushed when the sequence ended on its own. `generation_start`
-    /// is when generation (after the prompt) began.
+    /// End the sequence with `reason`: text held back as a possible stop-string prefix is
+    /// flushed when the sequence ended on its own; the bytes of an unfinished character are
+    /// dropped (see `Utf8Decoder::finish`). `generation_start` is when generation (after the
+    /// prompt) began.
     pub(crate) fn finish(mut self, reason: StopReason, generation_start: Instant, on_piece: &mut impl FnMut(&str) -> bool) -> Generation {
+        self.utf8.finish();
         if matches!(reason, StopReason::EndOfGeneration | StopReason::MaxTokens | StopReason::ContextFull) {
-            let tail = self.utf8.finish();
-            let filtered = self.stops.push(&tail);
-            let mut rest = filtered.emit;
-            if !filtered.stopped {
-                rest.push_str(&self.stops.finish());
-            }
+            let rest = self.stops.finish();
             emit(&mut self.generation, &rest, on_piece);
         }
         self.generation.stop_reason = reason;

@@ -101,7 +101,11 @@ pub enum StopReason {
 /// The result of one generation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Generation {
-    /// The generated text, without stop strings or end-of-turn markers.
+    /// The generated text, without stop strings or end-of-turn markers. Always whole
+    /// characters: when generation stops (max_tokens, a full context) after some but not all
+    /// of the tokens that spell one character, that character's bytes are left out, never
+    /// returned in part or replaced by U+FFFD. When an `on_piece` callback stops generation
+    /// by returning false, the piece it was given is part of the text.
     pub text: String,
     pub stop_reason: StopReason,
     /// Tokens in the prompt.

@@ -47,14 +47,11 @@ impl Utf8Decoder {
         out
     }
 
-    /// Flush at end of stream: an unfinished character becomes U+FFFD.
-    pub fn finish(&mut self) -> String {
-        if self.pending.is_empty() {
-            String::new()
-        } else {
-            self.pending.clear();
-            char::REPLACEMENT_CHARACTER.to_string()
-        }
+    /// End of stream: the bytes of a character the stream did not complete (generation
+    /// stopped by max_tokens in the middle of a character that spans several tokens) are
+    /// dropped, not returned and not turned into U+FFFD; returns how many there were.
+    pub fn finish(&mut self) -> usize {
+        std::mem::take(&mut self.pending).len()
     }
 }
 
@@ -124,15 +121,18 @@ mod tests {
         assert_eq!(d.push(&emoji[1..3]), "");
         assert_eq!(d.push(&emoji[3..]), "🦀");
         assert_eq!(d.push("é!".as_bytes()), "é!");
-        assert_eq!(d.finish(), "");
+        assert_eq!(d.finish(), 0);
     }
 
     #[test]
-    fn utf8_invalid_bytes_become_replacement() {
+    fn utf8_invalid_bytes_become_replacement_and_an_unfinished_character_is_dropped() {
         let mut d = Utf8Decoder::default();
         assert_eq!(d.push(&[b'a', 0xff, b'b']), "a\u{fffd}b");
+        // Two of the three bytes of '€': held back, then dropped at the end.
         assert_eq!(d.push(&[0xe2, 0x82]), "");
-        assert_eq!(d.finish(), "\u{fffd}");
+        assert_eq!(d.finish(), 2);
+        assert_eq!(d.finish(), 0);
+        assert_eq!(d.push("€".as_bytes()), "€");
     }
 
     #[test]
