@@ -120,10 +120,7 @@ fi
 SOAK_SECONDS="${SOAK_SECONDS:-60}"
 if [[ "$SOAK_SECONDS" != 0 ]]; then
     step "soak: 8 threads for ${SOAK_SECONDS} s (generate, chat, cancel, adapters, sessions, evaluate)"
-    # Two malloc arenas: with 8 threads glibc keeps up to 8 per core, whose retained free
-    # memory swings the resident size by several percent (measured +4.2% in 60 s with the
-    # default, -2.8% with 2): noise for a check that is after leaks.
-    MALLOC_ARENA_MAX=2 "$TEST_BUILD/soak" --seconds "$SOAK_SECONDS" --threads 8
+    "$TEST_BUILD/soak" --seconds "$SOAK_SECONDS" --threads 8
     step "soak under AddressSanitizer and LeakSanitizer, ${SOAK_SECONDS} s"
     SOAK_SAN=(-g -O1 -fno-omit-frame-pointer -fsanitize=address)
     echo "$CC ${CFLAGS[*]} ${SOAK_SAN[*]} -pthread tests/c/soak.c -> tests/c/build/soak_asan"

@@ -13,9 +13,12 @@
  * the threads start, for the session's adapter state; a cancelled one is a prefix of it;
  * every call returns OK (or INVALID_HANDLE for a cancel of a freed session); no crash, no
  * deadlock (a watchdog aborts after S + 120 s); the peak resident memory of the last quarter
- * of the run exceeds that of the second quarter (after warm-up) by less than 5%
- * (`--rss-check off` skips this, for sanitizer builds whose allocator keeps freed memory in
- * quarantine).
+ * of the run exceeds that of the second quarter (after warm-up) by less than 5% in a run of
+ * 5 minutes or more. A shorter run has not reached its plateau (a 10-minute run's resident
+ * size rises for about two minutes, as sessions, caches and the allocator's arenas reach
+ * their working size, then stays flat), so one of 1 minute is held to 25%, which still
+ * catches a leak of anything the size of a session. `--rss-check off` skips the check, for
+ * sanitizer builds whose allocator keeps freed memory in quarantine.
  *
  * Usage: soak [--seconds S] [--threads N] [--rss-check on|off]   (model: scripts/fetch-model.sh)
  * Build: cc -std=c99 -pthread -I include tests/c/soak.c -L target/release -llamina_ffi
@@ -391,7 +394,9 @@ int main(int argc, char **argv) {
     }
     printf("\n");
     if (g_check_rss) {
-        CHECKF(growth < 0.05, "peak resident memory grew by %.2f%% after warm-up (%ld -> %ld KiB)", growth * 100, rss_warm, rss_end);
+        double limit = seconds >= 300 ? 0.05 : 0.25;
+        CHECKF(growth < limit, "peak resident memory grew by %.2f%% after warm-up (%ld -> %ld KiB; the limit for a %.0f s run is %.0f%%)",
+               growth * 100, rss_warm, rss_end, seconds, limit * 100);
         CHECKF(rss_warm > 0 && rss_end > 0, "too short a run to sample the resident memory (%d samples)", n_rss);
     }
     CHECK(per_op[OP_GENERATE] > 0 && per_op[OP_CHAT] > 0 && per_op[OP_EVAL] > 0);
