@@ -118,32 +118,26 @@ static int set_adapted(lamina_session *s, int adapted) {
     return lamina_session_set_adapters(s, adapted ? set : NULL, adapted ? &scale : NULL, adapted ? 1 : 0) == LAMINA_STATUS_OK;
 }
 
-/* Greedy text of prompt i after a reset (caller frees); `reason` receives the stop reason.
- * The reset makes the reference well defined: a prompt decoded partly from the cache can
- * round differently from one decoded whole (llama.cpp's kernels depend on the batch size),
- * which may flip a near-tie between two tokens. */
-static char *generate(lamina_session *s, int i, lamina_stop_reason *reason) {
-    lamina_sampling_params sp;
-    lamina_sampling_params_init(&sp, sizeof sp);
-    sp.max_tokens = MAX_TOKENS;
-    char *text = NULL;
-    lamina_generation_info info = {sizeof info, 0, 0, 0, 0, 0, 0, 0};
-    EXPECT_OK(lamina_session_reset(s));
-    EXPECT_OK(lamina_session_generate(s, PROMPTS[i], &sp, NULL, NULL, &text, &info));
-    *reason = info.stop_reason;
-    return text;
-}
+typedef enum { TURN_GENERATE, TURN_CHAT } turn_kind;
 
-/* A chat turn from a fresh history (caller frees). */
-static char *chat(lamina_session *s, lamina_stop_reason *reason) {
+/* After a reset, a greedy generation of prompt i or a chat turn from a fresh history; the
+ * text (caller frees), with the stop reason in `reason`. The reset makes the reference well
+ * defined: a prompt decoded partly from the cache can round differently from one decoded
+ * whole (llama.cpp's kernels depend on the batch size), which may flip a near-tie between
+ * two tokens. */
+static char *greedy_turn(lamina_session *s, turn_kind kind, int i, lamina_stop_reason *reason) {
     lamina_sampling_params sp;
     lamina_sampling_params_init(&sp, sizeof sp);
     sp.max_tokens = MAX_TOKENS;
     char *text = NULL;
     lamina_generation_info info = {sizeof info, 0, 0, 0, 0, 0, 0, 0};
     EXPECT_OK(lamina_session_reset(s));
-    EXPECT_OK(lamina_session_set_system_prompt(s, SYSTEM));
-    EXPECT_OK(lamina_session_chat(s, CHAT_MESSAGE, &sp, NULL, NULL, &text, &info));
+    if (kind == TURN_GENERATE) {
+        EXPECT_OK(lamina_session_generate(s, PROMPTS[i], &sp, NULL, NULL, &text, &info));
+    } else {
+        EXPECT_OK(lamina_session_set_system_prompt(s, SYSTEM));
+        EXPECT_OK(lamina_session_chat(s, CHAT_MESSAGE, &sp, NULL, NULL, &text, &info));
+    }
     *reason = info.stop_reason;
     return text;
 }
@@ -194,11 +188,11 @@ static void *work(void *arg) {
         w->ops[op]++;
         if (op == OP_GENERATE) {
             int i = (int)(next_rand(&w->rng) % N_PROMPTS);
-            char *text = generate(s, i, &reason);
+            char *text = greedy_turn(s, TURN_GENERATE, i, &reason);
             check_text(w->adapted ? "generate, adapted" : "generate, base", text, g_ref_gen[w->adapted][i], reason, w);
             lamina_string_free(text);
         } else if (op == OP_CHAT) {
-            char *text = chat(s, &reason);
+            char *text = greedy_turn(s, TURN_CHAT, 0, &reason);
             check_text(w->adapted ? "chat, adapted" : "chat, base", text, g_ref_chat[w->adapted], reason, w);
             lamina_string_free(text);
         } else if (op == OP_ADAPTER) {
@@ -279,10 +273,10 @@ static void compute_references(void) {
         CHECK(set_adapted(s, a));
         lamina_stop_reason reason;
         for (int i = 0; i < N_PROMPTS; i++) {
-            g_ref_gen[a][i] = generate(s, i, &reason);
+            g_ref_gen[a][i] = greedy_turn(s, TURN_GENERATE, i, &reason);
             CHECK(g_ref_gen[a][i] != NULL && reason == LAMINA_STOP_REASON_MAX_TOKENS);
         }
-        g_ref_chat[a] = chat(s, &reason);
+        g_ref_chat[a] = greedy_turn(s, TURN_CHAT, 0, &reason);
         CHECK(g_ref_chat[a] != NULL);
         CHECK(perplexity(s, g_ref_ppl[a], sizeof g_ref_ppl[a]) && g_ref_ppl[a][0] != '\0');
         printf("references %s: \"%s\" ... chat \"%s\", ppl %s\n", a ? "with the adapter" : "base", g_ref_gen[a][0] ? g_ref_gen[a][0] : "",
