@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use super::layers::attention::{causal_attention_backward, causal_attention_with_probs, AttentionShape};
+use super::layers::attention::{causal_attention, causal_attention_backward, AttentionShape};
 use super::layers::linear::Linear;
 use super::lora::{LoraPair, LoraTarget};
 use super::matmul::{matmul_w_acc, matmul_wt, WeightMatrix};
@@ -119,12 +119,13 @@ impl NativeModel {
             // QKᵀ and PV over the causal triangle: 2 products × 2 FLOPs × d per (i, j ≤ i) pair.
             let flops = seqs.len() as f64 * 2.0 * 2.0 * (c.n_heads * c.head_dim) as f64 * (len * (len + 1) / 2) as f64;
             let mut att = vec![0.0f32; n * qw];
-            let mut probs = Vec::new();
-            let t = time(reps, || probs = causal_attention_with_probs(&q, &k, &v, &seqs, shape, &mut att));
+            let t = time(reps, || causal_attention(&q, &k, &v, &seqs, shape, &mut att));
             out.push(ProductTiming { name: format!("attention fwd x{}", seqs.len()), m: len, n: len, k: c.head_dim, weight_type: "f32".into(), seconds: t, flops });
             let (mut dq, mut dk, mut dv) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
-            let t = time(reps, || causal_attention_backward(&q, &k, &v, &probs, &att, &seqs, shape, &mut dq, &mut dk, &mut dv));
-            out.push(ProductTiming { name: format!("attention bwd x{}", seqs.len()), m: len, n: len, k: c.head_dim, weight_type: "f32".into(), seconds: t, flops: 2.0 * flops });
+            let t = time(reps, || causal_attention_backward(&q, &k, &v, &att, &seqs, shape, &mut dq, &mut dk, &mut dv));
+            // Four products of the forward's size, plus QKᵀ again (the probabilities are
+            // recomputed, not kept): 2.5 times the forward's FLOPs.
+            out.push(ProductTiming { name: format!("attention bwd x{}", seqs.len()), m: len, n: len, k: c.head_dim, weight_type: "f32".into(), seconds: t, flops: 2.5 * flops });
             out
         })
     }

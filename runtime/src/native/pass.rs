@@ -21,7 +21,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::layers::attention::{causal_attention, causal_attention_backward, causal_attention_with_probs, AttentionShape};
+use super::layers::attention::{causal_attention, causal_attention_backward, AttentionShape};
 use super::full::{as_bytes, f32_matrix, FullBlock, FullWeights};
 use super::layers::embedding::{embedding_backward, embedding_forward};
 use super::layers::head::{Head, HeadGrads};
@@ -73,7 +73,6 @@ struct LayerTape {
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
-    probs: Vec<Vec<f32>>,
     att: Vec<f32>,
     x_mid: Vec<f32>,
     gate: Vec<f32>,
@@ -291,9 +290,8 @@ impl NativeModel {
         let c = &self.config;
         let n: usize = seq_lens.iter().sum();
         let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
-        let probs: usize = seq_lens.iter().map(|l| l * l * c.n_heads).sum();
         let rank = lora.map_or(0, |l| l.config.rank * l.config.targets.len());
-        4 * (n * (2 * d + 2 * qw + 2 * kw + 2 * ff + rank) + probs)
+        4 * n * (2 * d + 2 * qw + 2 * kw + 2 * ff + rank)
     }
 }
 
@@ -470,12 +468,7 @@ impl<'a> Pass<'a> {
         self.rope.apply(&mut q, c.n_heads, &self.positions, false);
         self.rope.apply(&mut k, c.n_kv_heads, &self.positions, false);
         let mut att = buffer(&mut ws.att, n * qw);
-        let probs = if keep {
-            causal_attention_with_probs(&q, &k, &v, &self.seqs, self.shape, &mut att)
-        } else {
-            causal_attention(&q, &k, &v, &self.seqs, self.shape, &mut att);
-            Vec::new()
-        };
+        causal_attention(&q, &k, &v, &self.seqs, self.shape, &mut att);
         let mut proj = ws.proj.take(n * d);
         let to = self.linear(l, LoraTarget::O).forward(&att, n, &mut proj);
         add_assign(x, &proj);
@@ -492,7 +485,7 @@ impl<'a> Pass<'a> {
             (ws.q, ws.k, ws.v, ws.att, ws.gate, ws.up) = (q, k, v, att, gate, up);
             return None;
         }
-        Some(LayerTape { x_in, q, k, v, probs, att, x_mid, gate, up, branches: [tq, tk, tv, to, tg, tu, td] })
+        Some(LayerTape { x_in, q, k, v, att, x_mid, gate, up, branches: [tq, tk, tv, to, tg, tu, td] })
     }
 
     /// One block backward: from the gradient at the block's output, the gradient at its input;
@@ -537,7 +530,7 @@ impl<'a> Pass<'a> {
         let (lg, dw) = g.target(O);
         self.linear(l, O).backward(&t.att, n, br(O), &dx_mid, &mut d_att, lg, dw);
         let (mut dq, mut dk, mut dv) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
-        causal_attention_backward(&t.q, &t.k, &t.v, &t.probs, &d_att, &self.seqs, self.shape, &mut dq, &mut dk, &mut dv);
+        causal_attention_backward(&t.q, &t.k, &t.v, &d_att, &self.seqs, self.shape, &mut dq, &mut dk, &mut dv);
         drop(d_att);
         // RoPE is a rotation: its transpose is the inverse rotation.
         self.rope.apply(&mut dq, c.n_heads, &self.positions, true);

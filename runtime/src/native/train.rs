@@ -100,8 +100,9 @@ impl Default for TrainConfig {
 }
 
 /// The default activation budget: enough for a 4 × 256 LoRA batch of the default model to keep
-/// about three quarters of its layers, so that training stays within the model file plus
-/// 1 GiB of memory.
+/// every layer's tape (30 × 22.7 MiB), so that no layer is recomputed, while training stays
+/// within the model file plus 1 GiB of memory; larger batches or models recompute their first
+/// layers instead of growing.
 fn default_activation_memory_mib() -> usize {
     768
 }

@@ -2,7 +2,8 @@
 //! scores and trains on complete sequences), forward and backward.
 //!
 //! Shapes: q, dq, out `[N × n_heads·d]`; k, v, dk, dv `[N × n_kv·d]`; the rows of each
-//! sequence are a range of 0..N; probabilities `[len × len]` per (sequence, head).
+//! sequence are a range of 0..N; probabilities `[len × len]` per (sequence, head), never kept:
+//! the backward pass recomputes them from q and k, as FlashAttention's does.
 //!
 //! For each sequence and query head h (sharing key/value head `h / (n_heads / n_kv_heads)`):
 //! `S = Q_h K_hᵀ / sqrt(d)`, masked to `j <= i`, softmax per row, `O_h = P V_h`. The
@@ -10,6 +11,12 @@
 //! products skip the blocks above the diagonal); (sequence, head) pairs run in parallel, each
 //! writing its own head's columns of the output (the backward adds the heads' key/value
 //! gradients afterwards, in head order).
+//!
+//! Why recompute rather than keep the probabilities: at 4 × 256 rows they are 28% of a
+//! block's training tape (9.4 MB of 33 MB for the default model), so keeping them pushed
+//! several whole blocks out of the activation budget and into a full recomputation. Redoing
+//! `Q Kᵀ` and the softmax costs a sixth of the attention backward's FLOPs, and gives the same
+//! bits as the forward's (the same code on the same inputs on one thread).
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -29,7 +36,10 @@ pub struct AttentionShape {
 }
 
 thread_local! {
+    /// Scores, then probabilities (forward and backward), one `len × len` matrix.
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// dP, then dS (backward).
+    static SCORE_GRADS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `out[N × n_heads·d]` = causal attention of `q[N × n_heads·d]` over `k, v[N × n_kv·d]`,
@@ -46,24 +56,9 @@ pub fn causal_attention(q: &[f32], k: &[f32], v: &[f32], seqs: &[Range<usize>], 
     });
 }
 
-/// [`causal_attention`] that also returns the attention probabilities, one `len × len`
-/// matrix per (sequence, head) in sequence-major order: what the backward pass needs.
-pub fn causal_attention_with_probs(q: &[f32], k: &[f32], v: &[f32], seqs: &[Range<usize>], shape: AttentionShape, out: &mut [f32]) -> Vec<Vec<f32>> {
-    check_sizes(q, k, v, out, seqs, shape);
-    let dst = SharedMut(out.as_mut_ptr());
-    tasks(seqs, shape.n_heads)
-        .into_par_iter()
-        .map(|(seq, h)| {
-            let mut probs = Vec::new();
-            // SAFETY: sizes checked; this (sequence, head) task owns its output block.
-            unsafe { attend(q, k, v, &seq, h, shape, dst, &mut probs) };
-            probs
-        })
-        .collect()
-}
-
-/// Gradients of [`causal_attention_with_probs`]: given `d_out` and the saved `probs`, write
-/// `dq` (overwritten) and add into `dk`, `dv` (which the caller zeroes).
+/// Gradients of [`causal_attention`]: given `d_out` and the forward's inputs, write `dq`
+/// (overwritten) and add into `dk`, `dv` (which the caller zeroes). The probabilities are
+/// recomputed per (sequence, head).
 ///
 /// Tasks run per (sequence, query head), as in the forward: a small model has few key/value
 /// heads (3 here), too few tasks to keep every thread busy. Each task writes its head's
@@ -74,7 +69,6 @@ pub fn causal_attention_backward(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    probs: &[Vec<f32>],
     d_out: &[f32],
     seqs: &[Range<usize>],
     shape: AttentionShape,
@@ -86,22 +80,23 @@ pub fn causal_attention_backward(
     let AttentionShape { n_heads, n_kv_heads, head_dim: d } = shape;
     let (qw, kw) = (n_heads * d, n_kv_heads * d);
     assert!(dq.len() >= q.len() && dk.len() >= k.len() && dv.len() >= v.len(), "attention backward: gradient buffers too small");
-    assert_eq!(probs.len(), seqs.len() * n_heads, "attention backward: one probability matrix per (sequence, head)");
     let group = n_heads / n_kv_heads;
     let scale = 1.0 / (d as f32).sqrt();
     let dq_p = SharedMut(dq.as_mut_ptr());
-    let jobs: Vec<(usize, Range<usize>, usize)> = seqs.iter().enumerate().flat_map(|(si, s)| (0..n_heads).map(move |h| (si, s.clone(), h))).collect();
     // Per (sequence, head): its `len × d` parts of dK and dV.
-    let parts: Vec<(Vec<f32>, Vec<f32>)> = jobs
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = tasks(seqs, n_heads)
         .into_par_iter()
-        .map(|(si, seq, h)| {
+        .map(|(seq, h)| {
             let len = seq.len();
             let kv = h / group;
-            let p = &probs[si * n_heads + h];
             let (mut dk_h, mut dv_h) = (vec![0.0f32; len * d], vec![0.0f32; len * d]);
-            // dP and then dS, in this thread's score buffer: a fresh `len × len` allocation
-            // per head would be mapped and zeroed by the kernel each time.
-            let mut scratch = SCORES.with(|cell| cell.take());
+            // P, then dP and dS, in this thread's buffers: fresh `len × len` allocations per
+            // head would be mapped and zeroed by the kernel each time.
+            let mut probs = SCORES.with(|cell| cell.take());
+            // SAFETY: sizes checked by check_sizes.
+            unsafe { probabilities(q, k, &seq, h, shape, &mut probs) };
+            let p = &probs[..];
+            let mut scratch = SCORE_GRADS.with(|cell| cell.take());
             scratch.resize(len * len, 0.0);
             let dp = &mut scratch[..];
             // SAFETY (all products below): every view addresses rows `seq` of its buffer at
@@ -132,7 +127,8 @@ pub fn causal_attention_backward(
                 // dK_h = scale · dSᵀ · Q
                 sgemm(len, d, len, View::transposed(dp, len), View { ptr: q_h, rs: qw, cs: 1 }, Out::rows(&mut dk_h, d), scale, true, Causal::DepthFrom);
             }
-            SCORES.with(|cell| cell.replace(scratch));
+            SCORE_GRADS.with(|cell| cell.replace(scratch));
+            SCORES.with(|cell| cell.replace(probs));
             (dk_h, dv_h)
         })
         .collect();
@@ -169,8 +165,8 @@ fn tasks(seqs: &[Range<usize>], n_heads: usize) -> Vec<(Range<usize>, usize)> {
     seqs.iter().flat_map(|s| (0..n_heads).map(move |h| (s.clone(), h))).collect()
 }
 
-/// One (sequence, head): scores into `scores` (len × len, left holding the probabilities),
-/// output into its block of `dst`.
+/// One (sequence, head): probabilities into `scores` (len × len), output into its block of
+/// `dst`.
 ///
 /// # Safety
 /// Buffer sizes as checked by `check_sizes`; no one else writes the block of `dst` at rows
@@ -181,10 +177,33 @@ unsafe fn attend(q: &[f32], k: &[f32], v: &[f32], seq: &Range<usize>, h: usize, 
     let (qw, kw) = (n_heads * d, n_kv_heads * d);
     let kv = h / (n_heads / n_kv_heads);
     let len = seq.len();
+    // SAFETY: the caller's sizes.
+    unsafe { probabilities(q, k, seq, h, shape, scores) };
+    // SAFETY: V_h is rows seq of v at column kv*d (row stride kw); the output block is the
+    // caller's.
+    unsafe {
+        let v_kv = View { ptr: v.as_ptr().add(seq.start * kw + kv * d), rs: kw, cs: 1 };
+        let o_h = Out { ptr: dst.at(seq.start * qw + h * d), rs: qw, cs: 1 };
+        // P is zero above the diagonal.
+        sgemm(len, d, len, View::rows(scores, len), v_kv, o_h, 1.0, false, Causal::DepthTo);
+    }
+}
+
+/// `P = softmax(Q_h K_hᵀ / sqrt(d))` of one (sequence, head), causal (zero above the
+/// diagonal), into `scores` (len × len). The forward and the backward both call this, so the
+/// backward's P is the forward's, bit for bit.
+///
+/// # Safety
+/// Buffer sizes as checked by `check_sizes`.
+unsafe fn probabilities(q: &[f32], k: &[f32], seq: &Range<usize>, h: usize, shape: AttentionShape, scores: &mut Vec<f32>) {
+    let AttentionShape { n_heads, n_kv_heads, head_dim: d } = shape;
+    let (qw, kw) = (n_heads * d, n_kv_heads * d);
+    let kv = h / (n_heads / n_kv_heads);
+    let len = seq.len();
     let scale = 1.0 / (d as f32).sqrt();
     scores.resize(len * len, 0.0);
-    // SAFETY: Q_h is rows seq of q at column h*d (row stride qw); K_h and V_h are rows seq of
-    // k/v at column kv*d (row stride kw); the output block is the caller's.
+    // SAFETY: Q_h is rows seq of q at column h*d (row stride qw); K_h is rows seq of k at
+    // column kv*d (row stride kw).
     unsafe {
         let q_h = View { ptr: q.as_ptr().add(seq.start * qw + h * d), rs: qw, cs: 1 };
         let k_t = View { ptr: k.as_ptr().add(seq.start * kw + kv * d), rs: 1, cs: kw };
@@ -193,13 +212,6 @@ unsafe fn attend(q: &[f32], k: &[f32], v: &[f32], seq: &Range<usize>, h: usize, 
     }
     for (i, row) in scores.chunks_exact_mut(len).enumerate() {
         causal_softmax_row(row, i);
-    }
-    // SAFETY: as above.
-    unsafe {
-        let v_kv = View { ptr: v.as_ptr().add(seq.start * kw + kv * d), rs: kw, cs: 1 };
-        let o_h = Out { ptr: dst.at(seq.start * qw + h * d), rs: qw, cs: 1 };
-        // P is zero above the diagonal.
-        sgemm(len, d, len, View::rows(scores, len), v_kv, o_h, 1.0, false, Causal::DepthTo);
     }
 }
 
@@ -257,9 +269,9 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let mut out = vec![0.0f32; n * qw];
-                let probs = causal_attention_with_probs(&q, &k, &v, &seqs, shape, &mut out);
+                causal_attention(&q, &k, &v, &seqs, shape, &mut out);
                 let (mut dq, mut dk, mut dv) = (vec![f32::NAN; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
-                causal_attention_backward(&q, &k, &v, &probs, &w, &seqs, shape, &mut dq, &mut dk, &mut dv);
+                causal_attention_backward(&q, &k, &v, &w, &seqs, shape, &mut dq, &mut dk, &mut dv);
                 (dq, dk, dv)
             })
         };
