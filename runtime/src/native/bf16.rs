@@ -324,6 +324,73 @@ pub fn pack_b_from_depth_rows(slab: &[f32], depth: usize, cols: usize, out: &mut
     }
 }
 
+/// [`pack_b_from_depth_rows`] for rows `r0 .. r0 + depth`, columns `c0 .. c0 + cols` of `w`
+/// (Q4_0, Q4_1 or Q8_0) straight from their blocks in `file`: the backward product's slab of
+/// W, each 32-column block of a row pair decoded in registers, rounded to bf16 and
+/// interleaved into the panels, with no f32 slab in between. The same bits as dequantizing
+/// the slab and packing it. Returns false, leaving `out` alone, for other types, a CPU
+/// without AVX512-BF16 and F16C, or columns that are not whole blocks.
+pub fn pack_b_from_weight_depth_rows(w: &WeightMatrix, file: &[u8], r0: usize, depth: usize, c0: usize, cols: usize, out: &mut Vec<u16>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::weights::dequant::simd;
+        if !(available() && simd::available()) || !c0.is_multiple_of(32) || !cols.is_multiple_of(32) {
+            return false;
+        }
+        let decode = match w.ty {
+            GgmlType::Q4_1 => simd::Q4_1::decode as unsafe fn(*const u8) -> (__m512, __m512),
+            GgmlType::Q4_0 => simd::Q4_0::decode,
+            GgmlType::Q8_0 => simd::Q8_0::decode,
+            _ => return false,
+        };
+        assert!(r0 + depth <= w.rows && c0 + cols <= w.cols && w.range.end <= file.len(), "pack_b_from_weight_depth_rows: slab outside the matrix");
+        out.clear();
+        out.resize(packed_b_len(depth, cols), 0);
+        let block_bytes = w.ty.type_size();
+        let first = w.range.start + r0 * w.row_bytes() + c0 / 32 * block_bytes;
+        // SAFETY: the CPU has AVX512-BF16 and F16C; rows r0..r0+depth of w hold the blocks
+        // c0/32 .. (c0+cols)/32 read here, and out the panels of depth × cols.
+        unsafe { interleave_blocks_avx512(decode, &file[first..], w.row_bytes(), block_bytes, depth, cols, out) };
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, file, r0, depth, c0, cols, out);
+        false
+    }
+}
+
+// A quantization block's 32 columns fill exactly one panel.
+const _: () = assert!(NR == 32);
+
+/// [`pack_b_from_weight_depth_rows`]'s loop: `rows` starts at the slab's first block; row
+/// `i`'s block `b` is at `i·row_bytes + b·block_bytes`.
+///
+/// # Safety
+/// AVX512-BF16 and F16C; `rows` holds `depth` rows of `cols / 32` blocks at that stride;
+/// `out` holds [`packed_b_len`]`(depth, cols)`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16,f16c")]
+unsafe fn interleave_blocks_avx512(decode: unsafe fn(*const u8) -> (__m512, __m512), rows: &[u8], row_bytes: usize, block_bytes: usize, depth: usize, cols: usize, out: &mut [u16]) {
+    let pairs = padded(depth) / 2;
+    let dst = out.as_mut_ptr() as *mut u32;
+    let src = rows.as_ptr();
+    for p in 0..pairs {
+        let second = 2 * p + 1 < depth;
+        for blk in 0..cols / 32 {
+            // SAFETY: rows 2p and (when inside the depth) 2p + 1, block blk: inside `rows`.
+            // Columns blk·32 .. + 32 are one whole panel (NR = 32, blocks start on panels).
+            unsafe {
+                let (a0, a1) = decode(src.add(2 * p * row_bytes + blk * block_bytes));
+                let (b0, b1) = if second { decode(src.add((2 * p + 1) * row_bytes + blk * block_bytes)) } else { (_mm512_setzero_ps(), _mm512_setzero_ps()) };
+                let at = dst.add(blk * NR * pairs + p * NR);
+                _mm512_storeu_si512(at as *mut _, _mm512_or_si512(to_lanes(a0), _mm512_slli_epi32::<16>(to_lanes(b0))));
+                _mm512_storeu_si512(at.add(16) as *mut _, _mm512_or_si512(to_lanes(a1), _mm512_slli_epi32::<16>(to_lanes(b1))));
+            }
+        }
+    }
+}
+
 /// [`pack_b_from_depth_rows`], 16 columns of a row pair at a time: both rows rounded to bf16,
 /// the second shifted into the high half of each 32-bit pair.
 ///
@@ -499,10 +566,25 @@ mod tests {
                 let (mut row_buf, mut reference) = (Vec::new(), Vec::new());
                 pack_b_from_rows(&tile, cols, n, &mut row_buf, &mut reference);
                 assert_eq!(fused, reference, "{ty}, rows {r0}..{} of {rows} × {cols}", r0 + n);
+
+                // The backward's layout: a slab of n rows (odd counts included) and a column
+                // range of whole blocks, against dequantizing the slab and interleaving it.
+                for (c0, width) in [(0, cols), (cols - 32, 32), (32.min(cols - 32), cols - 32.min(cols - 32))] {
+                    let mut fused = Vec::new();
+                    assert!(pack_b_from_weight_depth_rows(&w, &file, r0, n, c0, width, &mut fused), "{ty} depth rows are packed straight from its blocks");
+                    let mut slab = vec![0f32; n * width];
+                    for (i, dst) in slab.chunks_exact_mut(width).enumerate() {
+                        w.dequantize_segment_into(&file, r0 + i, c0, dst);
+                    }
+                    let mut reference = Vec::new();
+                    pack_b_from_depth_rows(&slab, n, width, &mut reference);
+                    assert_eq!(fused, reference, "{ty}, depth rows {r0}..{} of {rows} × {cols}, columns {c0}..{}", r0 + n, c0 + width);
+                }
             }
         }
         let f32_matrix = WeightMatrix { name: "f".into(), ty: GgmlType::F32, rows: 2, cols: 32, range: 0..256 };
         assert!(!pack_b_from_weight_rows(&f32_matrix, &[0u8; 256], 0, 2, &mut Vec::new()), "F32 has no fused path");
+        assert!(!pack_b_from_weight_depth_rows(&f32_matrix, &[0u8; 256], 0, 2, 0, 32, &mut Vec::new()), "F32 has no fused depth-row path");
     }
 
     /// The kernel against an f64 product of the same bf16-rounded operands: only the order of

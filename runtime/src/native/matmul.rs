@@ -294,18 +294,25 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
             let c0 = t * width;
             let cols = width.min(k - c0);
             with_tile(|b| {
-                b.tile.resize(depth * cols, 0.0);
-                for (r, dst) in b.tile.chunks_exact_mut(cols).enumerate() {
-                    w.dequantize_segment_into(file, d0 + r, c0, dst);
-                }
+                let dequantize_slab = |b: &mut TileBuffers| {
+                    b.tile.resize(depth * cols, 0.0);
+                    for (r, dst) in b.tile.chunks_exact_mut(cols).enumerate() {
+                        w.dequantize_segment_into(file, d0 + r, c0, dst);
+                    }
+                };
                 #[cfg(target_arch = "x86_64")]
                 if use_bf16 {
-                    bf16::pack_b_from_depth_rows(&b.tile, depth, cols, &mut b.panels_bf16);
+                    // Straight from the blocks where the type allows (no f32 slab).
+                    if !bf16::pack_b_from_weight_depth_rows(w, file, d0, depth, c0, cols, &mut b.panels_bf16) {
+                        dequantize_slab(b);
+                        bf16::pack_b_from_depth_rows(&b.tile, depth, cols, &mut b.panels_bf16);
+                    }
                     // SAFETY: dy_bf16 is n rows of padded(depth) (dy's columns d0..d0+depth);
                     // columns c0..c0+cols of dx (n × k) belong to this task.
                     unsafe { bf16::gemm(n, cols, depth, &dy_bf16, bf16::padded(depth), &b.panels_bf16, out.at(c0), k, true) };
                     return;
                 }
+                dequantize_slab(b);
                 #[cfg(target_arch = "x86_64")]
                 if fast {
                     b.panels.resize(avx512::packed_b_len(depth, cols), 0.0);
@@ -374,11 +381,13 @@ pub fn matmul_w_acc_many(products: &[WAccProduct<'_>], n: usize, dx: &mut [f32],
         with_tile(|b| {
             for (p, dy_bf16) in products.iter().zip(&inputs) {
                 let depth = p.w.rows;
-                b.tile.resize(depth * cols, 0.0);
-                for (r, dst) in b.tile.chunks_exact_mut(cols).enumerate() {
-                    p.w.dequantize_segment_into(p.file, r, c0, dst);
+                if !bf16::pack_b_from_weight_depth_rows(p.w, p.file, 0, depth, c0, cols, &mut b.panels_bf16) {
+                    b.tile.resize(depth * cols, 0.0);
+                    for (r, dst) in b.tile.chunks_exact_mut(cols).enumerate() {
+                        p.w.dequantize_segment_into(p.file, r, c0, dst);
+                    }
+                    bf16::pack_b_from_depth_rows(&b.tile, depth, cols, &mut b.panels_bf16);
                 }
-                bf16::pack_b_from_depth_rows(&b.tile, depth, cols, &mut b.panels_bf16);
                 // SAFETY: dy_bf16 is n rows of padded(depth); columns c0..c0+cols of dx (n × k)
                 // belong to this task.
                 #[cfg(target_arch = "x86_64")]
