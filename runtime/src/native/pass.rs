@@ -514,10 +514,7 @@ impl<'a> Pass<'a> {
         let mut dh = vec![0.0f32; n * d];
         let (l_gate, l_up) = (self.linear(l, Gate), self.linear(l, Up));
         Linear::frozen_backward_many([&l_gate, &l_up], [&d_gate, &d_up], n, &mut dh);
-        let (lg, dw) = g.target(Gate);
-        l_gate.trainable_backward(&h, n, br(Gate), &d_gate, &mut dh, lg, dw);
-        let (lg, dw) = g.target(Up);
-        l_up.trainable_backward(&h, n, br(Up), &d_up, &mut dh, lg, dw);
+        g.trainable_backward_many([&l_gate, &l_up], [Gate, Up], &h, n, [br(Gate), br(Up)], [&d_gate, &d_up], &mut dh);
         drop((d_gate, d_up));
         let mut dx_mid = dy.to_vec();
         rms_norm_backward(&t.x_mid, ffn_norm, eps, &dh, &mut dx_mid);
@@ -539,10 +536,7 @@ impl<'a> Pass<'a> {
         dh.fill(0.0);
         let (lq, lk, lv) = (self.linear(l, Q), self.linear(l, K), self.linear(l, V));
         Linear::frozen_backward_many([&lq, &lk, &lv], [&dq, &dk, &dv], n, &mut dh);
-        for (lin, target, grad) in [(&lq, Q, &dq), (&lk, K, &dk), (&lv, V, &dv)] {
-            let (lg, dw) = g.target(target);
-            lin.trainable_backward(&h, n, br(target), grad, &mut dh, lg, dw);
-        }
+        g.trainable_backward_many([&lq, &lk, &lv], [Q, K, V], &h, n, [br(Q), br(K), br(V)], [&dq, &dk, &dv], &mut dh);
         let mut dx = dx_mid;
         rms_norm_backward(&t.x_in, attn_norm, eps, &dh, &mut dx);
         if let BlockGrads::Full(b) = &mut g {
@@ -558,6 +552,25 @@ impl BlockGrads<'_> {
         match self {
             BlockGrads::Lora(g) => (g[t.index()].as_mut(), None),
             BlockGrads::Full(b) => (None, Some(b.proj[t.index()].as_mut_slice())),
+        }
+    }
+
+    /// [`Linear::trainable_backward`] of several projections of one input `x` (the frozen
+    /// products already done): their LoRA branches as one group
+    /// ([`Linear::branch_backward_many`]), or each weight's gradient.
+    #[allow(clippy::too_many_arguments)]
+    fn trainable_backward_many<const N: usize>(&mut self, linears: [&Linear<'_>; N], targets: [LoraTarget; N], x: &[f32], n: usize, tapes: [Option<&BranchTape>; N], dys: [&[f32]; N], dx: &mut [f32]) {
+        match self {
+            BlockGrads::Lora(g) => {
+                let grads = g.get_disjoint_mut(targets.map(LoraTarget::index)).expect("distinct targets").map(Option::as_mut);
+                Linear::branch_backward_many(linears, x, n, tapes, dys, dx, grads);
+            }
+            BlockGrads::Full(_) => {
+                for (((lin, t), tape), dy) in linears.iter().zip(targets).zip(tapes).zip(dys) {
+                    let (lg, dw) = self.target(t);
+                    lin.trainable_backward(x, n, tape, dy, dx, lg, dw);
+                }
+            }
         }
     }
 }

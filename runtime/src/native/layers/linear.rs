@@ -45,12 +45,32 @@ impl Linear<'_> {
         let mut products: Vec<WtProduct<'_>> = linears.iter().zip(ys.iter_mut()).map(|(l, y)| WtProduct { w: l.w, file: l.file, y: &mut **y }).collect();
         matmul_wt_many(x, n, &mut products, precision);
         drop(products);
+        if let Some(group) = BranchGroup::of(&linears) {
+            return group.forward(&linears, x, n, ys);
+        }
         let mut i = 0;
         ys.map(|y| {
             let tape = linears[i].branch_forward(x, n, y);
             i += 1;
             tape
         })
+    }
+
+    /// [`branch_backward`](Self::branch_backward) of several projections of the same input
+    /// `x`, their gradients added into `dx` and `grads`. Branches without dropout run as one
+    /// group (see [`BranchGroup`]); otherwise one call each, in order.
+    pub fn branch_backward_many<const N: usize>(linears: [&Linear<'_>; N], x: &[f32], n: usize, tapes: [Option<&BranchTape>; N], dys: [&[f32]; N], dx: &mut [f32], grads: [Option<&mut LoraPair>; N]) {
+        match BranchGroup::of(&linears) {
+            Some(group) if tapes.iter().all(Option::is_some) && grads.iter().all(Option::is_some) => {
+                let tapes = tapes.map(|t| t.expect("checked"));
+                group.backward(&linears, x, n, tapes, dys, dx, grads.map(|g| g.expect("checked")));
+            }
+            _ => {
+                for ((l, (tape, dy)), grad) in linears.iter().zip(tapes.into_iter().zip(dys)).zip(grads) {
+                    l.branch_backward(x, n, tape, dy, dx, grad);
+                }
+            }
+        }
     }
 
     /// The LoRA branch alone: `y += s · (x̃ Aᵀ) Bᵀ` (nothing without an adapter).
@@ -141,5 +161,171 @@ impl Linear<'_> {
             // SAFETY: dx += du · A, n × in.
             None => unsafe { sgemm_par(n, n_in, r, du_rows, View::rows(&p.a, n_in), Out::rows(dx, n_in), 1.0, true) },
         }
+    }
+}
+
+/// The LoRA branches of projections that read the same input (a block's q, k and v, or its
+/// gate and up), computed together: their A matrices stacked into one `R × in` matrix
+/// (R = the sum of the ranks), so `x Aᵀ`, `duᵀ x` and `du A` are one product each instead of
+/// one per branch. Why: at rank 8 each of those products is 8 columns (or rows) wide, a
+/// quarter of the kernel's 32-column panel, and each pass streams all of x (or dx) through
+/// memory; stacked, q/k/v fill 24 of 32 columns and x is read once.
+///
+/// `x Aᵀ` gives the same bits stacked or not (each output is the same dot product in the same
+/// order); `duᵀ x` and `du A` sum the branches in one product, so their rounding differs from
+/// adding the branches one after the other, and is the same for every thread count.
+pub(crate) struct BranchGroup {
+    /// First row of each branch's A in the stack.
+    offsets: Vec<usize>,
+    /// Rows of the stack (the sum of the ranks).
+    rows: usize,
+    n_in: usize,
+}
+
+impl BranchGroup {
+    /// The group of `linears`, when every one has a branch and none has dropout (dropout
+    /// gives each branch its own input).
+    fn of(linears: &[&Linear<'_>]) -> Option<BranchGroup> {
+        if linears.len() < 2 || linears.iter().any(|l| l.lora.is_none() || l.dropout.is_some()) {
+            return None;
+        }
+        let n_in = linears[0].lora?.n_in;
+        let mut offsets = Vec::with_capacity(linears.len());
+        let mut rows = 0;
+        for l in linears {
+            let p = l.lora?;
+            if p.n_in != n_in {
+                return None;
+            }
+            offsets.push(rows);
+            rows += p.rank;
+        }
+        Some(BranchGroup { offsets, rows, n_in })
+    }
+
+    /// The branches' A matrices stacked, `rows × n_in`.
+    fn stacked_a(&self, linears: &[&Linear<'_>]) -> Vec<f32> {
+        let mut a = Vec::with_capacity(self.rows * self.n_in);
+        for l in linears {
+            a.extend_from_slice(&l.lora.expect("a grouped branch").a);
+        }
+        a
+    }
+
+    /// `y_i += s · (x A_iᵀ) B_iᵀ` for each branch; their tapes.
+    fn forward<const N: usize>(&self, linears: &[&Linear<'_>; N], x: &[f32], n: usize, ys: [&mut [f32]; N]) -> [Option<BranchTape>; N] {
+        let (rows, n_in) = (self.rows, self.n_in);
+        let a = self.stacked_a(linears);
+        let mut u = vec![0.0f32; n * rows];
+        // SAFETY: u (n × R) = x (n × in) · stackᵀ (the stack is R × in).
+        unsafe { sgemm_par(n, rows, n_in, View::rows(x, n_in), View::transposed(&a, n_in), Out::rows(&mut u, rows), 1.0, false) };
+        let mut i = 0;
+        ys.map(|y| {
+            let (l, off) = (linears[i], self.offsets[i]);
+            i += 1;
+            let p = l.lora.expect("a grouped branch");
+            let r = p.rank;
+            // SAFETY: columns off..off + r of u (row stride R) are this branch's u_i, n × r;
+            // y (n × out) += s · u_i · Bᵀ (B is out × r).
+            unsafe {
+                let u_i = View { ptr: u.as_ptr().add(off), rs: rows, cs: 1 };
+                sgemm_par(n, p.n_out, r, u_i, View::transposed(&p.b, r), Out::rows(y, p.n_out), l.scale, true);
+            }
+            let u_i: Vec<f32> = u.chunks_exact(rows).flat_map(|row| &row[off..off + r]).copied().collect();
+            Some(BranchTape { dropped: None, u: u_i })
+        })
+    }
+
+    /// Each branch's A and B gradients, and their sum's part of `dx`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward<const N: usize>(&self, linears: &[&Linear<'_>; N], x: &[f32], n: usize, tapes: [&BranchTape; N], dys: [&[f32]; N], dx: &mut [f32], grads: [&mut LoraPair; N]) {
+        let (rows, n_in) = (self.rows, self.n_in);
+        let mut du = vec![0.0f32; n * rows];
+        let mut grads = grads;
+        for (i, (l, (tape, dy))) in linears.iter().zip(tapes.iter().zip(dys)).enumerate() {
+            let p = l.lora.expect("a grouped branch");
+            let (r, s, n_out, off) = (p.rank, l.scale, p.n_out, self.offsets[i]);
+            // SAFETY: dy_i is n × out, u_i n × r, B_i out × r, dB_i out × r; du_i is columns
+            // off..off + r of du (row stride R), written by this product alone.
+            unsafe {
+                // dB_iᵀ += s · u_iᵀ · dy_i
+                sgemm_par(r, n_out, n, View::transposed(&tape.u, r), View::rows(dy, n_out), Out::transposed(&mut grads[i].b, r), s, true);
+                // du_i = s · dy_i · B_i
+                let du_i = Out { ptr: du.as_mut_ptr().add(off), rs: rows, cs: 1 };
+                sgemm_par(n, r, n_out, View::rows(dy, n_out), View::rows(&p.b, r), du_i, s, false);
+            }
+        }
+        let a = self.stacked_a(linears);
+        let mut da = vec![0.0f32; rows * n_in];
+        // SAFETY: dA (R × in) = duᵀ (R × n) · x (n × in); dx (n × in) += du (n × R) · stack
+        // (R × in).
+        unsafe {
+            sgemm_par(rows, n_in, n, View::transposed(&du, rows), View::rows(x, n_in), Out::rows(&mut da, n_in), 1.0, false);
+            sgemm_par(n, n_in, rows, View::rows(&du, rows), View::rows(&a, n_in), Out::rows(dx, n_in), 1.0, true);
+        }
+        for (g, off) in grads.iter_mut().zip(&self.offsets) {
+            let part = &da[off * n_in..off * n_in + g.a.len()];
+            g.a.iter_mut().zip(part).for_each(|(d, v)| *d += v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::native::matmul::Precision;
+    use crate::weights::GgmlType;
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len).map(|i| (((i + seed) * 7919 % 1000) as f32 / 500.0) - 1.0).collect()
+    }
+
+    fn pair(n_in: usize, n_out: usize, rank: usize, seed: usize) -> LoraPair {
+        LoraPair { n_in, n_out, rank, a: values(rank * n_in, seed), b: values(n_out * rank, seed + 1) }
+    }
+
+    /// Three branches of one input (q, k and v's shapes, scaled down, ranks that differ),
+    /// grouped and one at a time: the same forward bits and tapes, and backward gradients
+    /// that agree to f32 rounding (the grouped products sum the branches in one product).
+    #[test]
+    fn grouped_branches_match_one_at_a_time() {
+        let (n, n_in) = (37, 48);
+        let outs = [48usize, 16, 16];
+        let pairs = [pair(n_in, outs[0], 8, 1), pair(n_in, outs[1], 4, 2), pair(n_in, outs[2], 8, 3)];
+        let frozen = WeightMatrix { name: "unused".into(), ty: GgmlType::F32, rows: 0, cols: 0, range: 0..0 };
+        let linear = |p| Linear { w: &frozen, file: &[], precision: Precision::F32, lora: Some(p), scale: 0.75, dropout: None };
+        let lins = [linear(&pairs[0]), linear(&pairs[1]), linear(&pairs[2])];
+        let refs = [&lins[0], &lins[1], &lins[2]];
+        let x = values(n * n_in, 5);
+        let group = BranchGroup::of(&refs).expect("three branches without dropout form a group");
+        let mut ys_group: Vec<Vec<f32>> = outs.iter().enumerate().map(|(i, &o)| values(n * o, 10 + i)).collect();
+        let mut ys_single = ys_group.clone();
+        let [g0, g1, g2] = &mut ys_group[..] else { unreachable!() };
+        let tapes_group = group.forward(&refs, &x, n, [g0.as_mut_slice(), g1, g2]);
+        let tapes_single: Vec<BranchTape> = refs.iter().zip(ys_single.iter_mut()).map(|(l, y)| l.branch_forward(&x, n, y).unwrap()).collect();
+        assert_eq!(ys_group, ys_single, "grouped forward changed the outputs");
+        for (g, s) in tapes_group.iter().zip(&tapes_single) {
+            assert_eq!(g.as_ref().unwrap().u, s.u, "grouped forward changed a tape");
+        }
+
+        let dys: Vec<Vec<f32>> = outs.iter().enumerate().map(|(i, &o)| values(n * o, 20 + i)).collect();
+        let zero = |p: &LoraPair| LoraPair { a: vec![0.0; p.a.len()], b: vec![0.0; p.b.len()], ..p.clone() };
+        let mut grads_group: Vec<LoraPair> = pairs.iter().map(zero).collect();
+        let mut grads_single = grads_group.clone();
+        let (mut dx_group, mut dx_single) = (values(n * n_in, 30), values(n * n_in, 30));
+        let [a, b, c] = &mut grads_group[..] else { unreachable!() };
+        let tapes: Vec<&BranchTape> = tapes_single.iter().collect();
+        Linear::branch_backward_many(refs, &x, n, [Some(tapes[0]), Some(tapes[1]), Some(tapes[2])], [&dys[0], &dys[1], &dys[2]], &mut dx_group, [Some(a), Some(b), Some(c)]);
+        for (i, l) in refs.iter().enumerate() {
+            l.branch_backward(&x, n, Some(tapes[i]), &dys[i], &mut dx_single, Some(&mut grads_single[i]));
+        }
+        let max_diff = |p: &[f32], q: &[f32]| p.iter().zip(q).map(|(a, b)| (a - b).abs() / (1.0 + b.abs())).fold(0.0f32, f32::max);
+        let mut worst = max_diff(&dx_group, &dx_single);
+        for (g, s) in grads_group.iter().zip(&grads_single) {
+            worst = worst.max(max_diff(&g.a, &s.a)).max(max_diff(&g.b, &s.b));
+            assert!(g.a.iter().chain(&g.b).any(|&v| v != 0.0), "a gradient stayed zero");
+        }
+        println!("grouped LoRA backward vs one branch at a time: max relative diff {worst:.2e}");
+        assert!(worst < 1e-5, "grouped backward differs by {worst}");
     }
 }
