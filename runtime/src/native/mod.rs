@@ -13,6 +13,7 @@
 //!   checkpoints) and `lora_io` (GGUF and PEFT adapter files).
 
 mod avx512;
+pub(crate) mod big_buffer;
 pub mod bf16;
 pub mod checkpoint;
 pub mod config;

@@ -45,7 +45,7 @@ impl Head<'_> {
     /// Logits of rows `rows` of x, `[rows.len() × vocab]`.
     pub fn logits(&self, x: &[f32], rows: &[usize]) -> Vec<f32> {
         let (_, normed) = self.normed(x, rows);
-        let mut logits = vec![0.0f32; rows.len() * self.lm_head.rows];
+        let mut logits = crate::native::big_buffer::zeroed(rows.len() * self.lm_head.rows);
         matmul_wt(&normed, rows.len(), self.lm_head, self.file, &mut logits, self.precision);
         logits
     }
@@ -55,10 +55,11 @@ impl Head<'_> {
     pub fn loss(&self, x: &[f32], rows: &[usize], labels: &[usize], mut dx: Option<&mut [f32]>, mut grads: Option<HeadGrads<'_>>) -> f64 {
         let (d, vocab) = (self.norm.len(), self.lm_head.rows);
         let mut nll = 0.0f64;
-        let mut logits = Vec::new();
+        // One chunk's logits, reused by every chunk (each overwrites it whole).
+        let mut logits = crate::native::big_buffer::zeroed(rows.len().min(CHUNK) * vocab);
         for (rows, labels) in rows.chunks(CHUNK).zip(labels.chunks(CHUNK)) {
             let (picked, normed) = self.normed(x, rows);
-            logits.resize(rows.len() * vocab, 0.0);
+            logits.truncate(rows.len() * vocab);
             matmul_wt(&normed, rows.len(), self.lm_head, self.file, &mut logits, self.precision);
             // Softmax in place (turning logits into the gradient softmax − onehot), NLL per row.
             nll += logits
