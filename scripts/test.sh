@@ -13,7 +13,9 @@ step "setup"
 scripts/setup.sh
 
 step "build (release)"
-cargo build --release --workspace --lib --bins --examples
+# Tests too, in the same cargo run: the test builds of the crates then compile beside the
+# binaries on both cores, instead of in a second, mostly serial, cargo run.
+cargo build --release --workspace --lib --bins --examples --tests
 
 step "Rust tests"
 # One test at a time: each test runs llama.cpp with all cores, and llama.cpp's worker
