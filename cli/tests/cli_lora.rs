@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use lamina::engine::adapter::{write_gguf_adapter, LoraTensor, LoraWeights};
+use lamina::adapters::{write_gguf_adapter, LoraTensor, LoraTensorRef};
 use lamina::weights::gguf::Gguf;
 
 fn lamina(args: &[&str]) -> Output {
@@ -40,7 +40,7 @@ fn adapter() -> PathBuf {
             LoraTensor { name: t.name.clone(), a, b, rank, n_in, n_out }
         })
         .collect();
-    let weights: Vec<LoraWeights<'_>> = tensors.iter().map(LoraTensor::as_weights).collect();
+    let weights: Vec<LoraTensorRef<'_>> = tensors.iter().map(LoraTensor::as_ref).collect();
     let path = dir.join("adapter.gguf");
     write_gguf_adapter(&path, "llama", 16.0, &weights).unwrap();
     path

@@ -16,7 +16,9 @@
 //! # Ok::<(), lamina::Error>(())
 //! ```
 
+pub mod adapters;
 pub mod atomic_file;
+pub mod chat;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use lamina::engine::adapter::{write_gguf_adapter, LoraTensor, LoraWeights};
-use lamina::native::convert::{gguf_to_hf_name, gguf_to_safetensors, permute_qk_rows, safetensors_to_gguf, Dtype};
+use lamina::adapters::{write_gguf_adapter, LoraTensor, LoraTensorRef};
+use lamina::native::convert::{gguf_to_safetensors, safetensors_to_gguf, Dtype};
+use lamina::weights::names::{gguf_to_hf_name, permute_qk_rows};
 use lamina::weights::gguf::{Gguf, GgufWriter, MetaValue};
 use lamina::weights::GgmlType;
 use lamina::{Adapter, Error, ErrorKind, Model, ModelParams, Sampling, Session, SessionParams};
@@ -58,7 +59,7 @@ fn synthetic(base: &Path, rank: usize, seed: u64) -> Vec<LoraTensor> {
 }
 
 fn write_adapter(path: &Path, alpha: f32, tensors: &[LoraTensor]) {
-    let w: Vec<LoraWeights<'_>> = tensors.iter().map(LoraTensor::as_weights).collect();
+    let w: Vec<LoraTensorRef<'_>> = tensors.iter().map(LoraTensor::as_ref).collect();
     write_gguf_adapter(path, "llama", alpha, &w).unwrap();
 }
 

@@ -8,7 +8,8 @@ mod common;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
-use lamina::native::convert::{gguf_to_safetensors, permute_qk_rows, safetensors_to_gguf, Dtype};
+use lamina::native::convert::{gguf_to_safetensors, safetensors_to_gguf, Dtype};
+use lamina::weights::names::permute_qk_rows;
 use lamina::native::{LlamaConfig, Tokenizer};
 use lamina::weights::dequant::dequantize_row;
 use lamina::weights::gguf::Gguf;

@@ -6,9 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use lamina::engine::{ChatMessage, ChatTemplate};
+use lamina::chat::ChatMessage;
+use lamina::engine::ChatTemplate;
+use lamina::native::train_records::{parse_records, Location, Record};
 use lamina::native::train_data::{
-    self, load_dataset, pack, parse_records, shuffled_order, validation_count, DataOptions, Dataset, Location, Record,
+    self, load_dataset, pack, shuffled_order, validation_count, DataOptions, Dataset,
 };
 use lamina::native::{Example, Tokenizer};
 use lamina::weights::gguf::Gguf;

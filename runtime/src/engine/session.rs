@@ -17,7 +17,8 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::adapter::{merged_adapter, Adapter, LoraPtr};
 use super::backend::CONTEXT_CREATION;
-use super::chat_template::{ChatMessage, TemplateEngine};
+use super::chat_template::TemplateEngine;
+use crate::chat::ChatMessage;
 use super::context::{Batch, Context, ContextParams, Decoded};
 use super::model::Model;
 use super::sampling::Sampling;

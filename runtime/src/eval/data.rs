@@ -53,6 +53,12 @@ pub fn read_text(path: &Path) -> Result<String> {
         std::io::ErrorKind::NotFound => data_error(path, None, "file not found"),
         _ => Error::Io { path: path.to_path_buf(), source },
     })?;
+    decode_text(path, bytes)
+}
+
+/// The bytes of a file read from `path` as text: UTF-8 and not blank, or an error naming the
+/// file (and the line of the first invalid byte).
+pub fn decode_text(path: &Path, bytes: Vec<u8>) -> Result<String> {
     match String::from_utf8(bytes) {
         Ok(text) if text.trim().is_empty() => Err(data_error(path, None, "the file is empty")),
         Ok(text) => Ok(text),
@@ -64,10 +70,9 @@ pub fn read_text(path: &Path) -> Result<String> {
     }
 }
 
-/// Parse every non-blank line of a JSONL file with `parse` (given the object and its line
-/// number, for default ids).
-pub fn read_jsonl<T>(path: &Path, parse: impl Fn(&serde_json::Map<String, Value>, usize) -> Result<T, String>) -> Result<Vec<T>> {
-    let text = read_text(path)?;
+/// Parse every non-blank line of the JSONL text of `path` with `parse` (given the object and
+/// its line number, for default ids).
+pub fn parse_jsonl<T>(path: &Path, text: &str, parse: impl Fn(&serde_json::Map<String, Value>, usize) -> Result<T, String>) -> Result<Vec<T>> {
     let mut records = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
@@ -140,7 +145,12 @@ pub(crate) fn type_name(v: &Value) -> &'static str {
 
 /// Read QA records.
 pub fn read_qa(path: &Path) -> Result<Vec<QaRecord>> {
-    read_jsonl(path, |o, line| {
+    parse_qa(path, &read_text(path)?)
+}
+
+/// [`read_qa`] on the text of a file read from `path` (which errors name).
+pub fn parse_qa(path: &Path, text: &str) -> Result<Vec<QaRecord>> {
+    parse_jsonl(path, text, |o, line| {
         let answers = if o.contains_key("answers") { string_list(o, "answers")? } else { vec![string_field(o, "answer").map_err(|_| "missing `answers` (a list of gold answers)".to_string())?] };
         Ok(QaRecord { id: id_of(o, line), question: string_field(o, "question")?, context: optional_string(o, "context")?, answers })
     })
@@ -148,7 +158,12 @@ pub fn read_qa(path: &Path) -> Result<Vec<QaRecord>> {
 
 /// Read translation records.
 pub fn read_translations(path: &Path) -> Result<Vec<TranslationRecord>> {
-    read_jsonl(path, |o, line| {
+    parse_translations(path, &read_text(path)?)
+}
+
+/// [`read_translations`] on the text of a file read from `path` (which errors name).
+pub fn parse_translations(path: &Path, text: &str) -> Result<Vec<TranslationRecord>> {
+    parse_jsonl(path, text, |o, line| {
         let references = match (o.contains_key("reference"), o.contains_key("references")) {
             (true, false) => vec![string_field(o, "reference")?],
             (false, true) => string_list(o, "references")?,
@@ -167,7 +182,12 @@ pub fn read_translations(path: &Path) -> Result<Vec<TranslationRecord>> {
 
 /// Read multiple-choice records.
 pub fn read_choices(path: &Path) -> Result<Vec<ChoiceRecord>> {
-    read_jsonl(path, |o, line| {
+    parse_choices(path, &read_text(path)?)
+}
+
+/// [`read_choices`] on the text of a file read from `path` (which errors name).
+pub fn parse_choices(path: &Path, text: &str) -> Result<Vec<ChoiceRecord>> {
+    parse_jsonl(path, text, |o, line| {
         let choices = string_list(o, "choices")?;
         if choices.len() < 2 {
             return Err("`choices` needs at least two options".into());

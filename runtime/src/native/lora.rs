@@ -8,6 +8,7 @@
 //! is also the byte layout of llama.cpp's GGUF adapters (`lora_a` = [in, r] in ggml order).
 
 use crate::error::{Error, Result};
+use crate::weights::names::LAYER_NAMES;
 
 use super::config::LlamaConfig;
 
@@ -31,17 +32,15 @@ impl LoraTarget {
         self as usize
     }
 
-    /// The PEFT / Hugging Face module name (`q_proj`, ..., `down_proj`).
+    /// The PEFT / Hugging Face module name (`q_proj`, ..., `down_proj`), from the name table.
     pub fn hf_name(self) -> &'static str {
-        match self {
-            LoraTarget::Q => "q_proj",
-            LoraTarget::K => "k_proj",
-            LoraTarget::V => "v_proj",
-            LoraTarget::O => "o_proj",
-            LoraTarget::Gate => "gate_proj",
-            LoraTarget::Up => "up_proj",
-            LoraTarget::Down => "down_proj",
-        }
+        let gguf = self.gguf_name();
+        let (hf, _) = LAYER_NAMES
+            .iter()
+            .find(|(_, g)| g.strip_suffix(".weight") == Some(gguf))
+            .expect("every LoRA target is in the name table");
+        let module = hf.strip_suffix(".weight").expect("table names end in .weight");
+        module.rsplit('.').next().unwrap_or(module)
     }
 
     /// The GGUF tensor stem (`attn_q`, ..., `ffn_down`).

@@ -15,14 +15,13 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::convert::permute_qk_rows;
 use super::lora::{LoraConfig, LoraPair, LoraTarget, LoraWeights};
 use super::model::NativeModel;
 use super::layers::rope::RopeLayout;
-use crate::engine::adapter::{read_peft_adapter, write_gguf_adapter, LoraTensor, LoraWeights as GgufLora};
+use crate::adapters::{read_gguf_adapter, read_peft_adapter, write_gguf_adapter, LoraTensor, LoraTensorRef};
 use crate::error::{Error, Result};
-use crate::weights::dequant::dequantize_row;
 use crate::weights::gguf::Gguf;
+use crate::weights::names::permute_qk_rows_f32;
 
 /// Heads that a target's output rows are grouped in, for the RoPE permutation (None: not q/k).
 fn rope_heads(model: &NativeModel, t: LoraTarget) -> Option<usize> {
@@ -35,9 +34,10 @@ fn rope_heads(model: &NativeModel, t: LoraTarget) -> Option<usize> {
 
 /// `b` (out × r) with its rows moved between layouts when the target is q or k.
 fn permute_b(b: &[f32], rank: usize, heads: Option<usize>, to_gguf: bool) -> Vec<f32> {
-    let Some(heads) = heads else { return b.to_vec() };
-    let bytes: Vec<u8> = b.iter().flat_map(|v| v.to_le_bytes()).collect();
-    permute_qk_rows(&bytes, heads, rank * 4, to_gguf).chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    match heads {
+        Some(heads) => permute_qk_rows_f32(b, heads, rank, to_gguf),
+        None => b.to_vec(),
+    }
 }
 
 /// Write `lora` as a llama.cpp GGUF LoRA adapter for `model`.
@@ -53,7 +53,7 @@ pub fn export_gguf(lora: &LoraWeights, model: &NativeModel, path: &Path) -> Resu
             owned.push(LoraTensor { name: format!("blk.{l}.{}.weight", t.gguf_name()), a: p.a.clone(), b, rank: p.rank, n_in: p.n_in, n_out: p.n_out });
         }
     }
-    let tensors: Vec<GgufLora<'_>> = owned.iter().map(LoraTensor::as_weights).collect();
+    let tensors: Vec<LoraTensorRef<'_>> = owned.iter().map(LoraTensor::as_ref).collect();
     write_gguf_adapter(path, "llama", lora.config.scale() * lora.config.rank as f32, &tensors)
 }
 
@@ -155,27 +155,6 @@ pub fn import_adapter(path: &Path, model: &NativeModel) -> Result<LoraWeights> {
 
 /// The `.lora_a`/`.lora_b` pairs of a GGUF adapter, as f32, and its alpha.
 fn read_gguf_lora(path: &Path) -> Result<(Vec<LoraTensor>, f32)> {
-    let g = Gguf::open(path)?;
-    let data_err = |reason: String| Error::Data { path: path.to_path_buf(), line: None, reason };
-    if g.get("general.type").and_then(|v| v.as_str()) != Some("adapter") || g.get("adapter.type").and_then(|v| v.as_str()) != Some("lora") {
-        return Err(data_err("not a LoRA adapter (general.type must be `adapter`, adapter.type `lora`)".into()));
-    }
-    let alpha = g.get("adapter.lora.alpha").and_then(|v| v.as_f32()).unwrap_or(0.0);
-    let read = |name: &str| -> Result<(Vec<u64>, Vec<f32>)> {
-        let t = g.tensor(name).ok_or_else(|| data_err(format!("missing tensor `{name}`")))?;
-        let mut out = vec![0.0f32; t.n_elements() as usize];
-        dequantize_row(t.ggml_type(), t.data(), &mut out).map_err(|e| data_err(format!("`{name}`: {e}")))?;
-        Ok((t.dims().to_vec(), out))
-    };
-    let mut tensors = Vec::new();
-    for info in g.tensors() {
-        let Some(base) = info.name.strip_suffix(".lora_a") else { continue };
-        let (da, a) = read(&info.name)?;
-        let (db, b) = read(&format!("{base}.lora_b"))?;
-        if da.len() != 2 || db.len() != 2 || da[1] != db[0] {
-            return Err(data_err(format!("`{base}`: lora_a {da:?} and lora_b {db:?} do not share a rank")));
-        }
-        tensors.push(LoraTensor { name: base.to_string(), a, b, rank: da[1] as usize, n_in: da[0] as usize, n_out: db[1] as usize });
-    }
-    Ok((tensors, alpha))
+    let adapter = read_gguf_adapter(&Gguf::open(path)?)?;
+    Ok((adapter.tensors, adapter.alpha))
 }

@@ -9,7 +9,8 @@
 //!   f32 products), `avx512` and `bf16` (lamina's AVX-512 f32 and AVX512-BF16 kernels), `vexp`
 //!   (vectorized exp), `peak` and `kernel_bench` (the measured FMA peak and per-shape timings);
 //! - training: `lora` (adapter parameters), `optim` (AdamW and the learning-rate schedules),
-//!   `train_data` (JSONL/JSON records to examples with loss masks), `train` (the trainer, with
+//!   `train_records` (the JSONL/JSON record formats), `train_data` (records to examples with
+//!   loss masks, the split and packing), `train` (the trainer, with
 //!   checkpoints) and `lora_io` (GGUF and PEFT adapter files).
 
 mod avx512;
@@ -33,6 +34,7 @@ pub mod tokenizer;
 pub mod train;
 pub mod trainable;
 pub mod train_data;
+pub mod train_records;
 mod vexp;
 
 pub use config::{LlamaConfig, RopeScaling};

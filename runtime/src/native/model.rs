@@ -17,6 +17,7 @@ use super::matmul::{Precision, WeightMatrix};
 use super::tokenizer::{SpecialTokens, Tokenizer};
 use crate::error::{Error, Result};
 use crate::weights::gguf::Gguf;
+use crate::weights::names::gguf_to_hf_name;
 use crate::weights::safetensors::{Dtype, SafeTensors};
 use crate::weights::GgmlType;
 
@@ -219,17 +220,18 @@ impl NativeModel {
         };
         let mut blocks = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
-            let n = |s: &str| format!("model.layers.{i}.{s}.weight");
+            // The same stems as GGUF, through the one name table.
+            let n = |s: &str| gguf_to_hf_name(&format!("blk.{i}.{s}.weight")).expect("a LLaMA layer tensor name");
             blocks.push(Block {
-                attn_norm: vector(&n("input_layernorm"), d)?,
-                wq: matrix(&n("self_attn.q_proj"), qw, d)?,
-                wk: matrix(&n("self_attn.k_proj"), kw, d)?,
-                wv: matrix(&n("self_attn.v_proj"), kw, d)?,
-                wo: matrix(&n("self_attn.o_proj"), d, qw)?,
-                ffn_norm: vector(&n("post_attention_layernorm"), d)?,
-                w_gate: matrix(&n("mlp.gate_proj"), ff, d)?,
-                w_up: matrix(&n("mlp.up_proj"), ff, d)?,
-                w_down: matrix(&n("mlp.down_proj"), d, ff)?,
+                attn_norm: vector(&n("attn_norm"), d)?,
+                wq: matrix(&n("attn_q"), qw, d)?,
+                wk: matrix(&n("attn_k"), kw, d)?,
+                wv: matrix(&n("attn_v"), kw, d)?,
+                wo: matrix(&n("attn_output"), d, qw)?,
+                ffn_norm: vector(&n("ffn_norm"), d)?,
+                w_gate: matrix(&n("ffn_gate"), ff, d)?,
+                w_up: matrix(&n("ffn_up"), ff, d)?,
+                w_down: matrix(&n("ffn_down"), d, ff)?,
             });
         }
         let final_norm = vector("model.norm.weight", d)?;

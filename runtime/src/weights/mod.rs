@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 pub mod dequant;
 pub mod ggml_type;
 pub mod gguf;
+pub mod names;
 pub mod safetensors;
 
 pub use ggml_type::GgmlType;
