@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The full test suite: what CI runs on a fresh clone.
 # Set-up, one release build (tests share the profile so llama.cpp is compiled exactly once),
-# Rust tests, the header check, the C examples and ABI tests, the Python tests, and the
-# shipping layout of that same build (scripts/test-dynamic.sh: the bundle, CPU variants,
-# missing and broken backends).
+# Rust tests, the fuzz regression corpus, the header check, the C examples and ABI tests, the
+# Python tests, and the shipping layout of that same build (scripts/test-dynamic.sh: the
+# bundle, CPU variants, missing and broken backends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,10 @@ step "Rust tests"
 # One test at a time: each test runs llama.cpp with all cores, and llama.cpp's worker
 # threads spin while waiting, so parallel tests would only fight for the CPU.
 cargo test --release --workspace -- --test-threads=1
+
+step "fuzz regressions: every seed and once-failing input through its fuzz check"
+# Stable Rust, no libFuzzer: the checks of fuzz/src/checks on fuzz/corpus and fuzz/regressions.
+cargo test --release --no-default-features --manifest-path fuzz/Cargo.toml -q
 
 step "header check: include/lamina.h must match the code"
 LAMINA_UPDATE_HEADER=1 cargo test --release --workspace --test header -q >/dev/null

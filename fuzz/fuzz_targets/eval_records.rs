@@ -1,0 +1,4 @@
+//! libFuzzer's entry to `lamina_fuzz::checks::eval_records`, where the contract is documented.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lamina_fuzz::checks::eval_records::run(data));

@@ -1,0 +1,4 @@
+//! libFuzzer's entry to `lamina_fuzz::checks::peft_adapter`, where the contract is documented.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lamina_fuzz::checks::peft_adapter::run(data));

@@ -1,0 +1,24 @@
+//! One check per fuzz target: `run(bytes)` feeds the bytes to a parser and asserts its
+//! contract (panicking when it is broken). libFuzzer calls them from `fuzz_targets/`, and
+//! `tests/corpus.rs` runs every checked-in input through them on a stable toolchain.
+
+pub mod gguf;
+pub mod safetensors;
+pub mod hf_config;
+pub mod gguf_adapter;
+pub mod peft_adapter;
+pub mod train_records;
+pub mod eval_records;
+pub mod chat_template;
+
+/// Every check, by target name.
+pub const ALL: [(&str, fn(&[u8])); 8] = [
+    ("gguf", gguf::run),
+    ("safetensors", safetensors::run),
+    ("hf_config", hf_config::run),
+    ("gguf_adapter", gguf_adapter::run),
+    ("peft_adapter", peft_adapter::run),
+    ("train_records", train_records::run),
+    ("eval_records", eval_records::run),
+    ("chat_template", chat_template::run),
+];
