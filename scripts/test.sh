@@ -23,8 +23,9 @@ step "Rust tests"
 cargo test --release --workspace -- --test-threads=1
 
 step "fuzz regressions: every seed and once-failing input through its fuzz check"
-# Stable Rust, no libFuzzer: the checks of fuzz/src/checks on fuzz/corpus and fuzz/regressions.
-cargo test --release --no-default-features --manifest-path fuzz/Cargo.toml -q
+# Stable Rust, no libFuzzer: the checks of fuzz/src/checks on fuzz/corpus and fuzz/regressions,
+# in the dev profile: with overflow checks, as the fuzzing builds have them.
+cargo test --no-default-features --manifest-path fuzz/Cargo.toml -q
 
 step "header check: include/lamina.h must match the code"
 LAMINA_UPDATE_HEADER=1 cargo test --release --workspace --test header -q >/dev/null

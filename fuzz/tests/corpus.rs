@@ -1,6 +1,6 @@
 //! Every checked-in input through its target's check, without libFuzzer: the seed corpora
 //! (`corpus/<target>/`) and the inputs that once broke a target (`regressions/<target>/`).
-//! CI runs this (`cargo test --release --no-default-features` in `fuzz/`), so a fixed crash
+//! CI runs this (`cargo test --no-default-features` in `fuzz/`), so a fixed crash
 //! stays fixed even where no fuzzer is installed.
 
 use std::path::Path;

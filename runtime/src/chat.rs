@@ -146,7 +146,13 @@ impl JinjaTemplate {
         env.set_lstrip_blocks(true);
         env.set_fuel(Some(FUEL));
         env.set_recursion_limit(RECURSION_LIMIT);
-        env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(|e| format!("{e:#}"))?;
+        // No debug info, and errors printed without `{:#}`: minijinja 2.24's debug rendering
+        // of an error whose span ends before it starts computes `end_col - start_col`, which
+        // overflows (a panic with overflow checks, a `repeat` of ~2^64 bytes without them).
+        // Found by fuzzing; the input is fuzz/regressions/chat_template/. The plain message
+        // keeps the kind, the detail and the line.
+        env.set_debug(false);
+        env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(|e| e.to_string())?;
         Ok(JinjaTemplate { env })
     }
 
@@ -186,7 +192,7 @@ impl JinjaTemplate {
                     e.detail().unwrap_or_default()
                 )))
             }
-            Err(e) => Err(JinjaFailure::Other(format!("Jinja rendering failed: {e:#}"))),
+            Err(e) => Err(JinjaFailure::Other(format!("Jinja rendering failed: {e}"))),
         }
     }
 }
