@@ -88,8 +88,6 @@ impl From<ErrorKind> for lamina_status {
             ErrorKind::Busy => lamina_status::ErrorBusy,
             ErrorKind::Data => lamina_status::ErrorData,
             ErrorKind::Backend => lamina_status::ErrorBackend,
-            // Future runtime error kinds map to the closest generic code.
-            _ => lamina_status::ErrorInvalidArgument,
         }
     }
 }
