@@ -142,6 +142,11 @@ fn gguf_alignment_of_the_wrong_type_or_too_large() {
     let mut r = Raw::header(0, 1);
     r.str("general.alignment").u32(5).u32(-32i32 as u32);
     expect_gguf_err("alignment-negative.gguf", &r.0, "`general.alignment` must be an unsigned 32-bit integer");
+
+    // A power of two, but one that would pad a tiny file's header to 2 GiB when rewritten.
+    let mut r = Raw::header(0, 1);
+    r.str("general.alignment").u32(4).u32(1 << 31);
+    expect_gguf_err("alignment-2gib.gguf", &r.0, "`general.alignment` is 2147483648, more than the 65536 bytes lamina accepts");
 }
 
 #[test]

@@ -48,9 +48,17 @@ const MAX_ARRAY_DEPTH: usize = 8;
 type ParseResult<T> = std::result::Result<T, String>;
 
 /// Accepts a `general.alignment` value: a nonzero power of two.
+/// The largest `general.alignment` lamina accepts. GGUF sets no bound and llama.cpp checks only
+/// for a power of two, but real files use 32 (ggml's default) or at most a page; an alignment
+/// of 2^31 in a 600-byte file made a rewrite pad the header to 2 GiB (found by fuzzing).
+pub const MAX_ALIGNMENT: u32 = 1 << 16;
+
 fn check_alignment(a: u32) -> ParseResult<()> {
     if !a.is_power_of_two() {
         return Err(format!("`{ALIGNMENT_KEY}` is {a}, but it must be a nonzero power of two"));
+    }
+    if a > MAX_ALIGNMENT {
+        return Err(format!("`{ALIGNMENT_KEY}` is {a}, more than the {MAX_ALIGNMENT} bytes lamina accepts"));
     }
     Ok(())
 }
