@@ -7,17 +7,20 @@
 //! Hugging Face templates assume).
 //!
 //! A template is untrusted input: anyone who makes a GGUF file writes it. Rendering is bounded:
-//! - time, by minijinja's fuel: at most [`FUEL`] instructions per render (an endless or
-//!   runaway loop; real templates use a few thousand for a long conversation);
+//! - time and memory, by minijinja's fuel: at most [`FUEL`] units per render, where an
+//!   instruction costs one and an operation that builds a string or list also costs what it
+//!   allocates (an endless or runaway loop, a string doubled in every step; real templates use
+//!   a few thousand for a long conversation);
 //! - depth, by a recursion limit of [`RECURSION_LIMIT`] (endless recursion through macros,
 //!   before it can exhaust a host thread's stack);
 //! - output, by a cap of 1 MiB plus 16 bytes per byte of the conversation;
-//! - a single repeated string (`'x' * n`), by minijinja itself (100 MB).
+//! - a single repeated string (`'x' * n`), by minijinja itself (100 MB);
+//! - a panic inside minijinja, by catching it: the render fails like any other.
 //!
-//! What these limits do not bound is memory held in a value that is never printed, such as a
-//! string doubled in every step of a short loop; fuel keeps such loops short. The renderer is
-//! fuzzed (`fuzz/`, target `chat_template`).
+//! The renderer is fuzzed (`fuzz/`, target `chat_template`).
 
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Serde;
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind as JinjaErrorKind};
 use serde::Serialize;
 
@@ -46,8 +49,13 @@ impl ChatMessage {
 
 const TEMPLATE_NAME: &str = "chat";
 
-/// Instructions one render may execute (see the module docs).
-pub const FUEL: u64 = 2_000_000;
+/// Fuel one render may spend: instructions, plus bytes allocated by string and list operations
+/// (see the module docs).
+///
+/// minijinja 3 charges a string operation the bytes it builds, so a template spends about
+/// 1-3 units per byte of the conversation on top of its instructions: 20 M leaves room for
+/// conversations of several megabytes, while an endless loop stops within a second.
+pub const FUEL: u64 = 20_000_000;
 /// minijinja's recursion budget (a macro call costs about 10 of it, a loop or `if` 1).
 pub const RECURSION_LIMIT: usize = 100;
 /// Output allowed whatever the conversation's size.
@@ -142,15 +150,15 @@ impl JinjaTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
+        // Hugging Face renders chat templates with trim_blocks and lstrip_blocks on.
+        let syntax = SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build();
+        env.set_syntax(syntax.expect("the default delimiters are a valid syntax"));
         env.set_fuel(Some(FUEL));
         env.set_recursion_limit(RECURSION_LIMIT);
-        // No debug info, and errors printed without `{:#}`: minijinja 2.24's debug rendering
-        // of an error whose span ends before it starts computes `end_col - start_col`, which
-        // overflows (a panic with overflow checks, a `repeat` of ~2^64 bytes without them).
-        // Found by fuzzing; the input is fuzz/regressions/chat_template/. The plain message
-        // keeps the kind, the detail and the line.
+        // No debug info (it costs time on every render), and errors printed without `{:#}`:
+        // minijinja 2.24's debug rendering of an error whose span ended before it started
+        // overflowed (found by fuzzing; the input is in fuzz/regressions/chat_template/). The
+        // plain message keeps the kind, the detail and the line.
         env.set_debug(false);
         env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(|e| e.to_string())?;
         Ok(JinjaTemplate { env })
@@ -169,19 +177,28 @@ impl JinjaTemplate {
         let input: usize = messages.iter().map(|m| m.role.len() + m.content.len()).sum();
         let mut out = CappedOutput { text: Vec::new(), cap: output_cap(messages), exceeded: false };
         let ctx = context! {
-            messages => messages,
+            messages => Serde(messages),
             add_generation_prompt => add_generation_prompt,
             bos_token => bos_token,
             eos_token => eos_token,
         };
-        match template.render_captured_to(ctx, &mut out) {
+        // A panic inside minijinja on a hostile template (fuzzing found two in 2.24, fixed by
+        // 3.x) must not take the host down: it becomes an ordinary template failure. Nothing
+        // is shared between renders but the compiled template, which rendering only reads.
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| template.render_captured_to(ctx, &mut out)));
+        let Ok(rendered) = rendered else {
+            return Err(JinjaFailure::Other("the Jinja engine failed on this template (an internal error)".into()));
+        };
+        match rendered {
             Ok(_) => String::from_utf8(out.text).map_err(|_| JinjaFailure::Other("the template rendered invalid UTF-8".into())),
             Err(_) if out.exceeded => Err(JinjaFailure::Limit(format!(
                 "the model's chat template was stopped: its output passed {} bytes for a conversation of {input} bytes",
                 out.cap
             ))),
             Err(e) if e.kind() == JinjaErrorKind::OutOfFuel => {
-                Err(JinjaFailure::Limit(format!("the model's chat template was stopped after {FUEL} instructions (an endless or runaway loop?)")))
+                Err(JinjaFailure::Limit(format!(
+                    "the model's chat template was stopped after spending its budget of {FUEL} instructions and bytes (an endless or runaway loop, or a runaway string?)"
+                )))
             }
             Err(e)
                 if e.kind() == JinjaErrorKind::InvalidOperation
@@ -207,11 +224,24 @@ mod tests {
         assert_eq!(civil_from_days(20_000), (2024, 10, 4));
     }
 
+    /// The budget leaves room for real use: a ChatML conversation of 4 MB renders.
+    #[test]
+    fn a_conversation_of_megabytes_renders() {
+        let chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+        let messages: Vec<ChatMessage> = (0..20_000).map(|i| ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, "y".repeat(200))).collect();
+        let text = JinjaTemplate::compile(chatml).unwrap().render(&messages, true, "", "").unwrap();
+        assert_eq!(text.matches("<|im_start|>").count(), 20_001);
+    }
+
     #[test]
     fn limits_are_limits_and_errors_are_not() {
         let render = |src: &str| JinjaTemplate::compile(src).unwrap().render(&[ChatMessage::user("Hi")], true, "", "");
         assert!(matches!(render("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"), Err(JinjaFailure::Limit(_))));
         assert!(matches!(render("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"), Err(JinjaFailure::Limit(_))));
+        // Doubling a string that is never printed: bounded since minijinja 3 charges fuel for
+        // the bytes an operation allocates (2^60 bytes otherwise).
+        let doubling = "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}";
+        assert!(matches!(render(doubling), Err(JinjaFailure::Limit(_))), "{:?}", render(doubling));
         assert!(matches!(render("{{ raise_exception('no') }}"), Err(JinjaFailure::Other(_))));
         assert!(matches!(render("{{ undefined_function() }}"), Err(JinjaFailure::Other(_))));
         assert_eq!(render("{{ messages[0].content }}").unwrap(), "Hi");

@@ -4,9 +4,9 @@
 //!
 //! Contract: compiling either succeeds or fails with an error; rendering ends (minijinja's
 //! fuel and recursion limit) with text no longer than the output cap, or with an error;
-//! never a panic, a hang or a stack overflow.
+//! never a panic (not even one lamina catches), a hang or a stack overflow.
 
-use crate::chat::{output_cap, ChatMessage, JinjaTemplate};
+use crate::chat::{output_cap, ChatMessage, JinjaFailure, JinjaTemplate};
 
 const ROLES: [&str; 3] = ["system", "user", "assistant"];
 
@@ -21,7 +21,10 @@ pub fn run(data: &[u8]) {
     let messages: Vec<ChatMessage> =
         if text.is_empty() { Vec::new() } else { text.split('\u{1}').enumerate().map(|(i, c)| ChatMessage::new(ROLES[i % 3], c)).collect() };
     let Ok(template) = JinjaTemplate::compile(source) else { return };
-    if let Ok(out) = template.render(&messages, add_generation_prompt, "<s>", "</s>") {
-        assert!(out.len() <= output_cap(&messages), "{} bytes passed the cap", out.len());
+    match template.render(&messages, add_generation_prompt, "<s>", "</s>") {
+        Ok(out) => assert!(out.len() <= output_cap(&messages), "{} bytes passed the cap", out.len()),
+        // lamina turns a panic inside minijinja into this failure; it is still a bug to find.
+        Err(JinjaFailure::Other(e)) => assert!(!e.contains("internal error"), "minijinja panicked: {e}"),
+        Err(JinjaFailure::Limit(_)) => {}
     }
 }
