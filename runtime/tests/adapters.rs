@@ -412,6 +412,8 @@ fn bad_adapters_are_specific_errors() {
     expect_err(model.load_adapter(p), ErrorKind::Data, "does not exist in the model");
     let p = write("shape.gguf", meta(MetaValue::F32(4.0)), vec![q("lora_a", vec![576, 4]), q("lora_b", vec![4, 192])]);
     expect_err(model.load_adapter(p), ErrorKind::Data, "shape mismatch");
+    let p = write("rank.gguf", meta(MetaValue::F32(4.0)), vec![q("lora_a", vec![576, 4]), q("lora_b", vec![8, 576])]);
+    expect_err(model.load_adapter(p), ErrorKind::Data, "do not share a rank");
     let mut wrong_arch = meta(MetaValue::F32(4.0));
     wrong_arch[0].1 = MetaValue::from("qwen2");
     let p = write("arch.gguf", wrong_arch, good.clone());

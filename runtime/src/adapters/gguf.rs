@@ -217,7 +217,8 @@ fn check_structure(adapter: &Gguf) -> Result<(f32, Option<&str>, BTreeMap<String
         }
         if a[1] != b[0] || a[1] == 0 || a[0] == 0 || b[1] == 0 {
             return Err(err(format!(
-                "`{name}`: lora_a {a:?} and lora_b {b:?} do not share a rank (expected lora_a [n_in, r] and lora_b [r, n_out], all nonzero)"
+                "shape mismatch for `{name}`: lora_a is {a:?} and lora_b is {b:?}, which do not share a rank \
+                 (expected lora_a [n_in, r] and lora_b [r, n_out], all nonzero)"
             )));
         }
         pairs.insert(name, Pair { a, b });
