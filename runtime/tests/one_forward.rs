@@ -39,3 +39,47 @@ fn inference_scoring_and_training_paths_agree_with_a_zero_b_adapter() {
         assert!((scored.nll_sum - reference).abs() / reference < 1e-5, "scoring {} vs logits {reference}", scored.nll_sum);
     }
 }
+
+/// The model keeps its activation buffers from pass to pass (see `buffer_pool`), with the
+/// values the last pass left in them: no pass may read those. A pass after other passes of
+/// other lengths, with and without an adapter, gives the same bits as on a fresh model, a
+/// repeated training pass settles on the buffers it already has, and releasing them works.
+#[test]
+fn kept_buffers_change_no_result_and_settle_from_step_to_step() {
+    let params = NativeParams { n_threads: 2, precision: Precision::Auto };
+    let fresh = NativeModel::load(lamina::paths::default_model_path(), &params).unwrap();
+    let used = NativeModel::load(lamina::paths::default_model_path(), &params).unwrap();
+    let tokenizer = fresh.load_tokenizer().unwrap();
+    let short = tokenizer.encode("A short prompt about cats.", false).unwrap();
+    let long = tokenizer.encode(&"Every sentence of this prose is here to make the sequence longer than the other one. ".repeat(6), false).unwrap();
+    let example = |t: &Vec<u32>| Example { tokens: t.clone(), targets: vec![true; t.len()] };
+    let mut lora = LoraWeights::new(fresh.config(), &LoraConfig::default(), 5).unwrap();
+    // Non-zero B, so that the branches contribute.
+    lora.layers.iter_mut().flatten().flatten().enumerate().for_each(|(i, p)| p.b.iter_mut().enumerate().for_each(|(j, v)| *v = ((i * 31 + j) % 17) as f32 * 1e-3 - 8e-3));
+
+    let expected_logits = fresh.logits(&short, 0).unwrap();
+    let batch = [example(&short), example(&long)];
+    let mut expected_grads = lora.zeros_like();
+    let expected_loss = fresh.loss_and_grads(&lora, &batch, PassOptions::default(), &mut expected_grads).unwrap();
+
+    // Dirty every kept buffer with other lengths and values first.
+    let long_batch = [example(&long), example(&long), example(&short)];
+    used.loss_and_grads(&lora, &long_batch, PassOptions::default(), &mut lora.zeros_like()).unwrap();
+    used.logits(&long, 3).unwrap();
+    assert!(used.kept_buffer_bytes() > 0, "a pass leaves its buffers with the model");
+    let logits = used.logits(&short, 0).unwrap();
+    assert_eq!(logits.data, expected_logits.data, "inference after other passes");
+    let mut grads = lora.zeros_like();
+    let loss = used.loss_and_grads(&lora, &batch, PassOptions::default(), &mut grads).unwrap();
+    assert_eq!(loss, expected_loss, "training loss after other passes");
+    let flat = |g: &LoraWeights| g.layers.iter().flatten().flatten().flat_map(|p| p.a.iter().chain(&p.b).copied()).collect::<Vec<f32>>();
+    assert!(flat(&grads) == flat(&expected_grads), "training gradients after other passes");
+
+    let settled = used.kept_buffer_bytes();
+    used.loss_and_grads(&lora, &batch, PassOptions::default(), &mut lora.zeros_like()).unwrap();
+    println!("kept after a step: {settled} bytes; after the same step again: {}", used.kept_buffer_bytes());
+    assert_eq!(used.kept_buffer_bytes(), settled, "a repeated step reuses its buffers");
+    used.release_buffers();
+    assert_eq!(used.kept_buffer_bytes(), 0);
+    assert_eq!(used.logits(&short, 0).unwrap().data, expected_logits.data, "after a release");
+}

@@ -15,6 +15,7 @@
 
 mod avx512;
 pub(crate) mod big_buffer;
+pub(crate) mod buffer_pool;
 pub mod bf16;
 pub mod checkpoint;
 pub mod config;

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::buffer_pool::BufferPool;
 use super::config::LlamaConfig;
 use super::layers::rope::{rope_frequencies, RopeLayout};
 use super::matmul::{Precision, WeightMatrix};
@@ -96,6 +97,8 @@ pub struct NativeModel {
     /// the request when it does.
     pub(crate) precision: Precision,
     pub(crate) precision_note: Option<String>,
+    /// Activation buffers kept from one pass to the next (see `buffer_pool`).
+    pub(crate) buffers: BufferPool,
 }
 
 impl std::fmt::Debug for NativeModel {
@@ -202,6 +205,7 @@ impl NativeModel {
             pool,
             precision: Precision::F32,
             precision_note: None,
+            buffers: BufferPool::default(),
         })
     }
 
@@ -248,6 +252,7 @@ impl NativeModel {
             pool,
             precision: Precision::F32,
             precision_note: None,
+            buffers: BufferPool::default(),
         })
     }
 
@@ -295,6 +300,18 @@ impl NativeModel {
     /// bf16 on a CPU without AVX512-BF16).
     pub fn precision_note(&self) -> Option<&str> {
         self.precision_note.as_deref()
+    }
+
+    /// Bytes of activation buffers the model keeps between passes: after a training step,
+    /// about what the next step needs, so that it touches no fresh memory.
+    pub fn kept_buffer_bytes(&self) -> usize {
+        self.buffers.kept_bytes()
+    }
+
+    /// Give the kept activation buffers back to the system (a trainer does when it is
+    /// dropped); the next pass allocates what it needs again.
+    pub fn release_buffers(&self) {
+        self.buffers.clear();
     }
 
     /// One line for reports: the precision and the kernels behind it.

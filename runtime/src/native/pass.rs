@@ -21,6 +21,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::buffer_pool::BufferPool;
 use super::layers::attention::{causal_attention, causal_attention_backward, AttentionShape};
 use super::full::{as_bytes, f32_matrix, FullBlock, FullWeights};
 use super::layers::embedding::{embedding_backward, embedding_forward};
@@ -80,32 +81,12 @@ struct LayerTape {
     branches: [Option<BranchTape>; 7],
 }
 
-/// The activations of one block's forward, reused from block to block so that a pass zeroes
-/// and faults in its buffers once rather than once per block (at 256 rows that was 8 MB per
-/// block). Every user overwrites a buffer whole before reading it.
-#[derive(Default)]
-struct BlockBuffers {
-    h: Scratch,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    att: Vec<f32>,
-    proj: Scratch,
-    gate: Vec<f32>,
-    up: Vec<f32>,
-    act: Scratch,
-}
-
-/// A buffer that never goes into a tape.
-#[derive(Default)]
-struct Scratch(Vec<f32>);
-
-impl Scratch {
-    /// The buffer at `len` elements (its old contents, or zeros where it grew).
-    fn take(&mut self, len: usize) -> Vec<f32> {
-        let mut v = std::mem::take(&mut self.0);
-        v.resize(len, 0.0);
-        v
+impl LayerTape {
+    /// Give the tape's activations back to the pool once the block's backward is done.
+    fn recycle(self, pool: &BufferPool) {
+        for b in [self.x_in, self.q, self.k, self.v, self.att, self.x_mid, self.gate, self.up] {
+            pool.give(b);
+        }
     }
 }
 
@@ -186,12 +167,11 @@ impl NativeModel {
         lora.map(|l| l.check_fits(&self.config)).transpose()?;
         Ok(self.pool.install(|| {
             let pass = Pass::new(self, lora, seqs, PassOptions::default());
-            let (mut x, mut ws) = (pass.embed(), BlockBuffers::default());
-            for l in 0..self.blocks.len() {
-                pass.block_forward(l, &mut x, false, &mut ws);
-            }
+            let x = pass.forward();
             let rows: Vec<usize> = pass.seqs.iter().zip(wanted).flat_map(|(r, w)| (r.start + w.start)..(r.start + w.end)).collect();
-            Logits { n_vocab, data: pass.head().logits(&x, &rows) }
+            let data = pass.head().logits(&x, &rows);
+            self.buffers.give(x);
+            Logits { n_vocab, data }
         }))
     }
 
@@ -201,11 +181,10 @@ impl NativeModel {
         Ok(self.pool.install(|| {
             let seqs: Vec<&[u32]> = batch.iter().map(|e| e.tokens.as_slice()).collect();
             let pass = Pass::new(self, lora, &seqs, PassOptions::default());
-            let (mut x, mut ws) = (pass.embed(), BlockBuffers::default());
-            for l in 0..self.blocks.len() {
-                pass.block_forward(l, &mut x, false, &mut ws);
-            }
-            pass.loss(&x, batch, None, None)
+            let x = pass.forward();
+            let loss = pass.loss(&x, batch, None, None);
+            self.buffers.give(x);
+            loss
         }))
     }
 
@@ -220,7 +199,9 @@ impl NativeModel {
         Ok(self.pool.install(|| {
             let seqs: Vec<&[u32]> = batch.iter().map(|e| e.tokens.as_slice()).collect();
             let pass = Pass::new(self, Some(lora), &seqs, options);
-            pass.forward_backward(batch, options, grads.layers.iter_mut().map(BlockGrads::Lora).collect(), None).0
+            let (loss, dx) = pass.forward_backward(batch, options, grads.layers.iter_mut().map(BlockGrads::Lora).collect(), None);
+            self.buffers.give(dx);
+            loss
         }))
     }
 
@@ -232,11 +213,10 @@ impl NativeModel {
         Ok(self.pool.install(|| {
             let seqs: Vec<&[u32]> = batch.iter().map(|e| e.tokens.as_slice()).collect();
             let pass = Pass::new(self, None, &seqs, PassOptions::default()).with_full(weights);
-            let (mut x, mut ws) = (pass.embed(), BlockBuffers::default());
-            for l in 0..self.blocks.len() {
-                pass.block_forward(l, &mut x, false, &mut ws);
-            }
-            pass.loss(&x, batch, None, None)
+            let x = pass.forward();
+            let loss = pass.loss(&x, batch, None, None);
+            self.buffers.give(x);
+            loss
         }))
     }
 
@@ -258,6 +238,7 @@ impl NativeModel {
             let head_grads = HeadGrads { norm: final_norm, lm_head: lm_head.as_deref_mut().unwrap_or(&mut embed[..]) };
             let (loss, dx) = pass.forward_backward(batch, options, blocks.iter_mut().map(BlockGrads::Full).collect(), Some(head_grads));
             embedding_backward(&pass.tokens, &dx, d, embed);
+            self.buffers.give(dx);
             loss
         }))
     }
@@ -345,7 +326,8 @@ impl<'a> Pass<'a> {
     /// Returns the loss and the gradient at the embedding's output.
     fn forward_backward(&self, batch: &[Example], options: PassOptions, mut block_grads: Vec<BlockGrads<'_>>, head_grads: Option<HeadGrads<'_>>) -> (PassLoss, Vec<f32>) {
         let n_layers = self.model.blocks.len();
-        let (mut x, mut ws) = (self.embed(), BlockBuffers::default());
+        let pool = &self.model.buffers;
+        let mut x = self.embed();
         // Tapes are kept for the last blocks, as many as the budget allows; the blocks before
         // them keep only their input (`None` in `tapes`) and are recomputed.
         let mut tapes: Vec<Option<LayerTape>> = Vec::with_capacity(n_layers);
@@ -353,23 +335,30 @@ impl<'a> Pass<'a> {
         let n_checkpointed = self.checkpointed_blocks(options);
         for l in 0..n_layers {
             if l < n_checkpointed {
-                inputs.push(Some(x.clone()));
-                self.block_forward(l, &mut x, false, &mut ws);
+                inputs.push(Some(pool.take_copy(&x)));
+                self.block_forward(l, &mut x, false);
                 tapes.push(None);
             } else {
                 inputs.push(None);
-                tapes.push(self.block_forward(l, &mut x, true, &mut ws));
+                tapes.push(self.block_forward(l, &mut x, true));
             }
         }
-        let mut dx = vec![0.0f32; x.len()];
+        let mut dx = pool.take_zeroed(x.len());
         let loss = self.loss(&x, batch, Some(dx.as_mut_slice()), head_grads);
+        pool.give(x);
         for l in (0..n_layers).rev() {
             let tape = match (tapes.pop().flatten(), inputs.pop().flatten()) {
                 (Some(t), _) => t,
-                (None, Some(mut x)) => self.block_forward(l, &mut x, true, &mut ws).expect("tape requested"),
+                (None, Some(mut x)) => {
+                    let tape = self.block_forward(l, &mut x, true).expect("tape requested");
+                    pool.give(x);
+                    tape
+                }
                 (None, None) => unreachable!("every block keeps its tape or its input"),
             };
-            dx = self.block_backward(l, &tape, &dx, block_grads.pop().expect("one gradient slot per block"));
+            let dx_in = self.block_backward(l, &tape, &dx, block_grads.pop().expect("one gradient slot per block"));
+            tape.recycle(pool);
+            pool.give(std::mem::replace(&mut dx, dx_in));
         }
         (loss, dx)
     }
@@ -402,8 +391,18 @@ impl<'a> Pass<'a> {
         n_layers - (budget / per_block).min(n_layers)
     }
 
+    /// The residual stream after every block (no tapes): inference and scoring.
+    fn forward(&self) -> Vec<f32> {
+        let mut x = self.embed();
+        for l in 0..self.model.blocks.len() {
+            self.block_forward(l, &mut x, false);
+        }
+        x
+    }
+
     fn embed(&self) -> Vec<f32> {
-        let mut x = vec![0.0f32; self.n * self.model.config.hidden_size];
+        // embedding_forward writes every row.
+        let mut x = self.model.buffers.take_for_overwrite(self.n * self.model.config.hidden_size);
         match &self.full {
             Some(f) => embedding_forward(&f.embed, as_bytes(&f.weights.embed), &self.tokens, &mut x),
             None => embedding_forward(&self.model.embed, self.file, &self.tokens, &mut x),
@@ -417,9 +416,9 @@ impl<'a> Pass<'a> {
         match &self.full {
             Some(f) => {
                 let head = f.weights.lm_head.as_deref().unwrap_or(&f.weights.embed);
-                Head { norm: &f.weights.final_norm, eps, lm_head: &f.embed, file: as_bytes(head), precision: m.precision }
+                Head { norm: &f.weights.final_norm, eps, lm_head: &f.embed, file: as_bytes(head), precision: m.precision, buffers: &m.buffers }
             }
-            None => Head { norm: &m.final_norm, eps, lm_head: &m.lm_head, file: self.file, precision: m.precision },
+            None => Head { norm: &m.final_norm, eps, lm_head: &m.lm_head, file: self.file, precision: m.precision, buffers: &m.buffers },
         }
     }
 
@@ -451,38 +450,43 @@ impl<'a> Pass<'a> {
     }
 
     /// One block forward, updating the residual stream `x` in place; with `keep`, returns
-    /// what the backward pass needs. `ws` lends the buffers that the tape does not keep.
-    fn block_forward(&self, l: usize, x: &mut [f32], keep: bool, ws: &mut BlockBuffers) -> Option<LayerTape> {
+    /// what the backward pass needs. Every buffer comes from the model's pool, and what the
+    /// tape does not keep goes back to it; each is overwritten whole by its producer
+    /// (products, norms, RoPE'd projections, attention, SwiGLU) before it is read.
+    fn block_forward(&self, l: usize, x: &mut [f32], keep: bool) -> Option<LayerTape> {
         let c = &self.model.config;
+        let pool = &self.model.buffers;
         let (attn_norm, ffn_norm) = self.norms(l);
         let n = self.n;
         let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
-        let x_in = if keep { x.to_vec() } else { Vec::new() };
-        // What the tape keeps is allocated for it; the rest comes from (and goes back to) `ws`.
-        let buffer = |ws: &mut Vec<f32>, len: usize| if keep { vec![0.0f32; len] } else { ws.resize(len, 0.0); std::mem::take(ws) };
-        let mut h = ws.h.take(n * d);
+        let x_in = if keep { pool.take_copy(x) } else { Vec::new() };
+        let mut h = pool.take_for_overwrite(n * d);
         rms_norm(x, attn_norm, c.rms_norm_eps, &mut h);
-        let (mut q, mut k, mut v) = (buffer(&mut ws.q, n * qw), buffer(&mut ws.k, n * kw), buffer(&mut ws.v, n * kw));
+        let (mut q, mut k, mut v) = (pool.take_for_overwrite(n * qw), pool.take_for_overwrite(n * kw), pool.take_for_overwrite(n * kw));
         let (lq, lk, lv) = (self.linear(l, LoraTarget::Q), self.linear(l, LoraTarget::K), self.linear(l, LoraTarget::V));
         let [tq, tk, tv] = Linear::forward_many([&lq, &lk, &lv], &h, n, [&mut q, &mut k, &mut v]);
         self.rope.apply(&mut q, c.n_heads, &self.positions, false);
         self.rope.apply(&mut k, c.n_kv_heads, &self.positions, false);
-        let mut att = buffer(&mut ws.att, n * qw);
+        let mut att = pool.take_for_overwrite(n * qw);
         causal_attention(&q, &k, &v, &self.seqs, self.shape, &mut att);
-        let mut proj = ws.proj.take(n * d);
+        let mut proj = pool.take_for_overwrite(n * d);
         let to = self.linear(l, LoraTarget::O).forward(&att, n, &mut proj);
         add_assign(x, &proj);
-        let x_mid = if keep { x.to_vec() } else { Vec::new() };
+        let x_mid = if keep { pool.take_copy(x) } else { Vec::new() };
         rms_norm(x, ffn_norm, c.rms_norm_eps, &mut h);
-        let (mut gate, mut up, mut act) = (buffer(&mut ws.gate, n * ff), buffer(&mut ws.up, n * ff), ws.act.take(n * ff));
+        let (mut gate, mut up, mut act) = (pool.take_for_overwrite(n * ff), pool.take_for_overwrite(n * ff), pool.take_for_overwrite(n * ff));
         let (lg, lu) = (self.linear(l, LoraTarget::Gate), self.linear(l, LoraTarget::Up));
         let [tg, tu] = Linear::forward_many([&lg, &lu], &h, n, [&mut gate, &mut up]);
         swiglu(&gate, &up, &mut act);
         let td = self.linear(l, LoraTarget::Down).forward(&act, n, &mut proj);
         add_assign(x, &proj);
-        (ws.h.0, ws.proj.0, ws.act.0) = (h, proj, act);
+        for b in [h, proj, act] {
+            pool.give(b);
+        }
         if !keep {
-            (ws.q, ws.k, ws.v, ws.att, ws.gate, ws.up) = (q, k, v, att, gate, up);
+            for b in [q, k, v, att, gate, up] {
+                pool.give(b);
+            }
             return None;
         }
         Some(LayerTape { x_in, q, k, v, att, x_mid, gate, up, branches: [tq, tk, tv, to, tg, tu, td] })
@@ -500,35 +504,38 @@ impl<'a> Pass<'a> {
         use LoraTarget::*;
 
         // MLP: x_out = x_mid + down(silu(gate) * up), gate/up from h2 = norm(x_mid).
-        let mut act = vec![0.0f32; n * ff];
+        let pool = &self.model.buffers;
+        let mut act = pool.take_for_overwrite(n * ff);
         swiglu(&t.gate, &t.up, &mut act);
-        let mut d_act = vec![0.0f32; n * ff];
+        let mut d_act = pool.take_zeroed(n * ff);
         let (lg, dw) = g.target(Down);
         self.linear(l, Down).backward(&act, n, br(Down), dy, &mut d_act, lg, dw);
-        drop(act);
-        let (mut d_gate, mut d_up) = (vec![0.0f32; n * ff], vec![0.0f32; n * ff]);
+        pool.give(act);
+        let (mut d_gate, mut d_up) = (pool.take_for_overwrite(n * ff), pool.take_for_overwrite(n * ff));
         swiglu_backward(&t.gate, &t.up, &d_act, &mut d_gate, &mut d_up);
-        drop(d_act);
-        let mut h = vec![0.0f32; n * d];
+        pool.give(d_act);
+        let mut h = pool.take_for_overwrite(n * d);
         rms_norm(&t.x_mid, ffn_norm, eps, &mut h);
-        let mut dh = vec![0.0f32; n * d];
+        let mut dh = pool.take_zeroed(n * d);
         let (l_gate, l_up) = (self.linear(l, Gate), self.linear(l, Up));
         Linear::frozen_backward_many([&l_gate, &l_up], [&d_gate, &d_up], n, &mut dh);
         g.trainable_backward_many([&l_gate, &l_up], [Gate, Up], &h, n, [br(Gate), br(Up)], [&d_gate, &d_up], &mut dh);
-        drop((d_gate, d_up));
-        let mut dx_mid = dy.to_vec();
+        pool.give(d_gate);
+        pool.give(d_up);
+        let mut dx_mid = pool.take_copy(dy);
         rms_norm_backward(&t.x_mid, ffn_norm, eps, &dh, &mut dx_mid);
         if let BlockGrads::Full(b) = &mut g {
             rms_norm_weight_grad(&t.x_mid, eps, &dh, &mut b.ffn_norm);
         }
 
         // Attention: x_mid = x_in + o(attn(rope(q), rope(k), v)), q/k/v from h1 = norm(x_in).
-        let mut d_att = vec![0.0f32; n * qw];
+        let mut d_att = pool.take_zeroed(n * qw);
         let (lg, dw) = g.target(O);
         self.linear(l, O).backward(&t.att, n, br(O), &dx_mid, &mut d_att, lg, dw);
-        let (mut dq, mut dk, mut dv) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
+        // The attention backward overwrites dq and adds into dk and dv.
+        let (mut dq, mut dk, mut dv) = (pool.take_for_overwrite(n * qw), pool.take_zeroed(n * kw), pool.take_zeroed(n * kw));
         causal_attention_backward(&t.q, &t.k, &t.v, &d_att, &self.seqs, self.shape, &mut dq, &mut dk, &mut dv);
-        drop(d_att);
+        pool.give(d_att);
         // RoPE is a rotation: its transpose is the inverse rotation.
         self.rope.apply(&mut dq, c.n_heads, &self.positions, true);
         self.rope.apply(&mut dk, c.n_kv_heads, &self.positions, true);
@@ -541,6 +548,9 @@ impl<'a> Pass<'a> {
         rms_norm_backward(&t.x_in, attn_norm, eps, &dh, &mut dx);
         if let BlockGrads::Full(b) = &mut g {
             rms_norm_weight_grad(&t.x_in, eps, &dh, &mut b.attn_norm);
+        }
+        for b in [h, dh, dq, dk, dv] {
+            pool.give(b);
         }
         dx
     }

@@ -230,6 +230,13 @@ pub struct Trainer<'m, P: Trainable = LoraWeights> {
     resumed_from: Option<ResumedFrom>,
 }
 
+/// A run's activation buffers, kept by the model from step to step, are not kept past it.
+impl<P: Trainable> Drop for Trainer<'_, P> {
+    fn drop(&mut self) {
+        self.model.release_buffers();
+    }
+}
+
 impl<'m> Trainer<'m, LoraWeights> {
     /// The adapter being trained.
     pub fn lora(&self) -> &LoraWeights {

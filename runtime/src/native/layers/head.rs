@@ -9,6 +9,7 @@
 use rayon::prelude::*;
 
 use super::norm::{rms_norm, rms_norm_backward, rms_norm_weight_grad};
+use crate::native::buffer_pool::BufferPool;
 use crate::native::gemm::{sgemm_par, Out, View};
 use crate::native::matmul::{matmul_w_acc, matmul_wt, Precision, WeightMatrix};
 use crate::native::vexp;
@@ -30,6 +31,8 @@ pub(crate) struct Head<'a> {
     pub lm_head: &'a WeightMatrix,
     pub file: &'a [u8],
     pub precision: Precision,
+    /// Where the loss's logits chunk comes from and goes back to.
+    pub buffers: &'a BufferPool,
 }
 
 impl Head<'_> {
@@ -56,7 +59,7 @@ impl Head<'_> {
         let (d, vocab) = (self.norm.len(), self.lm_head.rows);
         let mut nll = 0.0f64;
         // One chunk's logits, reused by every chunk (each overwrites it whole).
-        let mut logits = crate::native::big_buffer::zeroed(rows.len().min(CHUNK) * vocab);
+        let mut logits = self.buffers.take_for_overwrite(rows.len().min(CHUNK) * vocab);
         for (rows, labels) in rows.chunks(CHUNK).zip(labels.chunks(CHUNK)) {
             let (picked, normed) = self.normed(x, rows);
             logits.truncate(rows.len() * vocab);
@@ -93,6 +96,7 @@ impl Head<'_> {
                 }
             }
         }
+        self.buffers.give(logits);
         nll
     }
 }
