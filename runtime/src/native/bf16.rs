@@ -64,10 +64,10 @@ pub fn padded(depth: usize) -> usize {
 /// stride `padded(depth)` (the padding zero).
 pub fn convert_rows(x: &[f32], rows: usize, ld: usize, c0: usize, depth: usize, out: &mut Vec<u16>) {
     let kp = padded(depth);
-    out.clear();
-    out.resize(rows * kp, 0);
+    reuse_for_overwrite(out, rows * kp);
     for (i, dst) in out.chunks_exact_mut(kp).enumerate() {
         convert(&x[i * ld + c0..i * ld + c0 + depth], &mut dst[..depth]);
+        dst[depth..].fill(0);
     }
 }
 
@@ -76,12 +76,12 @@ pub fn convert_rows(x: &[f32], rows: usize, ld: usize, c0: usize, depth: usize, 
 pub fn convert_rows_par(x: &[f32], rows: usize, ld: usize, c0: usize, depth: usize, out: &mut Vec<u16>) {
     use rayon::prelude::*;
     let kp = padded(depth);
-    out.clear();
-    out.resize(rows * kp, 0);
+    reuse_for_overwrite(out, rows * kp);
     out.par_chunks_mut(kp * 64).enumerate().for_each(|(b, block)| {
         for (i, dst) in block.chunks_exact_mut(kp).enumerate() {
             let r = b * 64 + i;
             convert(&x[r * ld + c0..r * ld + c0 + depth], &mut dst[..depth]);
+            dst[depth..].fill(0);
         }
     });
 }
@@ -166,8 +166,9 @@ pub fn pack_b_from_weight_rows(w: &WeightMatrix, file: &[u8], r0: usize, cols: u
             GgmlType::Q8_0 => pack_blocks_avx512::<simd::Q8_0>,
             _ => return false,
         };
-        out.clear();
-        out.resize(packed_b_len(w.cols, cols), 0);
+        // Every element is written below (no memset of the whole buffer first: the panels of
+        // every weight pass through here on every forward pass).
+        reuse_for_overwrite(out, packed_b_len(w.cols, cols));
         let rows = &file[w.range.start + r0 * w.row_bytes()..w.range.start + (r0 + cols) * w.row_bytes()];
         // SAFETY: the CPU has AVX512-BF16 and F16C; `rows` holds `cols` whole rows of w's
         // type, and out the panels of w.cols × cols.
@@ -210,6 +211,22 @@ unsafe fn pack_blocks_avx512<B: Block32>(rows: &[u8], row_bytes: usize, depth: u
             }
         }
     }
+    // Groups of 16 columns fill every panel but, when their count is odd, the last one's
+    // second half: zero it (the buffer may hold an earlier tile's values).
+    if cols.div_ceil(16) % 2 == 1 {
+        let base = (cols / NR) * NR * pairs + 16;
+        for p in 0..pairs {
+            // SAFETY: columns 16..32 of the last panel, pair p: inside `out`.
+            unsafe { _mm512_storeu_si512(dst.add(base + p * NR) as *mut _, _mm512_setzero_si512()) };
+        }
+    }
+}
+
+/// `out` at `len` elements without zeroing what it already holds: for packers that write
+/// every element.
+fn reuse_for_overwrite(out: &mut Vec<u16>, len: usize) {
+    out.truncate(len);
+    out.resize(len, 0);
 }
 
 /// Pair p of bf16 row j (stride `padded(depth)`) into panel position (p, j).
@@ -344,8 +361,8 @@ pub fn pack_b_from_weight_depth_rows(w: &WeightMatrix, file: &[u8], r0: usize, d
             _ => return false,
         };
         assert!(r0 + depth <= w.rows && c0 + cols <= w.cols && w.range.end <= file.len(), "pack_b_from_weight_depth_rows: slab outside the matrix");
-        out.clear();
-        out.resize(packed_b_len(depth, cols), 0);
+        // Every element is written below, the depth padding included.
+        reuse_for_overwrite(out, packed_b_len(depth, cols));
         let block_bytes = w.ty.type_size();
         let first = w.range.start + r0 * w.row_bytes() + c0 / 32 * block_bytes;
         // SAFETY: the CPU has AVX512-BF16 and F16C; rows r0..r0+depth of w hold the blocks
@@ -557,7 +574,8 @@ mod tests {
                     }
                 }
                 let w = WeightMatrix { name: "w".into(), ty, rows, cols, range: 7..7 + rows * row_bytes };
-                let mut fused = Vec::new();
+                // A buffer holding an earlier tile's values: every element must be rewritten.
+                let mut fused = vec![0x7fc0u16; packed_b_len(cols, n) + 64];
                 assert!(pack_b_from_weight_rows(&w, &file, r0, n, &mut fused), "{ty} is packed straight from its blocks");
                 let mut tile = vec![0f32; n * cols];
                 for (i, dst) in tile.chunks_exact_mut(cols).enumerate() {
@@ -570,7 +588,7 @@ mod tests {
                 // The backward's layout: a slab of n rows (odd counts included) and a column
                 // range of whole blocks, against dequantizing the slab and interleaving it.
                 for (c0, width) in [(0, cols), (cols - 32, 32), (32.min(cols - 32), cols - 32.min(cols - 32))] {
-                    let mut fused = Vec::new();
+                    let mut fused = vec![0x7fc0u16; packed_b_len(n, width) + 64];
                     assert!(pack_b_from_weight_depth_rows(&w, &file, r0, n, c0, width, &mut fused), "{ty} depth rows are packed straight from its blocks");
                     let mut slab = vec![0f32; n * width];
                     for (i, dst) in slab.chunks_exact_mut(width).enumerate() {
