@@ -32,6 +32,7 @@ import os
 import re
 import shutil
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -403,6 +404,16 @@ def lamina_timing(results: dict) -> str:
     return "; ".join(sorted(timings)) or "the trainer's time of 1 + steps steps minus that of 1 step"
 
 
+def round_ratios(rounds: dict) -> list[float]:
+    """lamina's tok/s over the faster PyTorch mode's, round by round (rounds where a side failed are left out)."""
+    ratios = []
+    for lam, f32, bf16 in zip(rounds["lamina"], rounds["f32"], rounds["bf16"]):
+        torch_best = max((x for x in (f32, bf16) if x), default=None)
+        if lam and torch_best:
+            ratios.append(lam / torch_best)
+    return ratios
+
+
 def markdown(report: dict) -> str:
     cpu, r = report["cpu"], report["results"]
     flags = ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in cpu["flags"].items())
@@ -447,6 +458,13 @@ def markdown(report: dict) -> str:
             ratio = f"{lam['peak_rss_mib'] / r[work][best]['peak_rss_mib']:.2f}x (vs {best})"
         lines.append(f"| peak RSS (MiB), {work} | {cell(lam, 'peak_rss_mib', '.0f')} | {cell(r[work]['f32'], 'peak_rss_mib', '.0f')} "
                      f"| {cell(r[work]['bf16'], 'peak_rss_mib', '.0f')} | {ratio} |")
+    if s["rounds"] > 1:
+        lines += ["", "per round (the sides of a workload ran back to back, so one round's ratio compares like conditions):"]
+        for work, label in rows:
+            ratios = round_ratios(report["per_round"][work])
+            if ratios:
+                shown = ", ".join(f"{x:.2f}x" for x in ratios)
+                lines.append(f"- {label}: lamina / that round's faster PyTorch mode {shown}; median {statistics.median(ratios):.2f}x")
     m = report["model"]
     lines += [
         "",
@@ -538,6 +556,8 @@ def main(argv=None) -> int:
         f"{args.steps} timed step(s), {args.reps} forward rep(s)")
 
     results = {w: {"lamina": "failed", "f32": "failed", "bf16": "failed"} for w in ("forward", "lora", "full")}
+    # Every round's tok/s (None where it failed), for the per-round ratios.
+    per_round = {w: {"lamina": [], "f32": [], "bf16": []} for w in ("forward", "lora", "full")}
     with tempfile.TemporaryDirectory(prefix="lamina-bench-") as tmp:
         tmp = Path(tmp)
         data = tmp / "records.jsonl"
@@ -548,9 +568,11 @@ def main(argv=None) -> int:
 
         def measure(work, side, fn):
             log(f"{work}: {side} ...")
+            per_round[work][side].append(None)
             try:
                 r = fn()
                 log(f"{work}: {side}: {r['tokens_per_s']:.1f} tok/s, peak RSS {r['peak_rss_mib']:.0f} MiB")
+                per_round[work][side][-1] = r["tokens_per_s"]
                 best = results[work][side]
                 if isinstance(best, dict):
                     # The fastest round's numbers, and the largest peak RSS seen in any round.
@@ -597,6 +619,7 @@ def main(argv=None) -> int:
         "lamina": str(lamina),
         "load_average_before": load_before,
         "results": results,
+        "per_round": per_round,
     }
     print(json.dumps(report, indent=2) if args.json else markdown(report))
     return 0
