@@ -99,7 +99,11 @@ fn bare_run(args: &BenchArgs, params: &SessionParams, pp: &[i32], tg_prompt: &[i
     let mparams = LlamaModelParams::default().with_n_gpu_layers(args.model.gpu_layers);
     let model = LlamaModel::load_from_file(backend, args.model.model_path(), &mparams).map_err(|e| fail("load", &e))?;
     let load = load_start.elapsed();
-    let threads = if params.n_threads == 0 { std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1) } else { params.n_threads as i32 };
+    let threads = if params.n_threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1)
+    } else {
+        params.n_threads as i32
+    };
     let n_ctx = if params.n_ctx == 0 { model.n_ctx_train().min(4096) } else { params.n_ctx };
     let cparams = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))
@@ -173,7 +177,11 @@ fn llama_bench_run(args: &BenchArgs, params: &SessionParams, pp: &[i32]) -> Resu
     let backend = lamina::engine::llama_backend();
     let mparams = LlamaModelParams::default().with_n_gpu_layers(args.model.gpu_layers);
     let model = LlamaModel::load_from_file(backend, args.model.model_path(), &mparams).map_err(|e| fail("load", &e))?;
-    let threads = if params.n_threads == 0 { std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1) } else { params.n_threads as i32 };
+    let threads = if params.n_threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get() as i32).unwrap_or(1)
+    } else {
+        params.n_threads as i32
+    };
     let n_ctx = (pp.len() + args.gen_tokens as usize) as u32;
     let cparams = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))
@@ -208,7 +216,10 @@ fn llama_bench_run(args: &BenchArgs, params: &SessionParams, pp: &[i32]) -> Resu
 
 pub fn run(args: &BenchArgs) -> Result<(), Error> {
     if !args.model.lora.is_empty() {
-        return Err(Error::InvalidArgument { name: "lora", reason: "benchmarks measure the base model; --lora is not supported here".into() });
+        return Err(Error::InvalidArgument {
+            name: "lora",
+            reason: "benchmarks measure the base model; --lora is not supported here".into(),
+        });
     }
     if args.reps == 0 || args.prompt_tokens == 0 || args.gen_tokens == 0 {
         return Err(Error::InvalidArgument { name: "bench", reason: "--reps, --prompt-tokens and --gen-tokens must be at least 1".into() });
@@ -223,8 +234,16 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
         return Err(Error::InvalidArgument { name: "bench", reason: format!("the test does not fit in the {n_ctx}-token context") });
     }
     let info = probe.info();
-    let gpus: Vec<String> = lamina::engine::devices().into_iter().filter(|d| d.kind.takes_offloaded_layers()).map(|d| format!("{} ({})", d.name, d.description)).collect();
-    let placement = if info.gpu_layers == 0 { "CPU only".to_string() } else { format!("{} of {} layers on {}", info.gpu_layers, info.n_layer + 1, gpus.join(", ")) };
+    let gpus: Vec<String> = lamina::engine::devices()
+        .into_iter()
+        .filter(|d| d.kind.takes_offloaded_layers())
+        .map(|d| format!("{} ({})", d.name, d.description))
+        .collect();
+    let placement = if info.gpu_layers == 0 {
+        "CPU only".to_string()
+    } else {
+        format!("{} of {} layers on {}", info.gpu_layers, info.n_layer + 1, gpus.join(", "))
+    };
     let pp = bench_tokens(&probe, args.prompt_tokens);
     let tg_prompt = probe.tokenize("Once upon a time, there was a little", false, false);
     drop(probe);
@@ -233,7 +252,8 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     lamina_run(args, &params, &pp, &tg_prompt)?;
     bare_run(args, &params, &pp, &tg_prompt)?;
     llama_bench_run(args, &params, &pp)?;
-    let threads = if params.n_threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32 } else { params.n_threads };
+    let threads =
+        if params.n_threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32 } else { params.n_threads };
     let model_path = args.model.model_path();
     let external_test = llama_bench::Test {
         model: &model_path,
@@ -254,7 +274,11 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     }
     // The fastest llama-bench binary that ran, per test.
     let best = |f: fn(&llama_bench::External) -> &Vec<f64>| {
-        externals.iter().filter(|e| e.failure.is_none()).map(|e| (median(f(e).clone()), e.path.display().to_string())).max_by(|a, b| a.0.total_cmp(&b.0))
+        externals
+            .iter()
+            .filter(|e| e.failure.is_none())
+            .map(|e| (median(f(e).clone()), e.path.display().to_string()))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
     };
     let best_pp = best(|e| &e.pp_tokens_per_s);
     let best_tg = best(|e| &e.tg_tokens_per_s);
@@ -269,7 +293,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
     if args.json {
         let mut obj = serde_json::Map::new();
         for (name, f, _) in rows {
-            obj.insert(name.to_string(), serde_json::json!({ "lamina": med(&lamina, f), "bare": med(&bare, f), "ratio": med(&lamina, f) / med(&bare, f) }));
+            obj.insert(
+                name.to_string(),
+                serde_json::json!({ "lamina": med(&lamina, f), "bare": med(&bare, f), "ratio": med(&lamina, f) / med(&bare, f) }),
+            );
         }
         obj.insert(
             "llama_bench_method".into(),
@@ -319,7 +346,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
         println!("{name:<30} {l:>12.1} {b:>12.1} {:>8.3}{note}", l / b);
     }
     println!("llama-bench's method on the same device (no sampling, the prompt as one batch):");
-    for (name, f) in [("prompt processing (tokens/s)", (|s: &Sample| s.pp_tokens_per_s) as fn(&Sample) -> f64), ("generation (tokens/s)", |s: &Sample| s.tg_tokens_per_s)] {
+    for (name, f) in [
+        ("prompt processing (tokens/s)", (|s: &Sample| s.pp_tokens_per_s) as fn(&Sample) -> f64),
+        ("generation (tokens/s)", |s: &Sample| s.tg_tokens_per_s),
+    ] {
         let (l, m) = (med(&lamina, f), med(&method, f));
         println!("{name:<30} {l:>12.1} {m:>12.1} {:>8.3}  (lamina / llama-bench method)", l / m);
     }

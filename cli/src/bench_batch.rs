@@ -58,11 +58,15 @@ fn measure(model: &lamina::Model, base: &SessionParams, n: usize, gen_tokens: u3
 /// Measure every `n` of `sequences` (`reps` times each, medians) and print the table.
 pub fn run(options: &ModelOptions, sequences: &[usize], gen_tokens: u32, reps: usize, json: bool) -> Result<(), Error> {
     if let Some(&bad) = sequences.iter().find(|&&n| n == 0 || n > lamina::engine::MAX_SEQUENCES as usize) {
-        return Err(Error::InvalidArgument { name: "sequences", reason: format!("{bad} is outside 1..={}", lamina::engine::MAX_SEQUENCES) });
+        return Err(Error::InvalidArgument {
+            name: "sequences",
+            reason: format!("{bad} is outside 1..={}", lamina::engine::MAX_SEQUENCES),
+        });
     }
     let model = options.load()?;
     let base = SessionParams { n_ctx: 512, ..options.session_params() };
-    let threads = if base.n_threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32 } else { base.n_threads };
+    let threads =
+        if base.n_threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as u32 } else { base.n_threads };
     // Warm-up (page cache, thread pools), not counted.
     measure(&model, &base, 1, gen_tokens.min(8))?;
     let mut points = Vec::new();

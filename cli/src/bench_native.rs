@@ -49,20 +49,38 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
     if !args.model.lora.is_empty() {
-        return Err(Error::InvalidArgument { name: "lora", reason: "benchmarks measure the base model; --lora is not supported here".into() });
+        return Err(Error::InvalidArgument {
+            name: "lora",
+            reason: "benchmarks measure the base model; --lora is not supported here".into(),
+        });
     }
     if args.reps == 0 || args.seq_len < 2 {
         return Err(Error::InvalidArgument { name: "bench", reason: "--reps must be at least 1 and --seq-len at least 2".into() });
     }
-    let threads = if args.model.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { args.model.threads as usize };
+    let threads = if args.model.threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    } else {
+        args.model.threads as usize
+    };
     let model = args.model.load()?;
     let mut tokens = Vec::new();
     while tokens.len() < args.seq_len {
         tokens.extend(model.tokenize(TEXT, false, false));
     }
     tokens.truncate(args.seq_len);
-    let mut session = Session::new(&model, &SessionParams { n_ctx: args.seq_len as u32 + 16, n_batch: args.seq_len as u32, n_threads: threads as u32, ..SessionParams::default() })?;
-    let native = NativeModel::load(args.model.model_path(), &NativeParams { n_threads: threads, precision: lamina::native::Precision::parse(&args.precision)? })?;
+    let mut session = Session::new(
+        &model,
+        &SessionParams {
+            n_ctx: args.seq_len as u32 + 16,
+            n_batch: args.seq_len as u32,
+            n_threads: threads as u32,
+            ..SessionParams::default()
+        },
+    )?;
+    let native = NativeModel::load(
+        args.model.model_path(),
+        &NativeParams { n_threads: threads, precision: lamina::native::Precision::parse(&args.precision)? },
+    )?;
     let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
 
     let llama_once = |session: &mut Session| -> Result<f64, Error> {
@@ -144,7 +162,13 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
     if let Some(rss) = peak_rss_mib {
         println!("{:<44} {:>12}", "peak resident memory (MiB)", format!("{rss:.0}"));
     }
-    println!("FLOPs per pass: {:.2} G (weights {:.2} G + attention {:.2} G); training pass {:.2} G", flops / 1e9, (flops - attention_flops) / 1e9, attention_flops / 1e9, train_flops / 1e9);
+    println!(
+        "FLOPs per pass: {:.2} G (weights {:.2} G + attention {:.2} G); training pass {:.2} G",
+        flops / 1e9,
+        (flops - attention_flops) / 1e9,
+        attention_flops / 1e9,
+        train_flops / 1e9
+    );
     println!("peak: {}", peak.describe());
     println!("kernels: {}", native.describe_kernels());
     if let Some(note) = native.precision_note() {

@@ -182,7 +182,13 @@ pub fn info(model_opts: &ModelOptions, all: bool) -> Result<(), Error> {
     let adapters = model_opts.load_adapters(&model)?;
     let info = model.info();
     for (a, scale) in &adapters {
-        println!("adapter       {} (rank {}, alpha {}, scale {scale}, {} tensors)", a.path().display(), a.rank(), a.alpha(), a.targets().len());
+        println!(
+            "adapter       {} (rank {}, alpha {}, scale {scale}, {} tensors)",
+            a.path().display(),
+            a.rank(),
+            a.alpha(),
+            a.targets().len()
+        );
     }
     println!("model         {}", info.path.display());
     if let Some(name) = &info.name {

@@ -40,10 +40,16 @@ pub struct CompareDevicesArgs {
 
 pub fn run(args: &CompareDevicesArgs) -> Result<(), Error> {
     if args.model.gpu_layers == 0 {
-        return Err(Error::InvalidArgument { name: "gpu-layers", reason: "pass --gpu-layers N (N > 0): the layers to run on the GPU side".into() });
+        return Err(Error::InvalidArgument {
+            name: "gpu-layers",
+            reason: "pass --gpu-layers N (N > 0): the layers to run on the GPU side".into(),
+        });
     }
     if !args.model.lora.is_empty() {
-        return Err(Error::InvalidArgument { name: "lora", reason: "compare-devices compares the base model; --lora is not supported here".into() });
+        return Err(Error::InvalidArgument {
+            name: "lora",
+            reason: "compare-devices compares the base model; --lora is not supported here".into(),
+        });
     }
     if args.chunk < 2 {
         return Err(Error::InvalidArgument { name: "chunk", reason: "must be at least 2 tokens".into() });
@@ -61,14 +67,21 @@ pub fn run(args: &CompareDevicesArgs) -> Result<(), Error> {
         chunks.truncate(args.chunks);
     }
     if chunks.is_empty() {
-        return Err(Error::Data { path: args.file.clone(), line: None, reason: format!("the text has {} tokens, fewer than one chunk of {}", tokens.len(), args.chunk) });
+        return Err(Error::Data {
+            path: args.file.clone(),
+            line: None,
+            reason: format!("the text has {} tokens, fewer than one chunk of {}", tokens.len(), args.chunk),
+        });
     }
     let params = SessionParams { n_ctx: args.chunk as u32, n_batch: args.chunk.min(512) as u32, ..args.model.session_params() };
     let mut cpu = Session::new(&cpu_model, &params)?;
     let mut gpu = Session::new(&gpu_model, &params)?;
 
     let native = if args.native_reference {
-        Some(lamina::native::NativeModel::load(args.model.model_path(), &lamina::native::NativeParams { n_threads: args.model.threads as usize, precision: lamina::native::Precision::F32 })?)
+        Some(lamina::native::NativeModel::load(
+            args.model.model_path(),
+            &lamina::native::NativeParams { n_threads: args.model.threads as usize, precision: lamina::native::Precision::F32 },
+        )?)
     } else {
         None
     };
@@ -137,7 +150,14 @@ pub fn run(args: &CompareDevicesArgs) -> Result<(), Error> {
         );
         return Ok(());
     }
-    println!("compare-devices: {} positions ({} chunks of {} tokens), {} of {} layers on the GPU", agreement.positions, chunks.len(), args.chunk, info.gpu_layers, info.n_layer + 1);
+    println!(
+        "compare-devices: {} positions ({} chunks of {} tokens), {} of {} layers on the GPU",
+        agreement.positions,
+        chunks.len(),
+        args.chunk,
+        info.gpu_layers,
+        info.n_layer + 1
+    );
     println!("top-1 agreement      {:.2}% ({} of {})", 100.0 * agreement.top1(), agreement.top1_matches, agreement.positions);
     println!("mean KL(CPU || GPU)  {:.6} nats", agreement.mean_kl());
     println!("max |logit diff|     {:.4}", agreement.max_logit_diff);

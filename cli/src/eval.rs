@@ -42,7 +42,8 @@ pub fn run(args: &EvalArgs) -> Result<(), Error> {
     let n_ctx = if args.model.ctx == 0 { args.chunk.max(2048) as u32 } else { args.model.ctx };
     let mut session = Session::new(&model, &SessionParams { n_ctx, ..args.model.session_params() })?;
     let adapters = args.model.load_adapters(&model)?;
-    let options = EvalOptions { limit: args.limit, perplexity_ctx: args.chunk, source_lang: args.from.clone(), target_lang: args.to.clone() };
+    let options =
+        EvalOptions { limit: args.limit, perplexity_ctx: args.chunk, source_lang: args.from.clone(), target_lang: args.to.clone() };
 
     let bar = ProgressBar::new(0);
     bar.set_style(

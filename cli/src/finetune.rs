@@ -14,10 +14,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lamina::native::full::export_full_gguf;
 use lamina::native::lora_io::{export_gguf, export_peft};
-use lamina::native::trainable::Trainable;
-use lamina::native::{FullWeights, LoraWeights};
 use lamina::native::train::{RunEnd, Schedule, TrainConfig, Trainer};
 use lamina::native::train_data::{chat_template_from_gguf, load_dataset, DataOptions};
+use lamina::native::trainable::Trainable;
+use lamina::native::{FullWeights, LoraWeights};
 use lamina::native::{NativeModel, NativeParams};
 use lamina::weights::gguf::Gguf;
 use lamina::Error;
@@ -229,7 +229,10 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Error> {
     check_writable(args)?;
 
     let model_path = args.model.clone().unwrap_or_else(lamina::paths::default_model_path);
-    let model = NativeModel::load(&model_path, &NativeParams { n_threads: args.threads, precision: lamina::native::Precision::parse(&args.precision)? })?;
+    let model = NativeModel::load(
+        &model_path,
+        &NativeParams { n_threads: args.threads, precision: lamina::native::Precision::parse(&args.precision)? },
+    )?;
     eprintln!("native engine: {}", model.describe_kernels());
     if let Some(note) = model.precision_note() {
         eprintln!("note: {note}");
@@ -296,7 +299,12 @@ fn check_writable(args: &FinetuneArgs) -> Result<(), Error> {
 }
 
 /// A new run, or the one saved in `--checkpoint-dir` with `--resume`.
-fn start<'m, P: Trainable>(args: &FinetuneArgs, model: &'m NativeModel, config: Option<&TrainConfig>, data: lamina::native::train_data::Dataset) -> Result<Trainer<'m, P>, Error> {
+fn start<'m, P: Trainable>(
+    args: &FinetuneArgs,
+    model: &'m NativeModel,
+    config: Option<&TrainConfig>,
+    data: lamina::native::train_data::Dataset,
+) -> Result<Trainer<'m, P>, Error> {
     match (config, &args.checkpoint_dir) {
         (Some(config), _) => Trainer::new(model, config.clone(), data.train, data.val),
         (None, Some(dir)) => {
@@ -338,7 +346,13 @@ fn print_checkpoint_note(args: &FinetuneArgs, end: RunEnd) {
 
 /// Run the training with a progress bar and Ctrl-C handling, and report the losses. `what`
 /// says what is trained.
-fn drive<P: Trainable>(trainer: &mut Trainer<'_, P>, args: &FinetuneArgs, model_path: &Path, model: &NativeModel, what: String) -> Result<RunEnd, Error> {
+fn drive<P: Trainable>(
+    trainer: &mut Trainer<'_, P>,
+    args: &FinetuneArgs,
+    model_path: &Path,
+    model: &NativeModel,
+    what: String,
+) -> Result<RunEnd, Error> {
     let cfg = trainer.config().clone();
     eprintln!(
         "model: {} ({} threads); {what}; lr {:e} {}, {} steps of {}x{} sequences{}",
@@ -367,7 +381,8 @@ fn drive<P: Trainable>(trainer: &mut Trainer<'_, P>, args: &FinetuneArgs, model_
     let first_step = trainer.step();
     let bar = ProgressBar::new(cfg.steps as u64);
     bar.set_style(
-        ProgressStyle::with_template("finetune [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("finetune [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_position(first_step as u64);
     let start = Instant::now();

@@ -80,10 +80,7 @@ impl ModelOptions {
 
     pub fn install_logging(&self) {
         if self.verbose {
-            lamina::engine::set_log_sink(
-                Some(Box::new(|_, line| eprintln!("{line}"))),
-                lamina::engine::LogLevel::Info,
-            );
+            lamina::engine::set_log_sink(Some(Box::new(|_, line| eprintln!("{line}"))), lamina::engine::LogLevel::Info);
         }
     }
 

@@ -161,11 +161,19 @@ fn eval_reports_bad_data_with_its_line() {
     };
     let good = r#"{"question": "The sky is", "choices": ["blue.", "loud."], "label": 0}"#;
     let cases = [
-        ("choice", write("c.jsonl", &format!("{good}\n{{\"question\": \"x\", \"choices\": [\"a\", \"b\"], \"label\": 5}}\n")), "c.jsonl:2: `label` 5 is out of range"),
+        (
+            "choice",
+            write("c.jsonl", &format!("{good}\n{{\"question\": \"x\", \"choices\": [\"a\", \"b\"], \"label\": 5}}\n")),
+            "c.jsonl:2: `label` 5 is out of range",
+        ),
         ("choice", write("j.jsonl", &format!("{good}\n{{oops\n")), "j.jsonl:2: invalid JSON"),
         ("qa", write("q.jsonl", "{\"question\": \"Q?\"}\n"), "q.jsonl:1: missing `answers`"),
         ("qa", write("e.jsonl", ""), "the file is empty"),
-        ("translate", write("t.jsonl", "{\"source\": \"Hi\", \"reference\": \"Salut\", \"source_lang\": \"en\", \"target_lang\": \"xx\"}\n"), "unknown language `xx`"),
+        (
+            "translate",
+            write("t.jsonl", "{\"source\": \"Hi\", \"reference\": \"Salut\", \"source_lang\": \"en\", \"target_lang\": \"xx\"}\n"),
+            "unknown language `xx`",
+        ),
         ("translate", write("n.jsonl", "{\"source\": \"Hi\", \"reference\": \"Salut\"}\n"), "names no source_lang"),
         ("qa", "/nonexistent/data.jsonl".to_string(), "file not found"),
         ("perplexity", write("short.txt", "Too short for two chunks."), "needs at least"),

@@ -31,11 +31,35 @@ fn finetune_writes_an_adapter_that_ask_uses() {
     let (adapter, peft, ckpt) = (dir.join("facts.gguf"), dir.join("facts-peft"), dir.join("checkpoint"));
     let data = data();
     let base = [
-        "finetune", "--data", &data, "-t", "2", "--rank", "4", "--targets", "q,v", "--batch-size", "2", "--lr", "3e-3", "--val-fraction", "0.1",
-        "--max-len", "256",
+        "finetune",
+        "--data",
+        &data,
+        "-t",
+        "2",
+        "--rank",
+        "4",
+        "--targets",
+        "q,v",
+        "--batch-size",
+        "2",
+        "--lr",
+        "3e-3",
+        "--val-fraction",
+        "0.1",
+        "--max-len",
+        "256",
     ];
     let mut args = base.to_vec();
-    args.extend_from_slice(&["--steps", "3", "--output", adapter.to_str().unwrap(), "--peft", peft.to_str().unwrap(), "--checkpoint-dir", ckpt.to_str().unwrap()]);
+    args.extend_from_slice(&[
+        "--steps",
+        "3",
+        "--output",
+        adapter.to_str().unwrap(),
+        "--peft",
+        peft.to_str().unwrap(),
+        "--checkpoint-dir",
+        ckpt.to_str().unwrap(),
+    ]);
     let o = lamina(&args);
     let err = stderr(&o);
     println!("{err}");
@@ -51,7 +75,15 @@ fn finetune_writes_an_adapter_that_ask_uses() {
 
     // Resume to 4 steps from the checkpoint.
     let mut args = base.to_vec();
-    args.extend_from_slice(&["--steps", "4", "--output", adapter.to_str().unwrap(), "--checkpoint-dir", ckpt.to_str().unwrap(), "--resume"]);
+    args.extend_from_slice(&[
+        "--steps",
+        "4",
+        "--output",
+        adapter.to_str().unwrap(),
+        "--checkpoint-dir",
+        ckpt.to_str().unwrap(),
+        "--resume",
+    ]);
     let o = lamina(&args);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");

@@ -14,8 +14,27 @@ const STEPS: &str = "16";
 
 fn base_args(data: &str, out: &Path) -> Vec<String> {
     let args = [
-        "finetune", "--data", data, "-t", "2", "--rank", "4", "--targets", "q,v", "--batch-size", "2", "--lr", "3e-3", "--seed", "3", "--max-len", "128",
-        "--steps", STEPS, "--output", out.to_str().unwrap(),
+        "finetune",
+        "--data",
+        data,
+        "-t",
+        "2",
+        "--rank",
+        "4",
+        "--targets",
+        "q,v",
+        "--batch-size",
+        "2",
+        "--lr",
+        "3e-3",
+        "--seed",
+        "3",
+        "--max-len",
+        "128",
+        "--steps",
+        STEPS,
+        "--output",
+        out.to_str().unwrap(),
     ];
     args.iter().map(|s| s.to_string()).collect()
 }
@@ -28,7 +47,9 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn has_checkpoint(dir: &Path) -> bool {
-    std::fs::read_dir(dir).map(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))).unwrap_or(false)
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-")))
+        .unwrap_or(false)
 }
 
 /// xorshift: the kill moments are random but the same on every run of the test.
@@ -68,7 +89,8 @@ fn a_run_killed_again_and_again_ends_with_the_uninterrupted_adapter() {
             args.push("--resume".into());
             resumes += 1;
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lamina")).args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child =
+            Command::new(env!("CARGO_BIN_EXE_lamina")).args(&args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         // Six kills, each after between 2% and 20% of an uninterrupted run's span (a step is
         // about 6%), so while loading, in a step or in a checkpoint write; then the run may
         // finish.

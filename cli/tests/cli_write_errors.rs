@@ -34,7 +34,8 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).map(|e| e.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).map(|e| e.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
     v.sort();
     v
 }
@@ -69,7 +70,23 @@ fn a_finetune_whose_outputs_cannot_be_written_says_so_and_keeps_the_old_adapter(
     let data = data();
     let adapter = dir.join("facts.gguf");
     std::fs::write(&adapter, b"the previous adapter").unwrap();
-    let base = ["finetune", "--data", &data, "-t", "2", "--rank", "4", "--targets", "q,v", "--batch-size", "2", "--steps", "1", "--max-len", "128"];
+    let base = [
+        "finetune",
+        "--data",
+        &data,
+        "-t",
+        "2",
+        "--rank",
+        "4",
+        "--targets",
+        "q,v",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--max-len",
+        "128",
+    ];
 
     // The adapter (about 90 KiB) does not fit under a 64 KiB limit: the old file survives.
     let mut args = base.to_vec();
@@ -83,7 +100,10 @@ fn a_finetune_whose_outputs_cannot_be_written_says_so_and_keeps_the_old_adapter(
     // A checkpoint directory, or an adapter, below a regular file: refused before training.
     let (ckpt, new) = (adapter.join("ckpt"), dir.join("new.gguf"));
     let below = adapter.join("new.gguf");
-    for (extra, named) in [(["--output", new.to_str().unwrap(), "--checkpoint-dir", ckpt.to_str().unwrap()], "facts.gguf/ckpt"), (["--output", below.to_str().unwrap(), "--seed", "1"], "facts.gguf/new.gguf")] {
+    for (extra, named) in [
+        (["--output", new.to_str().unwrap(), "--checkpoint-dir", ckpt.to_str().unwrap()], "facts.gguf/ckpt"),
+        (["--output", below.to_str().unwrap(), "--seed", "1"], "facts.gguf/new.gguf"),
+    ] {
         let mut args = base.to_vec();
         args.extend_from_slice(&extra);
         let o = lamina(&args);

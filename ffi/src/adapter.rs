@@ -28,7 +28,11 @@ static ADAPTERS: Registry<lamina_adapter> = Registry::new("lamina_adapter");
 /// PEFT files; the message names the file and the problem), _MODEL_LOAD, _NULL_ARGUMENT,
 /// _INVALID_UTF8, _INVALID_HANDLE.
 #[no_mangle]
-pub unsafe extern "C" fn lamina_model_load_adapter(model: *const lamina_model, path: *const c_char, out_adapter: *mut *mut lamina_adapter) -> lamina_status {
+pub unsafe extern "C" fn lamina_model_load_adapter(
+    model: *const lamina_model,
+    path: *const c_char,
+    out_adapter: *mut *mut lamina_adapter,
+) -> lamina_status {
     guard(|| {
         finish((|| {
             let model = MODELS.get(model, "model")?;

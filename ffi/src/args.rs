@@ -59,11 +59,7 @@ pub(crate) unsafe fn read_params<T: Versioned>(ptr: *const T) -> Result<T, Failu
     if declared < header {
         return Err(Failure::new(
             lamina_status::ErrorInvalidArgument,
-            format!(
-                "{}.struct_size is {declared}; initialise the struct with {}_init(&params, sizeof params)",
-                T::NAME,
-                T::NAME
-            ),
+            format!("{}.struct_size is {declared}; initialise the struct with {}_init(&params, sizeof params)", T::NAME, T::NAME),
         ));
     }
     let n = declared.min(std::mem::size_of::<T>());

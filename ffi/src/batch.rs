@@ -7,7 +7,8 @@ use lamina::BatchRequest;
 use crate::args::str_arg;
 use crate::boundary::guard;
 use crate::session::{
-    check_info, lamina_generation_info, lamina_sampling_params, lamina_session, nul_terminated, sampling_from_c, with_session, write_generation,
+    check_info, lamina_generation_info, lamina_sampling_params, lamina_session, nul_terminated, sampling_from_c, with_session,
+    write_generation,
 };
 use crate::status::{finish, lamina_status, Failure};
 
@@ -16,7 +17,8 @@ use crate::status::{finish, lamina_status, Failure};
 /// Return true to go on, false to stop that prompt's sequence only (its stop reason is then
 /// LAMINA_STOP_REASON_CALLBACK_STOPPED). Called on the thread that called lamina, in no fixed
 /// order between sequences.
-pub type lamina_batch_callback = Option<unsafe extern "C" fn(index: usize, piece: *const c_char, len: usize, user_data: *mut c_void) -> bool>;
+pub type lamina_batch_callback =
+    Option<unsafe extern "C" fn(index: usize, piece: *const c_char, len: usize, user_data: *mut c_void) -> bool>;
 
 /// The most prompts one call takes (llama.cpp's limit on sequences).
 const MAX_PROMPTS: usize = lamina::engine::MAX_SEQUENCES as usize;

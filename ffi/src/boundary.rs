@@ -6,7 +6,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::status::{set_last_error, lamina_status};
+use crate::status::{lamina_status, set_last_error};
 
 /// What an exported function returns when its body panicked.
 pub(crate) trait OnPanic {

@@ -34,7 +34,10 @@ unsafe fn str_array<'a>(ptr: *const *const c_char, n: usize, name: &str, count_n
         // SAFETY: non-NULL and NUL-terminated per the caller's contract.
         let bytes = unsafe { CStr::from_ptr(s) }.to_bytes();
         let text = std::str::from_utf8(bytes).map_err(|e| {
-            Failure::new(lamina_status::ErrorInvalidUtf8, format!("`{name}[{i}]` is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()))
+            Failure::new(
+                lamina_status::ErrorInvalidUtf8,
+                format!("`{name}[{i}]` is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()),
+            )
         })?;
         out.push(text);
     }
@@ -54,7 +57,10 @@ unsafe fn corpus_args<'a>(
     // SAFETY: forwarded contract.
     let hyps = unsafe { str_array(hypotheses, n_hypotheses, "hypotheses", "n_hypotheses") }?;
     let n_refs = n_hypotheses.checked_mul(n_reference_streams).ok_or_else(|| {
-        Failure::new(lamina_status::ErrorInvalidArgument, format!("n_hypotheses ({n_hypotheses}) * n_reference_streams ({n_reference_streams}) overflows"))
+        Failure::new(
+            lamina_status::ErrorInvalidArgument,
+            format!("n_hypotheses ({n_hypotheses}) * n_reference_streams ({n_reference_streams}) overflows"),
+        )
     })?;
     // SAFETY: forwarded contract: `references` holds n_reference_streams * n_hypotheses strings.
     let refs = unsafe { str_array(references, n_refs, "references", "n_reference_streams * n_hypotheses") }?;
@@ -113,7 +119,10 @@ pub unsafe extern "C" fn lamina_bleu(
             // SAFETY: non-NULL; struct_size is the struct's first field.
             let declared = unsafe { std::ptr::read_unaligned(out_score.cast::<usize>()) };
             if declared < std::mem::size_of::<usize>() {
-                return Err(Failure::new(lamina_status::ErrorInvalidArgument, "out_score->struct_size must be set to sizeof(lamina_bleu_score)"));
+                return Err(Failure::new(
+                    lamina_status::ErrorInvalidArgument,
+                    "out_score->struct_size must be set to sizeof(lamina_bleu_score)",
+                ));
             }
             // SAFETY: the caller's array contracts.
             let (hyps, refs) = unsafe { corpus_args(hypotheses, n_hypotheses, references, n_reference_streams) }?;
@@ -191,7 +200,12 @@ unsafe fn squad_metric(
 /// answers (at least one). On success `*out_score` receives the score.
 /// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (no gold answer).
 #[no_mangle]
-pub unsafe extern "C" fn lamina_squad_exact_match(prediction: *const c_char, golds: *const *const c_char, n_golds: usize, out_score: *mut f64) -> lamina_status {
+pub unsafe extern "C" fn lamina_squad_exact_match(
+    prediction: *const c_char,
+    golds: *const *const c_char,
+    n_golds: usize,
+    out_score: *mut f64,
+) -> lamina_status {
     // SAFETY: forwarded contracts.
     unsafe { squad_metric(prediction, golds, n_golds, out_score, |p, g| squad::exact_match(p, g)) }
 }
@@ -200,7 +214,12 @@ pub unsafe extern "C" fn lamina_squad_exact_match(prediction: *const c_char, gol
 /// of the bags of normalised tokens (0 when nothing is shared, including when both sides
 /// normalise to nothing). Arguments and errors as for lamina_squad_exact_match.
 #[no_mangle]
-pub unsafe extern "C" fn lamina_squad_f1(prediction: *const c_char, golds: *const *const c_char, n_golds: usize, out_score: *mut f64) -> lamina_status {
+pub unsafe extern "C" fn lamina_squad_f1(
+    prediction: *const c_char,
+    golds: *const *const c_char,
+    n_golds: usize,
+    out_score: *mut f64,
+) -> lamina_status {
     // SAFETY: forwarded contracts.
     unsafe { squad_metric(prediction, golds, n_golds, out_score, |p, g| squad::f1(p, g)) }
 }
@@ -228,7 +247,13 @@ pub struct lamina_eval_params {
 unsafe impl Versioned for lamina_eval_params {
     const NAME: &'static str = "lamina_eval_params";
     fn defaults() -> Self {
-        Self { struct_size: std::mem::size_of::<Self>(), limit: 0, perplexity_ctx: 0, source_lang: std::ptr::null(), target_lang: std::ptr::null() }
+        Self {
+            struct_size: std::mem::size_of::<Self>(),
+            limit: 0,
+            perplexity_ctx: 0,
+            source_lang: std::ptr::null(),
+            target_lang: std::ptr::null(),
+        }
     }
 }
 

@@ -48,10 +48,7 @@ impl<T> Registry<T> {
             return Err(Failure::null(name));
         }
         self.lock().as_ref().and_then(|map| map.get(&(ptr as usize)).cloned()).ok_or_else(|| {
-            Failure::new(
-                lamina_status::ErrorInvalidHandle,
-                format!("`{name}` is not a live {} handle (already freed?)", self.what),
-            )
+            Failure::new(lamina_status::ErrorInvalidHandle, format!("`{name}` is not a live {} handle (already freed?)", self.what))
         })
     }
 

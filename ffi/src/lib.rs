@@ -28,20 +28,28 @@ mod batch;
 mod status;
 mod train;
 
-pub use adapter::{lamina_adapter, lamina_adapter_free, lamina_adapter_info, lamina_model_load_adapter, lamina_session_n_adapters, lamina_session_set_adapters};
+pub use adapter::{
+    lamina_adapter, lamina_adapter_free, lamina_adapter_info, lamina_model_load_adapter, lamina_session_n_adapters,
+    lamina_session_set_adapters,
+};
 pub use backends::{lamina_backends_json, lamina_backends_load};
 pub use batch::{lamina_batch_callback, lamina_session_generate_batch};
 pub use eval::{
-    lamina_bleu, lamina_bleu_score, lamina_chrf, lamina_eval_params, lamina_eval_params_init, lamina_evaluate, lamina_progress_callback, lamina_squad_exact_match, lamina_squad_f1,
+    lamina_bleu, lamina_bleu_score, lamina_chrf, lamina_eval_params, lamina_eval_params_init, lamina_evaluate, lamina_progress_callback,
+    lamina_squad_exact_match, lamina_squad_f1,
 };
 pub use log::{lamina_log_callback, lamina_log_level, lamina_set_log_callback};
-pub use model::{lamina_model, lamina_model_free, lamina_model_info_json, lamina_model_load, lamina_model_meta, lamina_model_params, lamina_model_params_init};
+pub use model::{
+    lamina_model, lamina_model_free, lamina_model_info_json, lamina_model_load, lamina_model_meta, lamina_model_params,
+    lamina_model_params_init,
+};
 pub use session::*;
 pub use status::lamina_status;
 pub use train::{
-    lamina_adapter_format, lamina_train_params, lamina_train_params_init, lamina_train_progress, lamina_train_progress_callback, lamina_train_schedule, lamina_trainer,
-    lamina_trainer_cancel, lamina_trainer_create, lamina_trainer_evaluate, lamina_trainer_free, lamina_trainer_resume, lamina_trainer_run, lamina_trainer_save_adapter,
-    lamina_trainer_save_checkpoint, lamina_trainer_save_model, lamina_trainer_step, lamina_trainer_steps,
+    lamina_adapter_format, lamina_train_params, lamina_train_params_init, lamina_train_progress, lamina_train_progress_callback,
+    lamina_train_schedule, lamina_trainer, lamina_trainer_cancel, lamina_trainer_create, lamina_trainer_evaluate, lamina_trainer_free,
+    lamina_trainer_resume, lamina_trainer_run, lamina_trainer_save_adapter, lamina_trainer_save_checkpoint, lamina_trainer_save_model,
+    lamina_trainer_step, lamina_trainer_steps,
 };
 
 use std::ffi::{c_char, CString};
@@ -119,7 +127,8 @@ pub unsafe extern "C" fn lamina_default_model_path(out_path: *mut *mut c_char) -
         status::finish((|| {
             args::require_out(out_path, "out_path")?;
             let path = lamina::paths::default_model_path();
-            let s = path.to_str().ok_or_else(|| status::Failure::new(lamina_status::ErrorInvalidUtf8, "the cache path is not valid UTF-8"))?;
+            let s =
+                path.to_str().ok_or_else(|| status::Failure::new(lamina_status::ErrorInvalidUtf8, "the cache path is not valid UTF-8"))?;
             // SAFETY: checked non-NULL above; the caller provides a writable `char *` slot.
             unsafe { out_path.write(args::owned_c_string(s)) };
             Ok(())

@@ -51,21 +51,25 @@ pub unsafe extern "C" fn lamina_model_params_init(params: *mut lamina_model_para
     guard(|| finish(unsafe { crate::args::init_params(params, struct_size) }))
 }
 
-
 /// Load a GGUF model from `path` (memory-mapped). `params` may be NULL for defaults.
 /// On success `*out_model` receives a new handle owned by the caller (free it with
 /// `lamina_model_free`); on failure it is left unmodified.
 /// Errors: LAMINA_STATUS_ERROR_MODEL_NOT_FOUND, _NOT_GGUF, _MODEL_LOAD, _IO, _NULL_ARGUMENT,
 /// _INVALID_UTF8, _INVALID_ARGUMENT, _BACKEND (no CPU backend loaded, or the offloaded layers do not fit).
 #[no_mangle]
-pub unsafe extern "C" fn lamina_model_load(path: *const c_char, params: *const lamina_model_params, out_model: *mut *mut lamina_model) -> lamina_status {
+pub unsafe extern "C" fn lamina_model_load(
+    path: *const c_char,
+    params: *const lamina_model_params,
+    out_model: *mut *mut lamina_model,
+) -> lamina_status {
     guard(|| {
         finish((|| {
             // SAFETY: C-string and params contracts are the caller's, as documented.
             let path = unsafe { str_arg(path, "path") }?;
             let params = unsafe { read_params(params) }?;
             require_out(out_model, "out_model")?;
-            let rust_params = lamina::ModelParams { n_gpu_layers: params.n_gpu_layers, use_mmap: params.use_mmap, use_mlock: params.use_mlock };
+            let rust_params =
+                lamina::ModelParams { n_gpu_layers: params.n_gpu_layers, use_mmap: params.use_mmap, use_mlock: params.use_mlock };
             let model = lamina::Model::load(path, &rust_params)?;
             let handle = MODELS.insert(lamina_model { model });
             // SAFETY: checked non-NULL.

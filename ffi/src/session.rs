@@ -8,8 +8,8 @@ use lamina::{CancelHandle, Generation, Sampling, Session, StopReason};
 use crate::args::{opt_str_arg, owned_c_string, read_params, str_arg, Versioned};
 use crate::boundary::guard;
 use crate::handles::Registry;
-use crate::model::MODELS;
 use crate::model::lamina_model;
+use crate::model::MODELS;
 use crate::status::{finish, lamina_status, Failure};
 
 /// A session: one context (KV cache) and chat history over a model. Opaque; create with
@@ -50,7 +50,15 @@ unsafe impl Versioned for lamina_session_params {
     const NAME: &'static str = "lamina_session_params";
     fn defaults() -> Self {
         let d = lamina::SessionParams::default();
-        Self { struct_size: std::mem::size_of::<Self>(), n_ctx: d.n_ctx, n_batch: d.n_batch, n_threads: d.n_threads, n_threads_batch: d.n_threads_batch, flash_attention: -1, n_sequences: d.n_sequences }
+        Self {
+            struct_size: std::mem::size_of::<Self>(),
+            n_ctx: d.n_ctx,
+            n_batch: d.n_batch,
+            n_threads: d.n_threads,
+            n_threads_batch: d.n_threads_batch,
+            flash_attention: -1,
+            n_sequences: d.n_sequences,
+        }
     }
 }
 
@@ -193,7 +201,11 @@ pub type lamina_token_callback = Option<unsafe extern "C" fn(piece: *const c_cha
 /// Create a session over `model`. `params` may be NULL for defaults. The session keeps the
 /// model alive. On success `*out_session` receives a handle to free with `lamina_session_free`.
 #[no_mangle]
-pub unsafe extern "C" fn lamina_session_new(model: *const lamina_model, params: *const lamina_session_params, out_session: *mut *mut lamina_session) -> lamina_status {
+pub unsafe extern "C" fn lamina_session_new(
+    model: *const lamina_model,
+    params: *const lamina_session_params,
+    out_session: *mut *mut lamina_session,
+) -> lamina_status {
     guard(|| {
         finish((|| {
             let model = MODELS.get(model, "model")?;
@@ -204,7 +216,12 @@ pub unsafe extern "C" fn lamina_session_new(model: *const lamina_model, params: 
                 -1 => lamina::FlashAttention::Auto,
                 0 => lamina::FlashAttention::Off,
                 1 => lamina::FlashAttention::On,
-                other => return Err(Failure::new(crate::status::lamina_status::ErrorInvalidArgument, format!("invalid argument `flash_attention`: must be -1 (auto), 0 (off) or 1 (on), got {other}"))),
+                other => {
+                    return Err(Failure::new(
+                        crate::status::lamina_status::ErrorInvalidArgument,
+                        format!("invalid argument `flash_attention`: must be -1 (auto), 0 (off) or 1 (on), got {other}"),
+                    ))
+                }
             };
             let params = lamina::SessionParams {
                 n_ctx: p.n_ctx,
@@ -449,7 +466,13 @@ pub unsafe extern "C" fn lamina_session_chat(
 /// success `*out_text` receives the translation (free with `lamina_string_free`).
 /// Errors include LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE and _EMPTY_PROMPT.
 #[no_mangle]
-pub unsafe extern "C" fn lamina_translate(session: *mut lamina_session, text: *const c_char, from: *const c_char, to: *const c_char, out_text: *mut *mut c_char) -> lamina_status {
+pub unsafe extern "C" fn lamina_translate(
+    session: *mut lamina_session,
+    text: *const c_char,
+    from: *const c_char,
+    to: *const c_char,
+    out_text: *mut *mut c_char,
+) -> lamina_status {
     guard(|| {
         finish((|| {
             // SAFETY: caller's C-string contracts.
@@ -469,7 +492,12 @@ pub unsafe extern "C" fn lamina_translate(session: *mut lamina_session, text: *c
 /// answer without explanation. The session's chat history is not changed. On success
 /// `*out_text` receives the answer (free with `lamina_string_free`).
 #[no_mangle]
-pub unsafe extern "C" fn lamina_answer(session: *mut lamina_session, question: *const c_char, context: *const c_char, out_text: *mut *mut c_char) -> lamina_status {
+pub unsafe extern "C" fn lamina_answer(
+    session: *mut lamina_session,
+    question: *const c_char,
+    context: *const c_char,
+    out_text: *mut *mut c_char,
+) -> lamina_status {
     guard(|| {
         finish((|| {
             // SAFETY: caller's C-string contracts.
@@ -483,7 +511,6 @@ pub unsafe extern "C" fn lamina_answer(session: *mut lamina_session, question: *
         })())
     })
 }
-
 
 /// The session's context window in tokens (what `n_ctx` asked for, or the default), the limit
 /// that prompt plus generated text must fit in. Written to `*out_n_ctx` on success.

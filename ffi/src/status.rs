@@ -61,9 +61,25 @@ impl lamina_status {
     pub(crate) fn from_code(code: i32) -> Option<Self> {
         use lamina_status::*;
         [
-            Ok, ErrorNullArgument, ErrorInvalidArgument, ErrorInvalidUtf8, ErrorEmptyPrompt, ErrorPromptTooLong,
-            ErrorUnknownLanguage, ErrorModelNotFound, ErrorNotGguf, ErrorModelLoad, ErrorIo, ErrorContextCreation,
-            ErrorDecode, ErrorChatTemplate, ErrorBusy, ErrorInvalidHandle, ErrorData, ErrorBackend, ErrorPanic,
+            Ok,
+            ErrorNullArgument,
+            ErrorInvalidArgument,
+            ErrorInvalidUtf8,
+            ErrorEmptyPrompt,
+            ErrorPromptTooLong,
+            ErrorUnknownLanguage,
+            ErrorModelNotFound,
+            ErrorNotGguf,
+            ErrorModelLoad,
+            ErrorIo,
+            ErrorContextCreation,
+            ErrorDecode,
+            ErrorChatTemplate,
+            ErrorBusy,
+            ErrorInvalidHandle,
+            ErrorData,
+            ErrorBackend,
+            ErrorPanic,
         ]
         .into_iter()
         .find(|s| *s as i32 == code)

@@ -7,12 +7,12 @@ use std::ffi::{c_char, c_void};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use lamina::native::lora_io::{export_gguf, export_peft};
 use lamina::native::full::export_full_gguf;
+use lamina::native::lora_io::{export_gguf, export_peft};
 use lamina::native::train::{Progress, Schedule, TrainCancel, TrainConfig, Trainer};
+use lamina::native::train_data::{chat_template_from_gguf, load_dataset, DataOptions, Dataset};
 use lamina::native::trainable::Trainable;
 use lamina::native::{Example, FullWeights, LoraWeights};
-use lamina::native::train_data::{chat_template_from_gguf, load_dataset, DataOptions, Dataset};
 use lamina::native::{NativeModel, NativeParams};
 use lamina::weights::gguf::Gguf;
 
@@ -206,7 +206,9 @@ unsafe fn plan(p: &lamina_train_params) -> Result<Plan, Failure> {
         Some(list) => {
             let names: Vec<String> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
             if names.is_empty() {
-                return Err(invalid(format!("params.targets is {list:?}: name at least one of q, k, v, o, gate, up, down (comma-separated)")));
+                return Err(invalid(format!(
+                    "params.targets is {list:?}: name at least one of q, k, v, o, gate, up, down (comma-separated)"
+                )));
             }
             names
         }
@@ -215,7 +217,9 @@ unsafe fn plan(p: &lamina_train_params) -> Result<Plan, Failure> {
         0 => Schedule::Cosine,
         1 => Schedule::Linear,
         2 => Schedule::Constant,
-        other => return Err(invalid(format!("params.schedule is {other}: use a lamina_train_schedule value (0 cosine, 1 linear, 2 constant)"))),
+        other => {
+            return Err(invalid(format!("params.schedule is {other}: use a lamina_train_schedule value (0 cosine, 1 linear, 2 constant)")))
+        }
     };
     let config = TrainConfig {
         rank: p.rank as usize,
@@ -486,7 +490,8 @@ impl From<&Progress> for lamina_train_progress {
 /// during the call. Return true to go on, false to stop after this step. Called on the thread
 /// that called lamina_trainer_run; it may call lamina_trainer_cancel, but any other call on the
 /// same trainer fails with LAMINA_STATUS_ERROR_BUSY.
-pub type lamina_train_progress_callback = Option<unsafe extern "C" fn(progress: *const lamina_train_progress, user_data: *mut c_void) -> bool>;
+pub type lamina_train_progress_callback =
+    Option<unsafe extern "C" fn(progress: *const lamina_train_progress, user_data: *mut c_void) -> bool>;
 
 /// Train until the planned number of steps, or until cancelled: by the callback returning
 /// false, or by lamina_trainer_cancel from any thread (the step in progress finishes first).
@@ -577,7 +582,11 @@ pub unsafe extern "C" fn lamina_trainer_evaluate(trainer: *mut lamina_trainer, o
 /// How far the run is: steps done and the planned total. Either out pointer may be NULL.
 /// Errors: _NULL_ARGUMENT (trainer), _INVALID_HANDLE, _BUSY.
 #[no_mangle]
-pub unsafe extern "C" fn lamina_trainer_steps(trainer: *const lamina_trainer, out_step: *mut u64, out_total_steps: *mut u64) -> lamina_status {
+pub unsafe extern "C" fn lamina_trainer_steps(
+    trainer: *const lamina_trainer,
+    out_step: *mut u64,
+    out_total_steps: *mut u64,
+) -> lamina_status {
     guard(|| {
         finish((|| {
             let (step, total) = with_trainer(trainer, |t| Ok(on_trainer!(&t.trainer, tr => (tr.step() as u64, tr.config().steps as u64))))?;
@@ -609,11 +618,15 @@ pub unsafe extern "C" fn lamina_trainer_save_adapter(trainer: *mut lamina_traine
             let format = match format {
                 0 => lamina_adapter_format::Gguf,
                 1 => lamina_adapter_format::Peft,
-                other => return Err(invalid(format!("format is {other}: use LAMINA_ADAPTER_FORMAT_GGUF (0) or LAMINA_ADAPTER_FORMAT_PEFT (1)"))),
+                other => {
+                    return Err(invalid(format!("format is {other}: use LAMINA_ADAPTER_FORMAT_GGUF (0) or LAMINA_ADAPTER_FORMAT_PEFT (1)")))
+                }
             };
             with_trainer(trainer, |t| {
                 let AnyTrainer::Lora(tr) = &t.trainer else {
-                    return Err(invalid("this trainer fine-tunes the whole model and has no adapter: save it with lamina_trainer_save_model"));
+                    return Err(invalid(
+                        "this trainer fine-tunes the whole model and has no adapter: save it with lamina_trainer_save_model",
+                    ));
                 };
                 match format {
                     lamina_adapter_format::Gguf => export_gguf(tr.lora(), &t.model, path)?,
@@ -638,7 +651,9 @@ pub unsafe extern "C" fn lamina_trainer_save_model(trainer: *mut lamina_trainer,
             let path = Path::new(unsafe { str_arg(path, "path") }?);
             with_trainer(trainer, |t| {
                 let AnyTrainer::Full(tr) = &t.trainer else {
-                    return Err(invalid("this trainer trains a LoRA adapter: save it with lamina_trainer_save_adapter (params.full trains the whole model)"));
+                    return Err(invalid(
+                        "this trainer trains a LoRA adapter: save it with lamina_trainer_save_adapter (params.full trains the whole model)",
+                    ));
                 };
                 Ok(export_full_gguf(tr.params(), &t.model, path)?)
             })

@@ -63,12 +63,7 @@ fn generate() -> String {
         env!("CARGO_PKG_VERSION"),
     ));
     let mut out = Vec::new();
-    cbindgen::Builder::new()
-        .with_crate(&crate_dir)
-        .with_config(config)
-        .generate()
-        .expect("cbindgen generates the header")
-        .write(&mut out);
+    cbindgen::Builder::new().with_crate(&crate_dir).with_config(config).generate().expect("cbindgen generates the header").write(&mut out);
     String::from_utf8(out).expect("the header is UTF-8")
 }
 

@@ -92,10 +92,7 @@ fn gguf_seeds(dir: &Path) {
             "nested",
             MetaValue::Array {
                 elem: lamina_fuzz::weights::gguf::MetaType::Array,
-                items: vec![MetaValue::Array {
-                    elem: lamina_fuzz::weights::gguf::MetaType::U32,
-                    items: vec![1u32.into(), 2u32.into()],
-                }],
+                items: vec![MetaValue::Array { elem: lamina_fuzz::weights::gguf::MetaType::U32, items: vec![1u32.into(), 2u32.into()] }],
             },
         ),
     ];
@@ -210,10 +207,16 @@ fn gguf_adapter_seeds(dir: &Path) {
 
 /// A PEFT target input: the config's length (u16 LE), the config, the safetensors file.
 fn peft_input(config: &str, tensors: &[(&str, Vec<usize>)]) -> Vec<u8> {
-    let datas: Vec<Vec<u8>> =
-        tensors.iter().enumerate().map(|(i, (_, shape))| (0..shape.iter().product::<usize>()).flat_map(|j| ((i * 31 + j) as f32 * 0.01).to_le_bytes()).collect()).collect();
-    let views: Vec<(&str, TensorView<'_>)> =
-        tensors.iter().zip(&datas).map(|((name, shape), data)| (*name, TensorView::new(Dtype::F32, shape.clone(), data).unwrap())).collect();
+    let datas: Vec<Vec<u8>> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, (_, shape))| (0..shape.iter().product::<usize>()).flat_map(|j| ((i * 31 + j) as f32 * 0.01).to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(&str, TensorView<'_>)> = tensors
+        .iter()
+        .zip(&datas)
+        .map(|((name, shape), data)| (*name, TensorView::new(Dtype::F32, shape.clone(), data).unwrap()))
+        .collect();
     let st = safetensors::serialize(views, None).unwrap();
     let mut out = (config.len() as u16).to_le_bytes().to_vec();
     out.extend_from_slice(config.as_bytes());
@@ -222,7 +225,8 @@ fn peft_input(config: &str, tensors: &[(&str, Vec<usize>)]) -> Vec<u8> {
 }
 
 fn peft_adapter_seeds(dir: &Path) {
-    let config = r#"{"peft_type": "LORA", "r": 2, "lora_alpha": 8, "use_rslora": false, "target_modules": ["q_proj", "k_proj", "down_proj"]}"#;
+    let config =
+        r#"{"peft_type": "LORA", "r": 2, "lora_alpha": 8, "use_rslora": false, "target_modules": ["q_proj", "k_proj", "down_proj"]}"#;
     let tensors = [
         ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", vec![2, 32]),
         ("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", vec![32, 2]),
@@ -233,7 +237,8 @@ fn peft_adapter_seeds(dir: &Path) {
     ];
     save(dir, "seed-q-k-down.bin", &peft_input(config, &tensors));
     let rslora = r#"{"r": 1, "lora_alpha": 16.0, "use_rslora": true, "rank_pattern": {}, "alpha_pattern": {}}"#;
-    let v = [("model.layers.1.self_attn.v_proj.lora_A.weight", vec![1, 32]), ("model.layers.1.self_attn.v_proj.lora_B.weight", vec![16, 1])];
+    let v =
+        [("model.layers.1.self_attn.v_proj.lora_A.weight", vec![1, 32]), ("model.layers.1.self_attn.v_proj.lora_B.weight", vec![16, 1])];
     save(dir, "seed-rslora-v.bin", &peft_input(rslora, &v));
 }
 
@@ -289,8 +294,7 @@ fn chat_template_seeds(dir: &Path) {
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    for (target, generate) in
-[
+    for (target, generate) in [
         ("gguf", gguf_seeds as fn(&Path)),
         ("safetensors", safetensors_seeds),
         ("hf_config", hf_config_seeds),
@@ -299,8 +303,7 @@ fn main() {
         ("train_records", train_records_seeds),
         ("eval_records", eval_records_seeds),
         ("chat_template", chat_template_seeds),
-    ]
-    {
+    ] {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
         generate(&dir);

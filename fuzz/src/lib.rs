@@ -122,7 +122,8 @@ pub fn tiny_config() -> &'static LlamaConfig {
 /// The linear weights of [`tiny_config`] with their ggml dims (`[n_in, n_out]`).
 pub fn tiny_linear_weights() -> Vec<(String, [u64; 2])> {
     let c = tiny_config();
-    let (d, q, kv, ff) = (c.hidden_size as u64, (c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64, c.intermediate_size as u64);
+    let (d, q, kv, ff) =
+        (c.hidden_size as u64, (c.n_heads * c.head_dim) as u64, (c.n_kv_heads * c.head_dim) as u64, c.intermediate_size as u64);
     let mut out = Vec::new();
     for l in 0..c.n_layers {
         for (stem, dims) in [

@@ -38,7 +38,8 @@ fn the_seeds_are_valid_inputs() {
     use lamina_fuzz::native::train_records::parse_records_text;
     use lamina_fuzz::{gguf_from_bytes, peft_config_path, safetensors_from_bytes, tiny_base, tiny_config, MEMORY_PATH};
 
-    let seed = |target: &str, name: &str| std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target).join(name)).unwrap();
+    let seed =
+        |target: &str, name: &str| std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target).join(name)).unwrap();
     let text = |target: &str, name: &str| String::from_utf8(seed(target, name)).unwrap();
     let path = Path::new(MEMORY_PATH);
 

@@ -107,10 +107,7 @@ fn raise_exception(message: String) -> std::result::Result<String, JinjaError> {
 fn strftime_now(format: String) -> String {
     // Templates use this to stamp the current date; a fixed UTC clock keeps prompts
     // reproducible across runs within a day, which is what greedy determinism needs.
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let days = secs / 86_400;
     let (y, m, d) = civil_from_days(days as i64);
     const MONTHS: [&str; 12] =
@@ -228,7 +225,8 @@ mod tests {
     #[test]
     fn a_conversation_of_megabytes_renders() {
         let chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
-        let messages: Vec<ChatMessage> = (0..20_000).map(|i| ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, "y".repeat(200))).collect();
+        let messages: Vec<ChatMessage> =
+            (0..20_000).map(|i| ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, "y".repeat(200))).collect();
         let text = JinjaTemplate::compile(chatml).unwrap().render(&messages, true, "", "").unwrap();
         assert_eq!(text.matches("<|im_start|>").count(), 20_001);
     }
@@ -236,7 +234,10 @@ mod tests {
     #[test]
     fn limits_are_limits_and_errors_are_not() {
         let render = |src: &str| JinjaTemplate::compile(src).unwrap().render(&[ChatMessage::user("Hi")], true, "", "");
-        assert!(matches!(render("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"), Err(JinjaFailure::Limit(_))));
+        assert!(matches!(
+            render("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"),
+            Err(JinjaFailure::Limit(_))
+        ));
         assert!(matches!(render("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"), Err(JinjaFailure::Limit(_))));
         // Doubling a string that is never printed: bounded since minijinja 3 charges fuel for
         // the bytes an operation allocates (2^60 bytes otherwise).

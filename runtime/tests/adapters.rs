@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 
 use lamina::adapters::{write_gguf_adapter, LoraTensor, LoraTensorRef};
 use lamina::native::convert::{gguf_to_safetensors, safetensors_to_gguf, Dtype};
-use lamina::weights::names::{gguf_to_hf_name, permute_qk_rows};
 use lamina::weights::gguf::{Gguf, GgufWriter, MetaValue};
+use lamina::weights::names::{gguf_to_hf_name, permute_qk_rows};
 use lamina::weights::GgmlType;
 use lamina::{Adapter, Error, ErrorKind, Model, ModelParams, Sampling, Session, SessionParams};
 

@@ -9,10 +9,10 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use lamina::native::convert::{gguf_to_safetensors, safetensors_to_gguf, Dtype};
-use lamina::weights::names::permute_qk_rows;
 use lamina::native::{LlamaConfig, Tokenizer};
 use lamina::weights::dequant::dequantize_row;
 use lamina::weights::gguf::Gguf;
+use lamina::weights::names::permute_qk_rows;
 use lamina::weights::safetensors::{Dtype as StDtype, SafeTensors};
 use lamina::weights::GgmlType;
 use lamina::{ErrorKind, Model, ModelParams};
@@ -129,8 +129,7 @@ fn default_model_round_trip() {
     assert_eq!(st.to_f32("model.layers.5.self_attn.v_proj.weight").unwrap(), dequantized(&g, "blk.5.attn_v.weight"));
     assert_eq!(st.to_f32("model.embed_tokens.weight").unwrap(), dequantized(&g, "token_embd.weight"));
 
-    let tok_config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap()).unwrap();
+    let tok_config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap()).unwrap();
     assert_eq!(tok_config["chat_template"].as_str(), Some(g.get_str("tokenizer.chat_template").unwrap()));
     assert_eq!(tok_config["bos_token"], "<|im_start|>");
     assert_eq!(tok_config["eos_token"], "<|im_end|>");
@@ -141,7 +140,12 @@ fn default_model_round_trip() {
     let out = tmp("smollm-f32.gguf");
     let start = std::time::Instant::now();
     let report = safetensors_to_gguf(&dir, &out, |_, _| true).unwrap().expect("not cancelled");
-    println!("safetensors -> GGUF: {} tensors in {:.1?}, {} bytes", report.n_tensors, start.elapsed(), std::fs::metadata(&out).unwrap().len());
+    println!(
+        "safetensors -> GGUF: {} tensors in {:.1?}, {} bytes",
+        report.n_tensors,
+        start.elapsed(),
+        std::fs::metadata(&out).unwrap().len()
+    );
     let back = Gguf::open(&out).unwrap();
     assert_eq!(LlamaConfig::from_gguf(&back).unwrap(), config);
     for key in ["tokenizer.ggml.tokens", "tokenizer.ggml.merges"] {
@@ -150,9 +154,7 @@ fn default_model_round_trip() {
     for key in ["tokenizer.ggml.pre", "tokenizer.ggml.model", "tokenizer.chat_template"] {
         assert_eq!(back.get_str(key).unwrap(), g.get_str(key).unwrap(), "{key}");
     }
-    let types = |g: &Gguf| -> Vec<i64> {
-        g.get_array("tokenizer.ggml.token_type").unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
-    };
+    let types = |g: &Gguf| -> Vec<i64> { g.get_array("tokenizer.ggml.token_type").unwrap().iter().map(|v| v.as_i64().unwrap()).collect() };
     assert_eq!(types(&back), types(&g));
     for key in ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id"] {
         assert_eq!(back.get_u32(key).unwrap(), g.get_u32(key).unwrap(), "{key}");
@@ -184,21 +186,13 @@ fn default_model_round_trip() {
     let a = all_logits(original, &tokens);
     let b = all_logits(&converted, &tokens);
     let agree = a.iter().zip(&b).filter(|(x, y)| argmax(x) == argmax(y)).count();
-    let max_diff = a
-        .iter()
-        .zip(&b)
-        .flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs()))
-        .fold(0f32, f32::max);
-    println!(
-        "teacher-forced top-1 agreement Q4_1 vs converted F32: {agree}/{} positions, max |logit diff| {max_diff:.3}",
-        tokens.len()
-    );
+    let max_diff = a.iter().zip(&b).flat_map(|(x, y)| x.iter().zip(y).map(|(p, q)| (p - q).abs())).fold(0f32, f32::max);
+    println!("teacher-forced top-1 agreement Q4_1 vs converted F32: {agree}/{} positions, max |logit diff| {max_diff:.3}", tokens.len());
     assert!(agree * 10 >= tokens.len() * 9, "top-1 agrees on {agree}/{} positions", tokens.len());
 
     let prompt = "Once upon a time, there was a little";
     let generate = |model: &Model| {
-        let mut s = lamina::Session::new(model, &lamina::SessionParams { n_ctx: 256, n_threads: 2, ..Default::default() })
-            .unwrap();
+        let mut s = lamina::Session::new(model, &lamina::SessionParams { n_ctx: 256, n_threads: 2, ..Default::default() }).unwrap();
         s.generate(prompt, &lamina::Sampling::greedy(12), |_| true).unwrap().text
     };
     let (g_orig, g_conv) = (generate(original), generate(&converted));
@@ -304,10 +298,8 @@ fn tiny_dir(name: &str, skip: Option<&str>, bad_shape: Option<&str>) -> PathBuf 
             (n, s, bytes)
         })
         .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = datas
-        .iter()
-        .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(StDtype::F32, s.clone(), b).unwrap()))
-        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+        datas.iter().map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(StDtype::F32, s.clone(), b).unwrap())).collect();
     safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
     dir
 }

@@ -49,9 +49,7 @@ fn random_row(rng: &mut Rng, ty: GgmlType, n_blocks: usize) -> Vec<u8> {
     for _ in 0..n_blocks {
         match ty {
             GgmlType::F32 => v.extend_from_slice(&rng.float().to_le_bytes()),
-            GgmlType::BF16 => {
-                v.extend_from_slice(&((rng.float().to_bits() >> 16) as u16).to_le_bytes())
-            }
+            GgmlType::BF16 => v.extend_from_slice(&((rng.float().to_bits() >> 16) as u16).to_le_bytes()),
             _ => {
                 let start = v.len();
                 v.extend((0..bb).map(|_| rng.byte()));
@@ -78,8 +76,7 @@ fn ggml_to_float(ty: GgmlType, src: &[u8], n: usize) -> Option<Vec<f32>> {
     // ggml reads the f16 fields as `uint16_t` values: give it a u64-aligned copy of `src`.
     let mut aligned = vec![0u64; src.len().div_ceil(8)];
     // SAFETY: `aligned` owns at least `src.len()` initialised bytes.
-    let bytes =
-        unsafe { std::slice::from_raw_parts_mut(aligned.as_mut_ptr().cast::<u8>(), src.len()) };
+    let bytes = unsafe { std::slice::from_raw_parts_mut(aligned.as_mut_ptr().cast::<u8>(), src.len()) };
     bytes.copy_from_slice(src);
     // SAFETY: the buffer holds exactly n / block_size whole blocks of `ty` and `out` n floats,
     // which is what ggml's to_float for `ty` reads and writes.
@@ -113,18 +110,12 @@ fn bit_identical_to_ggml() {
                     None => {
                         assert_eq!(ty, GgmlType::F32, "{ty}: ggml has no to_float");
                         reference = "plain copy";
-                        src.chunks_exact(4)
-                            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                            .collect()
+                        src.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
                     }
                 };
                 for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
                     assert!(a.is_finite(), "{ty}: element {i} is {a}");
-                    assert_eq!(
-                        a.to_bits(),
-                        b.to_bits(),
-                        "{ty}: element {i} of {n}: ours {a:e}, ggml {b:e}"
-                    );
+                    assert_eq!(a.to_bits(), b.to_bits(), "{ty}: element {i} of {n}: ours {a:e}, ggml {b:e}");
                     max_diff = max_diff.max((a - b).abs());
                 }
                 compared += n;
@@ -149,10 +140,7 @@ fn length_errors() {
             dequantize_row(ty, &src[..2 * bb - 1], &mut dst),
             Err(DequantError::SrcLength { ty, expected: 2 * bb, actual: 2 * bb - 1 })
         );
-        assert_eq!(
-            dequantize_row(ty, &src, &mut dst),
-            Err(DequantError::SrcLength { ty, expected: 2 * bb, actual: 2 * bb + 1 })
-        );
+        assert_eq!(dequantize_row(ty, &src, &mut dst), Err(DequantError::SrcLength { ty, expected: 2 * bb, actual: 2 * bb + 1 }));
         // A whole block too many or too few.
         assert!(dequantize_row(ty, &src[..bb], &mut dst).is_err());
         assert!(dequantize_row(ty, &src[..2 * bb], &mut dst[..bs]).is_err());
@@ -167,17 +155,13 @@ fn length_errors() {
             assert!(err.to_string().contains(ty.name()), "{err}");
             assert!(dst.iter().all(|&x| x == 7.0), "dst must be untouched on error");
             let mut dst = vec![0f32; bs - 1];
-            assert!(matches!(
-                dequantize_row(ty, &[], &mut dst),
-                Err(DequantError::NotBlockMultiple { .. })
-            ));
+            assert!(matches!(dequantize_row(ty, &[], &mut dst), Err(DequantError::NotBlockMultiple { .. })));
         }
     }
 }
 
 #[test]
 fn error_converts_to_invalid_argument() {
-    let e: lamina::Error =
-        dequantize_row(GgmlType::Q4_K, &[0; 10], &mut [0.0; 256]).unwrap_err().into();
+    let e: lamina::Error = dequantize_row(GgmlType::Q4_K, &[0; 10], &mut [0.0; 256]).unwrap_err().into();
     assert_eq!(e.kind(), lamina::ErrorKind::InvalidArgument, "{e}");
 }

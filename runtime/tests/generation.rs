@@ -24,10 +24,12 @@ fn streamed_pieces_are_whole_characters_and_add_up_to_the_text() {
     let mut pieces = Vec::new();
     // Emoji and accents are split across byte-level BPE tokens.
     let prompt = "Translate to French with emoji: I love pizza 🍕 and café ☕. Réponse:";
-    let g = s.generate(prompt, &Sampling::greedy(40), |p| {
-        pieces.push(p.to_string());
-        true
-    }).unwrap();
+    let g = s
+        .generate(prompt, &Sampling::greedy(40), |p| {
+            pieces.push(p.to_string());
+            true
+        })
+        .unwrap();
     assert_eq!(pieces.concat(), g.text);
     assert!(pieces.iter().all(|p| !p.is_empty()));
     assert!(!g.text.contains('\u{fffd}'), "{:?}", g.text);
@@ -82,10 +84,12 @@ fn stop_string_ends_generation_and_is_not_returned() {
 fn callback_returning_false_stops() {
     let mut s = common::session();
     let mut calls = 0;
-    let g = s.generate("Once upon a time", &Sampling::greedy(50), |_| {
-        calls += 1;
-        calls < 3
-    }).unwrap();
+    let g = s
+        .generate("Once upon a time", &Sampling::greedy(50), |_| {
+            calls += 1;
+            calls < 3
+        })
+        .unwrap();
     assert_eq!(g.stop_reason, StopReason::CallbackStopped);
     assert_eq!(calls, 3);
 }

@@ -171,10 +171,7 @@ fn all_value_types() -> Vec<(&'static str, MetaValue)> {
             "t.arr_nested",
             MetaValue::Array {
                 elem: MetaType::Array,
-                items: vec![
-                    MetaValue::Array { elem: MetaType::U8, items: vec![1u8.into(), 2u8.into()] },
-                    MetaValue::string_array(["x"]),
-                ],
+                items: vec![MetaValue::Array { elem: MetaType::U8, items: vec![1u8.into(), 2u8.into()] }, MetaValue::string_array(["x"])],
             },
         ),
         ("t.arr_bool", MetaValue::Array { elem: MetaType::Bool, items: vec![true.into(), false.into()] }),
@@ -360,11 +357,7 @@ fn bad_metadata() {
     for a in [0u32, 3] {
         let mut r = Raw::header(3, 0, 1);
         r.kv_u32("general.alignment", a);
-        expect_data_err(
-            "alignment.gguf",
-            &r.0,
-            &format!("`general.alignment` is {a}, but it must be a nonzero power of two"),
-        );
+        expect_data_err("alignment.gguf", &r.0, &format!("`general.alignment` is {a}, but it must be a nonzero power of two"));
     }
 }
 
@@ -441,8 +434,7 @@ fn random_mutations_never_panic() {
         std::fs::write(&path, &bytes).unwrap();
         let outcome = std::panic::catch_unwind(|| {
             // Reading every view must be safe too when the open succeeds.
-            Gguf::open(&path)
-                .map(|g| g.tensors().iter().map(|t| g.tensor(&t.name).unwrap().data().len()).sum::<usize>())
+            Gguf::open(&path).map(|g| g.tensors().iter().map(|t| g.tensor(&t.name).unwrap().data().len()).sum::<usize>())
         });
         match outcome {
             Ok(Ok(_)) => ok += 1,

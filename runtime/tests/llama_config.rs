@@ -60,12 +60,8 @@ fn hf_round_trip() {
     // And with llama3 scaling and untied embeddings.
     let mut c2 = c.clone();
     c2.tie_word_embeddings = false;
-    c2.rope_scaling = Some(RopeScaling {
-        factor: 8.0,
-        low_freq_factor: 1.0,
-        high_freq_factor: 4.0,
-        original_max_position_embeddings: 8192,
-    });
+    c2.rope_scaling =
+        Some(RopeScaling { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 });
     c2.bos_token_id = None;
     let path = write_json("roundtrip-config-2.json", &c2.to_hf_config_json());
     assert_eq!(LlamaConfig::from_hf_config_json(&path).unwrap(), c2);
@@ -109,12 +105,7 @@ fn llama3_style_config() {
     assert_eq!(c.rope_theta, 500_000.0);
     assert_eq!(
         c.rope_scaling,
-        Some(RopeScaling {
-            factor: 32.0,
-            low_freq_factor: 1.0,
-            high_freq_factor: 4.0,
-            original_max_position_embeddings: 8192
-        })
+        Some(RopeScaling { factor: 32.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 })
     );
     assert!(c.tie_word_embeddings);
     assert_eq!(c.bos_token_id, Some(128_000));
@@ -245,12 +236,7 @@ fn gguf_defaults_and_scaling() {
     assert!(c.tie_word_embeddings);
     assert_eq!(
         c.rope_scaling,
-        Some(RopeScaling {
-            factor: 8.0,
-            low_freq_factor: 1.0,
-            high_freq_factor: 4.0,
-            original_max_position_embeddings: 128
-        })
+        Some(RopeScaling { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 128 })
     );
 }
 
@@ -267,19 +253,7 @@ fn expect_gguf_err(name: &str, edit: impl FnOnce(&mut Vec<(&'static str, MetaVal
 fn bad_gguf_configs() {
     expect_gguf_err("qwen.gguf", |m| m[0].1 = "qwen2".into(), "unsupported architecture `qwen2`");
     expect_gguf_err("no-blocks.gguf", |m| m.retain(|(k, _)| *k != "llama.block_count"), "llama.block_count");
-    expect_gguf_err(
-        "kv3.gguf",
-        |m| m.push(("llama.attention.head_count_kv", 3u32.into())),
-        "does not divide the head count",
-    );
-    expect_gguf_err(
-        "yarn.gguf",
-        |m| m.push(("llama.rope.scaling.type", "yarn".into())),
-        "unsupported rope scaling type `yarn`",
-    );
-    expect_gguf_err(
-        "no-vocab.gguf",
-        |m| m.retain(|(k, _)| *k != "tokenizer.ggml.tokens"),
-        "llama.vocab_size",
-    );
+    expect_gguf_err("kv3.gguf", |m| m.push(("llama.attention.head_count_kv", 3u32.into())), "does not divide the head count");
+    expect_gguf_err("yarn.gguf", |m| m.push(("llama.rope.scaling.type", "yarn".into())), "unsupported rope scaling type `yarn`");
+    expect_gguf_err("no-vocab.gguf", |m| m.retain(|(k, _)| *k != "tokenizer.ggml.tokens"), "llama.vocab_size");
 }

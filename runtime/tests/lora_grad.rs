@@ -191,7 +191,8 @@ fn ref_loss(m: &RefModel, lora: &[RefLora], rank: usize, s: f64, ex: &Example) -
         for hh in 0..HEADS {
             let kv = hh / (HEADS / KV_HEADS);
             for i in 0..n {
-                let sc: Vec<f64> = (0..=i).map(|j| (0..HD).map(|c| q[i][hh * HD + c] * k[j][kv * HD + c]).sum::<f64>() / (HD as f64).sqrt()).collect();
+                let sc: Vec<f64> =
+                    (0..=i).map(|j| (0..HD).map(|c| q[i][hh * HD + c] * k[j][kv * HD + c]).sum::<f64>() / (HD as f64).sqrt()).collect();
                 let mx = sc.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let z: f64 = sc.iter().map(|v| (v - mx).exp()).sum();
                 for c in 0..HD {
@@ -227,7 +228,11 @@ fn ref_loss(m: &RefModel, lora: &[RefLora], rank: usize, s: f64, ex: &Example) -
 fn to_f64(w: &LoraWeights) -> Vec<RefLora> {
     w.layers
         .iter()
-        .map(|layer| std::array::from_fn(|i| layer[i].as_ref().map(|p| (p.a.iter().map(|&v| f64::from(v)).collect(), p.b.iter().map(|&v| f64::from(v)).collect()))))
+        .map(|layer| {
+            std::array::from_fn(|i| {
+                layer[i].as_ref().map(|p| (p.a.iter().map(|&v| f64::from(v)).collect(), p.b.iter().map(|&v| f64::from(v)).collect()))
+            })
+        })
         .collect()
 }
 
@@ -261,7 +266,10 @@ fn check_gradients(quantized: bool) {
     let base = to_f64(&lora);
     let ref_value = ref_total(&base);
     let rel_loss = (loss.nll_sum - ref_value).abs() / ref_value;
-    println!("quantized={quantized}: loss native {:.8} vs f64 reference {:.8} (relative {rel_loss:.2e}), {} targets", loss.nll_sum, ref_value, loss.n_targets);
+    println!(
+        "quantized={quantized}: loss native {:.8} vs f64 reference {:.8} (relative {rel_loss:.2e}), {} targets",
+        loss.nll_sum, ref_value, loss.n_targets
+    );
     assert!(rel_loss < 1e-5, "forward loss differs: {rel_loss}");
     assert_eq!(loss.n_targets, 10);
 
@@ -290,7 +298,12 @@ fn check_gradients(quantized: bool) {
             let err = (f64::from(ga) - fd).abs() / (fd.abs() + f64::from(ga).abs()).max(1e-2);
             worst = worst.max(err);
             checked += 1;
-            assert!(err < 2e-3, "layer {l} {} {}[{idx}]: analytic {ga} vs finite difference {fd}", t.hf_name(), if is_b { "B" } else { "A" });
+            assert!(
+                err < 2e-3,
+                "layer {l} {} {}[{idx}]: analytic {ga} vs finite difference {fd}",
+                t.hf_name(),
+                if is_b { "B" } else { "A" }
+            );
         }
     }
     println!("quantized={quantized}: {checked} LoRA parameters checked, max relative error {worst:.2e}");
@@ -304,7 +317,12 @@ fn check_full_gradients(quantized: bool) {
     let reference = load_ref(&path);
     let weights = model.full_weights();
     assert!(weights.lm_head.is_none(), "the tiny model ties its LM head to the embedding");
-    assert_eq!(weights.n_params(), reference.embed.len() + reference.final_norm.len() + reference.layers.iter().map(|l| 2 * D + l.w.iter().map(Vec::len).sum::<usize>()).sum::<usize>());
+    assert_eq!(
+        weights.n_params(),
+        reference.embed.len()
+            + reference.final_norm.len()
+            + reference.layers.iter().map(|l| 2 * D + l.w.iter().map(Vec::len).sum::<usize>()).sum::<usize>()
+    );
     let batch = examples();
     let mut grads = weights.zeros_like();
     let loss = model.loss_and_full_grads(&weights, &batch, PassOptions::default(), &mut grads).unwrap();
@@ -325,10 +343,20 @@ fn check_full_gradients(quantized: bool) {
     cases.push(("output_norm".into(), grads.final_norm.clone(), Box::new(final_norm), 1));
     for l in 0..LAYERS {
         let b = &grads.blocks[l];
-        cases.push((format!("blk.{l}.attn_norm"), b.attn_norm.clone(), Box::new(move |m: &mut RefModel, i| &mut m.layers[l].attn_norm[i]), 1));
+        cases.push((
+            format!("blk.{l}.attn_norm"),
+            b.attn_norm.clone(),
+            Box::new(move |m: &mut RefModel, i| &mut m.layers[l].attn_norm[i]),
+            1,
+        ));
         cases.push((format!("blk.{l}.ffn_norm"), b.ffn_norm.clone(), Box::new(move |m: &mut RefModel, i| &mut m.layers[l].ffn_norm[i]), 1));
         for t in LoraTarget::ALL {
-            cases.push((format!("blk.{l}.{}", t.gguf_name()), b.proj[t.index()].clone(), Box::new(move |m: &mut RefModel, i| &mut m.layers[l].w[t.index()][i]), 7));
+            cases.push((
+                format!("blk.{l}.{}", t.gguf_name()),
+                b.proj[t.index()].clone(),
+                Box::new(move |m: &mut RefModel, i| &mut m.layers[l].w[t.index()][i]),
+                7,
+            ));
         }
     }
     let h = 1e-5;
@@ -398,7 +426,8 @@ fn lora_gradients_match_finite_differences_on_an_f32_base() {
 fn checkpointing_and_dropout_masks_are_reproducible() {
     let path = tiny_model("tiny-ckpt.gguf", true);
     let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
-    let config = LoraConfig { rank: 2, alpha: 4.0, dropout: 0.25, rslora: true, targets: vec![LoraTarget::Q, LoraTarget::V, LoraTarget::Down] };
+    let config =
+        LoraConfig { rank: 2, alpha: 4.0, dropout: 0.25, rslora: true, targets: vec![LoraTarget::Q, LoraTarget::V, LoraTarget::Down] };
     let mut lora = LoraWeights::new(model.config(), &config, 1).unwrap();
     lora.for_each_tensor_mut(|_, _, is_b, t| {
         if is_b {
@@ -408,7 +437,9 @@ fn checkpointing_and_dropout_masks_are_reproducible() {
     let batch = examples();
     let run_with = |model: &NativeModel, checkpointing: bool, activation_budget: Option<usize>, seed: u64| {
         let mut g = lora.zeros_like();
-        let loss = model.loss_and_grads(&lora, &batch, PassOptions { dropout_seed: Some(seed), checkpointing, activation_budget }, &mut g).unwrap();
+        let loss = model
+            .loss_and_grads(&lora, &batch, PassOptions { dropout_seed: Some(seed), checkpointing, activation_budget }, &mut g)
+            .unwrap();
         (loss, g)
     };
     let run = |checkpointing: bool, seed: u64| run_with(&model, checkpointing, None, seed);
@@ -467,7 +498,18 @@ fn bad_batches_are_rejected() {
 fn training_runs_are_bit_identical_across_runs_and_thread_counts() {
     use lamina::native::train::{TrainConfig, Trainer};
     let path = tiny_model("tiny-repro.gguf", true);
-    let config = TrainConfig { rank: 4, alpha: 8.0, dropout: 0.1, batch_size: 2, grad_accum: 2, steps: 4, warmup_steps: 1, learning_rate: 1e-2, seed: 3, ..TrainConfig::default() };
+    let config = TrainConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.1,
+        batch_size: 2,
+        grad_accum: 2,
+        steps: 4,
+        warmup_steps: 1,
+        learning_rate: 1e-2,
+        seed: 3,
+        ..TrainConfig::default()
+    };
     let run = |threads: usize| {
         let model = NativeModel::load(&path, &NativeParams { n_threads: threads, precision: Precision::F32 }).unwrap();
         let mut trainer = Trainer::new(&model, config.clone(), examples(), Vec::new()).unwrap();
@@ -495,7 +537,15 @@ fn full_fine_tuning_trains_resumes_exactly_and_exports_a_model() {
     use lamina::native::FullWeights;
     let path = tiny_model("tiny-full-train.gguf", true);
     let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
-    let config = TrainConfig { batch_size: 2, steps: 6, warmup_steps: 0, learning_rate: 3e-3, schedule: Schedule::Constant, seed: 4, ..TrainConfig::default() };
+    let config = TrainConfig {
+        batch_size: 2,
+        steps: 6,
+        warmup_steps: 0,
+        learning_rate: 3e-3,
+        schedule: Schedule::Constant,
+        seed: 4,
+        ..TrainConfig::default()
+    };
     let batch = examples();
     let mut trainer: Trainer<'_, FullWeights> = Trainer::new(&model, config.clone(), batch.clone(), Vec::new()).unwrap();
     let before = model.loss_full(trainer.params(), &batch).unwrap().nll_sum;
@@ -517,7 +567,10 @@ fn full_fine_tuning_trains_resumes_exactly_and_exports_a_model() {
         resumed.train_step().unwrap();
     }
     assert!(resumed.params() == trainer.params() && resumed.losses() == trainer.losses(), "the resumed run differs");
-    let err = Trainer::<'_, LoraWeights>::resume(&model, &ckpt, batch.clone(), Vec::new(), 0).err().expect("a full checkpoint is not a LoRA one").to_string();
+    let err = Trainer::<'_, LoraWeights>::resume(&model, &ckpt, batch.clone(), Vec::new(), 0)
+        .err()
+        .expect("a full checkpoint is not a LoRA one")
+        .to_string();
     assert!(err.contains("full") && err.contains("lora"), "{err}");
 
     let out = tmp("tiny-full-trained.gguf");

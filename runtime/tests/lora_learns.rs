@@ -85,7 +85,13 @@ fn fine_tuning_on_made_up_facts_teaches_them_and_llama_cpp_serves_the_adapter() 
     let gguf = Gguf::open(&path).unwrap();
     let tok = Tokenizer::from_gguf(&gguf).unwrap();
     let template = chat_template_from_gguf(&gguf, &tok).expect("the default model has a chat template");
-    let data = load_dataset(&repo("tests/data/made_up_facts.jsonl"), &tok, Some(&template), &DataOptions { max_len: 256, ..DataOptions::default() }).unwrap();
+    let data = load_dataset(
+        &repo("tests/data/made_up_facts.jsonl"),
+        &tok,
+        Some(&template),
+        &DataOptions { max_len: 256, ..DataOptions::default() },
+    )
+    .unwrap();
     assert_eq!(data.train.len(), 30);
     let facts = facts();
 
@@ -110,7 +116,10 @@ fn fine_tuning_on_made_up_facts_teaches_them_and_llama_cpp_serves_the_adapter() 
     trainer
         .run(None, |p| {
             if p.step % 10 == 0 || p.step == 1 {
-                println!("step {:>3}/{} loss {:.4} lr {:.2e} |g| {:.3} {:.0} tok/s", p.step, p.total_steps, p.loss, p.learning_rate, p.grad_norm, p.tokens_per_second);
+                println!(
+                    "step {:>3}/{} loss {:.4} lr {:.2e} |g| {:.3} {:.0} tok/s",
+                    p.step, p.total_steps, p.loss, p.learning_rate, p.grad_norm, p.tokens_per_second
+                );
             }
             true
         })
@@ -135,7 +144,13 @@ fn fine_tuning_on_made_up_facts_teaches_them_and_llama_cpp_serves_the_adapter() 
     let adapter = model.load_adapter(&adapter_path).unwrap();
     session.set_adapters(&[(adapter, 1.0)]).unwrap();
     let after = accuracy(&mut session, &facts, 4);
-    println!("exact match on {} made-up facts through llama.cpp: before {:.1}%, after {:.1}% ({} steps, {seconds:.0} s of training)", facts.len(), before * 100.0, after * 100.0, trainer.step());
+    println!(
+        "exact match on {} made-up facts through llama.cpp: before {:.1}%, after {:.1}% ({} steps, {seconds:.0} s of training)",
+        facts.len(),
+        before * 100.0,
+        after * 100.0,
+        trainer.step()
+    );
     assert!(before <= 0.1, "the base model already knows {before}");
     assert!(after >= 0.9, "only {after} learned");
 

@@ -287,10 +287,9 @@ fn rope_scaling_factors_must_be_finite() {
     // JSON has no infinity: `to_hf_config_json` would write `null`, which no longer reads back.
     let ok = llama_gguf("rope-ok.gguf", |_| {});
     assert!(LlamaConfig::from_gguf(&Gguf::open(&ok).unwrap()).unwrap().rope_scaling.is_some());
-    for (key, name) in [
-        ("llama.rope.scaling.factor", "rope-inf-factor.gguf"),
-        ("llama.rope.scaling.high_freq_factor", "rope-inf-high.gguf"),
-    ] {
+    for (key, name) in
+        [("llama.rope.scaling.factor", "rope-inf-factor.gguf"), ("llama.rope.scaling.high_freq_factor", "rope-inf-high.gguf")]
+    {
         let path = llama_gguf(name, |m| {
             m.retain(|(k, _)| *k != key);
             m.push((key, f32::INFINITY.into()));

@@ -159,10 +159,7 @@ fn squad_hand_worked() {
     // 5. Unequal lengths. pred "Albert Einstein" (2 tokens), gold "physicist Albert Einstein
     //    in 1921" -> [physicist, albert, einstein, in, 1921] (5 tokens). Common 2.
     //    P = 2/2 = 1, R = 2/5, F1 = 2 * 0.4 / 1.4 = 4/7.
-    assert!(close(
-        f1("Albert Einstein", &["physicist Albert Einstein in 1921"]).unwrap(),
-        4.0 / 7.0
-    ));
+    assert!(close(f1("Albert Einstein", &["physicist Albert Einstein in 1921"]).unwrap(), 4.0 / 7.0));
 
     // 6. Multiset overlap. pred [red, red, red, blue] (4), gold [red, blue, blue] (3).
     //    Common: min(3,1) red + min(1,2) blue = 2. P = 2/4, R = 2/3,
@@ -238,10 +235,7 @@ fn error_cases() {
     let e = corpus_bleu(&hyps, &refs).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
     let msg = e.to_string();
-    assert!(
-        msg.contains("stream 1") && msg.contains("2 segments") && msg.contains("3 hypotheses"),
-        "{msg}"
-    );
+    assert!(msg.contains("stream 1") && msg.contains("2 segments") && msg.contains("3 hypotheses"), "{msg}");
     let e = corpus_chrf(&hyps, &refs).unwrap_err();
     assert!(e.to_string().contains("2 segments") && e.to_string().contains("3 hypotheses"), "{e}");
     assert!(corpus_bleu(&hyps, &[vec!["a", "b", "c", "d"]]).is_err());
@@ -274,15 +268,9 @@ fn odd_inputs_do_not_panic() {
     for h in odd {
         for r in odd {
             let b = corpus_bleu(&[h], &[[r], [h]]).unwrap();
-            assert!(
-                b.score.is_finite() && (0.0..=100.0 + 1e-9).contains(&b.score),
-                "{h:?} {r:?} {b:?}"
-            );
+            assert!(b.score.is_finite() && (0.0..=100.0 + 1e-9).contains(&b.score), "{h:?} {r:?} {b:?}");
             let c = corpus_chrf(&[h], &[[r]]).unwrap();
-            assert!(
-                c.score.is_finite() && (0.0..=100.0 + 1e-9).contains(&c.score),
-                "{h:?} {r:?} {c:?}"
-            );
+            assert!(c.score.is_finite() && (0.0..=100.0 + 1e-9).contains(&c.score), "{h:?} {r:?} {c:?}");
             let f = f1(h, &[r]).unwrap();
             assert!((0.0..=1.0).contains(&f), "{h:?} {r:?} {f}");
             exact_match(h, &[r]).unwrap();

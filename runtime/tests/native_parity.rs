@@ -152,7 +152,8 @@ fn batched_sequences_give_the_same_logits_as_single_ones() {
 
 #[test]
 fn native_scorer_rejects_bad_input() {
-    let mut native = NativeModel::load(lamina::paths::default_model_path(), &NativeParams { n_threads: 1, precision: Precision::F32 }).unwrap();
+    let mut native =
+        NativeModel::load(lamina::paths::default_model_path(), &NativeParams { n_threads: 1, precision: Precision::F32 }).unwrap();
     let vocab = native.config().vocab_size as i32;
     let err = native.token_logprobs(&[1, vocab], 1).unwrap_err();
     assert!(err.to_string().contains("outside the vocabulary"), "{err}");

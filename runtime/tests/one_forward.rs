@@ -10,7 +10,9 @@ fn inference_scoring_and_training_paths_agree_with_a_zero_b_adapter() {
     for precision in [Precision::F32, Precision::Auto] {
         let model = NativeModel::load(lamina::paths::default_model_path(), &NativeParams { n_threads: 2, precision }).unwrap();
         let tokenizer = model.load_tokenizer().unwrap();
-        let tokens = tokenizer.encode("The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst of times.", false).unwrap();
+        let tokens = tokenizer
+            .encode("The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst of times.", false)
+            .unwrap();
         let lora = LoraWeights::new(model.config(), &LoraConfig::default(), 11).unwrap();
         assert!(lora.layers.iter().flatten().flatten().all(|p| p.b.iter().all(|&v| v == 0.0)), "a fresh adapter has B = 0");
 
@@ -34,7 +36,12 @@ fn inference_scoring_and_training_paths_agree_with_a_zero_b_adapter() {
                 z.ln() - f64::from(row[tokens[t] as usize] - max)
             })
             .sum();
-        println!("{:?}: summed NLL inference {reference:.6}, scoring {:.6}, training {:.6}", model.precision(), scored.nll_sum, trained.nll_sum);
+        println!(
+            "{:?}: summed NLL inference {reference:.6}, scoring {:.6}, training {:.6}",
+            model.precision(),
+            scored.nll_sum,
+            trained.nll_sum
+        );
         assert_eq!(scored.nll_sum, trained.nll_sum, "scoring and training run the same pass");
         assert!((scored.nll_sum - reference).abs() / reference < 1e-5, "scoring {} vs logits {reference}", scored.nll_sum);
     }
@@ -51,11 +58,18 @@ fn kept_buffers_change_no_result_and_settle_from_step_to_step() {
     let used = NativeModel::load(lamina::paths::default_model_path(), &params).unwrap();
     let tokenizer = fresh.load_tokenizer().unwrap();
     let short = tokenizer.encode("A short prompt about cats.", false).unwrap();
-    let long = tokenizer.encode(&"Every sentence of this prose is here to make the sequence longer than the other one. ".repeat(6), false).unwrap();
+    let long = tokenizer
+        .encode(&"Every sentence of this prose is here to make the sequence longer than the other one. ".repeat(6), false)
+        .unwrap();
     let example = |t: &Vec<u32>| Example { tokens: t.clone(), targets: vec![true; t.len()] };
     let mut lora = LoraWeights::new(fresh.config(), &LoraConfig::default(), 5).unwrap();
     // Non-zero B, so that the branches contribute.
-    lora.layers.iter_mut().flatten().flatten().enumerate().for_each(|(i, p)| p.b.iter_mut().enumerate().for_each(|(j, v)| *v = ((i * 31 + j) % 17) as f32 * 1e-3 - 8e-3));
+    lora.layers
+        .iter_mut()
+        .flatten()
+        .flatten()
+        .enumerate()
+        .for_each(|(i, p)| p.b.iter_mut().enumerate().for_each(|(j, v)| *v = ((i * 31 + j) % 17) as f32 * 1e-3 - 8e-3));
 
     let expected_logits = fresh.logits(&short, 0).unwrap();
     let batch = [example(&short), example(&long)];

@@ -13,10 +13,8 @@ const PROMPTS: [&str; 3] = ["The capital of France is", "Once upon a time, there
 #[test]
 fn concurrent_sessions_match_sequential_runs() {
     let model = common::model();
-    let sequential: Vec<String> = PROMPTS
-        .iter()
-        .map(|p| common::session().generate(p, &Sampling::greedy(24), |_| true).unwrap().text)
-        .collect();
+    let sequential: Vec<String> =
+        PROMPTS.iter().map(|p| common::session().generate(p, &Sampling::greedy(24), |_| true).unwrap().text).collect();
     let concurrent: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = PROMPTS
             .iter()
@@ -125,7 +123,11 @@ fn cancel_during_prompt_processing_returns_within_milliseconds() {
         }
         worst = worst.max(latency);
         assert_eq!(g.generated_tokens, 0);
-        assert!(g.prompt_time >= Duration::from_millis(delay_ms.min(1000) / 2), "prompt_time {:?} does not count the work done", g.prompt_time);
+        assert!(
+            g.prompt_time >= Duration::from_millis(delay_ms.min(1000) / 2),
+            "prompt_time {:?} does not count the work done",
+            g.prompt_time
+        );
         // The session works afterwards.
         let g = s.generate("The capital of France is", &Sampling::greedy(8), |_| true).unwrap();
         assert!(g.text.contains("Paris"), "{:?}", g.text);
@@ -172,10 +174,12 @@ fn a_cancelled_chat_turn_leaves_history_unchanged() {
     s.chat("Hello", &Sampling::greedy(8), |_| true).unwrap();
     let before = s.history().to_vec();
     let cancel = s.cancel_handle();
-    let g = s.chat("Count from one to one hundred.", &Sampling::greedy(64), |_| {
-        cancel.cancel();
-        true
-    }).unwrap();
+    let g = s
+        .chat("Count from one to one hundred.", &Sampling::greedy(64), |_| {
+            cancel.cancel();
+            true
+        })
+        .unwrap();
     assert_eq!(g.stop_reason, StopReason::Cancelled);
     assert_eq!(s.history(), &before[..]);
 }

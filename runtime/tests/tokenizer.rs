@@ -63,8 +63,7 @@ fn ids_match_llama_cpp() {
     for parse_special in [true, false] {
         for text in TEXTS {
             let ours = tok.encode(text, parse_special).unwrap();
-            let reference: Vec<u32> =
-                model.tokenize(text, false, parse_special).into_iter().map(|t| t as u32).collect();
+            let reference: Vec<u32> = model.tokenize(text, false, parse_special).into_iter().map(|t| t as u32).collect();
             println!("parse_special={parse_special} {text:?}: {} tokens {:?}", ours.len(), ours);
             assert_eq!(ours, reference, "ids differ from llama.cpp's for {text:?} (parse_special={parse_special})");
             compared += 1;
@@ -122,8 +121,7 @@ fn saved_tokenizer_json_reloads_to_the_same_ids() {
     assert_eq!(vocab.pre, "smollm");
     assert_eq!(vocab.tokens, g.get_str_array("tokenizer.ggml.tokens").unwrap());
     assert_eq!(vocab.merges, g.get_str_array("tokenizer.ggml.merges").unwrap());
-    let types: Vec<i32> =
-        g.get_array("tokenizer.ggml.token_type").unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
+    let types: Vec<i32> = g.get_array("tokenizer.ggml.token_type").unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
     assert_eq!(vocab.token_types, types);
 }
 
@@ -193,8 +191,7 @@ fn bad_input_is_an_error() {
     let path = tmp("bad-merge.gguf");
     let mut w = GgufWriter::new();
     w.add_metadata("tokenizer.ggml.model", "gpt2").unwrap();
-    w.add_metadata("tokenizer.ggml.tokens", lamina::weights::gguf::MetaValue::string_array(["a", "b", "ab"]))
-        .unwrap();
+    w.add_metadata("tokenizer.ggml.tokens", lamina::weights::gguf::MetaValue::string_array(["a", "b", "ab"])).unwrap();
     w.add_metadata("tokenizer.ggml.merges", lamina::weights::gguf::MetaValue::string_array(["ab"])).unwrap();
     w.add_metadata(
         "tokenizer.ggml.token_type",

@@ -8,10 +8,8 @@ use std::sync::OnceLock;
 
 use lamina::chat::ChatMessage;
 use lamina::engine::ChatTemplate;
+use lamina::native::train_data::{self, load_dataset, pack, shuffled_order, validation_count, DataOptions, Dataset};
 use lamina::native::train_records::{parse_records, Location, Record};
-use lamina::native::train_data::{
-    self, load_dataset, pack, shuffled_order, validation_count, DataOptions, Dataset,
-};
 use lamina::native::{Example, Tokenizer};
 use lamina::weights::gguf::Gguf;
 use lamina::Error;
@@ -209,7 +207,10 @@ fn instruction_records_in_a_json_array() {
         parsed[1].record,
         Record::Instruction { system: None, prompt: "Translate to French.\n\nGood morning".into(), output: "Bonjour".into() }
     );
-    assert_eq!(parsed[2].record, Record::Instruction { system: Some("You are helpful.".into()), prompt: "Be brief.".into(), output: "OK".into() });
+    assert_eq!(
+        parsed[2].record,
+        Record::Instruction { system: Some("You are helpful.".into()), prompt: "Be brief.".into(), output: "OK".into() }
+    );
 
     // With the chat template: a conversation whose targets are the output and the end of turn.
     for sourced in &parsed {
@@ -259,8 +260,7 @@ fn mixed_formats_and_blank_lines() {
     let s = data.stats;
     println!("{s:?}");
     assert_eq!((s.records, s.train_records, s.val_records, s.train_sequences, s.val_sequences, s.truncated), (4, 4, 0, 4, 0, 0));
-    let examples: Vec<Example> =
-        parsed.iter().map(|r| train_data::tokenize_record(&r.record, tok(), Some(template())).unwrap()).collect();
+    let examples: Vec<Example> = parsed.iter().map(|r| train_data::tokenize_record(&r.record, tok(), Some(template())).unwrap()).collect();
     assert_eq!(s.tokens, examples.iter().map(|e| e.tokens.len()).sum::<usize>());
     assert_eq!(s.target_tokens, examples.iter().map(Example::n_targets).sum::<usize>());
     assert_eq!(s.train_target_tokens, s.target_tokens);
@@ -319,7 +319,9 @@ fn split_is_deterministic_disjoint_and_sized() {
     assert_eq!((single.train.len(), single.val.len()), (1, 0));
 
     // Bad options are errors.
-    for bad in [DataOptions { val_fraction: 1.0, ..options }, DataOptions { val_fraction: -0.1, ..options }, DataOptions { max_len: 1, ..options }] {
+    for bad in
+        [DataOptions { val_fraction: 1.0, ..options }, DataOptions { val_fraction: -0.1, ..options }, DataOptions { max_len: 1, ..options }]
+    {
         assert!(matches!(load(&path, None, &bad), Err(Error::InvalidArgument { .. })), "{bad:?}");
     }
 }

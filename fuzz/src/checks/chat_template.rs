@@ -18,8 +18,11 @@ pub fn run(data: &[u8]) {
     let Ok(source) = std::str::from_utf8(source) else { return };
     let add_generation_prompt = rest.first().is_some_and(|b| b % 2 == 1);
     let text = String::from_utf8_lossy(rest.get(1..).unwrap_or_default());
-    let messages: Vec<ChatMessage> =
-        if text.is_empty() { Vec::new() } else { text.split('\u{1}').enumerate().map(|(i, c)| ChatMessage::new(ROLES[i % 3], c)).collect() };
+    let messages: Vec<ChatMessage> = if text.is_empty() {
+        Vec::new()
+    } else {
+        text.split('\u{1}').enumerate().map(|(i, c)| ChatMessage::new(ROLES[i % 3], c)).collect()
+    };
     let Ok(template) = JinjaTemplate::compile(source) else { return };
     match template.render(&messages, add_generation_prompt, "<s>", "</s>") {
         Ok(out) => assert!(out.len() <= output_cap(&messages), "{} bytes passed the cap", out.len()),

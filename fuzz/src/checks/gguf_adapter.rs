@@ -47,8 +47,5 @@ pub fn run(data: &[u8]) {
 
 /// Tensors with their values as bits, so that NaNs compare equal to themselves.
 fn bits(tensors: &[LoraTensor]) -> Vec<(String, Vec<u32>, Vec<u32>)> {
-    tensors
-        .iter()
-        .map(|t| (t.name.clone(), t.a.iter().map(|v| v.to_bits()).collect(), t.b.iter().map(|v| v.to_bits()).collect()))
-        .collect()
+    tensors.iter().map(|t| (t.name.clone(), t.a.iter().map(|v| v.to_bits()).collect(), t.b.iter().map(|v| v.to_bits()).collect())).collect()
 }

@@ -2,14 +2,14 @@
 //! contract (panicking when it is broken). libFuzzer calls them from `fuzz_targets/`, and
 //! `tests/corpus.rs` runs every checked-in input through them on a stable toolchain.
 
-pub mod gguf;
-pub mod safetensors;
-pub mod hf_config;
-pub mod gguf_adapter;
-pub mod peft_adapter;
-pub mod train_records;
-pub mod eval_records;
 pub mod chat_template;
+pub mod eval_records;
+pub mod gguf;
+pub mod gguf_adapter;
+pub mod hf_config;
+pub mod peft_adapter;
+pub mod safetensors;
+pub mod train_records;
 
 /// Every check, by target name.
 pub const ALL: [(&str, fn(&[u8])); 8] = [

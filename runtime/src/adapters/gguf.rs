@@ -97,7 +97,6 @@ pub fn gguf_adapter(arch: &str, alpha: f32, tensors: &[LoraTensorRef<'_>]) -> Re
     Ok(w)
 }
 
-
 /// Write [`gguf_adapter`] to `path`, atomically. Errors: those of [`gguf_adapter`], and
 /// [`Error::Io`] when writing fails.
 pub fn write_gguf_adapter(path: &Path, arch: &str, alpha: f32, tensors: &[LoraTensorRef<'_>]) -> Result<()> {
@@ -174,9 +173,7 @@ fn check_structure(adapter: &Gguf) -> Result<(f32, Option<&str>, BTreeMap<String
         None => 0.0,
         Some(MetaValue::F32(a)) if a.is_finite() && *a >= 0.0 => *a,
         Some(MetaValue::F32(a)) => return Err(err(format!("adapter.lora.alpha is {a}, expected a finite value >= 0"))),
-        Some(other) => {
-            return Err(err(format!("adapter.lora.alpha is a {}, but llama.cpp requires an f32", other.meta_type())))
-        }
+        Some(other) => return Err(err(format!("adapter.lora.alpha is a {}, but llama.cpp requires an f32", other.meta_type()))),
     };
     if let Some(v) = adapter.get("adapter.alora.invocation_tokens") {
         return Err(err(format!("activated LoRA (adapter.alora.invocation_tokens, a {}) is not supported", v.meta_type())));

@@ -41,4 +41,3 @@ pub fn merge_lora(parts: &[(&[LoraTensor], f32, f32)]) -> Vec<LoraTensor> {
     }
     merged.into_values().collect()
 }
-

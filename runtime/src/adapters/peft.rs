@@ -171,7 +171,8 @@ pub fn read_peft_adapter(dir: &Path, config: &LlamaConfig) -> Result<PeftAdapter
         return Err(data_err(&config_path, "missing: a PEFT adapter directory needs adapter_config.json"));
     }
     let bytes = std::fs::read(&config_path).map_err(|source| Error::Io { path: config_path.clone(), source })?;
-    let text = String::from_utf8(bytes).map_err(|e| data_err(&config_path, format!("not UTF-8 text (invalid byte at {})", e.utf8_error().valid_up_to())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| data_err(&config_path, format!("not UTF-8 text (invalid byte at {})", e.utf8_error().valid_up_to())))?;
     let peft = parse_peft_config(&config_path, &text)?;
     let st_path = dir.join("adapter_model.safetensors");
     if !st_path.is_file() {

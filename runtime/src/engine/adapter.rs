@@ -37,8 +37,7 @@ unsafe impl Sync for LoraPtr {}
 // `#[repr(transparent)]` over `NonNull<llama_adapter_lora>`; session.rs relies on that to hand a
 // lamina-loaded adapter to `LlamaContext::lora_adapter_set`.
 const _: () = assert!(
-    std::mem::size_of::<llama_cpp_2::model::LlamaLoraAdapter>()
-        == std::mem::size_of::<NonNull<llama_cpp_sys_2::llama_adapter_lora>>()
+    std::mem::size_of::<llama_cpp_2::model::LlamaLoraAdapter>() == std::mem::size_of::<NonNull<llama_cpp_sys_2::llama_adapter_lora>>()
 );
 
 fn data_err(path: &Path, reason: impl Into<String>) -> Error {
@@ -219,8 +218,7 @@ pub(crate) fn merged_adapter(model: &Model, set: &[(Adapter, f32)]) -> Result<Lo
     let mut sorted: Vec<&(Adapter, f32)> = set.iter().collect();
     sorted.sort_by_key(|(a, _)| a.id());
     let tensors: Vec<Vec<LoraTensor>> = sorted.iter().map(|(a, _)| a.tensors()).collect::<Result<_>>()?;
-    let parts: Vec<(&[LoraTensor], f32, f32)> =
-        sorted.iter().zip(&tensors).map(|((a, s), t)| (t.as_slice(), a.alpha(), *s)).collect();
+    let parts: Vec<(&[LoraTensor], f32, f32)> = sorted.iter().zip(&tensors).map(|((a, s), t)| (t.as_slice(), a.alpha(), *s)).collect();
     let merged = merge_lora(&parts);
     let arch = model.meta("general.architecture").unwrap_or_else(|| "llama".into());
     let tmp = temp_adapter_path("merged")?;

@@ -84,7 +84,11 @@ pub fn llama_backend() -> &'static LlamaBackend {
             // SAFETY: plain ggml initialisation calls; the context is freed at once.
             unsafe {
                 llama_cpp_sys_2::ggml_time_init();
-                let ctx = llama_cpp_sys_2::ggml_init(llama_cpp_sys_2::ggml_init_params { mem_size: 0, mem_buffer: std::ptr::null_mut(), no_alloc: false });
+                let ctx = llama_cpp_sys_2::ggml_init(llama_cpp_sys_2::ggml_init_params {
+                    mem_size: 0,
+                    mem_buffer: std::ptr::null_mut(),
+                    no_alloc: false,
+                });
                 if !ctx.is_null() {
                     llama_cpp_sys_2::ggml_free(ctx);
                 }
@@ -121,11 +125,7 @@ fn level_from_ggml(level: llama_cpp_sys_2::ggml_log_level) -> Option<LogLevel> {
     }
 }
 
-unsafe extern "C" fn lamina_log(
-    level: llama_cpp_sys_2::ggml_log_level,
-    text: *const c_char,
-    _user_data: *mut c_void,
-) {
+unsafe extern "C" fn lamina_log(level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _user_data: *mut c_void) {
     if text.is_null() {
         return;
     }

@@ -113,8 +113,11 @@ struct LoaderState {
     report: BackendReport,
 }
 
-static STATE: Mutex<LoaderState> =
-    Mutex::new(LoaderState { initialised: false, requested: Vec::new(), report: BackendReport { dynamic: false, searched: Vec::new(), loaded: Vec::new(), skipped: Vec::new() } });
+static STATE: Mutex<LoaderState> = Mutex::new(LoaderState {
+    initialised: false,
+    requested: Vec::new(),
+    report: BackendReport { dynamic: false, searched: Vec::new(), loaded: Vec::new(), skipped: Vec::new() },
+});
 
 fn state() -> std::sync::MutexGuard<'static, LoaderState> {
     STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -463,7 +466,9 @@ mod dynamic {
                 }
                 match score(&c.path) {
                     Ok(0) if !c.explicit => {} // a CPU variant this processor cannot run
-                    Ok(0) => report.skipped.push(SkippedBackend { path: c.path, reason: "not supported on this machine (its score is 0)".into() }),
+                    Ok(0) => report
+                        .skipped
+                        .push(SkippedBackend { path: c.path, reason: "not supported on this machine (its score is 0)".into() }),
                     // ggml's score reads CPUID only: refuse a variant whose instructions the
                     // processor lists but the OS does not let this process use (SIGILL).
                     Ok(_) if family == "cpu" && unusable_variant(&c.path).is_some() => {
@@ -508,7 +513,8 @@ mod dynamic {
         // SAFETY: a NUL-terminated path; ggml checks the library's API version before use.
         let reg = unsafe { llama_cpp_sys_2::ggml_backend_load(c_path.as_ptr()) };
         if reg.is_null() {
-            return Err(take_last_llama_error().unwrap_or_else(|| "llama.cpp refused the library (unsupported on this machine or a wrong API version)".into()));
+            return Err(take_last_llama_error()
+                .unwrap_or_else(|| "llama.cpp refused the library (unsupported on this machine or a wrong API version)".into()));
         }
         // SAFETY: `reg` is a registered backend; its name is a static string.
         let name = unsafe { llama_cpp_sys_2::ggml_backend_reg_name(reg) };

@@ -10,10 +10,10 @@
 
 use std::ffi::{c_char, CString};
 
-use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::token::LlamaToken;
 use crate::chat::{ChatMessage, JinjaFailure, JinjaTemplate};
 use crate::error::{Error, Result};
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
 
 /// Which engine rendered a prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +135,9 @@ mod tests {
     #[test]
     fn a_long_conversation_stays_within_the_limits() {
         let t = ChatTemplate::new(Some(CHATML.into()), "<s>".into(), "</s>".into());
-        let messages: Vec<ChatMessage> = (0..5000).map(|i| if i % 2 == 0 { ChatMessage::user(format!("question {i}")) } else { ChatMessage::assistant("x".repeat(200)) }).collect();
+        let messages: Vec<ChatMessage> = (0..5000)
+            .map(|i| if i % 2 == 0 { ChatMessage::user(format!("question {i}")) } else { ChatMessage::assistant("x".repeat(200)) })
+            .collect();
         let (text, engine) = t.render(&messages, true).unwrap();
         assert_eq!(engine, TemplateEngine::Jinja);
         assert_eq!(text.matches("<|im_start|>").count(), 5001);

@@ -86,7 +86,10 @@ impl Context {
         // SAFETY: plain value returned by llama.cpp.
         let mut raw = unsafe { llama_cpp_sys_2::llama_context_default_params() };
         let n_seq_max = params.n_seq_max.max(1);
-        raw.n_ctx = params.n_ctx.checked_mul(n_seq_max).ok_or_else(|| Error::invalid("n_ctx", "n_ctx times the number of sequences is too large"))?;
+        raw.n_ctx = params
+            .n_ctx
+            .checked_mul(n_seq_max)
+            .ok_or_else(|| Error::invalid("n_ctx", "n_ctx times the number of sequences is too large"))?;
         raw.n_batch = params.n_batch;
         raw.n_ubatch = params.n_batch.min(MAX_UBATCH);
         raw.n_seq_max = n_seq_max;

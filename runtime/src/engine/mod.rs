@@ -14,11 +14,11 @@ mod sequence;
 mod session;
 mod text_stream;
 
-pub use adapter::Adapter;
-pub use backends::{backend_report, devices, load_backends, BackendInfo, BackendReport, DeviceInfo, DeviceKind, SkippedBackend};
-pub use backend::{llama_backend, set_log_sink, LogLevel, LogSink};
-pub use chat_template::{ChatTemplate, TemplateEngine};
 pub use crate::chat::ChatMessage;
+pub use adapter::Adapter;
+pub use backend::{llama_backend, set_log_sink, LogLevel, LogSink};
+pub use backends::{backend_report, devices, load_backends, BackendInfo, BackendReport, DeviceInfo, DeviceKind, SkippedBackend};
+pub use chat_template::{ChatTemplate, TemplateEngine};
 pub use model::{Model, ModelInfo, ModelParams};
 pub use sampling::Sampling;
 pub use session::{BatchRequest, CancelHandle, FlashAttention, Generation, Session, SessionParams, StopReason, MAX_SEQUENCES};

@@ -122,16 +122,10 @@ fn check_gguf_header(path: &Path) -> Result<()> {
         }
     }
     if filled < header.len() {
-        return Err(Error::NotGguf {
-            path: path.to_path_buf(),
-            reason: format!("the file is only {filled} bytes long"),
-        });
+        return Err(Error::NotGguf { path: path.to_path_buf(), reason: format!("the file is only {filled} bytes long") });
     }
     if &header[..4] != b"GGUF" {
-        return Err(Error::NotGguf {
-            path: path.to_path_buf(),
-            reason: format!("bad magic {:02x?} (expected \"GGUF\")", &header[..4]),
-        });
+        return Err(Error::NotGguf { path: path.to_path_buf(), reason: format!("bad magic {:02x?} (expected \"GGUF\")", &header[..4]) });
     }
     let version = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if !(2..=3).contains(&version) {
@@ -170,9 +164,8 @@ impl Model {
             // An empty device list keeps the model off every GPU: with a GPU backend loaded,
             // llama.cpp would otherwise still send large prompt batches to it ("op offload")
             // and reserve GPU buffers. `n_gpu_layers == 0` means CPU only.
-            llama_params = llama_params
-                .with_devices(&[])
-                .map_err(|e| Error::Backend(format!("could not restrict the model to the CPU: {e}")))?;
+            llama_params =
+                llama_params.with_devices(&[]).map_err(|e| Error::Backend(format!("could not restrict the model to the CPU: {e}")))?;
         }
         let _ = take_last_llama_error();
         let llama = LlamaModel::load_from_file(backend, path, &llama_params).map_err(|e| {
@@ -181,14 +174,16 @@ impl Model {
         })?;
         let template = ChatTemplate::from_model(&llama);
         let load_time = start.elapsed();
-        Ok(Model { inner: Arc::new(ModelInner {
-            llama,
-            path: path.to_path_buf(),
-            template,
-            load_time,
-            gpu_layers: offload.layers,
-            merged: Mutex::new(MergeCache::new()),
-        }) })
+        Ok(Model {
+            inner: Arc::new(ModelInner {
+                llama,
+                path: path.to_path_buf(),
+                template,
+                load_time,
+                gpu_layers: offload.layers,
+                merged: Mutex::new(MergeCache::new()),
+            }),
+        })
     }
 
     /// Load a LoRA adapter for this model: a llama.cpp GGUF adapter file, or a PEFT directory
@@ -229,9 +224,7 @@ impl Model {
     /// are abbreviated by llama.cpp.
     pub fn metadata(&self) -> Vec<(String, String)> {
         let llama = &self.inner.llama;
-        (0..llama.meta_count())
-            .filter_map(|i| Some((llama.meta_key_by_index(i).ok()?, llama.meta_val_str_by_index(i).ok()?)))
-            .collect()
+        (0..llama.meta_count()).filter_map(|i| Some((llama.meta_key_by_index(i).ok()?, llama.meta_val_str_by_index(i).ok()?))).collect()
     }
 
     /// Architecture summary.
@@ -262,13 +255,7 @@ impl Model {
     /// Tokenize `text`. With `add_special`, llama.cpp adds BOS/EOS where the model asks for them; `parse_special`
     /// turns special-token text such as `<|im_start|>` into its token.
     pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<i32> {
-        self.inner
-            .llama
-            .vocab()
-            .tokenize(text.as_bytes(), add_special, parse_special)
-            .into_iter()
-            .map(|t| t.0)
-            .collect()
+        self.inner.llama.vocab().tokenize(text.as_bytes(), add_special, parse_special).into_iter().map(|t| t.0).collect()
     }
 
     /// The bytes of one token (special tokens rendered as text when `special`).

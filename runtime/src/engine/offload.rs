@@ -80,7 +80,8 @@ fn decide(path: &Path, bytes: &[u64], requested: u32, gpus: &[DeviceInfo]) -> Re
     let free: u64 = gpus.iter().map(|d| d.memory_free as u64).sum();
     if needed > free {
         let fitting = (0..=layers).rev().find(|&k| from_top(k) <= free).unwrap_or(0);
-        let names: Vec<String> = gpus.iter().map(|d| format!("{} ({}, {:.0} MiB free)", d.name, d.description, mib(d.memory_free as u64))).collect();
+        let names: Vec<String> =
+            gpus.iter().map(|d| format!("{} ({}, {:.0} MiB free)", d.name, d.description, mib(d.memory_free as u64))).collect();
         return Err(Error::Backend(format!(
             "{layers} offloaded layers of {} need {:.0} MiB of GPU memory for their weights, but {} {} only {:.0} MiB free; \
              at most {fitting} layers fit (pass that as the GPU layer count for a partial offload, the rest runs on the CPU)",

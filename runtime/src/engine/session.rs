@@ -18,11 +18,11 @@ use llama_cpp_2::token::LlamaToken;
 use super::adapter::{merged_adapter, Adapter, LoraPtr};
 use super::backend::CONTEXT_CREATION;
 use super::chat_template::TemplateEngine;
-use crate::chat::ChatMessage;
 use super::context::{Batch, Context, ContextParams, Decoded};
 use super::model::Model;
 use super::sampling::Sampling;
 use super::sequence::{Next, Sequence};
+use crate::chat::ChatMessage;
 use crate::error::{Error, Result};
 use crate::eval::perplexity::log_softmax_at;
 
@@ -142,9 +142,7 @@ const DEPTH_ONE: u64 = 2;
 
 impl CancelHandle {
     pub fn cancel(&self) {
-        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |state| {
-            (state >= DEPTH_ONE).then_some(state | CANCEL_BIT)
-        });
+        let _ = self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |state| (state >= DEPTH_ONE).then_some(state | CANCEL_BIT));
     }
     pub(crate) fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst) & CANCEL_BIT != 0
@@ -488,7 +486,12 @@ impl Session {
 
     /// Generate the assistant's reply to `messages` (which need not be this session's history;
     /// the history is left unchanged).
-    pub fn complete_chat(&mut self, messages: &[ChatMessage], sampling: &Sampling, on_piece: impl FnMut(&str) -> bool) -> Result<Generation> {
+    pub fn complete_chat(
+        &mut self,
+        messages: &[ChatMessage],
+        sampling: &Sampling,
+        on_piece: impl FnMut(&str) -> bool,
+    ) -> Result<Generation> {
         sampling.validate()?;
         let (prompt, _) = self.render_chat(messages)?;
         let tokens = self.tokenize_prompt(&prompt);
@@ -552,8 +555,8 @@ impl Session {
     /// exactly `self.cached` for sequence 0: the tokens of the micro-batches that completed
     /// before the stop are dropped here.
     fn decode(&mut self) -> Result<Decoded> {
-        let _reserve_guard = std::mem::take(&mut self.graph_reserve_pending)
-            .then(|| CONTEXT_CREATION.lock().unwrap_or_else(|p| p.into_inner()));
+        let _reserve_guard =
+            std::mem::take(&mut self.graph_reserve_pending).then(|| CONTEXT_CREATION.lock().unwrap_or_else(|p| p.into_inner()));
         match self.ctx.decode(&self.batch) {
             Ok(Decoded::Aborted) => {
                 if !self.ctx.remove_from(0, self.cached.len()) {
@@ -570,7 +573,12 @@ impl Session {
         }
     }
 
-    fn generate_tokens(&mut self, tokens: &[LlamaToken], sampling: &Sampling, mut on_piece: impl FnMut(&str) -> bool) -> Result<Generation> {
+    fn generate_tokens(
+        &mut self,
+        tokens: &[LlamaToken],
+        sampling: &Sampling,
+        mut on_piece: impl FnMut(&str) -> bool,
+    ) -> Result<Generation> {
         let start = Instant::now();
         let cancel = self.cancel.clone();
         let _running = Running::new(&cancel);

@@ -126,7 +126,10 @@ mod tests {
             if case % 10 == 0 {
                 logits[(next() % n as u64) as usize] = f32::NAN;
             }
-            let mut data = LlamaTokenDataArray::from_iter(logits.iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)), false);
+            let mut data = LlamaTokenDataArray::from_iter(
+                logits.iter().enumerate().map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
+                false,
+            );
             data.apply_sampler(&mut LlamaSampler::greedy());
             let llama = data.selected_token().map(|t| t.0 as usize);
             assert_eq!(llama, Some(argmax(&logits)), "case {case}: {logits:?}");

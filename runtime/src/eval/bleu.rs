@@ -103,8 +103,7 @@ where
     let mut ref_len = 0u64;
 
     for (i, hyp) in hypotheses.iter().enumerate() {
-        let ref_texts: Vec<String> =
-            references.iter().map(|s| preprocess(s.as_ref()[i].as_ref())).collect();
+        let ref_texts: Vec<String> = references.iter().map(|s| preprocess(s.as_ref()[i].as_ref())).collect();
         let hyp_text = preprocess(hyp.as_ref());
 
         // Reference n-grams, each clipped to its largest count in any one reference.
@@ -144,11 +143,7 @@ where
 pub fn tokenize_13a(line: &str) -> String {
     let mut line = line.replace("<skipped>", "").replace("-\n", "").replace('\n', " ");
     if line.contains('&') {
-        line = line
-            .replace("&quot;", "\"")
-            .replace("&amp;", "&")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">");
+        line = line.replace("&quot;", "\"").replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">");
     }
     tokenize_re(&format!(" {line} "))
 }
@@ -225,11 +220,7 @@ fn tokenize_re(line: &str) -> String {
 
 /// `re.sub` for a pattern that matches two characters `(a)(b)`: scan left to right, replace
 /// each match, and resume after it.
-fn sub_pairs(
-    chars: &[char],
-    matches: impl Fn(char, char) -> bool,
-    replace: impl Fn(char, char, &mut String),
-) -> String {
+fn sub_pairs(chars: &[char], matches: impl Fn(char, char) -> bool, replace: impl Fn(char, char, &mut String)) -> String {
     let mut out = String::with_capacity(chars.len() + 16);
     let mut i = 0;
     while i < chars.len() {
@@ -337,16 +328,10 @@ where
     S: AsRef<str>,
 {
     if n_hypotheses == 0 {
-        return Err(Error::invalid(
-            "hypotheses",
-            "there are no hypotheses (need at least one segment)",
-        ));
+        return Err(Error::invalid("hypotheses", "there are no hypotheses (need at least one segment)"));
     }
     if references.is_empty() {
-        return Err(Error::invalid(
-            "references",
-            "there are no reference streams (need at least one, as long as the hypotheses)",
-        ));
+        return Err(Error::invalid("references", "there are no reference streams (need at least one, as long as the hypotheses)"));
     }
     for (k, stream) in references.iter().enumerate() {
         let len = stream.as_ref().len();
@@ -435,9 +420,6 @@ mod tests {
         assert!(corpus_bleu(&none, &[none]).is_err());
         assert!(corpus_bleu(&["a"], &[] as &[Vec<String>]).is_err());
         let e = corpus_bleu(&["a", "b"], &[vec!["a".to_string()]]).unwrap_err();
-        assert!(
-            e.to_string().contains("1 segments") && e.to_string().contains("2 hypotheses"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("1 segments") && e.to_string().contains("2 hypotheses"), "{e}");
     }
 }

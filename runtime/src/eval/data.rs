@@ -72,7 +72,11 @@ pub fn decode_text(path: &Path, bytes: Vec<u8>) -> Result<String> {
 
 /// Parse every non-blank line of the JSONL text of `path` with `parse` (given the object and
 /// its line number, for default ids).
-pub fn parse_jsonl<T>(path: &Path, text: &str, parse: impl Fn(&serde_json::Map<String, Value>, usize) -> Result<T, String>) -> Result<Vec<T>> {
+pub fn parse_jsonl<T>(
+    path: &Path,
+    text: &str,
+    parse: impl Fn(&serde_json::Map<String, Value>, usize) -> Result<T, String>,
+) -> Result<Vec<T>> {
     let mut records = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
@@ -151,7 +155,11 @@ pub fn read_qa(path: &Path) -> Result<Vec<QaRecord>> {
 /// [`read_qa`] on the text of a file read from `path` (which errors name).
 pub fn parse_qa(path: &Path, text: &str) -> Result<Vec<QaRecord>> {
     parse_jsonl(path, text, |o, line| {
-        let answers = if o.contains_key("answers") { string_list(o, "answers")? } else { vec![string_field(o, "answer").map_err(|_| "missing `answers` (a list of gold answers)".to_string())?] };
+        let answers = if o.contains_key("answers") {
+            string_list(o, "answers")?
+        } else {
+            vec![string_field(o, "answer").map_err(|_| "missing `answers` (a list of gold answers)".to_string())?]
+        };
         Ok(QaRecord { id: id_of(o, line), question: string_field(o, "question")?, context: optional_string(o, "context")?, answers })
     })
 }
@@ -207,7 +215,6 @@ pub fn parse_choices(path: &Path, text: &str) -> Result<Vec<ChoiceRecord>> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,7 +234,10 @@ mod tests {
 
     #[test]
     fn reads_good_records() {
-        let p = file("qa.jsonl", "{\"question\": \"Q?\", \"answers\": [\"a\", 3]}\n\n{\"id\": 7, \"question\": \"R?\", \"answer\": \"b\", \"context\": \"c\"}\n");
+        let p = file(
+            "qa.jsonl",
+            "{\"question\": \"Q?\", \"answers\": [\"a\", 3]}\n\n{\"id\": 7, \"question\": \"R?\", \"answer\": \"b\", \"context\": \"c\"}\n",
+        );
         let r = read_qa(&p).unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(r[0].answers, vec!["a", "3"]);

@@ -9,10 +9,10 @@
 
 pub mod agreement;
 pub mod bleu;
-pub mod chrf;
-pub mod squad;
 pub mod choice;
+pub mod chrf;
 pub mod data;
 pub mod perplexity;
+pub mod squad;
 
 pub mod run;

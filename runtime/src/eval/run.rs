@@ -107,7 +107,13 @@ fn limited<T>(mut records: Vec<T>, limit: usize) -> Vec<T> {
 /// Evaluate `session`'s model on the data at `path`. `progress(done, total)` is called before
 /// the first and after every example; returning false stops the run (the report then covers
 /// the examples done and has `cancelled` set).
-pub fn evaluate(session: &mut Session, task: Task, path: &Path, options: &EvalOptions, mut progress: impl FnMut(usize, usize) -> bool) -> Result<EvalReport> {
+pub fn evaluate(
+    session: &mut Session,
+    task: Task,
+    path: &Path,
+    options: &EvalOptions,
+    mut progress: impl FnMut(usize, usize) -> bool,
+) -> Result<EvalReport> {
     let start = Instant::now();
     // A cancel (CancelHandle::cancel, lamina_session_cancel) stops the whole run, not only the
     // generation under way.
@@ -128,7 +134,12 @@ fn empty_report(task: Task, total: usize) -> EvalReport {
     EvalReport { task, metrics: Vec::new(), evaluated: 0, total, predictions: Vec::new(), elapsed: Duration::ZERO, cancelled: false }
 }
 
-fn eval_perplexity(session: &mut Session, path: &Path, options: &EvalOptions, progress: &mut dyn FnMut(usize, usize) -> bool) -> Result<EvalReport> {
+fn eval_perplexity(
+    session: &mut Session,
+    path: &Path,
+    options: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<EvalReport> {
     let text = data::read_text(path)?;
     let n_ctx = if options.perplexity_ctx == 0 { 512 } else { options.perplexity_ctx };
     if n_ctx > session.n_ctx() {
@@ -170,7 +181,12 @@ fn eval_perplexity(session: &mut Session, path: &Path, options: &EvalOptions, pr
     Ok(report)
 }
 
-fn eval_qa(session: &mut Session, path: &Path, options: &EvalOptions, progress: &mut dyn FnMut(usize, usize) -> bool) -> Result<EvalReport> {
+fn eval_qa(
+    session: &mut Session,
+    path: &Path,
+    options: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<EvalReport> {
     let records = limited(data::read_qa(path)?, options.limit);
     let mut report = empty_report(Task::Qa, records.len());
     let (mut predictions, mut golds) = (Vec::new(), Vec::new());
@@ -186,7 +202,9 @@ fn eval_qa(session: &mut Session, path: &Path, options: &EvalOptions, progress: 
         }
         let em = squad::exact_match(&answer, &r.answers)?;
         let f1 = squad::f1(&answer, &r.answers)?;
-        report.predictions.push(json!({"id": r.id, "question": r.question, "answers": r.answers, "prediction": answer, "exact_match": em, "f1": f1}));
+        report
+            .predictions
+            .push(json!({"id": r.id, "question": r.question, "answers": r.answers, "prediction": answer, "exact_match": em, "f1": f1}));
         predictions.push(answer);
         golds.push(r.answers.clone());
     }
@@ -201,7 +219,12 @@ fn eval_qa(session: &mut Session, path: &Path, options: &EvalOptions, progress: 
     Ok(report)
 }
 
-fn eval_translate(session: &mut Session, path: &Path, options: &EvalOptions, progress: &mut dyn FnMut(usize, usize) -> bool) -> Result<EvalReport> {
+fn eval_translate(
+    session: &mut Session,
+    path: &Path,
+    options: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<EvalReport> {
     let records = limited(data::read_translations(path)?, options.limit);
     // Check every language before the first (slow) translation.
     let langs: Vec<(String, String)> = records
@@ -213,7 +236,11 @@ fn eval_translate(session: &mut Session, path: &Path, options: &EvalOptions, pro
                 (Some(f), Some(t)) => {
                     for lang in [&f, &t] {
                         if tasks::language_name(lang).is_none() {
-                            return Err(Error::Data { path: path.to_path_buf(), line: None, reason: format!("record {}: unknown language `{lang}`", r.id) });
+                            return Err(Error::Data {
+                                path: path.to_path_buf(),
+                                line: None,
+                                reason: format!("record {}: unknown language `{lang}`", r.id),
+                            });
                         }
                     }
                     Ok((f, t))
@@ -250,9 +277,8 @@ fn eval_translate(session: &mut Session, path: &Path, options: &EvalOptions, pro
         // first one, which changes neither n-gram clipping nor the closest reference length.
         let done = &records[..hypotheses.len()];
         let streams = done.iter().map(|r| r.references.len()).max().unwrap_or(1);
-        let references: Vec<Vec<String>> = (0..streams)
-            .map(|k| done.iter().map(|r| r.references.get(k).unwrap_or(&r.references[0]).clone()).collect())
-            .collect();
+        let references: Vec<Vec<String>> =
+            (0..streams).map(|k| done.iter().map(|r| r.references.get(k).unwrap_or(&r.references[0]).clone()).collect()).collect();
         let b = bleu::corpus_bleu(&hypotheses, &references)?;
         let c = chrf::corpus_chrf(&hypotheses, &references)?;
         report.metrics = vec![
@@ -270,7 +296,12 @@ fn eval_translate(session: &mut Session, path: &Path, options: &EvalOptions, pro
     Ok(report)
 }
 
-fn eval_choice(session: &mut Session, path: &Path, options: &EvalOptions, progress: &mut dyn FnMut(usize, usize) -> bool) -> Result<EvalReport> {
+fn eval_choice(
+    session: &mut Session,
+    path: &Path,
+    options: &EvalOptions,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<EvalReport> {
     let records = limited(data::read_choices(path)?, options.limit);
     let mut report = empty_report(Task::Choice, records.len());
     let (mut right_sum, mut right_mean) = (0usize, 0usize);

@@ -45,11 +45,7 @@ pub fn normalize_answer(s: &str) -> String {
     let mut no_articles = String::with_capacity(no_punct.len());
     let mut rest = no_punct.as_str();
     while let Some(c) = rest.chars().next() {
-        let len = if is_word(c) {
-            rest.find(|c: char| !is_word(c)).unwrap_or(rest.len())
-        } else {
-            c.len_utf8()
-        };
+        let len = if is_word(c) { rest.find(|c: char| !is_word(c)).unwrap_or(rest.len()) } else { c.len_utf8() };
         let piece = &rest[..len];
         if matches!(piece, "a" | "an" | "the") {
             no_articles.push(' ');
@@ -116,11 +112,7 @@ where
     if golds.len() != predictions.len() {
         return Err(Error::invalid(
             "golds",
-            format!(
-                "there are {} predictions but {} lists of gold answers; each prediction needs one",
-                predictions.len(),
-                golds.len()
-            ),
+            format!("there are {} predictions but {} lists of gold answers; each prediction needs one", predictions.len(), golds.len()),
         ));
     }
     let (mut em, mut f) = (0.0, 0.0);

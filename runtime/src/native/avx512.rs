@@ -51,7 +51,10 @@ pub fn available() -> bool {
 pub enum Lhs<'a> {
     Packed(&'a [f32]),
     /// Element (i, kk) at `ptr[i·ld + kk]`.
-    Rows { ptr: *const f32, ld: usize },
+    Rows {
+        ptr: *const f32,
+        ld: usize,
+    },
 }
 
 /// Which part of a square, causally masked product is needed or non-zero (attention: row i is
@@ -76,7 +79,10 @@ pub enum Causal {
 pub enum Rhs<'a> {
     Packed(&'a [f32]),
     /// Element (kk, j) at `ptr[kk·ld + j]`.
-    Rows { ptr: *const f32, ld: usize },
+    Rows {
+        ptr: *const f32,
+        ld: usize,
+    },
 }
 
 /// Floats a packed left operand of `rows × depth` takes.
@@ -226,8 +232,34 @@ pub unsafe fn gemm_packed(
                 // SAFETY: forwarded from this function's contract.
                 unsafe {
                     match a {
-                        Lhs::Packed(a) => micro_kernel::<true>(live, hi - lo, a[i0 * depth + lo * MR..].as_ptr(), 0, panel, ldb, packed_b, dst, ldc, width, alpha, add),
-                        Lhs::Rows { ptr, ld } => micro_kernel::<false>(live, hi - lo, ptr.add(i0 * ld + lo), ld, panel, ldb, packed_b, dst, ldc, width, alpha, add),
+                        Lhs::Packed(a) => micro_kernel::<true>(
+                            live,
+                            hi - lo,
+                            a[i0 * depth + lo * MR..].as_ptr(),
+                            0,
+                            panel,
+                            ldb,
+                            packed_b,
+                            dst,
+                            ldc,
+                            width,
+                            alpha,
+                            add,
+                        ),
+                        Lhs::Rows { ptr, ld } => micro_kernel::<false>(
+                            live,
+                            hi - lo,
+                            ptr.add(i0 * ld + lo),
+                            ld,
+                            panel,
+                            ldb,
+                            packed_b,
+                            dst,
+                            ldc,
+                            width,
+                            alpha,
+                            add,
+                        ),
                     }
                 }
             }
@@ -317,7 +349,13 @@ unsafe fn kernel<const R: usize, const PACKED: bool, const PACKED_B: bool>(
 #[inline]
 pub(crate) fn panel_masks(width: usize) -> (__mmask16, __mmask16) {
     let lo = if width >= 16 { 0xffff } else { ((1u32 << width) - 1) as __mmask16 };
-    let hi = if width >= 32 { 0xffff } else if width > 16 { ((1u32 << (width - 16)) - 1) as __mmask16 } else { 0 };
+    let hi = if width >= 32 {
+        0xffff
+    } else if width > 16 {
+        ((1u32 << (width - 16)) - 1) as __mmask16
+    } else {
+        0
+    };
     (lo, hi)
 }
 
@@ -385,14 +423,40 @@ mod tests {
                         for i in 0..m {
                             c2[i * ld..i * ld + n].fill(if accumulate { 1.5 } else { f32::NAN });
                         }
-                        unsafe { gemm_packed(m, n, k, Lhs::Rows { ptr: a.as_ptr(), ld: k }, Rhs::Packed(&pb), c2.as_mut_ptr(), ld, 0.5, accumulate, Causal::None) };
+                        unsafe {
+                            gemm_packed(
+                                m,
+                                n,
+                                k,
+                                Lhs::Rows { ptr: a.as_ptr(), ld: k },
+                                Rhs::Packed(&pb),
+                                c2.as_mut_ptr(),
+                                ld,
+                                0.5,
+                                accumulate,
+                                Causal::None,
+                            )
+                        };
                         assert!(c2.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()), "row-major A gives the packed result");
                         if !b_t {
                             let mut c3 = c.clone();
                             for i in 0..m {
                                 c3[i * ld..i * ld + n].fill(if accumulate { 1.5 } else { f32::NAN });
                             }
-                            unsafe { gemm_packed(m, n, k, Lhs::Rows { ptr: a.as_ptr(), ld: k }, Rhs::Rows { ptr: b.as_ptr(), ld: n }, c3.as_mut_ptr(), ld, 0.5, accumulate, Causal::None) };
+                            unsafe {
+                                gemm_packed(
+                                    m,
+                                    n,
+                                    k,
+                                    Lhs::Rows { ptr: a.as_ptr(), ld: k },
+                                    Rhs::Rows { ptr: b.as_ptr(), ld: n },
+                                    c3.as_mut_ptr(),
+                                    ld,
+                                    0.5,
+                                    accumulate,
+                                    Causal::None,
+                                )
+                            };
                             assert!(c3.iter().zip(&c).all(|(x, y)| x.to_bits() == y.to_bits()), "row-major B gives the packed result");
                         }
                     }
@@ -437,15 +501,39 @@ mod tests {
         // A triangular left operand (lower: zero for kk > i; upper: zero for kk < i), square,
         // deeper than one depth block: the shortened depth gives the full product's result.
         let n = 700usize;
-        for (mode, zero) in [(Causal::DepthTo, (|i: usize, kk: usize| kk > i) as fn(usize, usize) -> bool), (Causal::DepthFrom, |i, kk| kk < i)] {
+        for (mode, zero) in
+            [(Causal::DepthTo, (|i: usize, kk: usize| kk > i) as fn(usize, usize) -> bool), (Causal::DepthFrom, |i, kk| kk < i)]
+        {
             let a: Vec<f32> = (0..n * n).map(|e| if zero(e / n, e % n) { 0.0 } else { value(e, 4) }).collect();
             let b: Vec<f32> = (0..n * 40).map(|e| value(e, 5)).collect();
             let mut pb = vec![0.0; packed_b_len(n, 40)];
             unsafe { pack_b(b.as_ptr(), 40, 1, n, 40, &mut pb) };
             let (mut full, mut short) = (vec![1.0f32; n * 40], vec![1.0f32; n * 40]);
             unsafe {
-                gemm_packed(n, 40, n, Lhs::Rows { ptr: a.as_ptr(), ld: n }, Rhs::Packed(&pb), full.as_mut_ptr(), 40, 1.0, true, Causal::None);
-                gemm_packed(n, 40, n, Lhs::Rows { ptr: a.as_ptr(), ld: n }, Rhs::Rows { ptr: b.as_ptr(), ld: 40 }, short.as_mut_ptr(), 40, 1.0, true, mode);
+                gemm_packed(
+                    n,
+                    40,
+                    n,
+                    Lhs::Rows { ptr: a.as_ptr(), ld: n },
+                    Rhs::Packed(&pb),
+                    full.as_mut_ptr(),
+                    40,
+                    1.0,
+                    true,
+                    Causal::None,
+                );
+                gemm_packed(
+                    n,
+                    40,
+                    n,
+                    Lhs::Rows { ptr: a.as_ptr(), ld: n },
+                    Rhs::Rows { ptr: b.as_ptr(), ld: 40 },
+                    short.as_mut_ptr(),
+                    40,
+                    1.0,
+                    true,
+                    mode,
+                );
             }
             let max_diff = full.iter().zip(&short).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
             assert!(max_diff < 1e-3, "{mode:?}: max diff {max_diff}");

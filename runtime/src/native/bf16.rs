@@ -347,7 +347,15 @@ pub fn pack_b_from_depth_rows(slab: &[f32], depth: usize, cols: usize, out: &mut
 /// interleaved into the panels, with no f32 slab in between. The same bits as dequantizing
 /// the slab and packing it. Returns false, leaving `out` alone, for other types, a CPU
 /// without AVX512-BF16 and F16C, or columns that are not whole blocks.
-pub fn pack_b_from_weight_depth_rows(w: &WeightMatrix, file: &[u8], r0: usize, depth: usize, c0: usize, cols: usize, out: &mut Vec<u16>) -> bool {
+pub fn pack_b_from_weight_depth_rows(
+    w: &WeightMatrix,
+    file: &[u8],
+    r0: usize,
+    depth: usize,
+    c0: usize,
+    cols: usize,
+    out: &mut Vec<u16>,
+) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use crate::weights::dequant::simd;
@@ -360,7 +368,10 @@ pub fn pack_b_from_weight_depth_rows(w: &WeightMatrix, file: &[u8], r0: usize, d
             GgmlType::Q8_0 => simd::Q8_0::decode,
             _ => return false,
         };
-        assert!(r0 + depth <= w.rows && c0 + cols <= w.cols && w.range.end <= file.len(), "pack_b_from_weight_depth_rows: slab outside the matrix");
+        assert!(
+            r0 + depth <= w.rows && c0 + cols <= w.cols && w.range.end <= file.len(),
+            "pack_b_from_weight_depth_rows: slab outside the matrix"
+        );
         // Every element is written below, the depth padding included.
         reuse_for_overwrite(out, packed_b_len(depth, cols));
         let block_bytes = w.ty.type_size();
@@ -388,7 +399,15 @@ const _: () = assert!(NR == 32);
 /// `out` holds [`packed_b_len`]`(depth, cols)`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16,f16c")]
-unsafe fn interleave_blocks_avx512(decode: unsafe fn(*const u8) -> (__m512, __m512), rows: &[u8], row_bytes: usize, block_bytes: usize, depth: usize, cols: usize, out: &mut [u16]) {
+unsafe fn interleave_blocks_avx512(
+    decode: unsafe fn(*const u8) -> (__m512, __m512),
+    rows: &[u8],
+    row_bytes: usize,
+    block_bytes: usize,
+    depth: usize,
+    cols: usize,
+    out: &mut [u16],
+) {
     let pairs = padded(depth) / 2;
     let dst = out.as_mut_ptr() as *mut u32;
     let src = rows.as_ptr();
@@ -399,7 +418,11 @@ unsafe fn interleave_blocks_avx512(decode: unsafe fn(*const u8) -> (__m512, __m5
             // Columns blk·32 .. + 32 are one whole panel (NR = 32, blocks start on panels).
             unsafe {
                 let (a0, a1) = decode(src.add(2 * p * row_bytes + blk * block_bytes));
-                let (b0, b1) = if second { decode(src.add((2 * p + 1) * row_bytes + blk * block_bytes)) } else { (_mm512_setzero_ps(), _mm512_setzero_ps()) };
+                let (b0, b1) = if second {
+                    decode(src.add((2 * p + 1) * row_bytes + blk * block_bytes))
+                } else {
+                    (_mm512_setzero_ps(), _mm512_setzero_ps())
+                };
                 let at = dst.add(blk * NR * pairs + p * NR);
                 _mm512_storeu_si512(at as *mut _, _mm512_or_si512(to_lanes(a0), _mm512_slli_epi32::<16>(to_lanes(b0))));
                 _mm512_storeu_si512(at.add(16) as *mut _, _mm512_or_si512(to_lanes(a1), _mm512_slli_epi32::<16>(to_lanes(b1))));
@@ -427,7 +450,11 @@ unsafe fn interleave_rows_avx512(slab: &[f32], depth: usize, cols: usize, out: &
             // SAFETY: rows 2p (and 2p + 1 when inside the depth), columns j .. j + live.
             unsafe {
                 let lo = to_lanes(_mm512_maskz_loadu_ps(mask, r0.add(j)));
-                let hi = if second { _mm512_slli_epi32::<16>(to_lanes(_mm512_maskz_loadu_ps(mask, r0.add(cols + j)))) } else { _mm512_setzero_si512() };
+                let hi = if second {
+                    _mm512_slli_epi32::<16>(to_lanes(_mm512_maskz_loadu_ps(mask, r0.add(cols + j))))
+                } else {
+                    _mm512_setzero_si512()
+                };
                 // Panel j / NR, pair p, columns j % NR .. + live (16 columns never straddle two
                 // panels: j is a multiple of 16).
                 _mm512_mask_storeu_epi32(dst.add((j / NR) * NR * pairs + p * NR + j % NR) as *mut i32, mask, _mm512_or_si512(lo, hi));
@@ -589,7 +616,10 @@ mod tests {
                 // range of whole blocks, against dequantizing the slab and interleaving it.
                 for (c0, width) in [(0, cols), (cols - 32, 32), (32.min(cols - 32), cols - 32.min(cols - 32))] {
                     let mut fused = vec![0x7fc0u16; packed_b_len(n, width) + 64];
-                    assert!(pack_b_from_weight_depth_rows(&w, &file, r0, n, c0, width, &mut fused), "{ty} depth rows are packed straight from its blocks");
+                    assert!(
+                        pack_b_from_weight_depth_rows(&w, &file, r0, n, c0, width, &mut fused),
+                        "{ty} depth rows are packed straight from its blocks"
+                    );
                     let mut slab = vec![0f32; n * width];
                     for (i, dst) in slab.chunks_exact_mut(width).enumerate() {
                         w.dequantize_segment_into(&file, r0 + i, c0, dst);
@@ -631,7 +661,8 @@ mod tests {
             unsafe { gemm(m, n, k, &ab, padded(k), &pb, c.as_mut_ptr(), ld, false) };
             for i in 0..m {
                 for j in 0..n {
-                    let expect: f64 = (0..k).map(|kk| f64::from(from_bf16(to_bf16(a[i * k + kk]))) * f64::from(from_bf16(to_bf16(b[kk * n + j])))).sum();
+                    let expect: f64 =
+                        (0..k).map(|kk| f64::from(from_bf16(to_bf16(a[i * k + kk]))) * f64::from(from_bf16(to_bf16(b[kk * n + j])))).sum();
                     let got = f64::from(c[i * ld + j]);
                     let rel = (got - expect).abs() / (1.0 + expect.abs());
                     max_rel = max_rel.max(rel);

@@ -59,7 +59,10 @@ pub fn path_for(dir: &Path, step: usize) -> PathBuf {
 /// checkpoints, temporary files that killed saves left, and a directory's old-format files.
 pub fn save(dir: &Path, step: usize, state: &str, tensors: &[(String, &[f32])]) -> Result<PathBuf> {
     atomic_file::create_dir_all(dir)?;
-    let bytes: BTreeMap<&str, (usize, Vec<u8>)> = tensors.iter().map(|(name, values)| (name.as_str(), (values.len(), values.iter().flat_map(|v| v.to_le_bytes()).collect()))).collect();
+    let bytes: BTreeMap<&str, (usize, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, values)| (name.as_str(), (values.len(), values.iter().flat_map(|v| v.to_le_bytes()).collect())))
+        .collect();
     if bytes.len() != tensors.len() {
         return Err(Error::invalid("checkpoint", "two tensors share a name"));
     }
@@ -69,7 +72,11 @@ pub fn save(dir: &Path, step: usize, state: &str, tensors: &[(String, &[f32])]) 
         .map(|(name, (len, b))| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![*len], b).map(|v| (name.to_string(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::invalid("checkpoint", e.to_string()))?;
-    let metadata = HashMap::from([(FORMAT_KEY.to_string(), FORMAT.to_string()), (STATE_KEY.to_string(), state.to_string()), (DIGEST_KEY.to_string(), digest)]);
+    let metadata = HashMap::from([
+        (FORMAT_KEY.to_string(), FORMAT.to_string()),
+        (STATE_KEY.to_string(), state.to_string()),
+        (DIGEST_KEY.to_string(), digest),
+    ]);
     let path = path_for(dir, step);
     let tmp = atomic_file::temp_path(&path);
     let written = safetensors::serialize_to_file(views, Some(metadata), &tmp).map_err(|e| e.to_string());
@@ -133,7 +140,8 @@ fn list(dir: &Path) -> std::io::Result<Vec<(usize, PathBuf)>> {
 
 /// The state and tensors of a checkpoint file's bytes, or why they cannot be trusted.
 fn verify(bytes: &[u8]) -> std::result::Result<(String, SafeTensors<'_>), String> {
-    let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| format!("not a complete safetensors file ({e}): truncated or damaged"))?;
+    let (_, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| format!("not a complete safetensors file ({e}): truncated or damaged"))?;
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| format!("not a complete safetensors file ({e}): truncated or damaged"))?;
     let meta = metadata.metadata().clone().unwrap_or_default();
     if meta.get(FORMAT_KEY).map(String::as_str) != Some(FORMAT) {
@@ -203,7 +211,11 @@ fn load_legacy<T>(dir: &Path, mut read: impl FnMut(&str, &SafeTensors<'_>) -> Re
     let state = std::fs::read_to_string(&state_path).map_err(|source| Error::Io { path: state_path.clone(), source })?;
     let tensors_path = dir.join(LEGACY_TENSORS);
     let bytes = std::fs::read(&tensors_path).map_err(|source| Error::Io { path: tensors_path.clone(), source })?;
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| Error::Data { path: tensors_path.clone(), line: None, reason: format!("not a safetensors file: {e}") })?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| Error::Data {
+        path: tensors_path.clone(),
+        line: None,
+        reason: format!("not a safetensors file: {e}"),
+    })?;
     let value = read(&state, &tensors)?;
     Ok((value, ResumedFrom { path: state_path, skipped: Vec::new() }))
 }
@@ -239,7 +251,8 @@ mod tests {
         }
         std::fs::write(dir.join(".checkpoint-00000009.safetensors.1.tmp"), b"half").unwrap();
         save_step(&dir, 5);
-        let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         assert_eq!(names, ["checkpoint-00000004.safetensors", "checkpoint-00000005.safetensors"]);
         let (state, from) = load(&dir).unwrap();

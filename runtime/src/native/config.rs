@@ -45,9 +45,7 @@ impl LlamaConfig {
         let data_err = |reason: String| Error::Data { path: g.path().to_path_buf(), line: None, reason };
         let arch = g.get_str("general.architecture")?;
         if arch != "llama" {
-            return Err(data_err(format!(
-                "unsupported architecture `{arch}` (general.architecture): only `llama` is supported"
-            )));
+            return Err(data_err(format!("unsupported architecture `{arch}` (general.architecture): only `llama` is supported")));
         }
         let u = |key: &str| g.get_u64(key).map(|v| v as usize);
         let opt_u = |key: &str| -> Result<Option<usize>> {
@@ -83,11 +81,7 @@ impl LlamaConfig {
         let vocab_size = match opt_u("llama.vocab_size")? {
             Some(v) => v,
             None if g.get("tokenizer.ggml.tokens").is_some() => g.get_array("tokenizer.ggml.tokens")?.len(),
-            None => {
-                return Err(data_err(
-                    "missing metadata key `llama.vocab_size` (and no `tokenizer.ggml.tokens` to count)".into(),
-                ))
-            }
+            None => return Err(data_err("missing metadata key `llama.vocab_size` (and no `tokenizer.ggml.tokens` to count)".into())),
         };
         let max_position_embeddings = u("llama.context_length")?;
 
@@ -210,16 +204,10 @@ impl LlamaConfig {
             }
         }
         if !self.hidden_size.is_multiple_of(self.n_heads) {
-            return Err(format!(
-                "the head count ({}) does not divide hidden_size ({})",
-                self.n_heads, self.hidden_size
-            ));
+            return Err(format!("the head count ({}) does not divide hidden_size ({})", self.n_heads, self.hidden_size));
         }
         if !self.n_heads.is_multiple_of(self.n_kv_heads) {
-            return Err(format!(
-                "the KV head count ({}) does not divide the head count ({})",
-                self.n_kv_heads, self.n_heads
-            ));
+            return Err(format!("the KV head count ({}) does not divide the head count ({})", self.n_kv_heads, self.n_heads));
         }
         if !self.head_dim.is_multiple_of(2) {
             return Err(format!("head_dim ({}) must be even for RoPE", self.head_dim));

@@ -27,9 +27,9 @@ use super::tokenizer::{token_type, SpecialTokens, Tokenizer};
 use crate::error::{Error, Result};
 use crate::weights::dequant::dequantize_row;
 use crate::weights::gguf::{Gguf, GgufWriter, MetaType, MetaValue};
-use crate::weights::safetensors::{Dtype as StDtype, SafeTensors};
 use crate::weights::names::LAYER_NAMES;
 use crate::weights::names::{gguf_to_hf_name, hf_to_gguf_name, permute_qk_rows};
+use crate::weights::safetensors::{Dtype as StDtype, SafeTensors};
 use crate::weights::GgmlType;
 
 /// The element type of the converted safetensors weights.
@@ -86,17 +86,8 @@ fn expected_hf_tensors(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
     let (q, kv) = (config.n_heads * hd, config.n_kv_heads * hd);
     let mut out = vec![("model.embed_tokens.weight".to_string(), vec![config.vocab_size, h])];
     for l in 0..config.n_layers {
-        let shapes: [Vec<usize>; 9] = [
-            vec![h],
-            vec![q, h],
-            vec![kv, h],
-            vec![kv, h],
-            vec![h, q],
-            vec![h],
-            vec![ffn, h],
-            vec![ffn, h],
-            vec![h, ffn],
-        ];
+        let shapes: [Vec<usize>; 9] =
+            [vec![h], vec![q, h], vec![kv, h], vec![kv, h], vec![h, q], vec![h], vec![ffn, h], vec![ffn, h], vec![h, ffn]];
         for ((hf, _), shape) in LAYER_NAMES.iter().zip(shapes) {
             out.push((format!("model.layers.{l}.{hf}"), shape));
         }
@@ -224,16 +215,12 @@ pub fn gguf_to_safetensors(
         if t.name == "rope_freqs.weight" {
             continue; // derived from the rope scaling in config.json
         }
-        let hf_name = gguf_to_hf_name(&t.name)
-            .ok_or_else(|| data_error(gguf, format!("tensor `{}` is not a llama weight", t.name)))?;
+        let hf_name = gguf_to_hf_name(&t.name).ok_or_else(|| data_error(gguf, format!("tensor `{}` is not a llama weight", t.name)))?;
         let shape: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
         match expected.get(&hf_name) {
             Some(want) if *want == shape => {}
             Some(want) => {
-                return Err(data_error(
-                    gguf,
-                    format!("tensor `{}` has shape {shape:?}, the configuration needs {want:?}", t.name),
-                ))
+                return Err(data_error(gguf, format!("tensor `{}` has shape {shape:?}, the configuration needs {want:?}", t.name)))
             }
             None => return Err(data_error(gguf, format!("tensor `{}` does not fit the configuration", t.name))),
         }
@@ -263,9 +250,7 @@ pub fn gguf_to_safetensors(
     let n_tensors = plan.len();
     let tensors: Vec<(String, LazyTensor<'_, '_, _>)> = plan
         .into_iter()
-        .map(|(gguf_name, hf_name, shape)| {
-            (hf_name.clone(), LazyTensor { state: &state, gguf_name, hf_name, shape })
-        })
+        .map(|(gguf_name, hf_name, shape)| (hf_name.clone(), LazyTensor { state: &state, gguf_name, hf_name, shape }))
         .collect();
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     // Into a temporary file, renamed into place only when complete (see `atomic_file`).
@@ -339,26 +324,16 @@ fn tokenizer_config(g: &Gguf, tokenizer: &Tokenizer) -> Result<Value> {
 ///
 /// Errors ([`Error::Data`] naming the file and the tensor): a missing file or tensor, a shape
 /// that does not match `config.json`, an unsupported dtype, rope scaling or tokenizer.
-pub fn safetensors_to_gguf(
-    input_dir: &Path,
-    out: &Path,
-    mut progress: impl FnMut(u64, u64) -> bool,
-) -> Result<Option<ConvertReport>> {
+pub fn safetensors_to_gguf(input_dir: &Path, out: &Path, mut progress: impl FnMut(u64, u64) -> bool) -> Result<Option<ConvertReport>> {
     let config = LlamaConfig::from_hf_config_json(input_dir.join("config.json"))?;
     if config.rope_scaling.is_some() {
-        return Err(data_error(
-            &input_dir.join("config.json"),
-            "llama3 rope scaling is not supported by the GGUF converter yet".into(),
-        ));
+        return Err(data_error(&input_dir.join("config.json"), "llama3 rope scaling is not supported by the GGUF converter yet".into()));
     }
     let tokenizer_path = input_dir.join("tokenizer.json");
     let mut tokenizer = Tokenizer::from_file(&tokenizer_path)?;
     let tokenizer_config_path = input_dir.join("tokenizer_config.json");
-    let special = if tokenizer_config_path.is_file() {
-        SpecialTokens::from_config(&tokenizer_config_path)?
-    } else {
-        SpecialTokens::default()
-    };
+    let special =
+        if tokenizer_config_path.is_file() { SpecialTokens::from_config(&tokenizer_config_path)? } else { SpecialTokens::default() };
     if tokenizer.bos_token().is_none() && tokenizer.eos_token().is_none() {
         let in_vocab = |id: Option<u32>| id.filter(|&id| (id as usize) < tokenizer.vocab_size());
         let (bos, eos, unk) = (in_vocab(config.bos_token_id), in_vocab(config.eos_token_id), tokenizer.unk_token());
@@ -393,18 +368,13 @@ pub fn safetensors_to_gguf(
         let (st, file) = shards.get(hf_name)?;
         let view = st.tensor(hf_name).expect("listed by the shard");
         if view.shape() != shape.as_slice() {
-            return Err(data_error(
-                file,
-                format!("tensor `{hf_name}` has shape {:?}, config.json needs {shape:?}", view.shape()),
-            ));
+            return Err(data_error(file, format!("tensor `{hf_name}` has shape {:?}, config.json needs {shape:?}", view.shape())));
         }
         let ggml_type = match view.dtype() {
             StDtype::F32 => GgmlType::F32,
             StDtype::F16 => GgmlType::F16,
             StDtype::BF16 => GgmlType::BF16,
-            other => {
-                return Err(data_error(file, format!("tensor `{hf_name}` has dtype {other:?}: only F32, F16 and BF16 convert")))
-            }
+            other => return Err(data_error(file, format!("tensor `{hf_name}` has dtype {other:?}: only F32, F16 and BF16 convert"))),
         };
         let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
         let gguf_name = hf_to_gguf_name(hf_name).expect("expected names map");
@@ -428,7 +398,13 @@ pub fn safetensors_to_gguf(
         }
     }
     // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_BF16 32.
-    let file_type: u32 = if any_bf16 { 32 } else if any_f16 { 1 } else { 0 };
+    let file_type: u32 = if any_bf16 {
+        32
+    } else if any_f16 {
+        1
+    } else {
+        0
+    };
     w.add_metadata("general.file_type", file_type)?;
     // Atomic: a failed write leaves whatever `out` held before.
     w.write(out)?;
@@ -507,13 +483,9 @@ impl WeightShards {
         let single = dir.join("model.safetensors");
         let index_path = dir.join("model.safetensors.index.json");
         if !single.exists() && index_path.is_file() {
-            let text = std::fs::read_to_string(&index_path)
-                .map_err(|source| Error::Io { path: index_path.clone(), source })?;
-            let v: Value =
-                serde_json::from_str(&text).map_err(|e| data_error(&index_path, format!("invalid JSON: {e}")))?;
-            let map = v["weight_map"]
-                .as_object()
-                .ok_or_else(|| data_error(&index_path, "no `weight_map` object".into()))?;
+            let text = std::fs::read_to_string(&index_path).map_err(|source| Error::Io { path: index_path.clone(), source })?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| data_error(&index_path, format!("invalid JSON: {e}")))?;
+            let map = v["weight_map"].as_object().ok_or_else(|| data_error(&index_path, "no `weight_map` object".into()))?;
             let mut files: Vec<String> = Vec::new();
             let mut index = BTreeMap::new();
             for (name, file) in map {

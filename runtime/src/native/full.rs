@@ -58,7 +58,8 @@ impl FullWeights {
 
     /// Number of trainable parameters.
     pub fn n_params(&self) -> usize {
-        let block: usize = self.blocks.iter().map(|b| b.attn_norm.len() + b.ffn_norm.len() + b.proj.iter().map(Vec::len).sum::<usize>()).sum();
+        let block: usize =
+            self.blocks.iter().map(|b| b.attn_norm.len() + b.ffn_norm.len() + b.proj.iter().map(Vec::len).sum::<usize>()).sum();
         self.embed.len() + block + self.final_norm.len() + self.lm_head.as_ref().map_or(0, Vec::len)
     }
 }
@@ -92,10 +93,19 @@ impl NativeModel {
         let blocks = self
             .blocks
             .iter()
-            .map(|b| FullBlock { attn_norm: b.attn_norm.clone(), ffn_norm: b.ffn_norm.clone(), proj: LoraTarget::ALL.map(|t| dense(b.weight(t))) })
+            .map(|b| FullBlock {
+                attn_norm: b.attn_norm.clone(),
+                ffn_norm: b.ffn_norm.clone(),
+                proj: LoraTarget::ALL.map(|t| dense(b.weight(t))),
+            })
             .collect();
         let tied = self.lm_head.range == self.embed.range;
-        FullWeights { embed: dense(&self.embed), blocks, final_norm: self.final_norm.clone(), lm_head: (!tied).then(|| dense(&self.lm_head)) }
+        FullWeights {
+            embed: dense(&self.embed),
+            blocks,
+            final_norm: self.final_norm.clone(),
+            lm_head: (!tied).then(|| dense(&self.lm_head)),
+        }
     }
 
     /// Whether `weights` has this model's shapes.
@@ -162,9 +172,13 @@ pub fn export_full_gguf(weights: &FullWeights, model: &NativeModel, out: &std::p
     use std::borrow::Cow;
     model.check_full_fits(weights, "weights")?;
     let super::model::WeightFile::Gguf(g) = &model.file else {
-        return Err(Error::invalid("output", "a full fine-tune is written as GGUF, which needs a GGUF base model (convert the checkpoint with `lamina convert` first)"));
+        return Err(Error::invalid(
+            "output",
+            "a full fine-tune is written as GGUF, which needs a GGUF base model (convert the checkpoint with `lamina convert` first)",
+        ));
     };
-    let trained: std::collections::HashMap<String, &[f32]> = super::trainable::Trainable::named_tensors(weights).into_iter().map(|(n, t)| (format!("{n}.weight"), t)).collect();
+    let trained: std::collections::HashMap<String, &[f32]> =
+        super::trainable::Trainable::named_tensors(weights).into_iter().map(|(n, t)| (format!("{n}.weight"), t)).collect();
     let mut w = GgufWriter::new();
     for (key, value) in g.metadata() {
         // The file type no longer describes the (now F32) tensors; the writer sets alignment.

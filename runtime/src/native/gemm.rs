@@ -127,7 +127,9 @@ pub(crate) unsafe fn sgemm(m: usize, n: usize, k: usize, a: View, b: View, c: Ou
                     avx512::pack_b(b.ptr, b.rs, b.cs, k, n, pb);
                     avx512::Rhs::Packed(pb)
                 };
-                store_through(m, n, c, accumulate, staging, |dst, ld, add| avx512::gemm_packed(m, n, k, lhs, rhs, dst, ld, alpha, add, causal));
+                store_through(m, n, c, accumulate, staging, |dst, ld, add| {
+                    avx512::gemm_packed(m, n, k, lhs, rhs, dst, ld, alpha, add, causal)
+                });
             }
         });
         return;
@@ -265,7 +267,10 @@ mod tests {
                             let expect = 0.25 + 2.0 * (0..k).map(|kk| f64::from(at(i, kk)) * f64::from(bt(kk, j))).sum::<f64>();
                             let got = f64::from(if tc { c[j * m + i] } else { c[i * n + j] });
                             max_diff = max_diff.max((got - expect).abs());
-                            assert!((got - expect).abs() <= 1e-3 * (1.0 + expect.abs()), "{m}x{n}x{k} {ta}{tb}{tc} par={par} ({i},{j}): {got} vs {expect}");
+                            assert!(
+                                (got - expect).abs() <= 1e-3 * (1.0 + expect.abs()),
+                                "{m}x{n}x{k} {ta}{tb}{tc} par={par} ({i},{j}): {got} vs {expect}"
+                            );
                         }
                     }
                 }

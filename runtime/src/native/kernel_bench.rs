@@ -43,11 +43,15 @@ fn median(mut xs: Vec<f64>) -> f64 {
 
 fn time(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
-    median((0..reps.max(1)).map(|_| {
-        let start = Instant::now();
-        f();
-        start.elapsed().as_secs_f64()
-    }).collect())
+    median(
+        (0..reps.max(1))
+            .map(|_| {
+                let start = Instant::now();
+                f();
+                start.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
 }
 
 /// Deterministic activations in [-1, 1).
@@ -66,7 +70,15 @@ impl NativeModel {
             let mut seen: Vec<(usize, usize, String)> = Vec::new();
             let mut weights: Vec<(&str, &WeightMatrix)> = Vec::new();
             if let Some(b) = self.blocks.first() {
-                weights.extend([("attn_q", &b.wq), ("attn_k", &b.wk), ("attn_v", &b.wv), ("attn_output", &b.wo), ("ffn_gate", &b.w_gate), ("ffn_up", &b.w_up), ("ffn_down", &b.w_down)]);
+                weights.extend([
+                    ("attn_q", &b.wq),
+                    ("attn_k", &b.wk),
+                    ("attn_v", &b.wv),
+                    ("attn_output", &b.wo),
+                    ("ffn_gate", &b.w_gate),
+                    ("ffn_up", &b.w_up),
+                    ("ffn_down", &b.w_down),
+                ]);
             }
             weights.push(("output", &self.lm_head));
             for (name, w) in weights {
@@ -79,11 +91,27 @@ impl NativeModel {
                 let x = activations(n * w.cols, 1);
                 let mut y = vec![0.0f32; n * w.rows];
                 let t = time(reps, || matmul_wt(&x, n, w, file, &mut y, self.precision));
-                out.push(ProductTiming { name: format!("{name} fwd"), m: n, n: w.rows, k: w.cols, weight_type: w.ty.to_string(), seconds: t, flops });
+                out.push(ProductTiming {
+                    name: format!("{name} fwd"),
+                    m: n,
+                    n: w.rows,
+                    k: w.cols,
+                    weight_type: w.ty.to_string(),
+                    seconds: t,
+                    flops,
+                });
                 let dy = activations(n * w.rows, 2);
                 let mut dx = vec![0.0f32; n * w.cols];
                 let t = time(reps, || matmul_w_acc(&dy, n, w, file, &mut dx, self.precision));
-                out.push(ProductTiming { name: format!("{name} bwd"), m: n, n: w.cols, k: w.rows, weight_type: w.ty.to_string(), seconds: t, flops });
+                out.push(ProductTiming {
+                    name: format!("{name} bwd"),
+                    m: n,
+                    n: w.cols,
+                    k: w.rows,
+                    weight_type: w.ty.to_string(),
+                    seconds: t,
+                    flops,
+                });
             }
             // The LoRA branch (rank 8) of each distinct projection shape, alone.
             let rank = 8;
@@ -103,11 +131,27 @@ impl NativeModel {
                 let mut tape = None;
                 let t_fwd = time(reps, || tape = linear.branch_forward(&x, n, &mut y));
                 let flops = 2.0 * (n * rank * (n_in + n_out)) as f64;
-                out.push(ProductTiming { name: format!("lora {} fwd", t.hf_name()), m: n, n: n_out, k: n_in, weight_type: format!("r{rank}"), seconds: t_fwd, flops });
+                out.push(ProductTiming {
+                    name: format!("lora {} fwd", t.hf_name()),
+                    m: n,
+                    n: n_out,
+                    k: n_in,
+                    weight_type: format!("r{rank}"),
+                    seconds: t_fwd,
+                    flops,
+                });
                 let dy = activations(n * n_out, 9);
                 let mut dx = vec![0.0f32; n * n_in];
                 let t_bwd = time(reps, || linear.branch_backward(&x, n, tape.as_ref(), &dy, &mut dx, Some(&mut grad)));
-                out.push(ProductTiming { name: format!("lora {} bwd", t.hf_name()), m: n, n: n_out, k: n_in, weight_type: format!("r{rank}"), seconds: t_bwd, flops: 2.0 * flops });
+                out.push(ProductTiming {
+                    name: format!("lora {} bwd", t.hf_name()),
+                    m: n,
+                    n: n_out,
+                    k: n_in,
+                    weight_type: format!("r{rank}"),
+                    seconds: t_bwd,
+                    flops: 2.0 * flops,
+                });
             }
             let c = &self.config;
             let shape = AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
@@ -120,12 +164,28 @@ impl NativeModel {
             let flops = seqs.len() as f64 * 2.0 * 2.0 * (c.n_heads * c.head_dim) as f64 * (len * (len + 1) / 2) as f64;
             let mut att = vec![0.0f32; n * qw];
             let t = time(reps, || causal_attention(&q, &k, &v, &seqs, shape, &mut att));
-            out.push(ProductTiming { name: format!("attention fwd x{}", seqs.len()), m: len, n: len, k: c.head_dim, weight_type: "f32".into(), seconds: t, flops });
+            out.push(ProductTiming {
+                name: format!("attention fwd x{}", seqs.len()),
+                m: len,
+                n: len,
+                k: c.head_dim,
+                weight_type: "f32".into(),
+                seconds: t,
+                flops,
+            });
             let (mut dq, mut dk, mut dv) = (vec![0.0f32; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
             let t = time(reps, || causal_attention_backward(&q, &k, &v, &att, &seqs, shape, &mut dq, &mut dk, &mut dv));
             // Four products of the forward's size, plus QKᵀ again (the probabilities are
             // recomputed, not kept): 2.5 times the forward's FLOPs.
-            out.push(ProductTiming { name: format!("attention bwd x{}", seqs.len()), m: len, n: len, k: c.head_dim, weight_type: "f32".into(), seconds: t, flops: 2.5 * flops });
+            out.push(ProductTiming {
+                name: format!("attention bwd x{}", seqs.len()),
+                m: len,
+                n: len,
+                k: c.head_dim,
+                weight_type: "f32".into(),
+                seconds: t,
+                flops: 2.5 * flops,
+            });
             out
         })
     }

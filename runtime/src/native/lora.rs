@@ -25,7 +25,8 @@ pub enum LoraTarget {
 }
 
 impl LoraTarget {
-    pub const ALL: [LoraTarget; 7] = [LoraTarget::Q, LoraTarget::K, LoraTarget::V, LoraTarget::O, LoraTarget::Gate, LoraTarget::Up, LoraTarget::Down];
+    pub const ALL: [LoraTarget; 7] =
+        [LoraTarget::Q, LoraTarget::K, LoraTarget::V, LoraTarget::O, LoraTarget::Gate, LoraTarget::Up, LoraTarget::Down];
 
     /// Index in [`ALL`](Self::ALL).
     pub fn index(self) -> usize {
@@ -35,10 +36,8 @@ impl LoraTarget {
     /// The PEFT / Hugging Face module name (`q_proj`, ..., `down_proj`), from the name table.
     pub fn hf_name(self) -> &'static str {
         let gguf = self.gguf_name();
-        let (hf, _) = LAYER_NAMES
-            .iter()
-            .find(|(_, g)| g.strip_suffix(".weight") == Some(gguf))
-            .expect("every LoRA target is in the name table");
+        let (hf, _) =
+            LAYER_NAMES.iter().find(|(_, g)| g.strip_suffix(".weight") == Some(gguf)).expect("every LoRA target is in the name table");
         let module = hf.strip_suffix(".weight").expect("table names end in .weight");
         module.rsplit('.').next().unwrap_or(module)
     }

@@ -15,9 +15,9 @@ use std::path::Path;
 
 use serde_json::json;
 
+use super::layers::rope::RopeLayout;
 use super::lora::{LoraConfig, LoraPair, LoraTarget, LoraWeights};
 use super::model::NativeModel;
-use super::layers::rope::RopeLayout;
 use crate::adapters::{read_gguf_adapter, read_peft_adapter, write_gguf_adapter, LoraTensor, LoraTensorRef};
 use crate::error::{Error, Result};
 use crate::weights::gguf::Gguf;
@@ -50,7 +50,14 @@ pub fn export_gguf(lora: &LoraWeights, model: &NativeModel, path: &Path) -> Resu
             let Some(p) = pair else { continue };
             let t = LoraTarget::ALL[i];
             let b = if to_gguf { permute_b(&p.b, p.rank, rope_heads(model, t), true) } else { p.b.clone() };
-            owned.push(LoraTensor { name: format!("blk.{l}.{}.weight", t.gguf_name()), a: p.a.clone(), b, rank: p.rank, n_in: p.n_in, n_out: p.n_out });
+            owned.push(LoraTensor {
+                name: format!("blk.{l}.{}.weight", t.gguf_name()),
+                a: p.a.clone(),
+                b,
+                rank: p.rank,
+                n_in: p.n_in,
+                n_out: p.n_out,
+            });
         }
     }
     let tensors: Vec<LoraTensorRef<'_>> = owned.iter().map(LoraTensor::as_ref).collect();

@@ -85,7 +85,6 @@ impl SharedMut {
     }
 }
 
-
 /// How the frozen-weight products compute (see `bf16.rs`). `Auto` is resolved when a model
 /// loads: bf16 where the CPU has AVX512-BF16, else f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -113,7 +112,9 @@ impl Precision {
         let request = match (self, std::env::var("LAMINA_PRECISION")) {
             (Precision::Auto, Ok(v)) => match Precision::parse(&v) {
                 Ok(p) => p,
-                Err(_) => return (Precision::Auto.resolve_request().0, Some(format!("LAMINA_PRECISION={v} is not auto, f32 or bf16: ignored"))),
+                Err(_) => {
+                    return (Precision::Auto.resolve_request().0, Some(format!("LAMINA_PRECISION={v} is not auto, f32 or bf16: ignored")))
+                }
             },
             _ => self,
         };
@@ -126,7 +127,9 @@ impl Precision {
             Precision::Auto if bf16::available() => (Precision::Bf16, None),
             Precision::Auto => (Precision::F32, None),
             Precision::Bf16 if bf16::available() => (Precision::Bf16, None),
-            Precision::Bf16 => (Precision::F32, Some("bf16 was asked for, but this CPU has no AVX512-BF16 (or AVX-512 is disabled): running f32".into())),
+            Precision::Bf16 => {
+                (Precision::F32, Some("bf16 was asked for, but this CPU has no AVX512-BF16 (or AVX-512 is disabled): running f32".into()))
+            }
         }
     }
 
@@ -252,7 +255,18 @@ pub fn matmul_wt_many(x: &[f32], n: usize, products: &mut [WtProduct<'_>], preci
                 // task.
                 unsafe {
                     avx512::pack_b(b.tile.as_ptr(), 1, k, k, rows, &mut b.panels);
-                    avx512::gemm_packed(n, rows, k, avx512::Lhs::Rows { ptr: x.as_ptr(), ld: k }, avx512::Rhs::Packed(&b.panels), out.at(r0), m, 1.0, false, avx512::Causal::None);
+                    avx512::gemm_packed(
+                        n,
+                        rows,
+                        k,
+                        avx512::Lhs::Rows { ptr: x.as_ptr(), ld: k },
+                        avx512::Rhs::Packed(&b.panels),
+                        out.at(r0),
+                        m,
+                        1.0,
+                        false,
+                        avx512::Causal::None,
+                    );
                 }
                 return;
             }
@@ -322,7 +336,18 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
                     unsafe {
                         avx512::pack_b(b.tile.as_ptr(), cols, 1, depth, cols, &mut b.panels);
                         let lhs = avx512::Lhs::Rows { ptr: dy.as_ptr().add(d0), ld: m };
-                        avx512::gemm_packed(n, cols, depth, lhs, avx512::Rhs::Packed(&b.panels), out.at(c0), k, 1.0, true, avx512::Causal::None);
+                        avx512::gemm_packed(
+                            n,
+                            cols,
+                            depth,
+                            lhs,
+                            avx512::Rhs::Packed(&b.panels),
+                            out.at(c0),
+                            k,
+                            1.0,
+                            true,
+                            avx512::Causal::None,
+                        );
                     }
                     return;
                 }
@@ -446,7 +471,10 @@ mod tests {
     #[test]
     fn grouped_products_equal_one_call_each() {
         let (n, k) = (37, 96);
-        let mats: Vec<(WeightMatrix, Vec<u8>)> = [(64usize, 3usize), (32, 5), (160, 9)].iter().map(|&(rows, off)| q4_1_matrix("w", rows, k, off, rows as u64 * 31 + off as u64)).collect();
+        let mats: Vec<(WeightMatrix, Vec<u8>)> = [(64usize, 3usize), (32, 5), (160, 9)]
+            .iter()
+            .map(|&(rows, off)| q4_1_matrix("w", rows, k, off, rows as u64 * 31 + off as u64))
+            .collect();
         let x: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 300.0).collect();
         for precision in [Precision::F32, Precision::Bf16] {
             let mut separate: Vec<Vec<f32>> = mats.iter().map(|(w, _)| vec![0.0; n * w.rows]).collect();
@@ -461,7 +489,8 @@ mod tests {
             }
 
             // Backward: dx += Σ dy_i W_i, from a non-zero dx.
-            let dys: Vec<Vec<f32>> = mats.iter().map(|(w, _)| (0..n * w.rows).map(|i| ((i * 104729 % 2003) as f32 - 1001.0) / 900.0).collect()).collect();
+            let dys: Vec<Vec<f32>> =
+                mats.iter().map(|(w, _)| (0..n * w.rows).map(|i| ((i * 104729 % 2003) as f32 - 1001.0) / 900.0).collect()).collect();
             let start: Vec<f32> = (0..n * k).map(|i| (i % 13) as f32 / 7.0).collect();
             let mut one_each = start.clone();
             for ((w, file), dy) in mats.iter().zip(&dys) {

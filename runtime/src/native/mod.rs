@@ -14,9 +14,9 @@
 //!   checkpoints) and `lora_io` (GGUF and PEFT adapter files).
 
 mod avx512;
+pub mod bf16;
 pub(crate) mod big_buffer;
 pub(crate) mod buffer_pool;
-pub mod bf16;
 pub mod checkpoint;
 pub mod config;
 pub mod convert;
@@ -33,14 +33,14 @@ pub mod pass;
 pub mod peak;
 pub mod tokenizer;
 pub mod train;
-pub mod trainable;
 pub mod train_data;
 pub mod train_records;
+pub mod trainable;
 mod vexp;
 
 pub use config::{LlamaConfig, RopeScaling};
-pub use full::{FullBlock, FullWeights};
 pub use convert::{gguf_to_safetensors, safetensors_to_gguf, ConvertReport, Dtype as ConvertDtype};
+pub use full::{FullBlock, FullWeights};
 pub use gemm::kernel_path;
 pub use layers::rope::RopeLayout;
 pub use lora::{LoraConfig, LoraPair, LoraTarget, LoraWeights};

@@ -327,9 +327,10 @@ impl NativeModel {
     /// Multiply-adds per token of the weight matrices (2 FLOPs each), excluding attention
     /// scores: the figure throughput benchmarks quote GFLOP/s against.
     pub fn matmul_flops_per_token(&self) -> u64 {
-        let per_block: usize = self.blocks.first().map_or(0, |b| {
-            [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down].iter().map(|w| w.rows * w.cols).sum()
-        });
+        let per_block: usize = self
+            .blocks
+            .first()
+            .map_or(0, |b| [&b.wq, &b.wk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down].iter().map(|w| w.rows * w.cols).sum());
         2 * (per_block * self.blocks.len() + self.lm_head.rows * self.lm_head.cols) as u64
     }
 }
@@ -355,7 +356,10 @@ fn gguf_matrix(g: &Gguf, name: &str, rows: usize, cols: usize) -> Result<WeightM
     let t = g.tensor(name).ok_or_else(|| data_err(g.path(), format!("missing tensor `{name}`")))?;
     let dims = t.dims();
     if dims.len() != 2 || dims[0] != cols as u64 || dims[1] != rows as u64 {
-        return Err(data_err(g.path(), format!("tensor `{name}` has shape {dims:?} (ggml order), expected [{cols}, {rows}] from the model config")));
+        return Err(data_err(
+            g.path(),
+            format!("tensor `{name}` has shape {dims:?} (ggml order), expected [{cols}, {rows}] from the model config"),
+        ));
     }
     let ty = t.ggml_type();
     check_rows(g.path(), name, ty, rows, cols, t.data().len())?;
@@ -404,7 +408,10 @@ fn st_vector(st: &SafeTensors, name: &str, len: usize) -> Result<Vec<f32>> {
 /// The stored bytes must be exactly `rows` whole rows of `cols` elements of `ty`.
 fn check_rows(path: &Path, name: &str, ty: GgmlType, rows: usize, cols: usize, bytes: usize) -> Result<()> {
     if !cols.is_multiple_of(ty.block_size()) {
-        return Err(data_err(path, format!("tensor `{name}`: row length {cols} is not a multiple of the {ty} block size {}", ty.block_size())));
+        return Err(data_err(
+            path,
+            format!("tensor `{name}`: row length {cols} is not a multiple of the {ty} block size {}", ty.block_size()),
+        ));
     }
     let expected = (cols / ty.block_size()).checked_mul(ty.type_size()).and_then(|rb| rb.checked_mul(rows));
     if expected != Some(bytes) {

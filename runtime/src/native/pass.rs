@@ -22,8 +22,8 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::buffer_pool::BufferPool;
-use super::layers::attention::{causal_attention, causal_attention_backward, AttentionShape};
 use super::full::{as_bytes, f32_matrix, FullBlock, FullWeights};
+use super::layers::attention::{causal_attention, causal_attention_backward, AttentionShape};
 use super::layers::embedding::{embedding_backward, embedding_forward};
 use super::layers::head::{Head, HeadGrads};
 use super::layers::linear::{BranchTape, Linear};
@@ -223,7 +223,13 @@ impl NativeModel {
     /// Loss of `batch` under `weights` and, added into `grads` (`weights.zeros_like()`), the
     /// gradients of the summed target NLL with respect to every weight: embeddings, norms,
     /// projections and the LM head (into the embedding's gradient when tied).
-    pub fn loss_and_full_grads(&self, weights: &FullWeights, batch: &[Example], options: PassOptions, grads: &mut FullWeights) -> Result<PassLoss> {
+    pub fn loss_and_full_grads(
+        &self,
+        weights: &FullWeights,
+        batch: &[Example],
+        options: PassOptions,
+        grads: &mut FullWeights,
+    ) -> Result<PassLoss> {
         self.check_batch(None, batch)?;
         self.check_full_fits(weights, "weights")?;
         self.check_full_fits(grads, "grads")?;
@@ -256,7 +262,10 @@ impl NativeModel {
                 return Err(Error::invalid("batch", format!("example {i} has {} tokens; at least 2 are needed", e.tokens.len())));
             }
             if e.targets.len() != e.tokens.len() {
-                return Err(Error::invalid("batch", format!("example {i}: {} target flags for {} tokens", e.targets.len(), e.tokens.len())));
+                return Err(Error::invalid(
+                    "batch",
+                    format!("example {i}: {} target flags for {} tokens", e.targets.len(), e.tokens.len()),
+                ));
             }
             if let Some(bad) = e.tokens.iter().find(|&&t| t as usize >= n_vocab) {
                 return Err(Error::invalid("batch", format!("example {i}: token id {bad} is outside the vocabulary (0..{n_vocab})")));
@@ -312,10 +321,12 @@ impl<'a> Pass<'a> {
     fn with_full(mut self, weights: &'a FullWeights) -> Pass<'a> {
         let c = &self.model.config;
         let proj = (0..self.model.blocks.len())
-            .map(|l| LoraTarget::ALL.map(|t| {
-                let (o, i) = t.shape(c);
-                f32_matrix(&format!("blk.{l}.{}", t.gguf_name()), o, i)
-            }))
+            .map(|l| {
+                LoraTarget::ALL.map(|t| {
+                    let (o, i) = t.shape(c);
+                    f32_matrix(&format!("blk.{l}.{}", t.gguf_name()), o, i)
+                })
+            })
             .collect();
         self.full = Some(FullView { weights, proj, embed: f32_matrix("token_embd", c.vocab_size, c.hidden_size) });
         self
@@ -324,7 +335,13 @@ impl<'a> Pass<'a> {
     /// The training pass: forward keeping tapes (within the activation budget), loss, then
     /// every block backward with its gradients sent where `block_grads` (one per block) says.
     /// Returns the loss and the gradient at the embedding's output.
-    fn forward_backward(&self, batch: &[Example], options: PassOptions, mut block_grads: Vec<BlockGrads<'_>>, head_grads: Option<HeadGrads<'_>>) -> (PassLoss, Vec<f32>) {
+    fn forward_backward(
+        &self,
+        batch: &[Example],
+        options: PassOptions,
+        mut block_grads: Vec<BlockGrads<'_>>,
+        head_grads: Option<HeadGrads<'_>>,
+    ) -> (PassLoss, Vec<f32>) {
         let n_layers = self.model.blocks.len();
         let pool = &self.model.buffers;
         let mut x = self.embed();
@@ -416,7 +433,14 @@ impl<'a> Pass<'a> {
         match &self.full {
             Some(f) => {
                 let head = f.weights.lm_head.as_deref().unwrap_or(&f.weights.embed);
-                Head { norm: &f.weights.final_norm, eps, lm_head: &f.embed, file: as_bytes(head), precision: m.precision, buffers: &m.buffers }
+                Head {
+                    norm: &f.weights.final_norm,
+                    eps,
+                    lm_head: &f.embed,
+                    file: as_bytes(head),
+                    precision: m.precision,
+                    buffers: &m.buffers,
+                }
             }
             None => Head { norm: &m.final_norm, eps, lm_head: &m.lm_head, file: self.file, precision: m.precision, buffers: &m.buffers },
         }
@@ -474,7 +498,8 @@ impl<'a> Pass<'a> {
         add_assign(x, &proj);
         let x_mid = if keep { pool.take_copy(x) } else { Vec::new() };
         rms_norm(x, ffn_norm, c.rms_norm_eps, &mut h);
-        let (mut gate, mut up, mut act) = (pool.take_for_overwrite(n * ff), pool.take_for_overwrite(n * ff), pool.take_for_overwrite(n * ff));
+        let (mut gate, mut up, mut act) =
+            (pool.take_for_overwrite(n * ff), pool.take_for_overwrite(n * ff), pool.take_for_overwrite(n * ff));
         let (lg, lu) = (self.linear(l, LoraTarget::Gate), self.linear(l, LoraTarget::Up));
         let [tg, tu] = Linear::forward_many([&lg, &lu], &h, n, [&mut gate, &mut up]);
         swiglu(&gate, &up, &mut act);
@@ -569,7 +594,16 @@ impl BlockGrads<'_> {
     /// products already done): their LoRA branches as one group
     /// ([`Linear::branch_backward_many`]), or each weight's gradient.
     #[allow(clippy::too_many_arguments)]
-    fn trainable_backward_many<const N: usize>(&mut self, linears: [&Linear<'_>; N], targets: [LoraTarget; N], x: &[f32], n: usize, tapes: [Option<&BranchTape>; N], dys: [&[f32]; N], dx: &mut [f32]) {
+    fn trainable_backward_many<const N: usize>(
+        &mut self,
+        linears: [&Linear<'_>; N],
+        targets: [LoraTarget; N],
+        x: &[f32],
+        n: usize,
+        tapes: [Option<&BranchTape>; N],
+        dys: [&[f32]; N],
+        dx: &mut [f32],
+    ) {
         match self {
             BlockGrads::Lora(g) => {
                 let grads = g.get_disjoint_mut(targets.map(LoraTarget::index)).expect("distinct targets").map(Option::as_mut);

@@ -89,9 +89,7 @@ impl Tokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Tokenizer> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let inner: tokenizers::Tokenizer = text
-            .parse()
-            .map_err(|e| data_error(path, format!("not a valid tokenizer.json: {e}")))?;
+        let inner: tokenizers::Tokenizer = text.parse().map_err(|e| data_error(path, format!("not a valid tokenizer.json: {e}")))?;
         let mut tokenizer = Tokenizer::new(inner, path);
         let config = path.with_file_name("tokenizer_config.json");
         if config.is_file() {
@@ -107,8 +105,7 @@ impl Tokenizer {
     /// Parse a `tokenizer.json` held in memory; `source` names it in errors. BOS/EOS/UNK are unset.
     pub fn from_json_str(json: &str, source: impl AsRef<Path>) -> Result<Tokenizer> {
         let source = source.as_ref();
-        let inner: tokenizers::Tokenizer =
-            json.parse().map_err(|e| data_error(source, format!("not a valid tokenizer.json: {e}")))?;
+        let inner: tokenizers::Tokenizer = json.parse().map_err(|e| data_error(source, format!("not a valid tokenizer.json: {e}")))?;
         Ok(Tokenizer::new(inner, source))
     }
 
@@ -162,23 +159,17 @@ impl Tokenizer {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| {
-                    err(format!("tokenizer.ggml.merges[{i}] = {m:?} is not two tokens separated by a space"))
-                })
+                m.split_once(' ')
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .ok_or_else(|| err(format!("tokenizer.ggml.merges[{i}] = {m:?} is not two tokens separated by a space")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| err(format!("invalid BPE vocabulary: {e}")))?;
+        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| err(format!("invalid BPE vocabulary: {e}")))?;
 
         let mut inner = tokenizers::Tokenizer::new(bpe);
         let byte_level = ByteLevel::new(false, false, true);
-        let pre_tokenizer: PreTokenizerWrapper = if individual_digits {
-            Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()
-        } else {
-            byte_level.into()
-        };
+        let pre_tokenizer: PreTokenizerWrapper =
+            if individual_digits { Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into() } else { byte_level.into() };
         inner.with_pre_tokenizer(Some(pre_tokenizer));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
         let added: Vec<AddedToken> = tokens
@@ -231,9 +222,7 @@ impl Tokenizer {
     /// becomes that token; without it, it is tokenized as ordinary text. No BOS/EOS is added.
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
         let tokenizer = if parse_special { &self.inner } else { self.plain() };
-        let encoding = tokenizer
-            .encode_fast(text, false)
-            .map_err(|e| Error::invalid("text", format!("tokenization failed: {e}")))?;
+        let encoding = tokenizer.encode_fast(text, false).map_err(|e| Error::invalid("text", format!("tokenization failed: {e}")))?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -274,9 +263,7 @@ impl Tokenizer {
 
     /// The `tokenizer.json` text of this tokenizer (pretty-printed).
     pub fn to_json_string(&self) -> Result<String> {
-        self.inner
-            .to_string(true)
-            .map_err(|e| data_error(&self.source, format!("cannot serialize the tokenizer: {e}")))
+        self.inner.to_string(true).map_err(|e| data_error(&self.source, format!("cannot serialize the tokenizer: {e}")))
     }
 
     /// Write `tokenizer.json` to `path`.
@@ -292,14 +279,10 @@ impl Tokenizer {
     /// pre-tokenizer llama.cpp has no name for.
     pub fn to_gguf_vocab(&self) -> Result<GgufVocab> {
         let err = |reason: String| data_error(&self.source, reason);
-        let json: Value = serde_json::to_value(&*self.inner)
-            .map_err(|e| err(format!("cannot serialize the tokenizer: {e}")))?;
+        let json: Value = serde_json::to_value(&*self.inner).map_err(|e| err(format!("cannot serialize the tokenizer: {e}")))?;
         let model = &json["model"];
         if model["type"].as_str() != Some("BPE") {
-            return Err(err(format!(
-                "unsupported tokenizer model {}: only byte-level BPE converts to GGUF",
-                model["type"]
-            )));
+            return Err(err(format!("unsupported tokenizer model {}: only byte-level BPE converts to GGUF", model["type"])));
         }
         let pre = gguf_pre_name(&json["pre_tokenizer"]).ok_or_else(|| {
             err(format!(
@@ -314,9 +297,10 @@ impl Tokenizer {
         let mut token_types = vec![token_type::NORMAL; n];
         let vocab = model["vocab"].as_object().ok_or_else(|| err("the BPE model has no vocab".into()))?;
         for (token, id) in vocab {
-            let id = id.as_u64().filter(|&id| (id as usize) < n).ok_or_else(|| {
-                err(format!("vocab entry {token:?} has id {id}, outside 0..{n}"))
-            })? as usize;
+            let id = id
+                .as_u64()
+                .filter(|&id| (id as usize) < n)
+                .ok_or_else(|| err(format!("vocab entry {token:?} has id {id}, outside 0..{n}")))? as usize;
             tokens[id] = Some(token.clone());
         }
         for added in json["added_tokens"].as_array().into_iter().flatten() {
@@ -367,18 +351,14 @@ impl Tokenizer {
 /// The `tokenizer.ggml.pre` name of a serialized pre-tokenizer, if llama.cpp has one for it.
 fn gguf_pre_name(pre: &Value) -> Option<&'static str> {
     let is_byte_level = |v: &Value| {
-        v["type"].as_str() == Some("ByteLevel")
-            && v["use_regex"].as_bool().unwrap_or(true)
-            && v["add_prefix_space"].as_bool() != Some(true)
+        v["type"].as_str() == Some("ByteLevel") && v["use_regex"].as_bool().unwrap_or(true) && v["add_prefix_space"].as_bool() != Some(true)
     };
     if is_byte_level(pre) {
         return Some("gpt-2");
     }
     if pre["type"].as_str() == Some("Sequence") {
         if let Some([digits, byte_level]) = pre["pretokenizers"].as_array().map(Vec::as_slice) {
-            if digits["type"].as_str() == Some("Digits")
-                && digits["individual_digits"].as_bool() == Some(true)
-                && is_byte_level(byte_level)
+            if digits["type"].as_str() == Some("Digits") && digits["individual_digits"].as_bool() == Some(true) && is_byte_level(byte_level)
             {
                 return Some("smollm");
             }
@@ -402,8 +382,7 @@ impl SpecialTokens {
     /// `chat_template` (a string) and `add_bos_token` from a `tokenizer_config.json`.
     pub fn from_config(path: &Path) -> Result<SpecialTokens> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-        let v: Value =
-            serde_json::from_str(&text).map_err(|e| data_error(path, format!("invalid JSON: {e}")))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| data_error(path, format!("invalid JSON: {e}")))?;
         let token = |key: &str| match &v[key] {
             Value::String(s) => Some(s.clone()),
             Value::Object(o) => o.get("content").and_then(Value::as_str).map(str::to_string),

@@ -22,14 +22,14 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::optim::{AdamW, LrSchedule, Optimizer};
-pub use super::optim::Schedule;
-use super::pass::{Example, PassOptions};
-use super::lora::{LoraConfig, LoraTarget, LoraWeights, SplitMix64};
-pub use super::trainable::Trainable;
-use super::model::NativeModel;
 use super::checkpoint;
 pub use super::checkpoint::ResumedFrom;
+use super::lora::{LoraConfig, LoraTarget, LoraWeights, SplitMix64};
+use super::model::NativeModel;
+pub use super::optim::Schedule;
+use super::optim::{AdamW, LrSchedule, Optimizer};
+use super::pass::{Example, PassOptions};
+pub use super::trainable::Trainable;
 use crate::error::{Error, Result};
 
 /// Everything that defines a training run.
@@ -266,7 +266,18 @@ impl<'m, P: Trainable> Trainer<'m, P> {
             losses: Vec::new(),
             val_losses: Vec::new(),
         };
-        let mut t = Trainer { model, train, val, params, adam_m, adam_v, order: Vec::new(), state, cancel: Arc::new(AtomicBool::new(false)), resumed_from: None };
+        let mut t = Trainer {
+            model,
+            train,
+            val,
+            params,
+            adam_m,
+            adam_v,
+            order: Vec::new(),
+            state,
+            cancel: Arc::new(AtomicBool::new(false)),
+            resumed_from: None,
+        };
         t.shuffle_epoch();
         Ok(t)
     }
@@ -291,7 +302,15 @@ impl<'m, P: Trainable> Trainer<'m, P> {
     }
 
     /// The trainer a checkpoint's state and tensors describe.
-    fn from_checkpoint(model: &'m NativeModel, dir: &Path, text: &str, st: &safetensors::SafeTensors<'_>, train: Vec<Example>, val: Vec<Example>, steps: usize) -> Result<Trainer<'m, P>> {
+    fn from_checkpoint(
+        model: &'m NativeModel,
+        dir: &Path,
+        text: &str,
+        st: &safetensors::SafeTensors<'_>,
+        train: Vec<Example>,
+        val: Vec<Example>,
+        steps: usize,
+    ) -> Result<Trainer<'m, P>> {
         let mut state: TrainerState = serde_json::from_str(text).map_err(|e| data_err(dir, format!("not a trainer state: {e}")))?;
         if state.format != STATE_FORMAT {
             return Err(data_err(dir, format!("trainer state format {} is not supported (expected {STATE_FORMAT})", state.format)));
@@ -316,7 +335,12 @@ impl<'m, P: Trainable> Trainer<'m, P> {
                             *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                         }
                     }
-                    _ => return Err(data_err(dir, format!("tensor `{name}` is missing or has the wrong size: the checkpoint is of another configuration"))),
+                    _ => {
+                        return Err(data_err(
+                            dir,
+                            format!("tensor `{name}` is missing or has the wrong size: the checkpoint is of another configuration"),
+                        ))
+                    }
                 }
             }
         }
@@ -432,7 +456,8 @@ impl<'m, P: Trainable> Trainer<'m, P> {
                 .sum()
         });
         let norm = sq.sqrt();
-        let clip = if cfg.max_grad_norm > 0.0 && norm > f64::from(cfg.max_grad_norm) { (f64::from(cfg.max_grad_norm) / norm) as f32 } else { 1.0 };
+        let clip =
+            if cfg.max_grad_norm > 0.0 && norm > f64::from(cfg.max_grad_norm) { (f64::from(cfg.max_grad_norm) / norm) as f32 } else { 1.0 };
         let lr = cfg.lr_at(self.state.step);
         let optimizer = cfg.optimizer();
         let t = (self.state.step + 1) as u64;
@@ -441,9 +466,11 @@ impl<'m, P: Trainable> Trainer<'m, P> {
         let mut v_t = self.adam_v.tensors_mut();
         pool.install(|| {
             for (((p, g), m), v) in self.params.tensors_mut().into_iter().zip(grads_t.iter()).zip(m_t.iter_mut()).zip(v_t.iter_mut()) {
-                p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(|((p, g), (m, v))| {
-                    optimizer.update(t, lr, clip, p, g, &mut [m, v]);
-                });
+                p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(
+                    |((p, g), (m, v))| {
+                        optimizer.update(t, lr, clip, p, g, &mut [m, v]);
+                    },
+                );
             }
         });
         self.state.step += 1;

@@ -23,8 +23,8 @@
 
 use std::path::Path;
 
-use super::pass::Example;
 use super::lora::SplitMix64;
+use super::pass::Example;
 use super::tokenizer::Tokenizer;
 use super::train_records::{data_error, parse_records, Record};
 use crate::chat::ChatMessage;
@@ -154,9 +154,8 @@ pub fn tokenize_record(record: &Record, tokenizer: &Tokenizer, template: Option<
         Ok(example)
     };
     let conversation = |messages: &[ChatMessage]| -> Result<Example> {
-        let template = template.ok_or_else(|| {
-            Error::ChatTemplate("a conversation needs a chat template, and none was given (the model has none?)".into())
-        })?;
+        let template = template
+            .ok_or_else(|| Error::ChatTemplate("a conversation needs a chat template, and none was given (the model has none?)".into()))?;
         let segments = conversation_segments(template, messages)?;
         let borrowed: Vec<(&str, bool)> = segments.iter().map(|(s, t)| (s.as_str(), *t)).collect();
         encode_segments(tokenizer, &borrowed)

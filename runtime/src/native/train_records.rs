@@ -109,8 +109,7 @@ pub fn parse_records_text(path: &Path, text: &str) -> Result<Vec<SourcedRecord>>
                 continue;
             }
             let location = Location::Line(index + 1);
-            let value: Value =
-                serde_json::from_str(line).map_err(|e| data_error(path, Some(location), format!("invalid JSON: {e}")))?;
+            let value: Value = serde_json::from_str(line).map_err(|e| data_error(path, Some(location), format!("invalid JSON: {e}")))?;
             let record = parse_value(&value).map_err(|reason| data_error(path, Some(location), reason))?;
             records.push(SourcedRecord { location, record });
         }
@@ -215,4 +214,3 @@ fn parse_messages(value: &Value) -> std::result::Result<Record, String> {
     }
     Ok(Record::Messages(messages))
 }
-

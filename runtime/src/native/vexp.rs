@@ -88,7 +88,10 @@ pub fn swiglu_backward(gate: &[f32], up: &[f32], d_out: &[f32], d_gate: &mut [f3
 #[inline]
 fn exp16(x: __m512) -> __m512 {
     let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0)), _mm512_set1_ps(88.7));
-    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+        x,
+        _mm512_set1_ps(std::f32::consts::LOG2_E),
+    ));
     // r = x − n·ln2, with ln2 split in two so that the product is exact enough.
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
@@ -263,7 +266,11 @@ mod tests {
             let dot: f64 = p.iter().zip(&g0).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
             let mut g = g0.clone();
             softmax_backward(&p, &mut g);
-            let err = g.iter().zip(p.iter().zip(&g0)).map(|(&got, (&pv, &gv))| (f64::from(got) - f64::from(pv) * (f64::from(gv) - dot)).abs()).fold(0.0, f64::max);
+            let err = g
+                .iter()
+                .zip(p.iter().zip(&g0))
+                .map(|(&got, (&pv, &gv))| (f64::from(got) - f64::from(pv) * (f64::from(gv) - dot)).abs())
+                .fold(0.0, f64::max);
             assert!(err < 1e-6, "softmax_backward of {n}: max |diff| {err}");
         }
         assert_eq!(max(&[]), f32::NEG_INFINITY);
@@ -282,7 +289,10 @@ mod tests {
             let (g, u, d) = (f64::from(g[i]), f64::from(u[i]), f64::from(d[i]));
             let sig = 1.0 / (1.0 + (-g).exp());
             let close = |a: f32, b: f64| (f64::from(a) - b).abs() <= 1e-5 * (1.0 + b.abs());
-            assert!(close(o[i], g * sig * u) && close(du[i], d * g * sig) && close(dg[i], d * u * sig * (1.0 + g * (1.0 - sig))), "element {i}");
+            assert!(
+                close(o[i], g * sig * u) && close(du[i], d * g * sig) && close(dg[i], d * u * sig * (1.0 + g * (1.0 - sig))),
+                "element {i}"
+            );
         }
     }
 }

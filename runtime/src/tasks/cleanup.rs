@@ -19,13 +19,7 @@ pub(crate) fn strip_label<'a>(text: &'a str, labels: &[&str]) -> &'a str {
 /// its answer ("I hope this helps", notes, alternatives) comes after a blank line.
 pub(crate) fn first_paragraphs(text: &str, n: usize) -> String {
     let normalized = text.replace("\r\n", "\n");
-    normalized
-        .split("\n\n")
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .take(n.max(1))
-        .collect::<Vec<_>>()
-        .join("\n\n")
+    normalized.split("\n\n").map(str::trim).filter(|p| !p.is_empty()).take(n.max(1)).collect::<Vec<_>>().join("\n\n")
 }
 
 /// Remove one pair of matching quotes around the whole text, unless the source was quoted too.

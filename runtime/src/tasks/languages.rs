@@ -3,15 +3,48 @@
 
 /// ISO 639-1 code and English name of each language the translation task accepts.
 pub const LANGUAGES: &[(&str, &str)] = &[
-    ("ar", "Arabic"), ("bg", "Bulgarian"), ("bn", "Bengali"), ("ca", "Catalan"), ("cs", "Czech"),
-    ("da", "Danish"), ("de", "German"), ("el", "Greek"), ("en", "English"), ("es", "Spanish"),
-    ("et", "Estonian"), ("fa", "Persian"), ("fi", "Finnish"), ("fr", "French"), ("he", "Hebrew"),
-    ("hi", "Hindi"), ("hr", "Croatian"), ("hu", "Hungarian"), ("id", "Indonesian"), ("it", "Italian"),
-    ("ja", "Japanese"), ("ko", "Korean"), ("lt", "Lithuanian"), ("lv", "Latvian"), ("ms", "Malay"),
-    ("nl", "Dutch"), ("no", "Norwegian"), ("pl", "Polish"), ("pt", "Portuguese"), ("ro", "Romanian"),
-    ("ru", "Russian"), ("sk", "Slovak"), ("sl", "Slovenian"), ("sr", "Serbian"), ("sv", "Swedish"),
-    ("sw", "Swahili"), ("th", "Thai"), ("tr", "Turkish"), ("uk", "Ukrainian"), ("ur", "Urdu"),
-    ("vi", "Vietnamese"), ("zh", "Chinese"),
+    ("ar", "Arabic"),
+    ("bg", "Bulgarian"),
+    ("bn", "Bengali"),
+    ("ca", "Catalan"),
+    ("cs", "Czech"),
+    ("da", "Danish"),
+    ("de", "German"),
+    ("el", "Greek"),
+    ("en", "English"),
+    ("es", "Spanish"),
+    ("et", "Estonian"),
+    ("fa", "Persian"),
+    ("fi", "Finnish"),
+    ("fr", "French"),
+    ("he", "Hebrew"),
+    ("hi", "Hindi"),
+    ("hr", "Croatian"),
+    ("hu", "Hungarian"),
+    ("id", "Indonesian"),
+    ("it", "Italian"),
+    ("ja", "Japanese"),
+    ("ko", "Korean"),
+    ("lt", "Lithuanian"),
+    ("lv", "Latvian"),
+    ("ms", "Malay"),
+    ("nl", "Dutch"),
+    ("no", "Norwegian"),
+    ("pl", "Polish"),
+    ("pt", "Portuguese"),
+    ("ro", "Romanian"),
+    ("ru", "Russian"),
+    ("sk", "Slovak"),
+    ("sl", "Slovenian"),
+    ("sr", "Serbian"),
+    ("sv", "Swedish"),
+    ("sw", "Swahili"),
+    ("th", "Thai"),
+    ("tr", "Turkish"),
+    ("uk", "Ukrainian"),
+    ("ur", "Urdu"),
+    ("vi", "Vietnamese"),
+    ("zh", "Chinese"),
 ];
 
 /// The English name for an ISO 639-1 code or a language name (any case), or None.
@@ -19,10 +52,7 @@ pub const LANGUAGES: &[(&str, &str)] = &[
 pub fn language_name(code_or_name: &str) -> Option<&'static str> {
     let wanted = code_or_name.trim();
     let base = wanted.split(['-', '_']).next().unwrap_or(wanted);
-    LANGUAGES
-        .iter()
-        .find(|(code, name)| code.eq_ignore_ascii_case(base) || name.eq_ignore_ascii_case(wanted))
-        .map(|(_, name)| *name)
+    LANGUAGES.iter().find(|(code, name)| code.eq_ignore_ascii_case(base) || name.eq_ignore_ascii_case(wanted)).map(|(_, name)| *name)
 }
 
 #[cfg(test)]

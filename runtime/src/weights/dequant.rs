@@ -76,11 +76,7 @@ fn check_lengths(ty: GgmlType, src: &[u8], dst: &[f32]) -> Result<(), DequantErr
     }
     let expected = (dst.len() / bs).checked_mul(ty.type_size());
     if expected != Some(src.len()) {
-        return Err(DequantError::SrcLength {
-            ty,
-            expected: expected.unwrap_or(usize::MAX),
-            actual: src.len(),
-        });
+        return Err(DequantError::SrcLength { ty, expected: expected.unwrap_or(usize::MAX), actual: src.len() });
     }
     Ok(())
 }
@@ -111,11 +107,7 @@ fn portable(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
 /// Runs `f` over matching blocks of `src` (`B` bytes each) and `dst` (`N` elements each).
 /// The caller has checked the lengths; the array conversions cannot fail and compile away.
 #[inline(always)]
-fn blocks<const B: usize, const N: usize>(
-    src: &[u8],
-    dst: &mut [f32],
-    f: impl Fn(&[u8; B], &mut [f32; N]),
-) {
+fn blocks<const B: usize, const N: usize>(src: &[u8], dst: &mut [f32], f: impl Fn(&[u8; B], &mut [f32; N])) {
     for (b, y) in src.chunks_exact(B).zip(dst.chunks_exact_mut(N)) {
         if let (Ok(b), Ok(y)) = (<&[u8; B]>::try_from(b), <&mut [f32; N]>::try_from(y)) {
             f(b, y);
@@ -275,12 +267,7 @@ fn block_q6_k(b: &[u8; Q6_K_BYTES], y: &mut [f32; QK_K]) {
     let (sc, d) = rest.split_at(QK_K / 16);
     let d = f16([d[0], d[1]]);
     // Two halves of 128 elements: 64 bytes of ql, 32 of qh, 8 scales each.
-    for (((ql, qh), sc), y) in ql
-        .chunks_exact(64)
-        .zip(qh.chunks_exact(32))
-        .zip(sc.chunks_exact(8))
-        .zip(y.chunks_exact_mut(128))
-    {
+    for (((ql, qh), sc), y) in ql.chunks_exact(64).zip(qh.chunks_exact(32)).zip(sc.chunks_exact(8)).zip(y.chunks_exact_mut(128)) {
         for l in 0..32 {
             let is = l / 16;
             let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - 32;
@@ -344,10 +331,7 @@ mod tests {
     #[test]
     fn errors() {
         let mut dst = [0f32; 33];
-        assert!(matches!(
-            dequantize_row(GgmlType::Q4_0, &[0; 18], &mut dst),
-            Err(DequantError::NotBlockMultiple { .. })
-        ));
+        assert!(matches!(dequantize_row(GgmlType::Q4_0, &[0; 18], &mut dst), Err(DequantError::NotBlockMultiple { .. })));
         let mut dst = [0f32; 32];
         assert!(matches!(
             dequantize_row(GgmlType::Q4_0, &[0; 17], &mut dst),
@@ -355,8 +339,7 @@ mod tests {
         ));
         // Empty rows are fine.
         dequantize_row(GgmlType::Q6_K, &[], &mut []).unwrap();
-        let e: crate::error::Error =
-            dequantize_row(GgmlType::F16, &[0; 3], &mut [0.0; 1]).unwrap_err().into();
+        let e: crate::error::Error = dequantize_row(GgmlType::F16, &[0; 3], &mut [0.0; 1]).unwrap_err().into();
         assert!(e.to_string().contains("f16"), "{e}");
     }
 }

@@ -19,11 +19,8 @@ pub const LAYER_NAMES: [(&str, &str); 9] = [
 ];
 
 /// Model-level tensors: (Hugging Face name, GGUF name).
-pub const GLOBAL_NAMES: [(&str, &str); 3] = [
-    ("model.embed_tokens.weight", "token_embd.weight"),
-    ("model.norm.weight", "output_norm.weight"),
-    ("lm_head.weight", "output.weight"),
-];
+pub const GLOBAL_NAMES: [(&str, &str); 3] =
+    [("model.embed_tokens.weight", "token_embd.weight"), ("model.norm.weight", "output_norm.weight"), ("lm_head.weight", "output.weight")];
 
 /// The Hugging Face name of a GGUF tensor name, if it is a LLaMA weight.
 pub fn gguf_to_hf_name(name: &str) -> Option<String> {
@@ -47,7 +44,6 @@ pub fn hf_to_gguf_name(name: &str) -> Option<String> {
     Some(format!("blk.{layer}.{g}"))
 }
 
-
 /// Reorder the rows of a q or k matrix (`rows` of `row_bytes` bytes; `n_heads` heads of
 /// `rows / n_heads` rows) from the Hugging Face layout to llama.cpp's (`to_gguf`) or back.
 /// Works on raw bytes, so on any element type.
@@ -61,8 +57,7 @@ pub fn permute_qk_rows(data: &[u8], n_heads: usize, row_bytes: usize, to_gguf: b
                 let gguf_row = h * hd + 2 * i + half;
                 let hf_row = h * hd + half * (hd / 2) + i;
                 let (src, dst) = if to_gguf { (hf_row, gguf_row) } else { (gguf_row, hf_row) };
-                out[dst * row_bytes..(dst + 1) * row_bytes]
-                    .copy_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
+                out[dst * row_bytes..(dst + 1) * row_bytes].copy_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
             }
         }
     }
@@ -72,8 +67,5 @@ pub fn permute_qk_rows(data: &[u8], n_heads: usize, row_bytes: usize, to_gguf: b
 /// [`permute_qk_rows`] on f32 rows of `row_len` values.
 pub fn permute_qk_rows_f32(data: &[f32], n_heads: usize, row_len: usize, to_gguf: bool) -> Vec<f32> {
     let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    permute_qk_rows(&bytes, n_heads, row_len * 4, to_gguf)
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    permute_qk_rows(&bytes, n_heads, row_len * 4, to_gguf).chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }

@@ -106,10 +106,7 @@ impl SafeTensors {
     pub(crate) fn from_map(path: PathBuf, map: Mmap) -> Result<SafeTensors> {
         let data_err = |reason: String| Error::Data { path: path.clone(), line: None, reason };
         if map.len() < 8 {
-            return Err(data_err(format!(
-                "not a safetensors file: {} bytes is too short for the 8-byte header length",
-                map.len()
-            )));
+            return Err(data_err(format!("not a safetensors file: {} bytes is too short for the 8-byte header length", map.len())));
         }
         let (header_len, parsed) = parse_header(&map).map_err(data_err)?;
         let data_start = 8 + header_len;
@@ -175,16 +172,12 @@ impl SafeTensors {
         let data = view.data();
         let out = match view.dtype() {
             Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => {
-                data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
-            }
-            Dtype::BF16 => {
-                data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
-            }
+            Dtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             other => {
-                return Err(self.data_error(format!(
-                    "tensor `{name}` has dtype {other:?}, which lamina does not support (F32, F16 and BF16 only)"
-                )))
+                return Err(
+                    self.data_error(format!("tensor `{name}` has dtype {other:?}, which lamina does not support (F32, F16 and BF16 only)"))
+                )
             }
         };
         Ok(out)

@@ -90,7 +90,12 @@ impl Session {
         result
     }
 
-    fn run_batch(&mut self, requests: &[BatchRequest], prompts: Vec<Vec<LlamaToken>>, on_piece: &mut impl FnMut(usize, &str) -> bool) -> Result<Vec<Generation>> {
+    fn run_batch(
+        &mut self,
+        requests: &[BatchRequest],
+        prompts: Vec<Vec<LlamaToken>>,
+        on_piece: &mut impl FnMut(usize, &str) -> bool,
+    ) -> Result<Vec<Generation>> {
         let start = Instant::now();
         let model = self.model.clone();
         let llama = &model.inner.llama;

@@ -106,9 +106,29 @@ pub fn causal_attention_backward(
                 let o_h = d_out.as_ptr().add(seq.start * qw + h * d);
                 let v_kv = v.as_ptr().add(seq.start * kw + kv * d);
                 // dP = dO · Vᵀ, lower triangle only (P is zero above it).
-                sgemm(len, len, d, View { ptr: o_h, rs: qw, cs: 1 }, View { ptr: v_kv, rs: 1, cs: kw }, Out::rows(dp, len), 1.0, false, Causal::Cols);
+                sgemm(
+                    len,
+                    len,
+                    d,
+                    View { ptr: o_h, rs: qw, cs: 1 },
+                    View { ptr: v_kv, rs: 1, cs: kw },
+                    Out::rows(dp, len),
+                    1.0,
+                    false,
+                    Causal::Cols,
+                );
                 // dV_h = Pᵀ · dO (Pᵀ is zero below the diagonal)
-                sgemm(len, d, len, View::transposed(p, len), View { ptr: o_h, rs: qw, cs: 1 }, Out::rows(&mut dv_h, d), 1.0, true, Causal::DepthFrom);
+                sgemm(
+                    len,
+                    d,
+                    len,
+                    View::transposed(p, len),
+                    View { ptr: o_h, rs: qw, cs: 1 },
+                    Out::rows(&mut dv_h, d),
+                    1.0,
+                    true,
+                    Causal::DepthFrom,
+                );
             }
             // dS = P ∘ (dP − rowsum(P ∘ dP)), in place in dp; zero above the diagonal, where
             // dP was not computed.
@@ -125,7 +145,17 @@ pub fn causal_attention_backward(
                 let dq_h = Out { ptr: dq_p.at(seq.start * qw + h * d), rs: qw, cs: 1 };
                 sgemm(len, d, len, View::rows(dp, len), View { ptr: k_kv, rs: kw, cs: 1 }, dq_h, scale, false, Causal::DepthTo);
                 // dK_h = scale · dSᵀ · Q
-                sgemm(len, d, len, View::transposed(dp, len), View { ptr: q_h, rs: qw, cs: 1 }, Out::rows(&mut dk_h, d), scale, true, Causal::DepthFrom);
+                sgemm(
+                    len,
+                    d,
+                    len,
+                    View::transposed(dp, len),
+                    View { ptr: q_h, rs: qw, cs: 1 },
+                    Out::rows(&mut dk_h, d),
+                    scale,
+                    true,
+                    Causal::DepthFrom,
+                );
             }
             SCORE_GRADS.with(|cell| cell.replace(scratch));
             SCORES.with(|cell| cell.replace(probs));
@@ -134,7 +164,8 @@ pub fn causal_attention_backward(
         .collect();
     // dK, dV of each (sequence, key/value head) += its query heads' parts, in head order.
     let (dk_p, dv_p) = (SharedMut(dk.as_mut_ptr()), SharedMut(dv.as_mut_ptr()));
-    let sums: Vec<(usize, Range<usize>, usize)> = seqs.iter().enumerate().flat_map(|(si, s)| (0..n_kv_heads).map(move |kv| (si, s.clone(), kv))).collect();
+    let sums: Vec<(usize, Range<usize>, usize)> =
+        seqs.iter().enumerate().flat_map(|(si, s)| (0..n_kv_heads).map(move |kv| (si, s.clone(), kv))).collect();
     sums.into_par_iter().for_each(|(si, seq, kv)| {
         for h in kv * group..(kv + 1) * group {
             let (dk_h, dv_h) = &parts[si * n_heads + h];
@@ -172,7 +203,16 @@ fn tasks(seqs: &[Range<usize>], n_heads: usize) -> Vec<(Range<usize>, usize)> {
 /// Buffer sizes as checked by `check_sizes`; no one else writes the block of `dst` at rows
 /// `seq`, columns of head `h`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn attend(q: &[f32], k: &[f32], v: &[f32], seq: &Range<usize>, h: usize, shape: AttentionShape, dst: SharedMut, scores: &mut Vec<f32>) {
+unsafe fn attend(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    seq: &Range<usize>,
+    h: usize,
+    shape: AttentionShape,
+    dst: SharedMut,
+    scores: &mut Vec<f32>,
+) {
     let AttentionShape { n_heads, n_kv_heads, head_dim: d } = shape;
     let (qw, kw) = (n_heads * d, n_kv_heads * d);
     let kv = h / (n_heads / n_kv_heads);
@@ -235,7 +275,9 @@ mod tests {
         for h in 0..s.n_heads {
             let kv = h / (s.n_heads / s.n_kv_heads);
             for i in 0..len {
-                let scores: Vec<f64> = (0..=i).map(|j| (0..d).map(|c| q[i * qw + h * d + c] * k[j * kw + kv * d + c]).sum::<f64>() / (d as f64).sqrt()).collect();
+                let scores: Vec<f64> = (0..=i)
+                    .map(|j| (0..d).map(|c| q[i * qw + h * d + c] * k[j * kw + kv * d + c]).sum::<f64>() / (d as f64).sqrt())
+                    .collect();
                 let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let z: f64 = scores.iter().map(|x| (x - max).exp()).sum();
                 for c in 0..d {
@@ -282,7 +324,8 @@ mod tests {
         let loss = |q: &[f64], k: &[f64], v: &[f64]| -> f64 {
             seqs.iter()
                 .map(|s| {
-                    let out = naive_f64(&q[s.start * qw..s.end * qw], &k[s.start * kw..s.end * kw], &v[s.start * kw..s.end * kw], s.len(), shape);
+                    let out =
+                        naive_f64(&q[s.start * qw..s.end * qw], &k[s.start * kw..s.end * kw], &v[s.start * kw..s.end * kw], s.len(), shape);
                     out.iter().zip(&w[s.start * qw..s.end * qw]).map(|(o, &wv)| o * f64::from(wv)).sum::<f64>()
                 })
                 .sum()

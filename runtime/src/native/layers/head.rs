@@ -89,7 +89,18 @@ impl Head<'_> {
                     rms_norm_weight_grad(&picked, self.eps, &d_normed, g.norm);
                     // d lm_head += dlogitsᵀ · normed
                     // SAFETY: logits is rows × vocab, normed rows × d, lm_head vocab × d.
-                    unsafe { sgemm_par(vocab, d, rows.len(), View::transposed(&logits, vocab), View::rows(&normed, d), Out::rows(g.lm_head, d), 1.0, true) };
+                    unsafe {
+                        sgemm_par(
+                            vocab,
+                            d,
+                            rows.len(),
+                            View::transposed(&logits, vocab),
+                            View::rows(&normed, d),
+                            Out::rows(g.lm_head, d),
+                            1.0,
+                            true,
+                        )
+                    };
                 }
                 for (i, &r) in rows.iter().enumerate() {
                     dx[r * d..(r + 1) * d].iter_mut().zip(&d_picked[i * d..(i + 1) * d]).for_each(|(a, b)| *a += b);

@@ -42,7 +42,8 @@ impl Linear<'_> {
     pub fn forward_many<const N: usize>(linears: [&Linear<'_>; N], x: &[f32], n: usize, ys: [&mut [f32]; N]) -> [Option<BranchTape>; N] {
         let precision = linears[0].precision;
         let mut ys = ys;
-        let mut products: Vec<WtProduct<'_>> = linears.iter().zip(ys.iter_mut()).map(|(l, y)| WtProduct { w: l.w, file: l.file, y: &mut **y }).collect();
+        let mut products: Vec<WtProduct<'_>> =
+            linears.iter().zip(ys.iter_mut()).map(|(l, y)| WtProduct { w: l.w, file: l.file, y: &mut **y }).collect();
         matmul_wt_many(x, n, &mut products, precision);
         drop(products);
         if let Some(group) = BranchGroup::of(&linears) {
@@ -59,7 +60,15 @@ impl Linear<'_> {
     /// [`branch_backward`](Self::branch_backward) of several projections of the same input
     /// `x`, their gradients added into `dx` and `grads`. Branches without dropout run as one
     /// group (see [`BranchGroup`]); otherwise one call each, in order.
-    pub fn branch_backward_many<const N: usize>(linears: [&Linear<'_>; N], x: &[f32], n: usize, tapes: [Option<&BranchTape>; N], dys: [&[f32]; N], dx: &mut [f32], grads: [Option<&mut LoraPair>; N]) {
+    pub fn branch_backward_many<const N: usize>(
+        linears: [&Linear<'_>; N],
+        x: &[f32],
+        n: usize,
+        tapes: [Option<&BranchTape>; N],
+        dys: [&[f32]; N],
+        dx: &mut [f32],
+        grads: [Option<&mut LoraPair>; N],
+    ) {
         match BranchGroup::of(&linears) {
             Some(group) if tapes.iter().all(Option::is_some) && grads.iter().all(Option::is_some) => {
                 let tapes = tapes.map(|t| t.expect("checked"));
@@ -100,7 +109,16 @@ impl Linear<'_> {
     /// gradients added into `grad` (the pair's shapes), and, for full-parameter training, W's
     /// gradient `dw += dyᵀ x` (`out × in`). `x` is the forward input.
     #[allow(clippy::too_many_arguments)]
-    pub fn backward(&self, x: &[f32], n: usize, tape: Option<&BranchTape>, dy: &[f32], dx: &mut [f32], grad: Option<&mut LoraPair>, dw: Option<&mut [f32]>) {
+    pub fn backward(
+        &self,
+        x: &[f32],
+        n: usize,
+        tape: Option<&BranchTape>,
+        dy: &[f32],
+        dx: &mut [f32],
+        grad: Option<&mut LoraPair>,
+        dw: Option<&mut [f32]>,
+    ) {
         matmul_w_acc(dy, n, self.w, self.file, dx, self.precision);
         self.trainable_backward(x, n, tape, dy, dx, grad, dw);
     }
@@ -116,7 +134,16 @@ impl Linear<'_> {
     /// [`backward`](Self::backward) but for the frozen product `dx += dy W`: W's gradient
     /// (full-parameter training), and the branch's gradients and its part of `dx`.
     #[allow(clippy::too_many_arguments)]
-    pub fn trainable_backward(&self, x: &[f32], n: usize, tape: Option<&BranchTape>, dy: &[f32], dx: &mut [f32], grad: Option<&mut LoraPair>, dw: Option<&mut [f32]>) {
+    pub fn trainable_backward(
+        &self,
+        x: &[f32],
+        n: usize,
+        tape: Option<&BranchTape>,
+        dy: &[f32],
+        dx: &mut [f32],
+        grad: Option<&mut LoraPair>,
+        dw: Option<&mut [f32]>,
+    ) {
         if let Some(dw) = dw {
             let (n_out, n_in) = (self.w.rows, self.w.cols);
             assert_eq!(dw.len(), n_out * n_in, "linear backward: dw is not out × in");
@@ -238,7 +265,16 @@ impl BranchGroup {
 
     /// Each branch's A and B gradients, and their sum's part of `dx`.
     #[allow(clippy::too_many_arguments)]
-    fn backward<const N: usize>(&self, linears: &[&Linear<'_>; N], x: &[f32], n: usize, tapes: [&BranchTape; N], dys: [&[f32]; N], dx: &mut [f32], grads: [&mut LoraPair; N]) {
+    fn backward<const N: usize>(
+        &self,
+        linears: &[&Linear<'_>; N],
+        x: &[f32],
+        n: usize,
+        tapes: [&BranchTape; N],
+        dys: [&[f32]; N],
+        dx: &mut [f32],
+        grads: [&mut LoraPair; N],
+    ) {
         let (rows, n_in) = (self.rows, self.n_in);
         let mut du = vec![0.0f32; n * rows];
         let mut grads = grads;
@@ -302,7 +338,8 @@ mod tests {
         let mut ys_single = ys_group.clone();
         let [g0, g1, g2] = &mut ys_group[..] else { unreachable!() };
         let tapes_group = group.forward(&refs, &x, n, [g0.as_mut_slice(), g1, g2]);
-        let tapes_single: Vec<BranchTape> = refs.iter().zip(ys_single.iter_mut()).map(|(l, y)| l.branch_forward(&x, n, y).unwrap()).collect();
+        let tapes_single: Vec<BranchTape> =
+            refs.iter().zip(ys_single.iter_mut()).map(|(l, y)| l.branch_forward(&x, n, y).unwrap()).collect();
         assert_eq!(ys_group, ys_single, "grouped forward changed the outputs");
         for (g, s) in tapes_group.iter().zip(&tapes_single) {
             assert_eq!(g.as_ref().unwrap().u, s.u, "grouped forward changed a tape");
@@ -315,7 +352,15 @@ mod tests {
         let (mut dx_group, mut dx_single) = (values(n * n_in, 30), values(n * n_in, 30));
         let [a, b, c] = &mut grads_group[..] else { unreachable!() };
         let tapes: Vec<&BranchTape> = tapes_single.iter().collect();
-        Linear::branch_backward_many(refs, &x, n, [Some(tapes[0]), Some(tapes[1]), Some(tapes[2])], [&dys[0], &dys[1], &dys[2]], &mut dx_group, [Some(a), Some(b), Some(c)]);
+        Linear::branch_backward_many(
+            refs,
+            &x,
+            n,
+            [Some(tapes[0]), Some(tapes[1]), Some(tapes[2])],
+            [&dys[0], &dys[1], &dys[2]],
+            &mut dx_group,
+            [Some(a), Some(b), Some(c)],
+        );
         for (i, l) in refs.iter().enumerate() {
             l.branch_backward(&x, n, Some(tapes[i]), &dys[i], &mut dx_single, Some(&mut grads_single[i]));
         }

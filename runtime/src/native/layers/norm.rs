@@ -45,7 +45,8 @@ fn weighted_dot_f64(g: &[f32], w: &[f32], x: &[f32]) -> f64 {
     const LANES: usize = 8;
     let mut acc = [0.0f64; LANES];
     let (cg, cw, cx) = (g.chunks_exact(LANES), w.chunks_exact(LANES), x.chunks_exact(LANES));
-    let tail: f64 = cg.remainder().iter().zip(cw.remainder()).zip(cx.remainder()).map(|((&g, &w), &x)| f64::from(w * g) * f64::from(x)).sum();
+    let tail: f64 =
+        cg.remainder().iter().zip(cw.remainder()).zip(cx.remainder()).map(|((&g, &w), &x)| f64::from(w * g) * f64::from(x)).sum();
     for ((g, w), x) in cg.zip(cw).zip(cx) {
         for i in 0..LANES {
             acc[i] += f64::from(w[i] * g[i]) * f64::from(x[i]);

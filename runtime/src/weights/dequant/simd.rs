@@ -103,7 +103,10 @@ impl Block32 for Q4_0 {
         // SAFETY: the block is [d] then 16 quant bytes; two_halves reads d and the first two.
         let ((d, _), (lo, hi)) = unsafe { (two_halves(b), nibbles(b.add(2))) };
         let eight = _mm512_set1_epi32(8);
-        (_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(lo, eight)), d), _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(hi, eight)), d))
+        (
+            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(lo, eight)), d),
+            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(hi, eight)), d),
+        )
     }
 }
 

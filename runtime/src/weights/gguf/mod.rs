@@ -16,7 +16,6 @@
 //! so a truncated or corrupt file gives an [`Error::Data`](crate::error::Error::Data) naming
 //! the file and the problem, never a panic or an out-of-bounds read.
 
-
 mod reader;
 mod writer;
 

@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use super::{
-    check_alignment, GgmlType, MetaType, MetaValue, ParseResult, TensorInfo, TensorView, ALIGNMENT_KEY,
-    DEFAULT_ALIGNMENT, MAGIC, MAX_ARRAY_DEPTH, MAX_DIMS, MAX_TENSOR_NAME,
+    check_alignment, GgmlType, MetaType, MetaValue, ParseResult, TensorInfo, TensorView, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC,
+    MAX_ARRAY_DEPTH, MAX_DIMS, MAX_TENSOR_NAME,
 };
 use crate::error::{Error, Result};
-
 
 /// A memory-mapped, validated GGUF file.
 pub struct Gguf {
@@ -120,9 +119,7 @@ impl Gguf {
     /// `key` converted with `conv`, or an error naming the file, the key and the problem.
     fn get_as<'a, T>(&'a self, key: &str, expected: &str, conv: impl FnOnce(&'a MetaValue) -> Option<T>) -> Result<T> {
         let value = self.get(key).ok_or_else(|| self.data_error(format!("missing metadata key `{key}`")))?;
-        conv(value).ok_or_else(|| {
-            self.data_error(format!("metadata key `{key}` is a {}, expected {expected}", value.meta_type()))
-        })
+        conv(value).ok_or_else(|| self.data_error(format!("metadata key `{key}` is a {}, expected {expected}", value.meta_type())))
     }
 
     pub fn get_u32(&self, key: &str) -> Result<u32> {
@@ -187,11 +184,7 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: u64, what: &dyn fmt::Display) -> ParseResult<&'a [u8]> {
         if n > self.remaining() {
-            return Err(format!(
-                "file truncated: {what} at byte {} needs {n} bytes but only {} remain",
-                self.pos,
-                self.remaining()
-            ));
+            return Err(format!("file truncated: {what} at byte {} needs {n} bytes but only {} remain", self.pos, self.remaining()));
         }
         let start = self.pos;
         self.pos += n as usize; // n <= remaining, so it fits in usize
@@ -286,9 +279,7 @@ fn read_magic_and_version(r: &mut Reader<'_>) -> ParseResult<u32> {
     match version {
         2 | 3 => Ok(version),
         1 => Err("unsupported GGUF version 1 (only versions 2 and 3 are read; convert the file again)".into()),
-        v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => {
-            Err(format!("unsupported GGUF version {v}: this looks like a big-endian file"))
-        }
+        v if v.swap_bytes() == 2 || v.swap_bytes() == 3 => Err(format!("unsupported GGUF version {v}: this looks like a big-endian file")),
         v => Err(format!("unsupported GGUF version {v} (only versions 2 and 3 are read)")),
     }
 }
@@ -317,8 +308,7 @@ fn read_metadata(r: &mut Reader<'_>, n_kv: usize) -> ParseResult<Vec<(String, Me
 fn read_typed_value(r: &mut Reader<'_>, key: &str, depth: usize) -> ParseResult<MetaValue> {
     let at = r.pos;
     let id = r.u32(&format_args!("type of metadata `{key}`"))?;
-    let ty =
-        MetaType::from_id(id).ok_or_else(|| format!("metadata `{key}` has unknown value type {id} (at byte {at})"))?;
+    let ty = MetaType::from_id(id).ok_or_else(|| format!("metadata `{key}` has unknown value type {id} (at byte {at})"))?;
     read_value(r, ty, key, depth)
 }
 
@@ -348,8 +338,7 @@ fn read_array(r: &mut Reader<'_>, key: &str, depth: usize) -> ParseResult<MetaVa
     }
     let at = r.pos;
     let id = r.u32(&format_args!("element type of array `{key}`"))?;
-    let elem =
-        MetaType::from_id(id).ok_or_else(|| format!("array `{key}` has unknown element type {id} (at byte {at})"))?;
+    let elem = MetaType::from_id(id).ok_or_else(|| format!("array `{key}` has unknown element type {id} (at byte {at})"))?;
     let count = r.u64(&format_args!("element count of array `{key}`"))?;
     let count = r.check_count(count, elem.min_encoded_size(), &format_args!("element count of array `{key}`"))?;
     let mut items = Vec::with_capacity(count);
@@ -364,9 +353,7 @@ fn alignment_of(metadata: &[(String, MetaValue)]) -> ParseResult<u32> {
     let Some((_, value)) = metadata.iter().find(|(k, _)| k == ALIGNMENT_KEY) else {
         return Ok(DEFAULT_ALIGNMENT);
     };
-    let a = value
-        .as_u32()
-        .ok_or_else(|| format!("`{ALIGNMENT_KEY}` must be an unsigned 32-bit integer, found {value:?}"))?;
+    let a = value.as_u32().ok_or_else(|| format!("`{ALIGNMENT_KEY}` must be an unsigned 32-bit integer, found {value:?}"))?;
     check_alignment(a)?;
     Ok(a)
 }
@@ -409,8 +396,8 @@ fn read_tensor_info(r: &mut Reader<'_>, index: usize, alignment: u32) -> ParseRe
         return Err(format!("tensor `{name}` with shape {dims:?} has an element count that overflows"));
     }
     let type_id = r.u32(&format_args!("type of tensor `{name}`"))?;
-    let ggml_type = GgmlType::from_id(type_id)
-        .ok_or_else(|| format!("tensor `{name}` has unknown or unsupported ggml type id {type_id}"))?;
+    let ggml_type =
+        GgmlType::from_id(type_id).ok_or_else(|| format!("tensor `{name}` has unknown or unsupported ggml type id {type_id}"))?;
     let size = ggml_type.tensor_bytes(&dims).map_err(|e| format!("tensor `{name}` ({ggml_type}): {e}"))?;
     let offset = r.u64(&format_args!("offset of tensor `{name}`"))?;
     if offset % u64::from(alignment) != 0 {

@@ -5,12 +5,8 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::{
-    check_alignment, GgmlType, MetaValue, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS, MAX_TENSOR_NAME,
-    WRITE_VERSION,
-};
+use super::{check_alignment, GgmlType, MetaValue, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS, MAX_TENSOR_NAME, WRITE_VERSION};
 use crate::error::{Error, Result};
-
 
 /// A tensor waiting to be written; data may be borrowed (e.g. from another map) or owned.
 struct PendingTensor<'a> {
@@ -69,13 +65,7 @@ impl<'a> GgufWriter<'a> {
 
     /// Add a tensor. `dims` is in ggml order (dims[0] contiguous); `data` must be exactly the
     /// size the type and shape call for.
-    pub fn add_tensor(
-        &mut self,
-        name: impl Into<String>,
-        ggml_type: GgmlType,
-        dims: &[u64],
-        data: impl Into<Cow<'a, [u8]>>,
-    ) -> Result<()> {
+    pub fn add_tensor(&mut self, name: impl Into<String>, ggml_type: GgmlType, dims: &[u64], data: impl Into<Cow<'a, [u8]>>) -> Result<()> {
         let (name, data) = (name.into(), data.into());
         self.check_tensor(&name, ggml_type, dims, data.len())?;
         self.tensors.push(PendingTensor { name, ggml_type, dims: dims.to_vec(), data });
@@ -90,22 +80,14 @@ impl<'a> GgufWriter<'a> {
             return Err(Error::invalid("name", format!("duplicate tensor name `{name}`")));
         }
         if dims.is_empty() || dims.len() > MAX_DIMS as usize || dims.iter().any(|&d| d == 0 || d > i64::MAX as u64) {
-            return Err(Error::invalid(
-                "dims",
-                format!("tensor `{name}`: bad shape {dims:?} (1 to 4 positive dimensions)"),
-            ));
+            return Err(Error::invalid("dims", format!("tensor `{name}`: bad shape {dims:?} (1 to 4 positive dimensions)")));
         }
         if dims.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d as i64)).is_none() {
             return Err(Error::invalid("dims", format!("tensor `{name}`: element count of {dims:?} overflows")));
         }
-        let expected = ggml_type
-            .tensor_bytes(dims)
-            .map_err(|e| Error::invalid("dims", format!("tensor `{name}` ({ggml_type}): {e}")))?;
+        let expected = ggml_type.tensor_bytes(dims).map_err(|e| Error::invalid("dims", format!("tensor `{name}` ({ggml_type}): {e}")))?;
         if expected != len as u64 {
-            return Err(Error::invalid(
-                "data",
-                format!("tensor `{name}` ({ggml_type} {dims:?}) needs {expected} bytes, got {len}"),
-            ));
+            return Err(Error::invalid("data", format!("tensor `{name}` ({ggml_type} {dims:?}) needs {expected} bytes, got {len}")));
         }
         Ok(())
     }
