@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full test suite: what CI runs on a fresh clone.
-# Set-up, one release build (tests share the profile so llama.cpp is compiled exactly once),
+# A format check, set-up, one release build (tests share the profile so llama.cpp is compiled exactly once),
 # Rust tests, the fuzz regression corpus, the header check, the C examples and ABI tests, the
 # Python tests, and the shipping layout of that same build (scripts/test-dynamic.sh: the
 # bundle, CPU variants, missing and broken backends).
@@ -8,6 +8,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s   [%d s]\n' "$*" "$SECONDS"; }
+
+step "format check: rustfmt.toml's style, everywhere"
+# Seconds, and before the build, so a formatting slip fails fast. rustfmt comes with the
+# default Rust toolchain; a toolchain without it says so rather than failing the suite.
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --all -- --check
+    (cd fuzz && cargo fmt -- --check)
+else
+    echo "skipped: this Rust toolchain has no rustfmt (rustup component add rustfmt)"
+fi
 
 step "setup"
 scripts/setup.sh

@@ -11,8 +11,11 @@ pub mod peft_adapter;
 pub mod safetensors;
 pub mod train_records;
 
+/// A fuzz check: panics on a defect, returns on any input handled as designed.
+pub type Check = fn(&[u8]);
+
 /// Every check, by target name.
-pub const ALL: [(&str, fn(&[u8])); 8] = [
+pub const ALL: [(&str, Check); 8] = [
     ("gguf", gguf::run),
     ("safetensors", safetensors::run),
     ("hf_config", hf_config::run),

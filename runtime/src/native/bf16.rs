@@ -156,7 +156,7 @@ pub fn pack_b_from_weight_rows(w: &WeightMatrix, file: &[u8], r0: usize, cols: u
     #[cfg(target_arch = "x86_64")]
     {
         use crate::weights::dequant::simd;
-        if !(available() && simd::available()) || !w.cols.is_multiple_of(32) {
+        if !(available() && simd::available() && w.cols.is_multiple_of(32)) {
             return false;
         }
         assert!(r0 + cols <= w.rows && w.range.end <= file.len(), "pack_b_from_weight_rows: rows outside the matrix");
@@ -359,7 +359,7 @@ pub fn pack_b_from_weight_depth_rows(
     #[cfg(target_arch = "x86_64")]
     {
         use crate::weights::dequant::simd;
-        if !(available() && simd::available()) || !c0.is_multiple_of(32) || !cols.is_multiple_of(32) {
+        if !(available() && simd::available() && c0.is_multiple_of(32) && cols.is_multiple_of(32)) {
             return false;
         }
         let decode = match w.ty {

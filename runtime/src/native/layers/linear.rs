@@ -43,7 +43,7 @@ impl Linear<'_> {
         let precision = linears[0].precision;
         let mut ys = ys;
         let mut products: Vec<WtProduct<'_>> =
-            linears.iter().zip(ys.iter_mut()).map(|(l, y)| WtProduct { w: l.w, file: l.file, y: &mut **y }).collect();
+            linears.iter().zip(ys.iter_mut()).map(|(l, y)| WtProduct { w: l.w, file: l.file, y }).collect();
         matmul_wt_many(x, n, &mut products, precision);
         drop(products);
         if let Some(group) = BranchGroup::of(&linears) {
