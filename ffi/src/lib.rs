@@ -1,8 +1,9 @@
 //! The C ABI of lamina. `include/lamina.h` is generated from this crate by cbindgen.
 //!
 //! This crate is deliberately thin: each exported function checks and converts its arguments,
-//! calls the safe `lamina` runtime, and maps the result to a status code. All logic lives in
-//! the runtime. Conventions (repeated in the header's preamble):
+//! calls the safe `lamina` runtime, and maps the result to a status code. Logic belongs in the
+//! runtime; one exception remains, `train.rs`, which still assembles a training run (model,
+//! tokenizer, template, dataset) as the CLI also does. Conventions (repeated in the header's preamble):
 //! - every fallible call returns `lamina_status`; the message of the last failure on the
 //!   calling thread is `lamina_last_error_message()`;
 //! - out-parameters come last and are written only on success;

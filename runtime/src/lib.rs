@@ -2,8 +2,11 @@
 //!
 //! Load a GGUF model (memory-mapped) with [`Model::load`], open a [`Session`] on it, and
 //! generate, chat, [`translate`](tasks::translate) or [`answer`](tasks::answer) questions with
-//! llama.cpp's quantized kernels. Everything here is safe Rust; the C ABI lives in the
-//! `lamina-ffi` crate and only converts arguments and results.
+//! llama.cpp's quantized kernels. The API is safe Rust. `unsafe` stays inside a few modules,
+//! each site with a SAFETY comment: the SIMD kernels (`native/avx512.rs`, `bf16.rs`, `gemm.rs`,
+//! `vexp.rs`, `weights/dequant/simd.rs`), the llama.cpp calls that llama-cpp-2 does not wrap
+//! (`engine/context.rs`, the backend loaders, `cpu_support.rs`) and the memory map. The C ABI
+//! lives in the `lamina-ffi` crate.
 //!
 //! ```no_run
 //! use lamina::{Model, ModelParams, Sampling, Session, SessionParams};
