@@ -111,7 +111,7 @@ pub(crate) unsafe fn sgemm(m: usize, n: usize, k: usize, a: View, b: View, c: Ou
 /// by the same kernel whatever their widths, and the result does not depend on the thread
 /// count.
 fn narrow(n: usize, a: View, causal: Causal) -> bool {
-    n <= avx512_narrow::MAX_COLS && n % avx512::NR != 0 && a.cs == 1 && causal == Causal::None
+    n <= avx512_narrow::MAX_COLS && !n.is_multiple_of(avx512::NR) && a.cs == 1 && causal == Causal::None
 }
 
 /// [`sgemm`] on a block of a product, with the kernel choice (`narrow`) made for the whole.
