@@ -51,6 +51,8 @@
 #define LAMINA_VERSION_MINOR 1
 #define LAMINA_VERSION_PATCH 0
 #define LAMINA_VERSION_STRING "0.1.0"
+/* One number that grows with every release, for #if: MAJOR * 10000 + MINOR * 100 + PATCH. */
+#define LAMINA_VERSION_NUMBER 100
 
 
 // Result of every fallible lamina call. Numbers are stable: new codes are only ever added,
@@ -96,6 +98,10 @@ typedef enum {
   // named failed to load (the message carries the system's reason), or the layers asked to
   // be offloaded do not fit in the GPUs' free memory (the message says how many do).
   LAMINA_STATUS_ERROR_BACKEND = 17,
+  // lamina failed in a way that is a bug in lamina rather than a problem of the input or
+  // the machine (for example, its own state could not be serialised). The message says
+  // what; the objects involved stay usable.
+  LAMINA_STATUS_ERROR_INTERNAL = 18,
   // lamina hit an internal bug (a Rust panic). The process is intact; the object involved
   // should be freed.
   LAMINA_STATUS_ERROR_PANIC = 100,

@@ -37,9 +37,9 @@ step "fuzz regressions: every seed and once-failing input through its fuzz check
 # in the dev profile: with overflow checks, as the fuzzing builds have them.
 cargo test --no-default-features --manifest-path fuzz/Cargo.toml -q
 
-step "header check: include/lamina.h must match the code"
+step "header check: include/lamina.h and the Python status module must match the code"
 LAMINA_UPDATE_HEADER=1 cargo test --release --workspace --test header -q >/dev/null
-git diff --exit-code -- include/
+git diff --exit-code -- include/ bindings/python/lamina/_status.py
 
 step "C examples and ABI tests"
 scripts/c-tests.sh

@@ -81,28 +81,7 @@ pub extern "C" fn lamina_status_name(status: i32) -> *const c_char {
         let Some(status) = lamina_status::from_code(status) else {
             return c"LAMINA_STATUS_UNKNOWN".as_ptr();
         };
-        let name: &'static str = match status {
-            lamina_status::Ok => "LAMINA_STATUS_OK\0",
-            lamina_status::ErrorNullArgument => "LAMINA_STATUS_ERROR_NULL_ARGUMENT\0",
-            lamina_status::ErrorInvalidArgument => "LAMINA_STATUS_ERROR_INVALID_ARGUMENT\0",
-            lamina_status::ErrorInvalidUtf8 => "LAMINA_STATUS_ERROR_INVALID_UTF8\0",
-            lamina_status::ErrorEmptyPrompt => "LAMINA_STATUS_ERROR_EMPTY_PROMPT\0",
-            lamina_status::ErrorPromptTooLong => "LAMINA_STATUS_ERROR_PROMPT_TOO_LONG\0",
-            lamina_status::ErrorUnknownLanguage => "LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE\0",
-            lamina_status::ErrorModelNotFound => "LAMINA_STATUS_ERROR_MODEL_NOT_FOUND\0",
-            lamina_status::ErrorNotGguf => "LAMINA_STATUS_ERROR_NOT_GGUF\0",
-            lamina_status::ErrorModelLoad => "LAMINA_STATUS_ERROR_MODEL_LOAD\0",
-            lamina_status::ErrorIo => "LAMINA_STATUS_ERROR_IO\0",
-            lamina_status::ErrorContextCreation => "LAMINA_STATUS_ERROR_CONTEXT_CREATION\0",
-            lamina_status::ErrorDecode => "LAMINA_STATUS_ERROR_DECODE\0",
-            lamina_status::ErrorChatTemplate => "LAMINA_STATUS_ERROR_CHAT_TEMPLATE\0",
-            lamina_status::ErrorBusy => "LAMINA_STATUS_ERROR_BUSY\0",
-            lamina_status::ErrorInvalidHandle => "LAMINA_STATUS_ERROR_INVALID_HANDLE\0",
-            lamina_status::ErrorData => "LAMINA_STATUS_ERROR_DATA\0",
-            lamina_status::ErrorBackend => "LAMINA_STATUS_ERROR_BACKEND\0",
-            lamina_status::ErrorPanic => "LAMINA_STATUS_ERROR_PANIC\0",
-        };
-        name.as_ptr().cast::<c_char>()
+        status.name().as_ptr()
     })
 }
 

@@ -96,6 +96,12 @@ pub enum Error {
     /// named failed to load, or the layers asked to be offloaded do not fit in device memory.
     #[error("compute backend: {0}")]
     Backend(String),
+
+    /// A bug in lamina rather than a problem of the input or the machine: an invariant of
+    /// lamina's own data failed (its state could not be serialised, a tensor it built has the
+    /// wrong size). The message says which.
+    #[error("internal error (a bug in lamina): {0}")]
+    Internal(String),
 }
 
 /// A coarse, stable classification of [`Error`], used for status codes across the C ABI.
@@ -120,6 +126,7 @@ pub enum ErrorKind {
     Busy,
     Data,
     Backend,
+    Internal,
 }
 
 impl Error {
@@ -141,6 +148,7 @@ impl Error {
             Error::Busy => ErrorKind::Busy,
             Error::Data { .. } => ErrorKind::Data,
             Error::Backend(_) => ErrorKind::Backend,
+            Error::Internal(_) => ErrorKind::Internal,
         }
     }
 

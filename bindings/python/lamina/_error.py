@@ -2,29 +2,11 @@
 
 from typing import Dict, Optional, Type
 
-# The names of the header's lamina_status values, used when the library cannot be asked
-# (it is not loaded yet).
-_NAMES = {
-    0: "LAMINA_STATUS_OK",
-    1: "LAMINA_STATUS_ERROR_NULL_ARGUMENT",
-    2: "LAMINA_STATUS_ERROR_INVALID_ARGUMENT",
-    3: "LAMINA_STATUS_ERROR_INVALID_UTF8",
-    4: "LAMINA_STATUS_ERROR_EMPTY_PROMPT",
-    5: "LAMINA_STATUS_ERROR_PROMPT_TOO_LONG",
-    6: "LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE",
-    7: "LAMINA_STATUS_ERROR_MODEL_NOT_FOUND",
-    8: "LAMINA_STATUS_ERROR_NOT_GGUF",
-    9: "LAMINA_STATUS_ERROR_MODEL_LOAD",
-    10: "LAMINA_STATUS_ERROR_IO",
-    11: "LAMINA_STATUS_ERROR_CONTEXT_CREATION",
-    12: "LAMINA_STATUS_ERROR_DECODE",
-    13: "LAMINA_STATUS_ERROR_CHAT_TEMPLATE",
-    14: "LAMINA_STATUS_ERROR_BUSY",
-    15: "LAMINA_STATUS_ERROR_INVALID_HANDLE",
-    16: "LAMINA_STATUS_ERROR_DATA",
-    17: "LAMINA_STATUS_ERROR_BACKEND",
-    100: "LAMINA_STATUS_ERROR_PANIC",
-}
+from . import _status
+
+# The names of the header's lamina_status values (generated from it), used when the library
+# cannot be asked (it is not loaded yet).
+_NAMES = _status.NAMES
 
 #: Pseudo-status of :class:`LibraryNotFoundError` (not a lamina_status value).
 LIBRARY_NOT_FOUND = -1
@@ -149,6 +131,11 @@ class BackendError(LaminaError):
     do not fit in the GPUs' free memory."""
 
 
+class InternalError(LaminaError):
+    """A bug in lamina rather than in the input (for example, its own state could not be
+    serialised); the message says what."""
+
+
 class PanicError(LaminaError):
     pass
 
@@ -163,25 +150,27 @@ class LibraryNotFoundError(LaminaError, ImportError):
         return (LibraryNotFoundError, (self.message,))
 
 
+# Every error status's class; tests/test_errors.py checks that no status of _status lacks one.
 _CLASSES: Dict[int, Type[LaminaError]] = {
-    1: NullArgumentError,
-    2: InvalidArgumentError,
-    3: InvalidUtf8Error,
-    4: EmptyPromptError,
-    5: PromptTooLongError,
-    6: UnknownLanguageError,
-    7: ModelNotFoundError,
-    8: NotGgufError,
-    9: ModelLoadError,
-    10: LaminaIOError,
-    11: ContextCreationError,
-    12: DecodeError,
-    13: ChatTemplateError,
-    14: BusyError,
-    15: InvalidHandleError,
-    16: DataError,
-    17: BackendError,
-    100: PanicError,
+    _status.LAMINA_STATUS_ERROR_NULL_ARGUMENT: NullArgumentError,
+    _status.LAMINA_STATUS_ERROR_INVALID_ARGUMENT: InvalidArgumentError,
+    _status.LAMINA_STATUS_ERROR_INVALID_UTF8: InvalidUtf8Error,
+    _status.LAMINA_STATUS_ERROR_EMPTY_PROMPT: EmptyPromptError,
+    _status.LAMINA_STATUS_ERROR_PROMPT_TOO_LONG: PromptTooLongError,
+    _status.LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE: UnknownLanguageError,
+    _status.LAMINA_STATUS_ERROR_MODEL_NOT_FOUND: ModelNotFoundError,
+    _status.LAMINA_STATUS_ERROR_NOT_GGUF: NotGgufError,
+    _status.LAMINA_STATUS_ERROR_MODEL_LOAD: ModelLoadError,
+    _status.LAMINA_STATUS_ERROR_IO: LaminaIOError,
+    _status.LAMINA_STATUS_ERROR_CONTEXT_CREATION: ContextCreationError,
+    _status.LAMINA_STATUS_ERROR_DECODE: DecodeError,
+    _status.LAMINA_STATUS_ERROR_CHAT_TEMPLATE: ChatTemplateError,
+    _status.LAMINA_STATUS_ERROR_BUSY: BusyError,
+    _status.LAMINA_STATUS_ERROR_INVALID_HANDLE: InvalidHandleError,
+    _status.LAMINA_STATUS_ERROR_DATA: DataError,
+    _status.LAMINA_STATUS_ERROR_BACKEND: BackendError,
+    _status.LAMINA_STATUS_ERROR_INTERNAL: InternalError,
+    _status.LAMINA_STATUS_ERROR_PANIC: PanicError,
 }
 
 

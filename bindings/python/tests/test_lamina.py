@@ -201,6 +201,20 @@ def test_status_names():
     assert LaminaError(42, "from a newer library").status_name == "LAMINA_STATUS_UNKNOWN"
 
 
+def test_every_status_has_its_name_constant_and_class():
+    # _status.py is generated from the header; each status must reach Python whole: the
+    # library's own name, a STATUS_ constant, and (for errors) its own exception class.
+    from lamina import _error, _status
+
+    assert len(_status.NAMES) >= 19
+    for code, name in _status.NAMES.items():
+        assert lamina.status_name(code) == name
+        assert getattr(lamina, "STATUS_" + name[len("LAMINA_STATUS_"):]) == code
+        if code != lamina.STATUS_OK:
+            cls = type(_error.error_for(code, "m"))
+            assert cls is not LaminaError and cls.__name__ in lamina.__all__, name
+
+
 def test_default_model_path_and_info(model):
     assert lamina.default_model_path().endswith(".gguf")
     info = model.info

@@ -151,7 +151,7 @@ impl Context {
 
     /// The logits after the batch's `i`-th token (which must have been added with logits on).
     pub(crate) fn logits(&self, i: usize) -> Result<&[f32]> {
-        let index = i32::try_from(i).map_err(|_| Error::Decode(format!("logits index {i} is out of range")))?;
+        let index = i32::try_from(i).map_err(|_| Error::invalid("index", format!("logits index {i} is out of range")))?;
         let _ = take_last_llama_error();
         // SAFETY: a live context; llama.cpp returns null (release builds) for an index
         // without logits instead of reading out of bounds.
@@ -195,7 +195,10 @@ impl Context {
         // frees them with the model); the arrays hold `adapters.len()` entries.
         let code = unsafe { llama_cpp_sys_2::llama_set_adapters_lora(self.ptr.as_ptr(), ptrs_arg, adapters.len(), scales_arg) };
         if code != 0 {
-            return Err(Error::Decode(
+            // lamina checked the adapters against the model when they were loaded, so a refusal
+            // here is about the adapters given, not about decoding.
+            return Err(Error::invalid(
+                "adapters",
                 take_last_llama_error().unwrap_or_else(|| format!("llama.cpp refused to apply the adapters (code {code})")),
             ));
         }
@@ -248,7 +251,7 @@ impl Batch {
         if seq >= self.n_seq_max {
             return Err(Error::Decode(format!("sequence {seq} is outside the batch's {} sequences", self.n_seq_max)));
         }
-        let pos = i32::try_from(pos).map_err(|_| Error::Decode(format!("position {pos} is out of range")))?;
+        let pos = i32::try_from(pos).map_err(|_| Error::invalid("pos", format!("position {pos} is out of range")))?;
         // SAFETY: `i < capacity`, the length llama_batch_init allocated for every array, and
         // each seq_id entry has room for n_seq_max ids.
         unsafe {

@@ -71,7 +71,7 @@ pub fn save(dir: &Path, step: usize, state: &str, tensors: &[(String, &[f32])]) 
         .iter()
         .map(|(name, (len, b))| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![*len], b).map(|v| (name.to_string(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::invalid("checkpoint", e.to_string()))?;
+        .map_err(|e| Error::Internal(format!("checkpoint tensor: {e}")))?;
     let metadata = HashMap::from([
         (FORMAT_KEY.to_string(), FORMAT.to_string()),
         (STATE_KEY.to_string(), state.to_string()),

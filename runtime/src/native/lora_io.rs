@@ -90,7 +90,7 @@ pub fn export_peft(lora: &LoraWeights, model: &NativeModel, dir: &Path) -> Resul
         .map(|(name, shape, bytes)| {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
                 .map(|v| (name.clone(), v))
-                .map_err(|e| Error::invalid("adapter", e.to_string()))
+                .map_err(|e| Error::Internal(format!("adapter tensor `{name}`: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
     // The weights first, the config last: a directory whose config is missing is not taken
@@ -112,7 +112,7 @@ pub fn export_peft(lora: &LoraWeights, model: &NativeModel, dir: &Path) -> Resul
         "target_modules": c.targets.iter().map(|t| t.hf_name()).collect::<Vec<_>>(),
     });
     let path = dir.join("adapter_config.json");
-    let text = serde_json::to_string_pretty(&config).map_err(|e| Error::invalid("adapter", e.to_string()))?;
+    let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Internal(format!("the adapter config does not serialise: {e}")))?;
     crate::atomic_file::write_bytes(&path, (text + "\n").as_bytes())
 }
 

@@ -549,7 +549,8 @@ impl<'m, P: Trainable> Trainer<'m, P> {
         for (prefix, w) in [(P::KIND, &self.params), ("adam_m", &self.adam_m), ("adam_v", &self.adam_v)] {
             tensors.extend(w.named_tensors().into_iter().map(|(name, values)| (format!("{prefix}.{name}"), values)));
         }
-        let state = serde_json::to_string_pretty(&self.state).map_err(|e| Error::invalid("state", e.to_string()))?;
+        let state = serde_json::to_string_pretty(&self.state)
+            .map_err(|e| Error::Internal(format!("the training state does not serialise: {e}")))?;
         checkpoint::save(dir, self.state.step, &state, &tensors)
     }
 
