@@ -29,6 +29,10 @@ fn status_variants(source: &str) -> Vec<(String, i64)> {
     body.lines()
         .filter_map(|line| {
             let (name, value) = line.trim().strip_suffix(',')?.split_once(" = ")?;
+            // A variant's name is an identifier (not a comment or an attribute).
+            if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return None;
+            }
             Some((name.to_string(), value.parse().ok()?))
         })
         .collect()
