@@ -4,7 +4,7 @@
 //! sanitizer coverage on top) takes far longer than a fuzzing session. The parsers need none
 //! of it, so the modules below are compiled straight from their source files in
 //! `runtime/src`, under the same module paths (`crate::error`, `crate::weights`,
-//! `crate::native::config`, ...) so that their `crate::` imports resolve unchanged. What is
+//! `crate::native::train_records`, ...) so that their `crate::` imports resolve unchanged. What is
 //! fuzzed is therefore the code `lamina` ships, not a copy.
 //!
 //! The functions at the bottom feed bytes from memory to the parsers through an anonymous
@@ -31,13 +31,12 @@ pub mod adapters;
 #[path = "../../runtime/src/chat.rs"]
 pub mod chat;
 
+#[path = "../../runtime/src/data_file.rs"]
+pub mod data_file;
+
 // Included at the top level and re-exported from `native` and `eval` below: a `#[path]`
 // inside an inline module resolves against a `src/native/` directory, which does not exist
 // here.
-#[path = "../../runtime/src/native/config.rs"]
-#[doc(hidden)]
-pub mod native_config;
-
 #[path = "../../runtime/src/native/train_records.rs"]
 #[doc(hidden)]
 pub mod native_train_records;
@@ -49,11 +48,10 @@ pub mod eval_data;
 pub mod checks;
 
 pub mod native {
-    //! The configuration reader and the training-record parser of the native engine, at their
-    //! paths in `lamina`.
-    pub use super::native_config as config;
+    //! The training-record parser of the native engine at its path in `lamina`, and the
+    //! model configuration re-exported there as `lamina` does.
     pub use super::native_train_records as train_records;
-    pub use config::LlamaConfig;
+    pub use super::weights::llama_config::LlamaConfig;
 }
 
 pub mod eval {

@@ -1,6 +1,6 @@
 //! Conversations, and the bounded Jinja renderer of chat templates. No llama.cpp here: the
 //! fallback to llama.cpp's built-in renderer, and reading a template out of a loaded model,
-//! are `engine::chat_template`.
+//! are `chat_template` and `engine::model`.
 //!
 //! Models ship their template as Jinja source in the GGUF key `tokenizer.chat_template`. We
 //! render it with minijinja (a real Jinja engine, with Python-style string methods enabled, as

@@ -5,7 +5,7 @@
 //! llama.cpp's quantized kernels. The API is safe Rust. `unsafe` stays inside a few modules,
 //! each site with a SAFETY comment: the SIMD kernels (`native/avx512.rs`, `bf16.rs`, `gemm.rs`,
 //! `vexp.rs`, `weights/dequant/simd.rs`), the llama.cpp calls that llama-cpp-2 does not wrap
-//! (`engine/context.rs`, the backend loaders, `cpu_support.rs`) and the memory map. The C ABI
+//! (`engine/context.rs`, `engine/llama_global.rs`, the backend loaders of `engine/compute_backends.rs`, `cpu_support.rs`) and the memory map. The C ABI
 //! lives in the `lamina-ffi` crate.
 //!
 //! ```no_run
@@ -22,9 +22,13 @@
 pub mod adapters;
 pub mod atomic_file;
 pub mod chat;
+pub mod chat_template;
+pub mod data_file;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod log;
+pub mod logits;
 pub mod native;
 pub mod paths;
 pub mod tasks;

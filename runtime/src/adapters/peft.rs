@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::gguf::{write_gguf_adapter, LoraTensor, LoraTensorRef};
 use crate::error::{Error, Result};
-use crate::native::config::LlamaConfig;
+use crate::weights::llama_config::LlamaConfig;
 use crate::weights::names::{hf_to_gguf_name, permute_qk_rows_f32};
 use crate::weights::safetensors::SafeTensors;
 

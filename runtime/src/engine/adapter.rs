@@ -10,14 +10,14 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::backend::{take_last_llama_error, CONTEXT_CREATION};
+use super::llama_global::{take_last_llama_error, CONTEXT_CREATION};
 use super::model::{Model, ModelInner};
 use crate::adapters::{
     merge_lora, read_lora_tensors, read_peft_adapter, validate_gguf_adapter, write_gguf_adapter, LoraTensor, LoraTensorRef,
 };
 use crate::error::{Error, Result};
-use crate::native::config::LlamaConfig;
 use crate::weights::gguf::Gguf;
+use crate::weights::llama_config::LlamaConfig;
 
 // ---------------------------------------------------------------------------------------------
 // loading into llama.cpp, and the handle

@@ -17,7 +17,7 @@
 use std::ffi::c_void;
 use std::ptr::NonNull;
 
-use super::backend::{llama_backend, take_last_llama_error, CONTEXT_CREATION};
+use super::llama_global::{llama_backend, take_last_llama_error, CONTEXT_CREATION};
 use super::model::Model;
 use super::session::CancelHandle;
 use crate::error::{Error, Result};

@@ -1,12 +1,15 @@
-//! The llama.cpp engine: models, LoRA adapters, sessions, sampling, chat templates.
+//! The llama.cpp engine: models, LoRA adapters, sessions, sampling, compute backends.
+//!
+//! It builds on the layers below both engines (`weights`, `adapters`, `chat_template`,
+//! `data_file`, `logits`, `log`) and never imports the native engine, evaluation or tasks
+//! (`runtime/tests/layers.rs` checks it).
 
 pub mod adapter;
-pub(crate) mod backend;
-pub mod backends;
-mod chat_template;
+pub mod compute_backends;
 mod context;
 #[cfg(feature = "dynamic-backends")]
 mod cpu_support;
+pub(crate) mod llama_global;
 mod model;
 mod offload;
 mod sampling;
@@ -15,10 +18,11 @@ mod session;
 mod text_stream;
 
 pub use crate::chat::ChatMessage;
+pub use crate::chat_template::{ChatTemplate, TemplateEngine};
+pub use crate::log::{set_log_sink, LogLevel, LogSink};
 pub use adapter::Adapter;
-pub use backend::{llama_backend, set_log_sink, LogLevel, LogSink};
-pub use backends::{backend_report, devices, load_backends, BackendInfo, BackendReport, DeviceInfo, DeviceKind, SkippedBackend};
-pub use chat_template::{ChatTemplate, TemplateEngine};
+pub use compute_backends::{backend_report, devices, load_backends, BackendInfo, BackendReport, DeviceInfo, DeviceKind, SkippedBackend};
+pub use llama_global::llama_backend;
 pub use model::{Model, ModelInfo, ModelParams};
 pub use sampling::Sampling;
 pub use session::{BatchRequest, CancelHandle, FlashAttention, Generation, Session, SessionParams, StopReason, MAX_SEQUENCES};

@@ -16,8 +16,8 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use super::adapter::{Adapter, MergeCache};
-use super::backend::{llama_backend, take_last_llama_error};
-use super::chat_template::ChatTemplate;
+use super::llama_global::{llama_backend, take_last_llama_error};
+use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 
 /// How to load a model.
@@ -80,8 +80,9 @@ impl std::fmt::Debug for Model {
     }
 }
 
-/// Summary of a model's architecture, for display.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Summary of a model's architecture, for display (and, serialised, the C ABI's
+/// `lamina_model_info_json`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ModelInfo {
     pub path: PathBuf,
     pub architecture: String,
@@ -98,6 +99,19 @@ pub struct ModelInfo {
     /// Layers running on a GPU (0 = all on the CPU), out of `n_layer + 1` (the blocks and
     /// the output head).
     pub gpu_layers: u32,
+}
+
+/// Read and compile the chat template of a loaded model, with its BOS and EOS tokens' text.
+fn chat_template_of(model: &LlamaModel) -> ChatTemplate {
+    let token_text = |token: LlamaToken| {
+        if token.0 < 0 {
+            return String::new();
+        }
+        String::from_utf8_lossy(&model.vocab().token_to_piece(token, true, None)).into_owned()
+    };
+    let source = model.chat_template(None).ok().and_then(|t| t.to_string().ok());
+    let vocab = model.vocab();
+    ChatTemplate::new(source, token_text(vocab.bos()), token_text(vocab.eos()))
 }
 
 /// Check the first bytes of `path` before handing it to llama.cpp, so that the common mistakes
@@ -154,7 +168,7 @@ impl Model {
             return Err(Error::invalid("path", "the path contains a NUL byte"));
         }
         let backend = llama_backend();
-        super::backends::require_cpu_backend()?;
+        super::compute_backends::require_cpu_backend()?;
         let offload = super::offload::plan(path, params.n_gpu_layers)?;
         let mut llama_params = LlamaModelParams::default()
             .with_n_gpu_layers(params.n_gpu_layers)
@@ -172,7 +186,7 @@ impl Model {
             let reason = take_last_llama_error().unwrap_or_else(|| e.to_string());
             Error::ModelLoad { path: path.to_path_buf(), reason }
         })?;
-        let template = ChatTemplate::from_model(&llama);
+        let template = chat_template_of(&llama);
         let load_time = start.elapsed();
         Ok(Model {
             inner: Arc::new(ModelInner {

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::backends::{devices, DeviceInfo};
+use super::compute_backends::{devices, DeviceInfo};
 use crate::error::{Error, Result};
 use crate::weights::gguf::Gguf;
 
@@ -126,7 +126,7 @@ mod tests {
             name: "CUDA0".into(),
             description: "Test GPU".into(),
             backend: "CUDA".into(),
-            kind: super::super::backends::DeviceKind::Gpu,
+            kind: super::super::compute_backends::DeviceKind::Gpu,
             memory_total: (2 * free_mib) << 20,
             memory_free: free_mib << 20,
         }

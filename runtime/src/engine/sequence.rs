@@ -81,8 +81,7 @@ impl Sequence {
         start: Instant,
         on_piece: &mut impl FnMut(&str) -> bool,
     ) -> Result<Next> {
-        let token =
-            if self.plain_greedy { LlamaToken(crate::eval::agreement::argmax(logits) as i32) } else { self.sampler.sample(logits)? };
+        let token = if self.plain_greedy { LlamaToken(crate::logits::argmax(logits) as i32) } else { self.sampler.sample(logits)? };
         let g = &mut self.generation;
         g.generated_tokens += 1;
         if g.generated_tokens == 1 {

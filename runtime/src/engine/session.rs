@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 use llama_cpp_2::token::LlamaToken;
 
 use super::adapter::{merged_adapter, Adapter, LoraPtr};
-use super::backend::CONTEXT_CREATION;
-use super::chat_template::TemplateEngine;
 use super::context::{Batch, Context, ContextParams, Decoded};
+use super::llama_global::CONTEXT_CREATION;
 use super::model::Model;
 use super::sampling::Sampling;
 use super::sequence::{Next, Sequence};
 use crate::chat::ChatMessage;
+use crate::chat_template::TemplateEngine;
 use crate::error::{Error, Result};
-use crate::eval::perplexity::log_softmax_at;
+use crate::logits::log_softmax_at;
 
 mod batch;
 pub use batch::BatchRequest;

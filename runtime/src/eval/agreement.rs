@@ -5,6 +5,8 @@
 //! logits (every position conditioned on the same reference text), not free-running
 //! generations: one early near-tie flipping would make every later token differ.
 
+pub use crate::logits::argmax;
+
 /// Running totals over compared positions.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Agreement {
@@ -24,28 +26,6 @@ fn softmax(logits: &[f32]) -> Vec<f64> {
     let exps: Vec<f64> = logits.iter().map(|&l| f64::from(l - max).exp()).collect();
     let z: f64 = exps.iter().sum();
     exps.into_iter().map(|e| e / z).collect()
-}
-
-/// Index of the largest logit: the first one on ties, NaNs never chosen over a number that
-/// came before them. The same choice as llama.cpp's greedy sampler (a `>` scan from index 0).
-/// 0 for an empty slice.
-pub fn argmax(logits: &[f32]) -> usize {
-    let Some(&first) = logits.first() else { return 0 };
-    if first.is_nan() {
-        return 0; // nothing compares greater than NaN
-    }
-    // Two passes that the compiler vectorises (a running index does not): the maximum, kept
-    // in 16 lanes, then the first position holding it. `v > m` ignores NaNs as the scan does.
-    let mut lanes = [first; 16];
-    let chunks = logits.chunks_exact(16);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (m, &v) in lanes.iter_mut().zip(chunk) {
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    let max = lanes.iter().chain(tail).fold(first, |m, &v| if v > m { v } else { m });
-    logits.iter().position(|&v| v == max).unwrap_or(0)
 }
 
 /// KL(p || q) in nats for the distributions given by two logit vectors.

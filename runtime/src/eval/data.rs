@@ -13,7 +13,12 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+
+// The file-level parts (text decoding, JSONL lines, error messages) are shared with the
+// training records, so they live below both engines.
+use crate::data_file::type_name;
+pub use crate::data_file::{decode_text, parse_jsonl, read_text};
 
 /// A question with its gold answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,56 +46,6 @@ pub struct ChoiceRecord {
     pub question: String,
     pub choices: Vec<String>,
     pub label: usize,
-}
-
-fn data_error(path: &Path, line: Option<usize>, reason: impl Into<String>) -> Error {
-    Error::Data { path: path.to_path_buf(), line, reason: reason.into() }
-}
-
-/// Read a whole text file as UTF-8, with errors naming the file.
-pub fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => data_error(path, None, "file not found"),
-        _ => Error::Io { path: path.to_path_buf(), source },
-    })?;
-    decode_text(path, bytes)
-}
-
-/// The bytes of a file read from `path` as text: UTF-8 and not blank, or an error naming the
-/// file (and the line of the first invalid byte).
-pub fn decode_text(path: &Path, bytes: Vec<u8>) -> Result<String> {
-    match String::from_utf8(bytes) {
-        Ok(text) if text.trim().is_empty() => Err(data_error(path, None, "the file is empty")),
-        Ok(text) => Ok(text),
-        Err(e) => {
-            let offset = e.utf8_error().valid_up_to();
-            let line = e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1;
-            Err(data_error(path, Some(line), format!("invalid UTF-8 at byte {offset}")))
-        }
-    }
-}
-
-/// Parse every non-blank line of the JSONL text of `path` with `parse` (given the object and
-/// its line number, for default ids).
-pub fn parse_jsonl<T>(
-    path: &Path,
-    text: &str,
-    parse: impl Fn(&serde_json::Map<String, Value>, usize) -> Result<T, String>,
-) -> Result<Vec<T>> {
-    let mut records = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: Value = serde_json::from_str(line).map_err(|e| data_error(path, Some(number), format!("invalid JSON: {e}")))?;
-        let object = value.as_object().ok_or_else(|| data_error(path, Some(number), "expected a JSON object"))?;
-        records.push(parse(object, number).map_err(|reason| data_error(path, Some(number), reason))?);
-    }
-    if records.is_empty() {
-        return Err(data_error(path, None, "no records"));
-    }
-    Ok(records)
 }
 
 fn string_field(o: &serde_json::Map<String, Value>, key: &str) -> Result<String, String> {
@@ -132,18 +87,6 @@ fn id_of(o: &serde_json::Map<String, Value>, line: usize) -> String {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         _ => format!("line {line}"),
-    }
-}
-
-/// How a JSON value's type reads in an error message ("a string", "a list", ...).
-pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -16,13 +16,7 @@ use crate::engine::Session;
 use crate::error::{Error, Result};
 use crate::native::NativeModel;
 
-/// ln p(token) from raw logits, computed as llama.cpp's perplexity tool does (f32 logits, the
-/// sum of exponentials in f64).
-pub fn log_softmax_at(logits: &[f32], token: usize) -> f64 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum_exp: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
-    f64::from(logits[token] - max) - sum_exp.ln()
-}
+pub use crate::logits::log_softmax_at;
 
 /// Anything that can give log-probabilities of tokens under teacher forcing.
 pub trait TokenScorer {

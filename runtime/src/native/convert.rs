@@ -22,11 +22,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::config::LlamaConfig;
 use super::tokenizer::{token_type, SpecialTokens, Tokenizer};
 use crate::error::{Error, Result};
 use crate::weights::dequant::dequantize_row;
 use crate::weights::gguf::{Gguf, GgufWriter, MetaType, MetaValue};
+use crate::weights::llama_config::LlamaConfig;
 use crate::weights::names::LAYER_NAMES;
 use crate::weights::names::{gguf_to_hf_name, hf_to_gguf_name, permute_qk_rows};
 use crate::weights::safetensors::{Dtype as StDtype, SafeTensors};

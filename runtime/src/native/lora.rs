@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 use crate::weights::names::LAYER_NAMES;
 
-use super::config::LlamaConfig;
+use crate::weights::llama_config::LlamaConfig;
 
 /// A projection LoRA can adapt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

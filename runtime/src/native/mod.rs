@@ -2,7 +2,7 @@
 //! of LoRA training (which needs passes lamina owns) and a second opinion on llama.cpp's
 //! numbers. Modules:
 //!
-//! - the model: `config` (hyper-parameters), `model` (loading), `layers` (each layer's
+//! - the model: `model` (loading; its shape is `weights::llama_config`), `layers` (each layer's
 //!   forward and backward), `pass` (the one pass that inference, scoring and training share),
 //!   `tokenizer`, `convert` (GGUF <-> safetensors);
 //! - the kernels: `matmul` (products with weights kept in their stored type), `gemm` (strided
@@ -12,7 +12,12 @@
 //! - training: `lora` (adapter parameters), `optim` (AdamW and the learning-rate schedules),
 //!   `train_records` (the JSONL/JSON record formats), `train_data` (records to examples with
 //!   loss masks, the split and packing), `train` (the trainer, with
-//!   checkpoints) and `lora_io` (GGUF and PEFT adapter files).
+//!   checkpoints), `lora_io` (GGUF and PEFT adapter files) and `training_run` (a run built
+//!   from files that owns its model and data: what the C ABI and the CLI drive).
+//!
+//! Layering: the native engine builds on `weights`, `adapters`, `chat_template`, `data_file`
+//! and `log`, and never imports the llama.cpp engine, evaluation or tasks
+//! (`runtime/tests/layers.rs` checks it).
 
 mod avx512;
 mod avx512_narrow;
@@ -20,7 +25,6 @@ pub mod bf16;
 pub(crate) mod big_buffer;
 pub(crate) mod buffer_pool;
 pub mod checkpoint;
-pub mod config;
 pub mod convert;
 pub mod full;
 pub(crate) mod gemm;
@@ -38,9 +42,10 @@ pub mod train;
 pub mod train_data;
 pub mod train_records;
 pub mod trainable;
+pub mod training_run;
 mod vexp;
 
-pub use config::{LlamaConfig, RopeScaling};
+pub use crate::weights::llama_config::{LlamaConfig, RopeScaling};
 pub use convert::{gguf_to_safetensors, safetensors_to_gguf, ConvertReport, Dtype as ConvertDtype};
 pub use full::{FullBlock, FullWeights};
 pub use gemm::kernel_path;

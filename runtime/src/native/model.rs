@@ -12,12 +12,12 @@
 use std::path::{Path, PathBuf};
 
 use super::buffer_pool::BufferPool;
-use super::config::LlamaConfig;
 use super::layers::rope::{rope_frequencies, RopeLayout};
 use super::matmul::{Precision, WeightMatrix};
 use super::tokenizer::{SpecialTokens, Tokenizer};
 use crate::error::{Error, Result};
 use crate::weights::gguf::Gguf;
+use crate::weights::llama_config::LlamaConfig;
 use crate::weights::names::gguf_to_hf_name;
 use crate::weights::safetensors::{Dtype, SafeTensors};
 use crate::weights::GgmlType;

@@ -215,10 +215,41 @@ struct TrainerState {
 
 const STATE_FORMAT: u32 = 1;
 
+/// The model a trainer runs on: borrowed for the trainer's lifetime, or shared through an
+/// `Arc`, so that a trainer can own its model (`Trainer<'static, _>`: a C handle, a
+/// [`TrainingRun`](super::training_run::TrainingRun) built from files) without unsafe code.
+#[derive(Clone)]
+pub enum ModelRef<'m> {
+    Borrowed(&'m NativeModel),
+    Shared(Arc<NativeModel>),
+}
+
+impl std::ops::Deref for ModelRef<'_> {
+    type Target = NativeModel;
+    fn deref(&self) -> &NativeModel {
+        match self {
+            ModelRef::Borrowed(model) => model,
+            ModelRef::Shared(model) => model,
+        }
+    }
+}
+
+impl<'m> From<&'m NativeModel> for ModelRef<'m> {
+    fn from(model: &'m NativeModel) -> Self {
+        ModelRef::Borrowed(model)
+    }
+}
+
+impl From<Arc<NativeModel>> for ModelRef<'_> {
+    fn from(model: Arc<NativeModel>) -> Self {
+        ModelRef::Shared(model)
+    }
+}
+
 /// A training run on a native model: of a LoRA adapter (`Trainer<'m>`, the default) or of
 /// every weight (`Trainer<'m, FullWeights>`).
 pub struct Trainer<'m, P: Trainable = LoraWeights> {
-    model: &'m NativeModel,
+    model: ModelRef<'m>,
     train: Vec<Example>,
     val: Vec<Example>,
     params: P,
@@ -247,12 +278,13 @@ impl<'m> Trainer<'m, LoraWeights> {
 impl<'m, P: Trainable> Trainer<'m, P> {
     /// A fresh run: new parameters (an adapter initialised from `config.seed`, or the model's
     /// own weights for a full fine-tune).
-    pub fn new(model: &'m NativeModel, config: TrainConfig, train: Vec<Example>, val: Vec<Example>) -> Result<Trainer<'m, P>> {
+    pub fn new(model: impl Into<ModelRef<'m>>, config: TrainConfig, train: Vec<Example>, val: Vec<Example>) -> Result<Trainer<'m, P>> {
+        let model = model.into();
         config.validate()?;
         if train.is_empty() {
             return Err(Error::invalid("train", "the training set is empty"));
         }
-        let params = P::init(model, &config)?;
+        let params = P::init(&model, &config)?;
         let (adam_m, adam_v) = (params.zeros_like(), params.zeros_like());
         let state = TrainerState {
             kind: P::KIND.to_string(),
@@ -287,15 +319,21 @@ impl<'m, P: Trainable> Trainer<'m, P> {
     /// that is truncated or damaged is skipped, and [`resumed_from`](Self::resumed_from)
     /// names it and the reason. `steps` may be raised to train longer than first planned (0
     /// keeps it).
-    pub fn resume(model: &'m NativeModel, dir: &Path, train: Vec<Example>, val: Vec<Example>, steps: usize) -> Result<Trainer<'m, P>> {
-        let mut data = Some((train, val));
+    pub fn resume(
+        model: impl Into<ModelRef<'m>>,
+        dir: &Path,
+        train: Vec<Example>,
+        val: Vec<Example>,
+        steps: usize,
+    ) -> Result<Trainer<'m, P>> {
+        let mut data = Some((model.into(), train, val));
         let (mut t, from) = checkpoint::load_latest(dir, |text, st| {
-            let (train, val) = data.take().expect("load_latest reads one checkpoint");
+            let (model, train, val) = data.take().expect("load_latest reads one checkpoint");
             Self::from_checkpoint(model, dir, text, st, train, val, steps)
         })?;
         for (path, reason) in &from.skipped {
             let line = format!("trainer checkpoint {} was not used ({reason}); resumed from {}", path.display(), from.path.display());
-            crate::engine::backend::log(crate::engine::LogLevel::Warn, &line);
+            crate::log::log(crate::log::LogLevel::Warn, &line);
         }
         t.resumed_from = Some(from);
         Ok(t)
@@ -303,7 +341,7 @@ impl<'m, P: Trainable> Trainer<'m, P> {
 
     /// The trainer a checkpoint's state and tensors describe.
     fn from_checkpoint(
-        model: &'m NativeModel,
+        model: ModelRef<'m>,
         dir: &Path,
         text: &str,
         st: &safetensors::SafeTensors<'_>,
@@ -407,7 +445,7 @@ impl<'m, P: Trainable> Trainer<'m, P> {
         }
         let (mut nll, mut n) = (0.0, 0usize);
         for chunk in self.val.chunks(self.state.config.batch_size.max(1)) {
-            let l = self.params.loss(self.model, chunk)?;
+            let l = self.params.loss(&self.model, chunk)?;
             nll += l.nll_sum;
             n += l.n_targets;
         }
@@ -426,7 +464,7 @@ impl<'m, P: Trainable> Trainer<'m, P> {
             let seed = cfg.seed ^ ((self.state.step as u64) << 20) ^ micro as u64;
             let budget = (cfg.activation_memory_mib > 0).then_some(cfg.activation_memory_mib << 20);
             let options = PassOptions { dropout_seed: Some(seed), checkpointing: cfg.checkpointing, activation_budget: budget };
-            let l = self.params.loss_and_grads(self.model, &batch, options, &mut grads)?;
+            let l = self.params.loss_and_grads(&self.model, &batch, options, &mut grads)?;
             nll += l.nll_sum;
             n_targets += l.n_targets;
         }

@@ -28,7 +28,7 @@ use super::pass::Example;
 use super::tokenizer::Tokenizer;
 use super::train_records::{data_error, parse_records, Record};
 use crate::chat::ChatMessage;
-use crate::engine::ChatTemplate;
+use crate::chat_template::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::weights::gguf::Gguf;
 
@@ -45,6 +45,19 @@ pub struct DataOptions {
     pub seed: u64,
     /// Cut records longer than `max_len` to their first `max_len` tokens instead of failing.
     pub truncate: bool,
+}
+
+impl DataOptions {
+    /// Check the options before any file is read; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_len < 2 {
+            return Err(Error::invalid("max_len", format!("must be at least 2 tokens, got {}", self.max_len)));
+        }
+        if !(self.val_fraction.is_finite() && (0.0..1.0).contains(&self.val_fraction)) {
+            return Err(Error::invalid("val_fraction", format!("must be in [0, 1), got {}", self.val_fraction)));
+        }
+        Ok(())
+    }
 }
 
 impl Default for DataOptions {
@@ -245,12 +258,7 @@ pub fn validation_count(n: usize, fraction: f32) -> usize {
 /// Read, tokenize, check, split and (optionally) pack the dataset at `path`. See the module
 /// documentation for the formats, the errors and the split.
 pub fn load_dataset(path: &Path, tokenizer: &Tokenizer, template: Option<&ChatTemplate>, options: &DataOptions) -> Result<Dataset> {
-    if options.max_len < 2 {
-        return Err(Error::invalid("max_len", format!("must be at least 2 tokens, got {}", options.max_len)));
-    }
-    if !(options.val_fraction.is_finite() && (0.0..1.0).contains(&options.val_fraction)) {
-        return Err(Error::invalid("val_fraction", format!("must be in [0, 1), got {}", options.val_fraction)));
-    }
+    options.validate()?;
     let records = parse_records(path)?;
     let mut stats = DatasetStats { records: records.len(), ..DatasetStats::default() };
     let mut examples = Vec::with_capacity(records.len());

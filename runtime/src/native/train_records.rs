@@ -43,8 +43,8 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::chat::ChatMessage;
+use crate::data_file::type_name;
 use crate::error::{Error, Result};
-use crate::eval::data::type_name;
 
 /// One training record, as read from the file (before tokenization).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub(crate) fn data_error(path: &Path, location: Option<Location>, reason: impl I
 /// Read the records of a JSONL or JSON-array file. Errors: see the module documentation; a
 /// file with no record at all is an error too.
 pub fn parse_records(path: &Path) -> Result<Vec<SourcedRecord>> {
-    parse_records_text(path, &crate::eval::data::read_text(path)?)
+    parse_records_text(path, &crate::data_file::read_text(path)?)
 }
 
 /// [`parse_records`] on the text of a file read from `path` (which errors name).

@@ -1,7 +1,11 @@
-//! Weight files, memory-mapped: GGUF (read and write) and dequantization of ggml block types.
+//! Weight files and the model specification, below both engines: memory-mapped GGUF (read
+//! and write) and safetensors, dequantization of ggml block types, and what a LLaMA model is
+//! (`llama_config`: its shape, from GGUF metadata or a `config.json`; `names`: the HF <-> GGUF
+//! tensor names and the q/k permutation, written once).
 //!
-//! This layer serves the native engine (forward and backward passes in Rust) and adapter
-//! export; the llama.cpp engine reads the same files through llama.cpp itself.
+//! This layer serves the native engine (forward and backward passes in Rust), the adapter
+//! formats and the llama.cpp engine's adapter checks; llama.cpp reads the weights themselves
+//! through its own loader.
 
 use std::fs::File;
 use std::path::Path;
@@ -13,6 +17,7 @@ use crate::error::{Error, Result};
 pub mod dequant;
 pub mod ggml_type;
 pub mod gguf;
+pub mod llama_config;
 pub mod names;
 pub mod safetensors;
 

@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::native::config::RopeScaling;
+use crate::weights::llama_config::RopeScaling;
 
 /// How the two halves of each rotated pair are laid out within a head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -38,6 +38,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use serde::Serialize;
+
 use crate::error::{Error, Result};
 
 /// Environment variable with extra places to look for backend libraries (directories or
@@ -45,7 +47,7 @@ use crate::error::{Error, Result};
 pub const BACKEND_PATH_ENV: &str = "LAMINA_BACKEND_PATH";
 
 /// A backend llama.cpp has registered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BackendInfo {
     /// llama.cpp's name for it ("CPU", "CUDA", "Vulkan", ...).
     pub name: String,
@@ -54,14 +56,14 @@ pub struct BackendInfo {
 }
 
 /// A backend library that was found but not loaded, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SkippedBackend {
     pub path: PathBuf,
     pub reason: String,
 }
 
 /// What the backend loader did: where it looked, what it loaded, what it skipped.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct BackendReport {
     /// Whether this build loads its backends at run time (the `dynamic-backends` feature).
     pub dynamic: bool,
@@ -74,18 +76,21 @@ pub struct BackendReport {
     pub skipped: Vec<SkippedBackend>,
 }
 
-/// What kind of device a backend exposes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What kind of device a backend exposes; serialised as "cpu", "gpu", "igpu",
+/// "accelerator" or "other".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
     Cpu,
     Gpu,
+    #[serde(rename = "igpu")]
     IntegratedGpu,
     Accelerator,
     Other,
 }
 
 /// A device a loaded backend can compute on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeviceInfo {
     /// llama.cpp's device name ("CPU", "CUDA0", "Vulkan0").
     pub name: String,
@@ -159,7 +164,7 @@ pub fn load_backends(path: &Path) -> Result<BackendReport> {
         }
         !st.initialised
     };
-    super::backend::llama_backend();
+    super::llama_global::llama_backend();
     let mut st = state();
     if !queued {
         let report = &mut st.report;
@@ -175,7 +180,7 @@ pub fn load_backends(path: &Path) -> Result<BackendReport> {
 
 /// What the loader did (initialising llama.cpp with the default search if nothing has yet).
 pub fn backend_report() -> BackendReport {
-    super::backend::llama_backend();
+    super::llama_global::llama_backend();
     let mut report = state().report.clone();
     if !is_dynamic() {
         report.loaded = registered_backends().into_iter().map(|name| BackendInfo { name, path: None }).collect();
@@ -185,7 +190,7 @@ pub fn backend_report() -> BackendReport {
 
 /// The devices of every loaded backend, in llama.cpp's order (GPUs before the CPU).
 pub fn devices() -> Vec<DeviceInfo> {
-    super::backend::llama_backend();
+    super::llama_global::llama_backend();
     llama_cpp_2::list_llama_ggml_backend_devices()
         .into_iter()
         .map(|d| DeviceInfo {
@@ -290,7 +295,7 @@ mod dynamic {
     use std::path::{Path, PathBuf};
 
     use super::{backend_family, BackendInfo, BackendReport, SkippedBackend};
-    use crate::engine::backend::take_last_llama_error;
+    use crate::engine::llama_global::take_last_llama_error;
 
     /// A library found in a search place.
     struct Candidate {

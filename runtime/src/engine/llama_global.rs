@@ -1,40 +1,22 @@
-//! The process-wide llama.cpp backend and its log routing.
+//! llama.cpp's process-wide state: its backend initialisation and its logger.
 //!
 //! llama.cpp keeps global state (backend registry, logger). `llama-cpp-2` models it as a
 //! `LlamaBackend` value that may exist once per process; we create it lazily on first use and
 //! never drop it, so that any number of models can be loaded and freed in any order.
 //!
 //! Logging: llama.cpp prints to stderr by default, which an embedding host rarely wants. We
-//! install our own logger at initialisation: it forwards lines to the sink set with
-//! [`set_log_sink`] (none by default, so llama.cpp is silent), and it remembers the last
+//! install our own logger at initialisation: it forwards lines to lamina's log sink
+//! ([`crate::log`]; none by default, so llama.cpp is silent), and it remembers the last
 //! error-level line per thread so that a failed model load can say *why* it failed.
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
-use std::sync::{Mutex, OnceLock, RwLock};
+use std::sync::{Mutex, OnceLock};
 
 use llama_cpp_2::llama_backend::LlamaBackend;
 
-/// Severity of a llama.cpp log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    Debug = 1,
-    Info = 2,
-    Warn = 3,
-    Error = 4,
-}
+use crate::log::{log, LogLevel};
 
-/// Receives llama.cpp's log lines (without the trailing newline). Called from whichever thread
-/// llama.cpp logs on, possibly several at once: it must be thread-safe and must not call back
-/// into lamina.
-pub type LogSink = Box<dyn Fn(LogLevel, &str) + Send + Sync + 'static>;
-
-struct SinkEntry {
-    sink: LogSink,
-    min_level: LogLevel,
-}
-
-static SINK: RwLock<Option<SinkEntry>> = RwLock::new(None);
 static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
 
 /// Serialises context creation: llama-cpp-2 documents parallel `new_context` on one model as
@@ -48,24 +30,6 @@ thread_local! {
     static LAST_LEVEL: RefCell<Option<LogLevel>> = const { RefCell::new(None) };
 }
 
-/// Route llama.cpp's log lines at `min_level` and above to `sink`, or silence them with `None`.
-/// Takes effect immediately for all threads.
-pub fn set_log_sink(sink: Option<LogSink>, min_level: LogLevel) {
-    let mut guard = SINK.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-    *guard = sink.map(|sink| SinkEntry { sink, min_level });
-}
-
-/// Send one of lamina's own messages (a warning the caller cannot otherwise see, such as a
-/// damaged checkpoint that was skipped) to the log sink, as llama.cpp's lines go.
-pub(crate) fn log(level: LogLevel, line: &str) {
-    let guard = SINK.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(entry) = guard.as_ref() {
-        if level >= entry.min_level {
-            (entry.sink)(level, line);
-        }
-    }
-}
-
 /// The llama.cpp backend, initialised on first call. Public so that benchmarks can compare
 /// lamina with a bare `llama-cpp-2` loop in the same process.
 pub fn llama_backend() -> &'static LlamaBackend {
@@ -74,8 +38,8 @@ pub fn llama_backend() -> &'static LlamaBackend {
         // user data pointer.
         unsafe { llama_cpp_sys_2::llama_log_set(Some(lamina_log), std::ptr::null_mut()) };
         // A dynamic build registers its backend libraries before llama.cpp starts.
-        super::backends::initialise();
-        if super::backends::is_dynamic() && !super::backends::any_registered() {
+        super::compute_backends::initialise();
+        if super::compute_backends::is_dynamic() && !super::compute_backends::any_registered() {
             // With nothing registered, llama_backend_init() would run llama.cpp's own silent
             // search, which includes the build machine's directory and the current working
             // directory (a library planted there would be loaded). Do the rest of its work
@@ -150,11 +114,6 @@ unsafe extern "C" fn lamina_log(level: llama_cpp_sys_2::ggml_log_level, text: *c
                 }
             });
         }
-        let guard = SINK.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(entry) = guard.as_ref() {
-            if level >= entry.min_level {
-                (entry.sink)(level, text.trim_end_matches('\n'));
-            }
-        }
+        log(level, text.trim_end_matches('\n'));
     });
 }

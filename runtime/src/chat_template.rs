@@ -1,8 +1,13 @@
-//! Chat templates of llama.cpp models: the model's Jinja template, rendered by the bounded
-//! renderer of [`crate::chat`], and llama.cpp's built-in renderer as the fallback. When the
-//! model has no template, or its template uses something minijinja cannot run, we fall back
-//! to llama.cpp's renderer, which recognises the common template families (ChatML, Llama 2/3,
-//! Gemma, ...) by their source.
+//! A model's chat template, as both engines render it: the model's Jinja template, rendered by
+//! the bounded renderer of [`crate::chat`], and llama.cpp's built-in renderer as the fallback.
+//! When the model has no template, or its template uses something minijinja cannot run, we
+//! fall back to llama.cpp's renderer, which recognises the common template families (ChatML,
+//! Llama 2/3, Gemma, ...) by their source.
+//!
+//! The fallback is `llama_chat_apply_template`, a pure function of llama.cpp's library that
+//! needs no loaded model or backend, which is why this module sits below both engines: the
+//! llama.cpp engine builds a template from a loaded model (`engine::model`), the native engine
+//! from a GGUF file's keys (`native::train_data`).
 //!
 //! A render stopped by one of [`crate::chat`]'s limits is an error naming the limit; it does
 //! not fall back to llama.cpp's renderer, which would guess at the intent of a template that
@@ -12,8 +17,6 @@ use std::ffi::{c_char, CString};
 
 use crate::chat::{ChatMessage, JinjaFailure, JinjaTemplate};
 use crate::error::{Error, Result};
-use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::token::LlamaToken;
 
 /// Which engine rendered a prompt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,21 +36,7 @@ pub struct ChatTemplate {
     eos_token: String,
 }
 
-fn token_text(model: &LlamaModel, token: LlamaToken) -> String {
-    if token.0 < 0 {
-        return String::new();
-    }
-    String::from_utf8_lossy(&model.vocab().token_to_piece(token, true, None)).into_owned()
-}
-
 impl ChatTemplate {
-    /// Read and compile the template of `model`.
-    pub(crate) fn from_model(model: &LlamaModel) -> Self {
-        let source = model.chat_template(None).ok().and_then(|t| t.to_string().ok());
-        let vocab = model.vocab();
-        Self::new(source, token_text(model, vocab.bos()), token_text(model, vocab.eos()))
-    }
-
     /// Compile `source` (Jinja). A template that does not compile is kept for llama.cpp's
     /// fallback renderer.
     pub fn new(source: Option<String>, bos_token: String, eos_token: String) -> Self {
