@@ -23,16 +23,23 @@
  *   boundary: an internal error becomes LAMINA_STATUS_ERROR_PANIC.
  *
  * Threads
- * - A lamina_model may be used from any number of threads at once.
- * - A lamina_session must be used by one thread at a time; a concurrent call gets
- *   LAMINA_STATUS_ERROR_BUSY. lamina_session_cancel() may be called from any thread.
+ * - A lamina_model and a lamina_adapter may be used from any number of threads at once.
+ * - A lamina_session or lamina_trainer serves one call at a time; a call made while another
+ *   thread is inside one gets LAMINA_STATUS_ERROR_BUSY. lamina_session_cancel() and
+ *   lamina_trainer_cancel() may be called from any thread at any time.
  * - Many sessions over one model may generate concurrently on different threads.
- * - Callbacks run on the thread that made the call (token callbacks) or on any thread (log
- *   callback).
+ * - `const` on a handle parameter means exactly this: the function may run concurrently with
+ *   any other call on that handle. Functions that take the handle's lock take it non-const.
+ * - Callbacks run on the thread that made the call (token, progress callbacks) or on any
+ *   thread (log callback).
  *
- * Evaluation: lamina_bleu, lamina_chrf and lamina_squad_* compute metrics equal to sacreBLEU's
- * and the official SQuAD script's; lamina_evaluate runs a session over a data file (see
- * docs/datasets.md for the formats) with a progress callback that can cancel.
+ * Each function's comment ends with its contract, one line each: Ownership (what the caller
+ * owns and frees afterwards), NULL (which pointers may be NULL), Errors (the statuses it
+ * returns besides LAMINA_STATUS_OK, short names meaning LAMINA_STATUS_ERROR_...; every
+ * function may also return LAMINA_STATUS_ERROR_PANIC), Threads (its thread rule).
+ *
+ * Sections, in reading order: version; errors, strings and logging; models; sessions;
+ * adapters; training; evaluation; backends. Types come first, as C needs them.
  *
  * Logging: lamina prints nothing. Install lamina_set_log_callback() to see llama.cpp's log.
  */
@@ -445,266 +452,189 @@ typedef bool (*lamina_train_progress_callback)(const lamina_train_progress *prog
 extern "C" {
 #endif // __cplusplus
 
+// =============================================================================================
+// Version
+// The library's version (the header's is in the LAMINA_VERSION_* macros).
+// =============================================================================================
+
 // The library's version, "MAJOR.MINOR.PATCH", the same as the LAMINA_VERSION_STRING macro of
-// the header it was built with. Static storage; never free it.
+// the header it was built with.
+// Ownership: static storage; never free it.
+// NULL: never returns NULL.
+// Errors: none.
+// Threads: any thread.
 const char *lamina_version(void);
 
-// The message of the last failed lamina call on this thread ("" if none failed yet). The
-// pointer stays valid until the next failing lamina call on the same thread; copy it to keep
-// it. Never NULL; never free it.
+// =============================================================================================
+// Errors, strings and logging
+// What went wrong, freeing the strings lamina returns, and where log lines go.
+// =============================================================================================
+
+// The message of the last failed lamina call on this thread ("" if none failed yet).
+// Ownership: lamina's; valid until the next failing lamina call on the same thread (copy it
+// to keep it); never free it.
+// NULL: never returns NULL.
+// Errors: none.
+// Threads: any thread; each thread has its own message.
 const char *lamina_last_error_message(void);
 
 // A short constant name for a status code ("LAMINA_STATUS_OK", ...), or
 // "LAMINA_STATUS_UNKNOWN" for a number this library does not define (a code from a newer
-// version). Takes an int so that any value is safe to pass. Never NULL; never free it.
+// version). Takes an int so that any value is safe to pass.
+// Ownership: static storage; never free it.
+// NULL: never returns NULL.
+// Errors: none.
+// Threads: any thread.
 const char *lamina_status_name(int32_t status);
 
-// Free a string that lamina returned through a `char **` out-parameter. Calling with NULL is
-// fine. Must not be called twice with the same value, nor on strings lamina did not allocate.
+// Free a string that lamina returned through a `char **` out-parameter.
+// Ownership: takes back the string; it must not be used afterwards, freed twice, or be a
+// string lamina did not allocate (such misuse cannot be detected for plain strings).
+// NULL: `s` may be NULL (nothing happens).
+// Errors: none.
+// Threads: any thread, but not concurrently with another use of the same string.
 void lamina_string_free(char *s);
+
+// Install a log callback for llama.cpp's messages and lamina's warnings at `min_level` (a
+// lamina_log_level value) and above, or silence them with a NULL callback (the default:
+// lamina prints nothing). Levels below DEBUG count as DEBUG, above ERROR as ERROR.
+// Ownership: lamina keeps `callback` and `user_data` (passed back untouched) until the
+// callback is replaced; `user_data` must stay valid until then.
+// NULL: `callback` may be NULL (silence); `user_data` may be NULL.
+// Errors: none.
+// Threads: process-wide; any thread. The callback itself runs on whichever thread logs,
+// possibly several at once.
+void lamina_set_log_callback(lamina_log_callback callback, void *user_data, int32_t min_level);
+
+// =============================================================================================
+// Models
+// Loading a GGUF model (memory-mapped) and reading its metadata.
+// =============================================================================================
 
 // The path of lamina's default model (SmolLM2-135M-Instruct Q4_1) in the cache:
 // `$LAMINA_MODEL` if set, else `$LAMINA_CACHE/models/...`, else under `$XDG_CACHE_HOME/lamina`
-// or `~/.cache/lamina`. The file exists only after `scripts/fetch-model.sh` ran. On success
-// `*out_path` receives a string to free with `lamina_string_free`.
+// or `~/.cache/lamina`. The file exists only after `scripts/fetch-model.sh` ran.
+// Ownership: on success `*out_path` receives a string the caller frees with
+// lamina_string_free.
+// NULL: `out_path` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8 (the cache path is not UTF-8).
+// Threads: any thread.
 lamina_status lamina_default_model_path(char **out_path);
 
-// Load a LoRA adapter for `model`: a llama.cpp GGUF adapter file, or a PEFT directory
-// (adapter_config.json + adapter_model.safetensors, converted on load). The file is validated
-// before llama.cpp reads it. On success `*out_adapter` receives a handle to free with
-// `lamina_adapter_free`; on failure it is left unmodified.
-// Errors: LAMINA_STATUS_ERROR_IO (cannot open), _DATA (not a GGUF, a model rather than an
-// adapter, alpha not an f32, unpaired tensors, targets the model lacks, shape mismatch, missing
-// PEFT files; the message names the file and the problem), _MODEL_LOAD, _NULL_ARGUMENT,
-// _INVALID_UTF8, _INVALID_HANDLE.
-lamina_status lamina_model_load_adapter(const lamina_model *model,
-                                        const char *path,
-                                        lamina_adapter **out_adapter);
+// Fill `*params` with the defaults (CPU only, memory-mapped). Pass `sizeof(*params)` as
+// `struct_size`: a program built against an older, shorter version of the struct keeps working
+// with a newer library (only the fields it knows are written). Call this before changing any
+// field.
+// Ownership: writes into the caller's struct; nothing to free.
+// NULL: `params` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+// Threads: any thread.
+lamina_status lamina_model_params_init(lamina_model_params *params, size_t struct_size);
 
-// Free an adapter handle. Calling with NULL is fine; freeing twice is reported through
-// lamina_last_error_message() and otherwise ignored. Sessions that apply the adapter keep
-// applying it.
-void lamina_adapter_free(lamina_adapter *adapter);
-
-// Apply `n` adapters with `scales[i]` each to `session` (1 = as trained, 0 = ignored); `n = 0`
-// (arrays may then be NULL) returns to the base model. When the set changes, the KV cache is
-// cleared; the chat history is kept. Several adapters are merged into one (cached in the
-// model, each distinct set costing the memory of its parts until the model is freed). On
-// error the session keeps its previous adapters.
-// Errors: LAMINA_STATUS_ERROR_INVALID_ARGUMENT (an adapter of another model, the same adapter
-// twice, a non-finite scale), _INVALID_HANDLE, _NULL_ARGUMENT, _BUSY, _IO/_DATA (an adapter's
-// file changed before merging).
-lamina_status lamina_session_set_adapters(lamina_session *session,
-                                          const lamina_adapter *const *adapters,
-                                          const float *scales,
-                                          size_t n);
-
-// The number of adapters last set on `session` (0 = the base model).
-lamina_status lamina_session_n_adapters(const lamina_session *session, size_t *out_n);
-
-// The rank (largest over its targets) and alpha of an adapter. Either out pointer may be NULL.
-lamina_status lamina_adapter_info(const lamina_adapter *adapter,
-                                  uint32_t *out_rank,
-                                  float *out_alpha);
-
-// Load compute backends (CUDA, Vulkan, CPU variants) from `path`: a directory, whose
-// `libggml-*.so` libraries are considered (the best CPU variant for this processor wins), or
-// one backend library file. Only in builds with dynamic backends; call it before the first
-// `lamina_model_load` to search `path` ahead of the default places (the directory of
-// lamina's libraries and `$LAMINA_BACKEND_PATH`), or later to add a backend family not
-// loaded yet. Thread-safe.
-//
-// If `out_json` is not NULL it receives, on success, the same JSON as
-// `lamina_backends_json` (free it with `lamina_string_free`).
-// Errors: _INVALID_ARGUMENT (`path` does not exist), _BACKEND (`path` is a file that cannot
-// be loaded, with the system's reason; or this build has its backends compiled in),
-// _NULL_ARGUMENT, _INVALID_UTF8. A directory in which nothing loads is not an error: its
-// files are listed under "skipped" with their reasons.
-lamina_status lamina_backends_load(const char *path, char **out_json);
-
-// A JSON object describing this process's compute backends: `dynamic` (whether backends are
-// loaded at run time), `searched` (directories and files looked at), `loaded` (`name`,
-// `path`, null when compiled in), `skipped` (`path`, `reason`: libraries that failed to load)
-// and `devices` (`name`, `description`, `backend`, `kind` ("cpu", "gpu", "igpu",
-// "accelerator", "other"), `memory_total`, `memory_free` in bytes). Initialises the backends
-// (the default search) if no model has been loaded yet. On success `*out_json` receives a
-// string to free with `lamina_string_free`.
-lamina_status lamina_backends_json(char **out_json);
-
-// Corpus BLEU with sacreBLEU 2.x's defaults (13a tokenization, case-sensitive, exp smoothing):
-// the same numbers as `sacrebleu.corpus_bleu(hypotheses, references)`.
-//
-// `hypotheses` holds `n_hypotheses` segments (at least one). `references` holds
-// `n_reference_streams * n_hypotheses` strings in sacreBLEU's stream-major layout: reference
-// stream k (k < n_reference_streams, at least one stream) gives segment i its reference at
-// `references[k * n_hypotheses + i]`. With one reference per segment, `references` is simply
-// parallel to `hypotheses`. Every string may be empty.
-//
-// `out_score` is required; its struct_size must be set. On success it receives the score.
-// Errors: _NULL_ARGUMENT (an array or entry is NULL), _INVALID_UTF8, _INVALID_ARGUMENT (no
-// hypotheses, no reference streams, bad struct_size).
-lamina_status lamina_bleu(const char *const *hypotheses,
-                          size_t n_hypotheses,
-                          const char *const *references,
-                          size_t n_reference_streams,
-                          lamina_bleu_score *out_score);
-
-// Corpus chrF (chrF2: character 6-grams, beta 2, whitespace ignored) with sacreBLEU 2.x's
-// defaults: the same number as `sacrebleu.corpus_chrf(hypotheses, references).score`, 0 to
-// 100. Arguments and errors as for lamina_bleu; on success `*out_score` receives the score.
-lamina_status lamina_chrf(const char *const *hypotheses,
-                          size_t n_hypotheses,
-                          const char *const *references,
-                          size_t n_reference_streams,
-                          double *out_score);
-
-// SQuAD v1.1 exact match of one prediction, as the official evaluation script computes it:
-// 1.0 when the normalised `prediction` (lowercased, without punctuation, articles and extra
-// whitespace) equals some normalised gold answer, else 0.0. `golds` holds `n_golds` gold
-// answers (at least one). On success `*out_score` receives the score.
-// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (no gold answer).
-lamina_status lamina_squad_exact_match(const char *prediction,
-                                       const char *const *golds,
-                                       size_t n_golds,
-                                       double *out_score);
-
-// SQuAD v1.1 token F1 of one prediction, 0.0 to 1.0: the best over the gold answers of the F1
-// of the bags of normalised tokens (0 when nothing is shared, including when both sides
-// normalise to nothing). Arguments and errors as for lamina_squad_exact_match.
-lamina_status lamina_squad_f1(const char *prediction,
-                              const char *const *golds,
-                              size_t n_golds,
-                              double *out_score);
-
-// Fill `*params` with the defaults (all examples, perplexity chunks of 512 tokens, no default
-// languages). Pass `sizeof(*params)` as `struct_size`: a program built against an older,
-// shorter version of the struct keeps working with a newer library (only the fields it knows
-// are written). Call this before changing any field.
-lamina_status lamina_eval_params_init(lamina_eval_params *params, size_t struct_size);
-
-// Evaluate the session's model on a data set and score it.
-//
-// `task` is one of:
-// - "perplexity": `data_path` is UTF-8 text; llama-perplexity's method (chunks of
-//   params->perplexity_ctx tokens, the second half of each scored); metrics "ppl",
-//   "ppl_stderr", "mean_nll".
-// - "qa": JSONL, one `{"question": str, "answers": [str, ...], "context"?: str, "id"?: any}`
-//   per line (`"answer": str` for a single gold answer); each question is answered greedily
-//   as by lamina_answer; metrics "exact_match" and "f1" (SQuAD v1.1, percentages).
-// - "translate": JSONL, `{"source": str, "reference": str | "references": [str, ...],
-//   "source_lang"?: str, "target_lang"?: str, "id"?: any}`; each source is translated as by
-//   lamina_translate (records without languages use params->source_lang/target_lang);
-//   metrics "bleu", "chrf" (sacreBLEU's), "bleu_p1".."bleu_p4", "brevity_penalty",
-//   "hyp_len", "ref_len".
-// - "choice": JSONL, `{"question": str, "choices": [str, ...], "label": int, "id"?: any}`;
-//   the choice the model gives the highest log-likelihood is its answer; metrics "accuracy"
-//   (summed log-likelihood) and "accuracy_norm" (per token), percentages.
-//
-// Blank lines are ignored; any malformed line fails the call before the first example.
-//
-// `params` may be NULL for defaults. `progress` may be NULL. Two ways stop a run early: the
-// progress callback returning false, or lamina_session_cancel() from another thread (it stops
-// within one decode step; an answer or translation cut short is not scored). The session's
-// chat history is not changed.
-//
-// On success `*out_report_json` receives a JSON object, to free with lamina_string_free:
-// `{"task", "metrics": {name: number, ...}, "evaluated", "total", "cancelled", "seconds",
-// "predictions": [one object per example (perplexity: per chunk), ...]}`. A cancelled run is a
-// success with "cancelled": true; for qa, translate and choice its metrics cover the examples
-// done (none when no example was done), a cancelled perplexity run has none.
-// Errors: _INVALID_ARGUMENT (unknown task, perplexity_ctx larger than the session's context),
-// _ERROR_DATA (a missing or malformed data file, a text too short for two perplexity chunks,
-// a translation record with an unknown language or none: the message names the file and, for
-// one bad line, "path:line"), _INVALID_UTF8, _NULL_ARGUMENT, _BUSY, _INVALID_HANDLE, _DECODE,
-// _IO.
-lamina_status lamina_evaluate(lamina_session *session,
-                              const char *task,
-                              const char *data_path,
-                              const lamina_eval_params *params,
-                              lamina_progress_callback progress,
-                              void *user_data,
-                              char **out_report_json);
-
-// Install a log callback for llama.cpp's messages at `min_level` (a lamina_log_level value)
-// and above, or silence them with a NULL callback (the default: lamina prints nothing).
-// Levels below DEBUG count as DEBUG, above ERROR as ERROR. `user_data` is passed back
-// untouched and must stay valid until the callback is replaced. Process-wide; thread-safe.
-void lamina_set_log_callback(lamina_log_callback callback, void *user_data, int32_t min_level);
-
-// Fill `*params` with the defaults (CPU only, memory-mapped). Pass `sizeof(*params)` as `struct_size`: a
-// program built against an older, shorter version of the struct keeps working with a newer
-// library (only the fields it knows are written). Call this before changing any field.
-lamina_status lamina_model_params_init(lamina_model_params *params,
-                                       size_t struct_size);
-
-// Load a GGUF model from `path` (memory-mapped). `params` may be NULL for defaults.
-// On success `*out_model` receives a new handle owned by the caller (free it with
-// `lamina_model_free`); on failure it is left unmodified.
+// Load a GGUF model from `path` (memory-mapped).
+// Ownership: on success `*out_model` receives a new handle owned by the caller, freed with
+// lamina_model_free; on failure it is left unmodified.
+// NULL: `path` and `out_model` are required; `params` may be NULL for the defaults.
 // Errors: LAMINA_STATUS_ERROR_MODEL_NOT_FOUND, _NOT_GGUF, _MODEL_LOAD, _IO, _NULL_ARGUMENT,
-// _INVALID_UTF8, _INVALID_ARGUMENT, _BACKEND (no CPU backend loaded, or the offloaded layers do not fit).
+// _INVALID_UTF8, _INVALID_ARGUMENT, _BACKEND (no CPU backend loaded, or the offloaded layers
+// do not fit).
+// Threads: any thread; models may be loaded concurrently.
 lamina_status lamina_model_load(const char *path,
                                 const lamina_model_params *params,
                                 lamina_model **out_model);
 
-// Free a model handle. Calling with NULL is fine. Sessions created from the model keep it
-// alive until they are freed, so the order of frees does not matter. A pointer that is not a
-// live model (freed twice) is ignored and reported through lamina_last_error_message().
+// Free a model handle.
+// Ownership: releases the caller's handle. Sessions, adapters and trainers created from the
+// model keep it alive until they are freed, so the order of frees does not matter.
+// NULL: `model` may be NULL (nothing happens).
+// Errors: none returned; a pointer that is not a live model (freed twice) is ignored and
+// reported through lamina_last_error_message().
+// Threads: any thread; calls still running on the model finish first.
 void lamina_model_free(lamina_model *model);
 
 // A JSON object describing the model (architecture, parameter count, layers, context
-// length, ...). On success `*out_json` receives a string to free with `lamina_string_free`.
+// length, ...).
+// Ownership: on success `*out_json` receives a string the caller frees with
+// lamina_string_free.
+// NULL: `model` and `out_json` are required.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+// Threads: any thread, concurrently with any other call on the model.
 lamina_status lamina_model_info_json(const lamina_model *model, char **out_json);
 
-// The GGUF metadata value stored under `key` (e.g. "general.name"), as text. On success
-// `*out_value` receives a string to free with `lamina_string_free`. A missing key is
-// LAMINA_STATUS_ERROR_INVALID_ARGUMENT.
+// The GGUF metadata value stored under `key` (e.g. "general.name"), as text.
+// Ownership: on success `*out_value` receives a string the caller frees with
+// lamina_string_free.
+// NULL: `model`, `key` and `out_value` are required.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _INVALID_UTF8, _INVALID_ARGUMENT (no such key).
+// Threads: any thread, concurrently with any other call on the model.
 lamina_status lamina_model_meta(const lamina_model *model, const char *key, char **out_value);
 
-// Fill `*params` with the defaults (context min(4096, the model's), batch 512, all cores). Pass `sizeof(*params)` as `struct_size`: a
-// program built against an older, shorter version of the struct keeps working with a newer
-// library (only the fields it knows are written). Call this before changing any field.
-lamina_status lamina_session_params_init(lamina_session_params *params,
-                                         size_t struct_size);
+// =============================================================================================
+// Sessions
+// A context (KV cache) over a model: generation, chat, batches, tasks and cancellation.
+// =============================================================================================
 
-// Fill `*params` with the defaults (greedy, 256 tokens, no stop strings). Pass `sizeof(*params)` as `struct_size`: a
-// program built against an older, shorter version of the struct keeps working with a newer
-// library (only the fields it knows are written). Call this before changing any field.
-lamina_status lamina_sampling_params_init(lamina_sampling_params *params,
-                                          size_t struct_size);
+// Fill `*params` with the defaults (context min(4096, the model's), batch 512, all cores).
+// Pass `sizeof(*params)` as `struct_size`: a program built against an older, shorter version
+// of the struct keeps working with a newer library (only the fields it knows are written).
+// Call this before changing any field.
+// Ownership: writes into the caller's struct; nothing to free.
+// NULL: `params` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+// Threads: any thread.
+lamina_status lamina_session_params_init(lamina_session_params *params, size_t struct_size);
 
-// Create a session over `model`. `params` may be NULL for defaults. The session keeps the
-// model alive. On success `*out_session` receives a handle to free with `lamina_session_free`.
+// Fill `*params` with the defaults (greedy, 256 tokens, no stop strings). Pass
+// `sizeof(*params)` as `struct_size`: a program built against an older, shorter version of
+// the struct keeps working with a newer library (only the fields it knows are written). Call
+// this before changing any field.
+// Ownership: writes into the caller's struct; nothing to free.
+// NULL: `params` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+// Threads: any thread.
+lamina_status lamina_sampling_params_init(lamina_sampling_params *params, size_t struct_size);
+
+// Create a session (a llama.cpp context with its KV cache) over `model`.
+// Ownership: on success `*out_session` receives a handle owned by the caller, freed with
+// lamina_session_free; on failure it is left unmodified. The session keeps the model alive.
+// NULL: `model` and `out_session` are required; `params` may be NULL for the defaults.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _INVALID_ARGUMENT (a params value out of range,
+// bad struct_size), _CONTEXT_CREATION.
+// Threads: any thread, concurrently with any other call on the model.
 lamina_status lamina_session_new(const lamina_model *model,
                                  const lamina_session_params *params,
                                  lamina_session **out_session);
 
-// Free a session. Calling with NULL is fine. Freeing a handle twice is reported through
-// lamina_last_error_message() and otherwise ignored. If another thread is still inside a call
-// on this session, the session is destroyed when that call returns.
+// Free a session.
+// Ownership: releases the caller's handle (and the session's hold on its model and adapters).
+// NULL: `session` may be NULL (nothing happens).
+// Errors: none returned; freeing a handle twice is reported through
+// lamina_last_error_message() and otherwise ignored.
+// Threads: any thread; if another thread is still inside a call on this session, the
+// session is destroyed when that call returns.
 void lamina_session_free(lamina_session *session);
 
-// Stop the generation running on this session at the moment of the call: it returns
-// LAMINA_STATUS_OK with stop reason LAMINA_STOP_REASON_CANCELLED. On the CPU this takes
-// milliseconds, also in the middle of prompt processing (llama.cpp polls the flag during the
-// computation; `prompt_ms` then reports the time spent); GPU backends finish the current
-// decode step first.
-// When nothing is running this does nothing, so a late cancel never stops a later generation.
-// Thread-safe: this is the one call meant for another thread.
-lamina_status lamina_session_cancel(const lamina_session *session);
+// The session's context window in tokens (what `n_ctx` asked for, or the default), the limit
+// that prompt plus generated text must fit in. Written to `*out_n_ctx` on success.
+// Ownership: writes `*out_n_ctx`; nothing to free.
+// NULL: `session` and `out_n_ctx` are required.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+// Threads: any thread, concurrently with any call on the session (the value never changes).
+lamina_status lamina_session_n_ctx(const lamina_session *session, uint32_t *out_n_ctx);
 
-// Clear the chat history and the KV cache.
-lamina_status lamina_session_reset(lamina_session *session);
-
-// Set the chat's system prompt, or remove it with NULL. The rest of the history is kept.
-lamina_status lamina_session_set_system_prompt(lamina_session *session, const char *system_prompt);
-
-// Continue `prompt` (raw text, no chat template). `sampling` may be NULL for defaults;
-// `callback` may be NULL. On success, `*out_text` (if out_text is not NULL) receives the whole
-// generated text, to free with `lamina_string_free`, and `*out_info` (if not NULL) the
-// generation's facts. A cancelled or callback-stopped generation is a success with the
-// matching stop reason.
-// Errors: _EMPTY_PROMPT, _PROMPT_TOO_LONG, _INVALID_ARGUMENT (sampling values), _INVALID_UTF8,
-// _BUSY, _DECODE, _INVALID_HANDLE, _NULL_ARGUMENT.
+// Continue `prompt` (raw text, no chat template). On success, `*out_text` (if out_text is
+// not NULL) receives the whole generated text and `*out_info` (if not NULL) the generation's
+// facts. A cancelled or callback-stopped generation is a success with the matching stop
+// reason.
+// Ownership: the string written to `*out_text` belongs to the caller, freed with
+// lamina_string_free; `*out_info` is the caller's struct.
+// NULL: `session` and `prompt` are required; `sampling` may be NULL for the defaults;
+// `callback`, `user_data`, `out_text` and `out_info` may be NULL.
+// Errors: _EMPTY_PROMPT, _PROMPT_TOO_LONG, _INVALID_ARGUMENT (sampling values, bad
+// struct_size), _INVALID_UTF8, _BUSY, _DECODE, _INVALID_HANDLE, _NULL_ARGUMENT.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+// The callback runs on the calling thread.
 lamina_status lamina_session_generate(lamina_session *session,
                                       const char *prompt,
                                       const lamina_sampling_params *sampling,
@@ -717,6 +647,15 @@ lamina_status lamina_session_generate(lamina_session *session,
 // template (the KV cache is reused for the part of the conversation already processed),
 // generate the reply and add it to the history. Arguments and results as for
 // lamina_session_generate. A cancelled turn leaves the history unchanged.
+// Ownership: the string written to `*out_text` belongs to the caller, freed with
+// lamina_string_free; `*out_info` is the caller's struct.
+// NULL: `session` and `user_message` are required; `sampling` may be NULL for the defaults;
+// `callback`, `user_data`, `out_text` and `out_info` may be NULL.
+// Errors: _EMPTY_PROMPT, _PROMPT_TOO_LONG, _CHAT_TEMPLATE, _INVALID_ARGUMENT (sampling
+// values, bad struct_size), _INVALID_UTF8, _BUSY, _DECODE, _INVALID_HANDLE, _NULL_ARGUMENT.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+// The callback runs on the calling thread.
 lamina_status lamina_session_chat(lamina_session *session,
                                   const char *user_message,
                                   const lamina_sampling_params *sampling,
@@ -725,27 +664,21 @@ lamina_status lamina_session_chat(lamina_session *session,
                                   char **out_text,
                                   lamina_generation_info *out_info);
 
-// Translate `text` from language `from` to language `to` (ISO 639-1 codes such as "en",
-// "de", "fr", or English names). Greedy. The session's chat history is not changed. On
-// success `*out_text` receives the translation (free with `lamina_string_free`).
-// Errors include LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE and _EMPTY_PROMPT.
-lamina_status lamina_translate(lamina_session *session,
-                               const char *text,
-                               const char *from,
-                               const char *to,
-                               char **out_text);
+// Set the chat's system prompt, or remove it with NULL. The rest of the history is kept.
+// Ownership: the text is copied; the caller keeps its string.
+// NULL: `session` is required; `system_prompt` may be NULL (no system prompt).
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _INVALID_UTF8, _BUSY.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+lamina_status lamina_session_set_system_prompt(lamina_session *session, const char *system_prompt);
 
-// Answer `question`, using `context` (may be NULL) as the source when given. Greedy; a short
-// answer without explanation. The session's chat history is not changed. On success
-// `*out_text` receives the answer (free with `lamina_string_free`).
-lamina_status lamina_answer(lamina_session *session,
-                            const char *question,
-                            const char *context,
-                            char **out_text);
-
-// The session's context window in tokens (what `n_ctx` asked for, or the default), the limit
-// that prompt plus generated text must fit in. Written to `*out_n_ctx` on success.
-lamina_status lamina_session_n_ctx(const lamina_session *session, uint32_t *out_n_ctx);
+// Clear the chat history and the KV cache.
+// Ownership: nothing is taken or returned.
+// NULL: `session` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+lamina_status lamina_session_reset(lamina_session *session);
 
 // Continue `n_prompts` prompts at once, each in its own sequence of the session's cache and
 // all advancing in one llama.cpp batch per step (much higher throughput than one at a time on
@@ -759,14 +692,21 @@ lamina_status lamina_session_n_ctx(const lamina_session *session, uint32_t *out_
 //   NULL (defaults) or an initialised lamina_sampling_params.
 // - `callback`: may be NULL; see lamina_batch_callback.
 // - `out_texts`: NULL or an array of `n_prompts` slots; on success slot i receives prompt i's
-//   text, to free with lamina_string_free. Nothing is written on failure.
+//   text. Nothing is written on failure.
 // - `out_infos`: NULL or an array of `n_prompts` pointers, each NULL or a
 //   lamina_generation_info with struct_size set; written on success.
 //
 // lamina_session_cancel stops every sequence (each reports LAMINA_STOP_REASON_CANCELLED).
+// Ownership: each string written to `out_texts` belongs to the caller, freed with
+// lamina_string_free; lamina keeps nothing of the caller's arrays after the call.
+// NULL: `session` and `prompts` (and each prompt) are required; `sampling`, its entries,
+// `callback`, `out_texts`, `out_infos` and its entries may be NULL.
 // Errors: _INVALID_ARGUMENT (n_prompts is 0, above the session's n_sequences or 256, or a
 // sampling value names its prompt), _EMPTY_PROMPT, _PROMPT_TOO_LONG, _INVALID_UTF8, _BUSY,
 // _DECODE, _INVALID_HANDLE, _NULL_ARGUMENT.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+// The callback runs on the calling thread.
 lamina_status lamina_session_generate_batch(lamina_session *session,
                                             const char *const *prompts,
                                             size_t n_prompts,
@@ -776,23 +716,142 @@ lamina_status lamina_session_generate_batch(lamina_session *session,
                                             char **out_texts,
                                             lamina_generation_info *const *out_infos);
 
+// Translate `text` from language `from` to language `to` (ISO 639-1 codes such as "en",
+// "de", "fr", or English names). Greedy. The session's chat history is not changed. On
+// success `*out_text` receives the translation.
+// Ownership: the string written to `*out_text` belongs to the caller, freed with
+// lamina_string_free.
+// NULL: every argument is required.
+// Errors: _UNKNOWN_LANGUAGE, _EMPTY_PROMPT, _PROMPT_TOO_LONG, _CHAT_TEMPLATE, _INVALID_UTF8,
+// _BUSY, _DECODE, _INVALID_HANDLE, _NULL_ARGUMENT.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+lamina_status lamina_session_translate(lamina_session *session,
+                                       const char *text,
+                                       const char *from,
+                                       const char *to,
+                                       char **out_text);
+
+// Answer `question`, using `context` (may be NULL) as the source when given. Greedy; a short
+// answer without explanation. The session's chat history is not changed. On success
+// `*out_text` receives the answer.
+// Ownership: the string written to `*out_text` belongs to the caller, freed with
+// lamina_string_free.
+// NULL: `session`, `question` and `out_text` are required; `context` may be NULL.
+// Errors: _EMPTY_PROMPT, _PROMPT_TOO_LONG, _CHAT_TEMPLATE, _INVALID_UTF8, _BUSY, _DECODE,
+// _INVALID_HANDLE, _NULL_ARGUMENT.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+lamina_status lamina_session_answer(lamina_session *session,
+                                    const char *question,
+                                    const char *context,
+                                    char **out_text);
+
+// Stop the generation running on this session at the moment of the call: it returns
+// LAMINA_STATUS_OK with stop reason LAMINA_STOP_REASON_CANCELLED. On the CPU this takes
+// milliseconds, also in the middle of prompt processing (llama.cpp polls the flag during the
+// computation; `prompt_ms` then reports the time spent); GPU backends finish the current
+// decode step first.
+// When nothing is running this does nothing, so a late cancel never stops a later generation.
+// Ownership: nothing is taken or returned.
+// NULL: `session` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+// Threads: any thread, concurrently with any call on the session: this is the one session
+// call meant for another thread.
+lamina_status lamina_session_cancel(const lamina_session *session);
+
+// =============================================================================================
+// Adapters
+// LoRA adapters (GGUF or PEFT) loaded into a model and applied to sessions.
+// =============================================================================================
+
+// Load a LoRA adapter for `model`: a llama.cpp GGUF adapter file, or a PEFT directory
+// (adapter_config.json + adapter_model.safetensors, converted on load). The file is validated
+// before llama.cpp reads it.
+// Ownership: on success `*out_adapter` receives a handle owned by the caller, freed with
+// lamina_adapter_free; on failure it is left unmodified. The adapter keeps its model alive.
+// NULL: `model`, `path` and `out_adapter` are required.
+// Errors: LAMINA_STATUS_ERROR_IO (cannot open), _DATA (not a GGUF, a model rather than an
+// adapter, alpha not an f32, unpaired tensors, targets the model lacks, shape mismatch, missing
+// PEFT files; the message names the file and the problem), _MODEL_LOAD, _NULL_ARGUMENT,
+// _INVALID_UTF8, _INVALID_HANDLE.
+// Threads: any thread, concurrently with any other call on the model.
+lamina_status lamina_model_load_adapter(const lamina_model *model,
+                                        const char *path,
+                                        lamina_adapter **out_adapter);
+
+// Free an adapter handle.
+// Ownership: releases the caller's handle. Sessions that apply the adapter keep applying it.
+// NULL: `adapter` may be NULL (nothing happens).
+// Errors: none returned; freeing twice is reported through lamina_last_error_message() and
+// otherwise ignored.
+// Threads: any thread.
+void lamina_adapter_free(lamina_adapter *adapter);
+
+// The rank (largest over its targets) and alpha of an adapter.
+// Ownership: writes the out-parameters; nothing to free.
+// NULL: `adapter` is required; either out pointer may be NULL (that value is not written).
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+// Threads: any thread, concurrently with any other call (an adapter never changes).
+lamina_status lamina_adapter_info(const lamina_adapter *adapter,
+                                  uint32_t *out_rank,
+                                  float *out_alpha);
+
+// Apply `n` adapters with `scales[i]` each to `session` (1 = as trained, 0 = ignored); `n = 0`
+// (arrays may then be NULL) returns to the base model. When the set changes, the KV cache is
+// cleared; the chat history is kept. Several adapters are merged into one (cached in the
+// model, each distinct set costing the memory of its parts until the model is freed). On
+// error the session keeps its previous adapters.
+// Ownership: the session holds on to the adapters it applies; the caller keeps its handles
+// and arrays.
+// NULL: `session` is required; `adapters` and `scales` are required when `n > 0`.
+// Errors: LAMINA_STATUS_ERROR_INVALID_ARGUMENT (an adapter of another model, the same adapter
+// twice, a non-finite scale), _INVALID_HANDLE, _NULL_ARGUMENT, _BUSY, _IO/_DATA (an adapter's
+// file changed before merging).
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+lamina_status lamina_session_set_adapters(lamina_session *session,
+                                          const lamina_adapter *const *adapters,
+                                          const float *scales,
+                                          size_t n);
+
+// The number of adapters last set on `session` (0 = the base model).
+// Ownership: writes `*out_n`; nothing to free.
+// NULL: `session` and `out_n` are required.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+lamina_status lamina_session_n_adapters(lamina_session *session, size_t *out_n);
+
+// =============================================================================================
+// Training
+// Fine-tuning on the native engine: a LoRA adapter or every weight, with checkpoints.
+// =============================================================================================
+
 // Fill `*params` with the defaults (those of the Rust `TrainConfig` and `DataOptions`). Pass
 // `sizeof(*params)` as `struct_size`: a program built against an older, shorter version of
 // the struct keeps working with a newer library (only the fields it knows are written).
 // Call this before changing any field.
+// Ownership: writes into the caller's struct; nothing to free.
+// NULL: `params` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+// Threads: any thread.
 lamina_status lamina_train_params_init(lamina_train_params *params, size_t struct_size);
 
 // Create a trainer: load the model at `model_path` (GGUF, or a safetensors checkpoint
 // directory) on the native engine, read and tokenize the data at `data_path` (JSONL or a JSON
 // array of `{"messages": [...]}`, `{"prompt", "completion"}`, `{"text"}` or alpaca
 // `{"instruction", "input"?, "output"}` records; a GGUF model's chat template renders
-// messages), split it, and initialise a fresh adapter. `params` may be NULL for defaults.
-// On success `*out_trainer` receives a handle to free with lamina_trainer_free; on failure it
-// is left unmodified.
+// messages), split it, and initialise a fresh adapter (or, with params.full, every weight).
+// Ownership: on success `*out_trainer` receives a handle owned by the caller, freed with
+// lamina_trainer_free; on failure it is left unmodified. The trainer owns its model and data.
+// NULL: `model_path`, `data_path` and `out_trainer` are required; `params` may be NULL for
+// the defaults.
 // Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (a params field out of range or
 // unknown, bad struct_size; the message names the field), _MODEL_NOT_FOUND, _NOT_GGUF,
 // _MODEL_LOAD, _DATA (a missing or malformed data file, a bad record, a record longer than
 // max_len: the message reads "path:line: reason"), _IO.
+// Threads: any thread; trainers are independent of each other and of sessions.
 lamina_status lamina_trainer_create(const char *model_path,
                                     const char *data_path,
                                     const lamina_train_params *params,
@@ -805,12 +864,17 @@ lamina_status lamina_trainer_create(const char *model_path,
 // the original run, which the checkpoint checks by its number of training examples.
 // `params->steps` replaces the planned total when non-zero (pass the original params to keep
 // it, or NULL, which keeps it too); the other training fields come from the checkpoint and
-// are ignored. On success `*out_trainer` receives a handle to free with lamina_trainer_free.
+// are ignored.
 // The newest sound checkpoint is used: a newer one that is truncated or damaged (its SHA-256
 // digest does not match) is skipped, with a LAMINA_LOG_WARN message naming it (see
 // lamina_set_log_callback).
+// Ownership: on success `*out_trainer` receives a handle owned by the caller, freed with
+// lamina_trainer_free; on failure it is left unmodified.
+// NULL: `model_path`, `data_path`, `checkpoint_dir` and `out_trainer` are required; `params`
+// may be NULL (keep the checkpoint's settings and default data options).
 // Errors: as lamina_trainer_create, plus _IO (no checkpoint in the directory) and _DATA
 // (every checkpoint damaged, each named in the message, or data of a different size).
+// Threads: any thread; trainers are independent of each other and of sessions.
 lamina_status lamina_trainer_resume(const char *model_path,
                                     const char *data_path,
                                     const lamina_train_params *params,
@@ -827,32 +891,53 @@ lamina_status lamina_trainer_resume(const char *model_path,
 // final name and renamed, and the two newest are kept, so a process killed at any moment
 // resumes from the last complete one. On a trainer that already did all its steps, returns
 // at once.
+// Ownership: nothing is taken or returned; the checkpoints written belong to the caller.
+// NULL: `trainer` is required; `progress`, `user_data` and `checkpoint_dir` may be NULL.
 // Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_UTF8, _IO (the checkpoint could
 // not be written), _INVALID_ARGUMENT (a step had no target token).
+// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+// say) gets _BUSY (lamina_trainer_cancel is the exception).
+// The progress callback runs on the calling thread.
 lamina_status lamina_trainer_run(lamina_trainer *trainer,
                                  lamina_train_progress_callback progress,
                                  void *user_data,
                                  const char *checkpoint_dir);
 
-// Stop a run in progress after its current step. Thread-safe: call it from any thread, or
-// from the progress callback. Does not wait for the run to return.
+// Stop a run in progress after its current step. Does not wait for the run to return.
+// Ownership: nothing is taken or returned.
+// NULL: `trainer` is required.
 // Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
-lamina_status lamina_trainer_cancel(lamina_trainer *trainer);
+// Threads: any thread, concurrently with any call on the trainer, and from the progress
+// callback: this is the one trainer call meant for another thread.
+lamina_status lamina_trainer_cancel(const lamina_trainer *trainer);
 
 // One optimizer step (grad_accum micro-batches, clipping, AdamW), outside of a run. On
 // success `*out_loss` receives the step's mean loss per target token. Steps past the planned
 // total are allowed and use the schedule's final learning rate (0 for cosine and linear).
+// Ownership: writes `*out_loss`; nothing to free.
+// NULL: `trainer` and `out_loss` are required.
 // Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (no target token).
+// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+// say) gets _BUSY (lamina_trainer_cancel is the exception).
 lamina_status lamina_trainer_step(lamina_trainer *trainer, double *out_loss);
 
 // The mean loss per target token of the validation set with the current adapter. On success
 // `*out_val_loss` receives it, or NaN when there is no validation set (val_fraction 0).
+// Ownership: writes `*out_val_loss`; nothing to free.
+// NULL: `trainer` and `out_val_loss` are required.
 // Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY.
+// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+// say) gets _BUSY (lamina_trainer_cancel is the exception).
 lamina_status lamina_trainer_evaluate(lamina_trainer *trainer, double *out_val_loss);
 
-// How far the run is: steps done and the planned total. Either out pointer may be NULL.
+// How far the run is: steps done and the planned total. During a run, the progress
+// callback reports both.
+// Ownership: writes the out-parameters; nothing to free.
+// NULL: `trainer` is required; either out pointer may be NULL (that value is not written).
 // Errors: _NULL_ARGUMENT (trainer), _INVALID_HANDLE, _BUSY.
-lamina_status lamina_trainer_steps(const lamina_trainer *trainer,
+// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+// say) gets _BUSY (lamina_trainer_cancel is the exception).
+lamina_status lamina_trainer_steps(lamina_trainer *trainer,
                                    uint64_t *out_step,
                                    uint64_t *out_total_steps);
 
@@ -860,8 +945,12 @@ lamina_status lamina_trainer_steps(const lamina_trainer *trainer,
 // that any value is safe to pass): LAMINA_ADAPTER_FORMAT_GGUF writes the file `path`,
 // LAMINA_ADAPTER_FORMAT_PEFT writes the directory `path` (created if needed). Either loads
 // with lamina_model_load_adapter on the same base model.
+// Ownership: the files written belong to the caller; nothing is returned.
+// NULL: `trainer` and `path` are required.
 // Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (unknown
-// format), _IO.
+// format; a full-parameter trainer, which saves with lamina_trainer_save_model), _IO.
+// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+// say) gets _BUSY (lamina_trainer_cancel is the exception).
 lamina_status lamina_trainer_save_adapter(lamina_trainer *trainer,
                                           const char *path,
                                           int32_t format);
@@ -869,22 +958,191 @@ lamina_status lamina_trainer_save_adapter(lamina_trainer *trainer,
 // Write the model of a full-parameter trainer (params.full) to `path` as a GGUF file: the
 // base model's metadata and every trained weight in F32, loadable with lamina_model_load. The
 // base model must be a GGUF file.
+// Ownership: the file written belongs to the caller; nothing is returned.
+// NULL: `trainer` and `path` are required.
 // Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (a LoRA
 // trainer, which saves adapters with lamina_trainer_save_adapter; a safetensors base), _IO.
+// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+// say) gets _BUSY (lamina_trainer_cancel is the exception).
 lamina_status lamina_trainer_save_model(lamina_trainer *trainer, const char *path);
 
 // Write a checkpoint (adapter, optimizer state, data position) to the directory `dir`,
 // created if needed, for lamina_trainer_resume: `checkpoint-<step>.safetensors`, with a
 // SHA-256 digest of its contents. It is written beside its final name and renamed, so an
 // interrupted save leaves the previous checkpoints intact; the two newest are kept.
-// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _IO.
+// Ownership: the files written belong to the caller; nothing is returned.
+// NULL: `trainer` and `dir` are required.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _IO, _INTERNAL (the
+// checkpoint's own state could not be serialised).
+// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+// say) gets _BUSY (lamina_trainer_cancel is the exception).
 lamina_status lamina_trainer_save_checkpoint(lamina_trainer *trainer, const char *dir);
 
-// Free a trainer and its model. Calling with NULL is fine; freeing twice is reported through
-// lamina_last_error_message() and otherwise ignored. Freeing a trainer while another thread
-// runs it is safe: the memory goes when that call returns (cancel it first to make that
-// soon).
+// Free a trainer and its model.
+// Ownership: releases the caller's handle.
+// NULL: `trainer` may be NULL (nothing happens).
+// Errors: none returned; freeing twice is reported through lamina_last_error_message() and
+// otherwise ignored.
+// Threads: any thread. Freeing a trainer while another thread runs it is safe: the memory
+// goes when that call returns (cancel it first to make that soon).
 void lamina_trainer_free(lamina_trainer *trainer);
+
+// =============================================================================================
+// Evaluation
+// Metrics equal to their references, and a session run over a data set.
+// =============================================================================================
+
+// Corpus BLEU with sacreBLEU 2.x's defaults (13a tokenization, case-sensitive, exp smoothing):
+// the same numbers as `sacrebleu.corpus_bleu(hypotheses, references)`.
+//
+// `hypotheses` holds `n_hypotheses` segments (at least one). `references` holds
+// `n_reference_streams * n_hypotheses` strings in sacreBLEU's stream-major layout: reference
+// stream k (k < n_reference_streams, at least one stream) gives segment i its reference at
+// `references[k * n_hypotheses + i]`. With one reference per segment, `references` is simply
+// parallel to `hypotheses`. Every string may be empty.
+//
+// Ownership: on success the score is written into the caller's `*out_score`, whose
+// struct_size the caller sets; nothing to free.
+// NULL: every array, every entry and `out_score` are required.
+// Errors: _NULL_ARGUMENT (an array or entry is NULL), _INVALID_UTF8, _INVALID_ARGUMENT (no
+// hypotheses, no reference streams, bad struct_size).
+// Threads: any thread; no shared state.
+lamina_status lamina_bleu(const char *const *hypotheses,
+                          size_t n_hypotheses,
+                          const char *const *references,
+                          size_t n_reference_streams,
+                          lamina_bleu_score *out_score);
+
+// Corpus chrF (chrF2: character 6-grams, beta 2, whitespace ignored) with sacreBLEU 2.x's
+// defaults: the same number as `sacrebleu.corpus_chrf(hypotheses, references).score`, 0 to
+// 100. Arguments as for lamina_bleu.
+// Ownership: on success the score is written to `*out_score`; nothing to free.
+// NULL: every array, every entry and `out_score` are required.
+// Errors: _NULL_ARGUMENT (an array or entry is NULL), _INVALID_UTF8, _INVALID_ARGUMENT (no
+// hypotheses, no reference streams).
+// Threads: any thread; no shared state.
+lamina_status lamina_chrf(const char *const *hypotheses,
+                          size_t n_hypotheses,
+                          const char *const *references,
+                          size_t n_reference_streams,
+                          double *out_score);
+
+// SQuAD v1.1 exact match of one prediction, as the official evaluation script computes it:
+// 1.0 when the normalised `prediction` (lowercased, without punctuation, articles and extra
+// whitespace) equals some normalised gold answer, else 0.0. `golds` holds `n_golds` gold
+// answers (at least one).
+// Ownership: on success the score is written to `*out_score`; nothing to free.
+// NULL: `prediction`, `golds`, every gold and `out_score` are required.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (no gold answer).
+// Threads: any thread; no shared state.
+lamina_status lamina_squad_exact_match(const char *prediction,
+                                       const char *const *golds,
+                                       size_t n_golds,
+                                       double *out_score);
+
+// SQuAD v1.1 token F1 of one prediction, 0.0 to 1.0: the best over the gold answers of the F1
+// of the bags of normalised tokens (0 when nothing is shared, including when both sides
+// normalise to nothing). Arguments as for lamina_squad_exact_match.
+// Ownership: on success the score is written to `*out_score`; nothing to free.
+// NULL: `prediction`, `golds`, every gold and `out_score` are required.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (no gold answer).
+// Threads: any thread; no shared state.
+lamina_status lamina_squad_f1(const char *prediction,
+                              const char *const *golds,
+                              size_t n_golds,
+                              double *out_score);
+
+// Fill `*params` with the defaults (all examples, perplexity chunks of 512 tokens, no default
+// languages). Pass `sizeof(*params)` as `struct_size`: a program built against an older,
+// shorter version of the struct keeps working with a newer library (only the fields it knows
+// are written). Call this before changing any field.
+// Ownership: writes into the caller's struct; nothing to free.
+// NULL: `params` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+// Threads: any thread.
+lamina_status lamina_eval_params_init(lamina_eval_params *params, size_t struct_size);
+
+// Evaluate the session's model on a data set and score it.
+//
+// `task` is one of:
+// - "perplexity": `data_path` is UTF-8 text; llama-perplexity's method (chunks of
+//   params->perplexity_ctx tokens, the second half of each scored); metrics "ppl",
+//   "ppl_stderr", "mean_nll".
+// - "qa": JSONL, one `{"question": str, "answers": [str, ...], "context"?: str, "id"?: any}`
+//   per line (`"answer": str` for a single gold answer); each question is answered greedily
+//   as by lamina_session_answer; metrics "exact_match" and "f1" (SQuAD v1.1, percentages).
+// - "translate": JSONL, `{"source": str, "reference": str | "references": [str, ...],
+//   "source_lang"?: str, "target_lang"?: str, "id"?: any}`; each source is translated as by
+//   lamina_session_translate (records without languages use params->source_lang/target_lang);
+//   metrics "bleu", "chrf" (sacreBLEU's), "bleu_p1".."bleu_p4", "brevity_penalty",
+//   "hyp_len", "ref_len".
+// - "choice": JSONL, `{"question": str, "choices": [str, ...], "label": int, "id"?: any}`;
+//   the choice the model gives the highest log-likelihood is its answer; metrics "accuracy"
+//   (summed log-likelihood) and "accuracy_norm" (per token), percentages.
+//
+// Blank lines are ignored; any malformed line fails the call before the first example.
+//
+// Two ways stop a run early: the progress callback returning false, or lamina_session_cancel()
+// from another thread (it stops within one decode step; an answer or translation cut short is
+// not scored). The session's chat history is not changed.
+//
+// On success `*out_report_json` receives a JSON object:
+// `{"task", "metrics": {name: number, ...}, "evaluated", "total", "cancelled", "seconds",
+// "predictions": [one object per example (perplexity: per chunk), ...]}`. A cancelled run is a
+// success with "cancelled": true; for qa, translate and choice its metrics cover the examples
+// done (none when no example was done), a cancelled perplexity run has none.
+// Errors: _INVALID_ARGUMENT (unknown task, perplexity_ctx larger than the session's context),
+// _DATA (a missing or malformed data file, a text too short for two perplexity chunks,
+// a translation record with an unknown language or none: the message names the file and, for
+// one bad line, "path:line"), _INVALID_UTF8, _NULL_ARGUMENT, _BUSY, _INVALID_HANDLE, _DECODE,
+// _IO.
+// Ownership: the report string belongs to the caller, freed with lamina_string_free.
+// NULL: `session`, `task`, `data_path` and `out_report_json` are required; `params` may be
+// NULL for the defaults, `progress` and `user_data` may be NULL.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+// The progress callback runs on the calling thread.
+lamina_status lamina_evaluate(lamina_session *session,
+                              const char *task,
+                              const char *data_path,
+                              const lamina_eval_params *params,
+                              lamina_progress_callback progress,
+                              void *user_data,
+                              char **out_report_json);
+
+// =============================================================================================
+// Backends
+// The compute backends (CPU variants, GPUs) this process runs on.
+// =============================================================================================
+
+// A JSON object describing this process's compute backends: `dynamic` (whether backends are
+// loaded at run time), `searched` (directories and files looked at), `loaded` (`name`,
+// `path`, null when compiled in), `skipped` (`path`, `reason`: libraries that failed to load)
+// and `devices` (`name`, `description`, `backend`, `kind` ("cpu", "gpu", "igpu",
+// "accelerator", "other"), `memory_total`, `memory_free` in bytes). Initialises the backends
+// (the default search) if no model has been loaded yet.
+// Ownership: on success `*out_json` receives a string the caller frees with
+// lamina_string_free.
+// NULL: `out_json` is required.
+// Errors: _NULL_ARGUMENT.
+// Threads: any thread.
+lamina_status lamina_backends_json(char **out_json);
+
+// Load compute backends (CUDA, Vulkan, CPU variants) from `path`: a directory, whose
+// `libggml-*.so` libraries are considered (the best CPU variant for this processor wins), or
+// one backend library file. Only in builds with dynamic backends; call it before the first
+// `lamina_model_load` to search `path` ahead of the default places (the directory of
+// lamina's libraries and `$LAMINA_BACKEND_PATH`), or later to add a backend family not
+// loaded yet. A directory in which nothing loads is not an error: its files are listed under
+// "skipped" with their reasons.
+// Ownership: if `out_json` is not NULL it receives, on success, the same JSON as
+// lamina_backends_json, a string the caller frees with lamina_string_free.
+// NULL: `path` is required; `out_json` may be NULL.
+// Errors: _INVALID_ARGUMENT (`path` does not exist), _BACKEND (`path` is a file that cannot
+// be loaded, with the system's reason; or this build has its backends compiled in),
+// _NULL_ARGUMENT, _INVALID_UTF8.
+// Threads: any thread; loads are serialised inside lamina.
+lamina_status lamina_backends_load(const char *path, char **out_json);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -12,14 +12,10 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use lamina::native::full::export_full_gguf;
-use lamina::native::lora_io::{export_gguf, export_peft};
-use lamina::native::train::{RunEnd, Schedule, TrainConfig, Trainer};
-use lamina::native::train_data::{chat_template_from_gguf, load_dataset, DataOptions};
-use lamina::native::trainable::Trainable;
-use lamina::native::{FullWeights, LoraWeights};
-use lamina::native::{NativeModel, NativeParams};
-use lamina::weights::gguf::Gguf;
+use lamina::native::train::{RunEnd, Schedule, TrainConfig};
+use lamina::native::train_data::DataOptions;
+use lamina::native::training_run::{AdapterFormat, RunOptions, Start, TrainingRun};
+use lamina::native::NativeParams;
 use lamina::Error;
 
 #[derive(Args, Debug)]
@@ -217,30 +213,29 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Error> {
     if args.full && args.output.is_none() {
         return Err(invalid("output", "a full fine-tune needs --output FILE.gguf for the trained model"));
     }
-    let config = if args.resume { None } else { Some(args.config()?) };
-    let options = args.data_options();
-    if options.max_len < 2 {
-        return Err(invalid("max-len", format!("must be at least 2 tokens, got {}", options.max_len)));
-    }
-    if !(options.val_fraction.is_finite() && (0.0..1.0).contains(&options.val_fraction)) {
-        return Err(invalid("val-fraction", format!("must be in [0, 1), got {}", options.val_fraction)));
-    }
-
+    // A resumed run takes its training options from the checkpoint.
+    let config = if args.resume { TrainConfig::default() } else { args.config()? };
+    let start = match (&args.checkpoint_dir, args.resume) {
+        (_, false) => Start::Fresh,
+        (Some(dir), true) => Start::Resume { dir, steps: args.steps.unwrap_or(0) },
+        (None, true) => return Err(invalid("resume", "--resume needs --checkpoint-dir")),
+    };
+    let options = RunOptions {
+        config,
+        data: args.data_options(),
+        engine: NativeParams { n_threads: args.threads, precision: lamina::native::Precision::parse(&args.precision)? },
+        full: args.full,
+    };
+    options.data.validate()?;
     check_writable(args)?;
 
     let model_path = args.model.clone().unwrap_or_else(lamina::paths::default_model_path);
-    let model = NativeModel::load(
-        &model_path,
-        &NativeParams { n_threads: args.threads, precision: lamina::native::Precision::parse(&args.precision)? },
-    )?;
-    eprintln!("native engine: {}", model.describe_kernels());
-    if let Some(note) = model.precision_note() {
+    let mut run = TrainingRun::new(&model_path, &args.data, &options, start)?;
+    eprintln!("native engine: {}", run.model().describe_kernels());
+    if let Some(note) = run.model().precision_note() {
         eprintln!("note: {note}");
     }
-    let tokenizer = model.load_tokenizer()?;
-    let template = Gguf::open(&model_path).ok().and_then(|g| chat_template_from_gguf(&g, &tokenizer));
-    let data = load_dataset(&args.data, &tokenizer, template.as_ref(), &options)?;
-    let s = data.stats;
+    let s = run.data_stats();
     eprintln!(
         "data: {} records -> {} train ({} sequences), {} validation; {} tokens, {} targets, longest {}{}",
         s.records,
@@ -252,31 +247,40 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Error> {
         s.longest,
         if s.truncated > 0 { format!(", {} truncated", s.truncated) } else { String::new() }
     );
+    if args.resume {
+        if let Some(every) = args.checkpoint_every {
+            run.set_checkpoint_every(every);
+        }
+        if let Some(from) = run.resumed_from() {
+            for (path, reason) in &from.skipped {
+                eprintln!("warning: checkpoint {} not used: {reason}", path.display());
+            }
+            eprintln!("resuming from {}", from.path.display());
+        }
+    }
 
-    if args.full {
-        let mut trainer = start::<FullWeights>(args, &model, config.as_ref(), data)?;
-        let what = format!("full fine-tune of {:.1} M parameters", trainer.params().n_params() as f64 / 1e6);
-        let end = drive(&mut trainer, args, &model_path, &model, what)?;
-        let partial = partial_note(&trainer, end);
+    let what = if run.is_full() {
+        format!("full fine-tune of {:.1} M parameters", run.n_trained_params() as f64 / 1e6)
+    } else {
+        let cfg = run.config();
+        format!("rank {} alpha {} on {}", cfg.rank, cfg.alpha, cfg.targets.join(","))
+    };
+    let end = drive(&mut run, args, what)?;
+    let partial = partial_note(&run, end);
+    if run.is_full() {
         if let Some(path) = &args.output {
-            export_full_gguf(trainer.params(), &model, path)?;
+            run.save_model(path)?;
             eprintln!("model{partial}: {} (GGUF, F32; try `lamina ask -m {} -p \"...\"`)", path.display(), path.display());
         }
-        print_checkpoint_note(args, end);
-        return Ok(());
-    }
-    let mut trainer = start::<LoraWeights>(args, &model, config.as_ref(), data)?;
-    let cfg = trainer.config().clone();
-    let what = format!("rank {} alpha {} on {}", cfg.rank, cfg.alpha, cfg.targets.join(","));
-    let end = drive(&mut trainer, args, &model_path, &model, what)?;
-    let partial = partial_note(&trainer, end);
-    if let Some(path) = &args.output {
-        export_gguf(trainer.lora(), &model, path)?;
-        eprintln!("adapter{partial}: {} (GGUF LoRA; try `lamina ask --lora {} -p \"...\"`)", path.display(), path.display());
-    }
-    if let Some(dir) = &args.peft {
-        export_peft(trainer.lora(), &model, dir)?;
-        eprintln!("adapter{partial}: {}/ (PEFT)", dir.display());
+    } else {
+        if let Some(path) = &args.output {
+            run.save_adapter(path, AdapterFormat::Gguf)?;
+            eprintln!("adapter{partial}: {} (GGUF LoRA; try `lamina ask --lora {} -p \"...\"`)", path.display(), path.display());
+        }
+        if let Some(dir) = &args.peft {
+            run.save_adapter(dir, AdapterFormat::Peft)?;
+            eprintln!("adapter{partial}: {}/ (PEFT)", dir.display());
+        }
     }
     print_checkpoint_note(args, end);
     Ok(())
@@ -298,34 +302,8 @@ fn check_writable(args: &FinetuneArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// A new run, or the one saved in `--checkpoint-dir` with `--resume`.
-fn start<'m, P: Trainable>(
-    args: &FinetuneArgs,
-    model: &'m NativeModel,
-    config: Option<&TrainConfig>,
-    data: lamina::native::train_data::Dataset,
-) -> Result<Trainer<'m, P>, Error> {
-    match (config, &args.checkpoint_dir) {
-        (Some(config), _) => Trainer::new(model, config.clone(), data.train, data.val),
-        (None, Some(dir)) => {
-            let mut trainer = Trainer::resume(model, dir, data.train, data.val, args.steps.unwrap_or(0))?;
-            if let Some(every) = args.checkpoint_every {
-                trainer.set_checkpoint_every(every);
-            }
-            if let Some(from) = trainer.resumed_from() {
-                for (path, reason) in &from.skipped {
-                    eprintln!("warning: checkpoint {} not used: {reason}", path.display());
-                }
-                eprintln!("resuming from {}", from.path.display());
-            }
-            Ok(trainer)
-        }
-        (None, None) => Err(invalid("resume", "--resume needs --checkpoint-dir")),
-    }
-}
-
 /// " (after N of M steps)" for a cancelled run.
-fn partial_note<P: Trainable>(trainer: &Trainer<'_, P>, end: RunEnd) -> String {
+fn partial_note(trainer: &TrainingRun, end: RunEnd) -> String {
     if end == RunEnd::Cancelled {
         format!(" (after {} of {} steps)", trainer.step(), trainer.config().steps)
     } else {
@@ -346,18 +324,12 @@ fn print_checkpoint_note(args: &FinetuneArgs, end: RunEnd) {
 
 /// Run the training with a progress bar and Ctrl-C handling, and report the losses. `what`
 /// says what is trained.
-fn drive<P: Trainable>(
-    trainer: &mut Trainer<'_, P>,
-    args: &FinetuneArgs,
-    model_path: &Path,
-    model: &NativeModel,
-    what: String,
-) -> Result<RunEnd, Error> {
+fn drive(trainer: &mut TrainingRun, args: &FinetuneArgs, what: String) -> Result<RunEnd, Error> {
     let cfg = trainer.config().clone();
     eprintln!(
         "model: {} ({} threads); {what}; lr {:e} {}, {} steps of {}x{} sequences{}",
-        model_path.display(),
-        model.n_threads(),
+        trainer.model_path().display(),
+        trainer.model().n_threads(),
         cfg.learning_rate,
         match cfg.schedule {
             Schedule::Cosine => "cosine",

@@ -118,7 +118,7 @@ fn bad_arguments_are_clear_errors() {
     fails(&["--data", &data, "--output", out, "--schedule", "exp"], "exp");
     fails(&["--data", &data, "--output", out, "--steps", "0"], "steps");
     fails(&["--data", &data, "--output", out, "--dropout", "1"], "dropout");
-    fails(&["--data", &data, "--output", out, "--val-fraction", "1"], "val-fraction");
+    fails(&["--data", &data, "--output", out, "--val-fraction", "1"], "val_fraction");
     fails(&["--data", &data, "--output", out, "--rank", "many"], "many");
     fails(&["--data", &data, "--output", out, "--resume"], "--checkpoint-dir");
     fails(&["--data", "/nonexistent/data.jsonl", "--output", out], "file not found");

@@ -72,12 +72,12 @@ int main(int argc, char **argv) {
     /* Translation: ISO 639-1 codes or English language names. */
     const char *sentence = "The weather is nice today.";
     char *translation = NULL;
-    status = lamina_translate(session, sentence, "en", "de", &translation);
+    status = lamina_session_translate(session, sentence, "en", "de", &translation);
     if (status == LAMINA_STATUS_OK) {
         printf("translate en->de\n  %s\n  %s\n", sentence, translation);
         lamina_string_free(translation);
     } else {
-        rc = fail("lamina_translate", status);
+        rc = fail("lamina_session_translate", status);
     }
 
     /* Question answering from a context passage (pass NULL as context to ask the model). */
@@ -86,12 +86,12 @@ int main(int argc, char **argv) {
         "It was designed by Gustave Eiffel's company and completed in 1889.";
     const char *question = "In which year was the Eiffel Tower completed?";
     char *answer = NULL;
-    status = lamina_answer(session, question, context, &answer);
+    status = lamina_session_answer(session, question, context, &answer);
     if (status == LAMINA_STATUS_OK) {
         printf("answer\n  Q: %s\n  A: %s\n", question, answer);
         lamina_string_free(answer);
     } else {
-        rc = fail("lamina_answer", status);
+        rc = fail("lamina_session_answer", status);
     }
 
     lamina_session_free(session);

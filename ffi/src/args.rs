@@ -118,3 +118,21 @@ pub(crate) fn owned_c_string(s: &str) -> *mut c_char {
     let c = CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "\\0")).unwrap_or_default());
     c.into_raw()
 }
+
+/// Write `value` to an optional out-parameter: nothing when `out` is NULL.
+///
+/// # Safety
+/// `out` is NULL or valid for writing a `T`.
+pub(crate) unsafe fn write_optional<T>(out: *mut T, value: T) {
+    if !out.is_null() {
+        // SAFETY: non-NULL, and the caller vouches that it is writable.
+        unsafe { out.write(value) };
+    }
+}
+
+/// `value` serialised as JSON, as a caller-owned C string. Serialising lamina's own info types
+/// cannot fail on valid data; if it does, that is a bug in lamina, reported as such.
+pub(crate) fn json_c_string(value: &impl serde::Serialize) -> Result<*mut c_char, Failure> {
+    let json = serde_json::to_string(value).map_err(|e| lamina::Error::Internal(format!("could not serialise the JSON reply: {e}")))?;
+    Ok(owned_c_string(&json))
+}

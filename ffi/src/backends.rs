@@ -3,40 +3,20 @@
 
 use std::ffi::c_char;
 
-use crate::args::{owned_c_string, require_out, str_arg};
-use crate::boundary::guard;
-use crate::status::{finish, lamina_status};
+use crate::args::{json_c_string, str_arg, write_optional};
+use crate::boundary::{call, call_out};
+use crate::status::{lamina_status, Failure};
 
 /// The loader's report and the devices, as one JSON object.
-fn report_json() -> serde_json::Value {
-    let report = lamina::engine::backend_report();
-    let devices = lamina::engine::devices();
-    serde_json::json!({
-        "dynamic": report.dynamic,
-        "searched": report.searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "loaded": report.loaded.iter().map(|b| serde_json::json!({
-            "name": b.name,
-            "path": b.path.as_ref().map(|p| p.display().to_string()),
-        })).collect::<Vec<_>>(),
-        "skipped": report.skipped.iter().map(|s| serde_json::json!({
-            "path": s.path.display().to_string(),
-            "reason": s.reason,
-        })).collect::<Vec<_>>(),
-        "devices": devices.iter().map(|d| serde_json::json!({
-            "name": d.name,
-            "description": d.description,
-            "backend": d.backend,
-            "kind": match d.kind {
-                lamina::engine::DeviceKind::Cpu => "cpu",
-                lamina::engine::DeviceKind::Gpu => "gpu",
-                lamina::engine::DeviceKind::IntegratedGpu => "igpu",
-                lamina::engine::DeviceKind::Accelerator => "accelerator",
-                lamina::engine::DeviceKind::Other => "other",
-            },
-            "memory_total": d.memory_total,
-            "memory_free": d.memory_free,
-        })).collect::<Vec<_>>(),
-    })
+#[derive(serde::Serialize)]
+struct BackendsJson {
+    #[serde(flatten)]
+    report: lamina::engine::BackendReport,
+    devices: Vec<lamina::engine::DeviceInfo>,
+}
+
+fn report_json() -> Result<*mut c_char, Failure> {
+    json_c_string(&BackendsJson { report: lamina::engine::backend_report(), devices: lamina::engine::devices() })
 }
 
 /// Load compute backends (CUDA, Vulkan, CPU variants) from `path`: a directory, whose
@@ -44,27 +24,26 @@ fn report_json() -> serde_json::Value {
 /// one backend library file. Only in builds with dynamic backends; call it before the first
 /// `lamina_model_load` to search `path` ahead of the default places (the directory of
 /// lamina's libraries and `$LAMINA_BACKEND_PATH`), or later to add a backend family not
-/// loaded yet. Thread-safe.
-///
-/// If `out_json` is not NULL it receives, on success, the same JSON as
-/// `lamina_backends_json` (free it with `lamina_string_free`).
+/// loaded yet. A directory in which nothing loads is not an error: its files are listed under
+/// "skipped" with their reasons.
+/// Ownership: if `out_json` is not NULL it receives, on success, the same JSON as
+/// lamina_backends_json, a string the caller frees with lamina_string_free.
+/// NULL: `path` is required; `out_json` may be NULL.
 /// Errors: _INVALID_ARGUMENT (`path` does not exist), _BACKEND (`path` is a file that cannot
 /// be loaded, with the system's reason; or this build has its backends compiled in),
-/// _NULL_ARGUMENT, _INVALID_UTF8. A directory in which nothing loads is not an error: its
-/// files are listed under "skipped" with their reasons.
+/// _NULL_ARGUMENT, _INVALID_UTF8.
+/// Threads: any thread; loads are serialised inside lamina.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_backends_load(path: *const c_char, out_json: *mut *mut c_char) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: C-string contract is the caller's, as documented.
-            let path = unsafe { str_arg(path, "path") }?;
-            lamina::engine::load_backends(std::path::Path::new(path))?;
-            if !out_json.is_null() {
-                // SAFETY: checked non-NULL.
-                unsafe { out_json.write(owned_c_string(&report_json().to_string())) };
-            }
-            Ok(())
-        })())
+    call(|| {
+        // SAFETY: C-string contract is the caller's, as documented.
+        let path = unsafe { str_arg(path, "path") }?;
+        lamina::engine::load_backends(std::path::Path::new(path))?;
+        if !out_json.is_null() {
+            // SAFETY: the caller's contract: NULL or writable.
+            unsafe { write_optional(out_json, report_json()?) };
+        }
+        Ok(())
     })
 }
 
@@ -73,16 +52,14 @@ pub unsafe extern "C" fn lamina_backends_load(path: *const c_char, out_json: *mu
 /// `path`, null when compiled in), `skipped` (`path`, `reason`: libraries that failed to load)
 /// and `devices` (`name`, `description`, `backend`, `kind` ("cpu", "gpu", "igpu",
 /// "accelerator", "other"), `memory_total`, `memory_free` in bytes). Initialises the backends
-/// (the default search) if no model has been loaded yet. On success `*out_json` receives a
-/// string to free with `lamina_string_free`.
+/// (the default search) if no model has been loaded yet.
+/// Ownership: on success `*out_json` receives a string the caller frees with
+/// lamina_string_free.
+/// NULL: `out_json` is required.
+/// Errors: _NULL_ARGUMENT.
+/// Threads: any thread.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_backends_json(out_json: *mut *mut c_char) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            require_out(out_json, "out_json")?;
-            // SAFETY: checked non-NULL.
-            unsafe { out_json.write(owned_c_string(&report_json().to_string())) };
-            Ok(())
-        })())
-    })
+    // SAFETY: the caller's out-pointer contract.
+    unsafe { call_out(out_json, "out_json", report_json) }
 }

@@ -6,10 +6,10 @@ use std::path::Path;
 use lamina::eval::run::{evaluate, EvalOptions, Task};
 use lamina::eval::{bleu, chrf, squad};
 
-use crate::args::{opt_str_arg, owned_c_string, read_params, require_out, str_arg, Versioned};
-use crate::boundary::guard;
+use crate::args::{opt_str_arg, owned_c_string, read_params, str_arg, Versioned};
+use crate::boundary::{call, call_out};
 use crate::session::{lamina_session, with_session};
-use crate::status::{finish, lamina_status, Failure};
+use crate::status::{lamina_status, Failure};
 
 /// Borrow an array of `n` NUL-terminated UTF-8 strings. `ptr` may be NULL only when `n` is 0;
 /// `count_name` names the argument that holds `n`, for the error message.
@@ -102,9 +102,12 @@ pub struct lamina_bleu_score {
 /// `references[k * n_hypotheses + i]`. With one reference per segment, `references` is simply
 /// parallel to `hypotheses`. Every string may be empty.
 ///
-/// `out_score` is required; its struct_size must be set. On success it receives the score.
+/// Ownership: on success the score is written into the caller's `*out_score`, whose
+/// struct_size the caller sets; nothing to free.
+/// NULL: every array, every entry and `out_score` are required.
 /// Errors: _NULL_ARGUMENT (an array or entry is NULL), _INVALID_UTF8, _INVALID_ARGUMENT (no
 /// hypotheses, no reference streams, bad struct_size).
+/// Threads: any thread; no shared state.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_bleu(
     hypotheses: *const *const c_char,
@@ -113,41 +116,61 @@ pub unsafe extern "C" fn lamina_bleu(
     n_reference_streams: usize,
     out_score: *mut lamina_bleu_score,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            require_out(out_score, "out_score")?;
-            // SAFETY: non-NULL; struct_size is the struct's first field.
-            let declared = unsafe { std::ptr::read_unaligned(out_score.cast::<usize>()) };
-            if declared < std::mem::size_of::<usize>() {
-                return Err(Failure::new(
-                    lamina_status::ErrorInvalidArgument,
-                    "out_score->struct_size must be set to sizeof(lamina_bleu_score)",
-                ));
-            }
-            // SAFETY: the caller's array contracts.
-            let (hyps, refs) = unsafe { corpus_args(hypotheses, n_hypotheses, references, n_reference_streams) }?;
-            let b = bleu::corpus_bleu(&hyps, &refs)?;
-            let score = lamina_bleu_score {
-                struct_size: declared,
-                score: b.score,
-                precisions: b.precisions,
-                brevity_penalty: b.brevity_penalty,
-                sys_len: b.sys_len,
-                ref_len: b.ref_len,
-                counts: b.counts,
-                totals: b.totals,
-            };
-            let n = declared.min(std::mem::size_of::<lamina_bleu_score>());
-            // SAFETY: copy at most the caller's declared size into its struct.
-            unsafe { std::ptr::copy_nonoverlapping((&score as *const lamina_bleu_score).cast::<u8>(), out_score.cast::<u8>(), n) };
-            Ok(())
-        })())
+    call(|| {
+        // SAFETY: the caller's output-struct and array contracts.
+        unsafe {
+            let declared = declared_size(out_score)?;
+            let (hyps, refs) = corpus_args(hypotheses, n_hypotheses, references, n_reference_streams)?;
+            write_bleu_score(&bleu::corpus_bleu(&hyps, &refs)?, declared, out_score);
+        }
+        Ok(())
     })
+}
+
+/// The struct_size the caller declared for `out_score`, checked before any work.
+///
+/// # Safety
+/// `out_score` is NULL or points to at least `size_t` readable bytes.
+unsafe fn declared_size(out_score: *const lamina_bleu_score) -> Result<usize, Failure> {
+    if out_score.is_null() {
+        return Err(Failure::null("out_score"));
+    }
+    // SAFETY: non-NULL; struct_size is the struct's first field.
+    let declared = unsafe { std::ptr::read_unaligned(out_score.cast::<usize>()) };
+    if declared < std::mem::size_of::<usize>() {
+        return Err(Failure::new(lamina_status::ErrorInvalidArgument, "out_score->struct_size must be set to sizeof(lamina_bleu_score)"));
+    }
+    Ok(declared)
+}
+
+/// Write `b` into the first `declared` bytes of the caller's struct.
+///
+/// # Safety
+/// `out_score` is valid for writing `declared` bytes.
+unsafe fn write_bleu_score(b: &bleu::Bleu, declared: usize, out_score: *mut lamina_bleu_score) {
+    let score = lamina_bleu_score {
+        struct_size: declared,
+        score: b.score,
+        precisions: b.precisions,
+        brevity_penalty: b.brevity_penalty,
+        sys_len: b.sys_len,
+        ref_len: b.ref_len,
+        counts: b.counts,
+        totals: b.totals,
+    };
+    let n = declared.min(std::mem::size_of::<lamina_bleu_score>());
+    // SAFETY: copy at most the caller's declared size into its struct.
+    unsafe { std::ptr::copy_nonoverlapping((&score as *const lamina_bleu_score).cast::<u8>(), out_score.cast::<u8>(), n) };
 }
 
 /// Corpus chrF (chrF2: character 6-grams, beta 2, whitespace ignored) with sacreBLEU 2.x's
 /// defaults: the same number as `sacrebleu.corpus_chrf(hypotheses, references).score`, 0 to
-/// 100. Arguments and errors as for lamina_bleu; on success `*out_score` receives the score.
+/// 100. Arguments as for lamina_bleu.
+/// Ownership: on success the score is written to `*out_score`; nothing to free.
+/// NULL: every array, every entry and `out_score` are required.
+/// Errors: _NULL_ARGUMENT (an array or entry is NULL), _INVALID_UTF8, _INVALID_ARGUMENT (no
+/// hypotheses, no reference streams).
+/// Threads: any thread; no shared state.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_chrf(
     hypotheses: *const *const c_char,
@@ -156,17 +179,13 @@ pub unsafe extern "C" fn lamina_chrf(
     n_reference_streams: usize,
     out_score: *mut f64,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            require_out(out_score, "out_score")?;
-            // SAFETY: the caller's array contracts.
-            let (hyps, refs) = unsafe { corpus_args(hypotheses, n_hypotheses, references, n_reference_streams) }?;
-            let c = chrf::corpus_chrf(&hyps, &refs)?;
-            // SAFETY: checked non-NULL.
-            unsafe { out_score.write(c.score) };
-            Ok(())
-        })())
-    })
+    // SAFETY: the caller's out-pointer and array contracts.
+    unsafe {
+        call_out(out_score, "out_score", || {
+            let (hyps, refs) = corpus_args(hypotheses, n_hypotheses, references, n_reference_streams)?;
+            Ok(chrf::corpus_chrf(&hyps, &refs)?.score)
+        })
+    }
 }
 
 /// The shared body of the two SQuAD metrics.
@@ -180,25 +199,24 @@ unsafe fn squad_metric(
     out: *mut f64,
     metric: fn(&str, &[&str]) -> lamina::Result<f64>,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: forwarded contracts.
-            let prediction = unsafe { str_arg(prediction, "prediction") }?;
-            let golds = unsafe { str_array(golds, n_golds, "golds", "n_golds") }?;
-            require_out(out, "out_score")?;
-            let value = metric(prediction, &golds)?;
-            // SAFETY: checked non-NULL.
-            unsafe { out.write(value) };
-            Ok(())
-        })())
-    })
+    // SAFETY: forwarded contracts.
+    unsafe {
+        call_out(out, "out_score", || {
+            let prediction = str_arg(prediction, "prediction")?;
+            let golds = str_array(golds, n_golds, "golds", "n_golds")?;
+            Ok(metric(prediction, &golds)?)
+        })
+    }
 }
 
 /// SQuAD v1.1 exact match of one prediction, as the official evaluation script computes it:
 /// 1.0 when the normalised `prediction` (lowercased, without punctuation, articles and extra
 /// whitespace) equals some normalised gold answer, else 0.0. `golds` holds `n_golds` gold
-/// answers (at least one). On success `*out_score` receives the score.
+/// answers (at least one).
+/// Ownership: on success the score is written to `*out_score`; nothing to free.
+/// NULL: `prediction`, `golds`, every gold and `out_score` are required.
 /// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (no gold answer).
+/// Threads: any thread; no shared state.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_squad_exact_match(
     prediction: *const c_char,
@@ -212,7 +230,11 @@ pub unsafe extern "C" fn lamina_squad_exact_match(
 
 /// SQuAD v1.1 token F1 of one prediction, 0.0 to 1.0: the best over the gold answers of the F1
 /// of the bags of normalised tokens (0 when nothing is shared, including when both sides
-/// normalise to nothing). Arguments and errors as for lamina_squad_exact_match.
+/// normalise to nothing). Arguments as for lamina_squad_exact_match.
+/// Ownership: on success the score is written to `*out_score`; nothing to free.
+/// NULL: `prediction`, `golds`, every gold and `out_score` are required.
+/// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (no gold answer).
+/// Threads: any thread; no shared state.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_squad_f1(
     prediction: *const c_char,
@@ -261,10 +283,14 @@ unsafe impl Versioned for lamina_eval_params {
 /// languages). Pass `sizeof(*params)` as `struct_size`: a program built against an older,
 /// shorter version of the struct keeps working with a newer library (only the fields it knows
 /// are written). Call this before changing any field.
+/// Ownership: writes into the caller's struct; nothing to free.
+/// NULL: `params` is required.
+/// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+/// Threads: any thread.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_eval_params_init(params: *mut lamina_eval_params, struct_size: usize) -> lamina_status {
     // SAFETY: the caller provides `struct_size` writable bytes at `params`.
-    guard(|| finish(unsafe { crate::args::init_params(params, struct_size) }))
+    call(|| unsafe { crate::args::init_params(params, struct_size) })
 }
 
 /// Reports an evaluation's progress: `done` of `total` examples (perplexity: chunks) are
@@ -282,10 +308,10 @@ pub type lamina_progress_callback = Option<unsafe extern "C" fn(done: usize, tot
 ///   "ppl_stderr", "mean_nll".
 /// - "qa": JSONL, one `{"question": str, "answers": [str, ...], "context"?: str, "id"?: any}`
 ///   per line (`"answer": str` for a single gold answer); each question is answered greedily
-///   as by lamina_answer; metrics "exact_match" and "f1" (SQuAD v1.1, percentages).
+///   as by lamina_session_answer; metrics "exact_match" and "f1" (SQuAD v1.1, percentages).
 /// - "translate": JSONL, `{"source": str, "reference": str | "references": [str, ...],
 ///   "source_lang"?: str, "target_lang"?: str, "id"?: any}`; each source is translated as by
-///   lamina_translate (records without languages use params->source_lang/target_lang);
+///   lamina_session_translate (records without languages use params->source_lang/target_lang);
 ///   metrics "bleu", "chrf" (sacreBLEU's), "bleu_p1".."bleu_p4", "brevity_penalty",
 ///   "hyp_len", "ref_len".
 /// - "choice": JSONL, `{"question": str, "choices": [str, ...], "label": int, "id"?: any}`;
@@ -294,21 +320,26 @@ pub type lamina_progress_callback = Option<unsafe extern "C" fn(done: usize, tot
 ///
 /// Blank lines are ignored; any malformed line fails the call before the first example.
 ///
-/// `params` may be NULL for defaults. `progress` may be NULL. Two ways stop a run early: the
-/// progress callback returning false, or lamina_session_cancel() from another thread (it stops
-/// within one decode step; an answer or translation cut short is not scored). The session's
-/// chat history is not changed.
+/// Two ways stop a run early: the progress callback returning false, or lamina_session_cancel()
+/// from another thread (it stops within one decode step; an answer or translation cut short is
+/// not scored). The session's chat history is not changed.
 ///
-/// On success `*out_report_json` receives a JSON object, to free with lamina_string_free:
+/// On success `*out_report_json` receives a JSON object:
 /// `{"task", "metrics": {name: number, ...}, "evaluated", "total", "cancelled", "seconds",
 /// "predictions": [one object per example (perplexity: per chunk), ...]}`. A cancelled run is a
 /// success with "cancelled": true; for qa, translate and choice its metrics cover the examples
 /// done (none when no example was done), a cancelled perplexity run has none.
 /// Errors: _INVALID_ARGUMENT (unknown task, perplexity_ctx larger than the session's context),
-/// _ERROR_DATA (a missing or malformed data file, a text too short for two perplexity chunks,
+/// _DATA (a missing or malformed data file, a text too short for two perplexity chunks,
 /// a translation record with an unknown language or none: the message names the file and, for
 /// one bad line, "path:line"), _INVALID_UTF8, _NULL_ARGUMENT, _BUSY, _INVALID_HANDLE, _DECODE,
 /// _IO.
+/// Ownership: the report string belongs to the caller, freed with lamina_string_free.
+/// NULL: `session`, `task`, `data_path` and `out_report_json` are required; `params` may be
+/// NULL for the defaults, `progress` and `user_data` may be NULL.
+/// Threads: one call at a time per session; a call while another thread is inside one gets
+/// _BUSY (lamina_session_cancel is the exception).
+/// The progress callback runs on the calling thread.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_evaluate(
     session: *mut lamina_session,
@@ -319,31 +350,35 @@ pub unsafe extern "C" fn lamina_evaluate(
     user_data: *mut c_void,
     out_report_json: *mut *mut c_char,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: caller's C-string and params contracts.
-            let task = Task::parse(unsafe { str_arg(task, "task") }?)?;
-            let data_path = unsafe { str_arg(data_path, "data_path") }?;
-            let p = unsafe { read_params(params) }?;
-            let source_lang = unsafe { opt_str_arg(p.source_lang, "params.source_lang") }?;
-            let target_lang = unsafe { opt_str_arg(p.target_lang, "params.target_lang") }?;
-            require_out(out_report_json, "out_report_json")?;
-            let options = EvalOptions {
-                limit: p.limit as usize,
-                perplexity_ctx: p.perplexity_ctx as usize,
-                source_lang: source_lang.map(str::to_string),
-                target_lang: target_lang.map(str::to_string),
-            };
+    // SAFETY: the caller's out-pointer, C-string and params contracts.
+    unsafe {
+        call_out(out_report_json, "out_report_json", || {
+            let task = Task::parse(str_arg(task, "task")?)?;
+            let data_path = Path::new(str_arg(data_path, "data_path")?);
+            let options = eval_options_from_c(&read_params(params)?)?;
             let on_progress = |done: usize, total: usize| match progress {
                 None => true,
                 // SAFETY: the host supplied this callback and user data for this call.
-                Some(cb) => unsafe { cb(done, total, user_data) },
+                Some(callback) => callback(done, total, user_data),
             };
-            let report = with_session(session, |s| Ok(evaluate(s, task, Path::new(data_path), &options, on_progress)?))?;
-            let json = report.to_json().to_string();
-            // SAFETY: checked non-NULL.
-            unsafe { out_report_json.write(owned_c_string(&json)) };
-            Ok(())
-        })())
+            let report = with_session(session, |s| Ok(evaluate(s, task, data_path, &options, on_progress)?))?;
+            Ok(owned_c_string(&report.to_json().to_string()))
+        })
+    }
+}
+
+/// The runtime's options for C eval params.
+///
+/// # Safety
+/// The language fields are NULL or NUL-terminated strings valid during the call.
+unsafe fn eval_options_from_c(p: &lamina_eval_params) -> Result<EvalOptions, Failure> {
+    // SAFETY: forwarded contract.
+    let (source_lang, target_lang) =
+        unsafe { (opt_str_arg(p.source_lang, "params.source_lang")?, opt_str_arg(p.target_lang, "params.target_lang")?) };
+    Ok(EvalOptions {
+        limit: p.limit as usize,
+        perplexity_ctx: p.perplexity_ctx as usize,
+        source_lang: source_lang.map(str::to_string),
+        target_lang: target_lang.map(str::to_string),
     })
 }

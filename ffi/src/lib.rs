@@ -1,9 +1,10 @@
 //! The C ABI of lamina. `include/lamina.h` is generated from this crate by cbindgen.
 //!
 //! This crate is deliberately thin: each exported function checks and converts its arguments,
-//! calls the safe `lamina` runtime, and maps the result to a status code. Logic belongs in the
-//! runtime; one exception remains, `train.rs`, which still assembles a training run (model,
-//! tokenizer, template, dataset) as the CLI also does. Conventions (repeated in the header's preamble):
+//! calls the safe `lamina` runtime once, and maps the result to a status code, through
+//! `boundary::call`/`call_out` (the one place that does the panic guard, the out-parameter and
+//! the status); logic belongs in the runtime. `tests/thin.rs` keeps every exported body at 25
+//! lines or fewer. Conventions (repeated in the header's preamble):
 //! - every fallible call returns `lamina_status`; the message of the last failure on the
 //!   calling thread is `lamina_last_error_message()`;
 //! - out-parameters come last and are written only on success;
@@ -58,15 +59,22 @@ use std::ffi::{c_char, CString};
 use boundary::guard;
 
 /// The library's version, "MAJOR.MINOR.PATCH", the same as the LAMINA_VERSION_STRING macro of
-/// the header it was built with. Static storage; never free it.
+/// the header it was built with.
+/// Ownership: static storage; never free it.
+/// NULL: never returns NULL.
+/// Errors: none.
+/// Threads: any thread.
 #[no_mangle]
 pub extern "C" fn lamina_version() -> *const c_char {
     guard(|| concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast::<c_char>())
 }
 
-/// The message of the last failed lamina call on this thread ("" if none failed yet). The
-/// pointer stays valid until the next failing lamina call on the same thread; copy it to keep
-/// it. Never NULL; never free it.
+/// The message of the last failed lamina call on this thread ("" if none failed yet).
+/// Ownership: lamina's; valid until the next failing lamina call on the same thread (copy it
+/// to keep it); never free it.
+/// NULL: never returns NULL.
+/// Errors: none.
+/// Threads: any thread; each thread has its own message.
 #[no_mangle]
 pub extern "C" fn lamina_last_error_message() -> *const c_char {
     guard(status::last_error_ptr)
@@ -74,7 +82,11 @@ pub extern "C" fn lamina_last_error_message() -> *const c_char {
 
 /// A short constant name for a status code ("LAMINA_STATUS_OK", ...), or
 /// "LAMINA_STATUS_UNKNOWN" for a number this library does not define (a code from a newer
-/// version). Takes an int so that any value is safe to pass. Never NULL; never free it.
+/// version). Takes an int so that any value is safe to pass.
+/// Ownership: static storage; never free it.
+/// NULL: never returns NULL.
+/// Errors: none.
+/// Threads: any thread.
 #[no_mangle]
 pub extern "C" fn lamina_status_name(status: i32) -> *const c_char {
     guard(|| {
@@ -85,8 +97,12 @@ pub extern "C" fn lamina_status_name(status: i32) -> *const c_char {
     })
 }
 
-/// Free a string that lamina returned through a `char **` out-parameter. Calling with NULL is
-/// fine. Must not be called twice with the same value, nor on strings lamina did not allocate.
+/// Free a string that lamina returned through a `char **` out-parameter.
+/// Ownership: takes back the string; it must not be used afterwards, freed twice, or be a
+/// string lamina did not allocate (such misuse cannot be detected for plain strings).
+/// NULL: `s` may be NULL (nothing happens).
+/// Errors: none.
+/// Threads: any thread, but not concurrently with another use of the same string.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_string_free(s: *mut c_char) {
     guard(|| {
@@ -99,19 +115,21 @@ pub unsafe extern "C" fn lamina_string_free(s: *mut c_char) {
 
 /// The path of lamina's default model (SmolLM2-135M-Instruct Q4_1) in the cache:
 /// `$LAMINA_MODEL` if set, else `$LAMINA_CACHE/models/...`, else under `$XDG_CACHE_HOME/lamina`
-/// or `~/.cache/lamina`. The file exists only after `scripts/fetch-model.sh` ran. On success
-/// `*out_path` receives a string to free with `lamina_string_free`.
+/// or `~/.cache/lamina`. The file exists only after `scripts/fetch-model.sh` ran.
+/// Ownership: on success `*out_path` receives a string the caller frees with
+/// lamina_string_free.
+/// NULL: `out_path` is required.
+/// Errors: _NULL_ARGUMENT, _INVALID_UTF8 (the cache path is not UTF-8).
+/// Threads: any thread.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_default_model_path(out_path: *mut *mut c_char) -> lamina_status {
-    guard(|| {
-        status::finish((|| {
-            args::require_out(out_path, "out_path")?;
+    // SAFETY: the caller's out-pointer contract.
+    unsafe {
+        boundary::call_out(out_path, "out_path", || {
             let path = lamina::paths::default_model_path();
             let s =
                 path.to_str().ok_or_else(|| status::Failure::new(lamina_status::ErrorInvalidUtf8, "the cache path is not valid UTF-8"))?;
-            // SAFETY: checked non-NULL above; the caller provides a writable `char *` slot.
-            unsafe { out_path.write(args::owned_c_string(s)) };
-            Ok(())
-        })())
-    })
+            Ok(args::owned_c_string(s))
+        })
+    }
 }

@@ -2,10 +2,10 @@
 
 use std::ffi::c_char;
 
-use crate::args::{owned_c_string, read_params, require_out, str_arg, Versioned};
-use crate::boundary::guard;
+use crate::args::{json_c_string, owned_c_string, read_params, str_arg, Versioned};
+use crate::boundary::{call, call_out, guard};
 use crate::handles::Registry;
-use crate::status::{finish, lamina_status, Failure};
+use crate::status::{lamina_status, Failure};
 
 /// A loaded model. Opaque; create with `lamina_model_load`, free with `lamina_model_free`.
 /// Thread-safe: one model may be used by any number of threads and sessions at once.
@@ -42,46 +42,52 @@ unsafe impl Versioned for lamina_model_params {
     }
 }
 
-/// Fill `*params` with the defaults (CPU only, memory-mapped). Pass `sizeof(*params)` as `struct_size`: a
-/// program built against an older, shorter version of the struct keeps working with a newer
-/// library (only the fields it knows are written). Call this before changing any field.
+/// Fill `*params` with the defaults (CPU only, memory-mapped). Pass `sizeof(*params)` as
+/// `struct_size`: a program built against an older, shorter version of the struct keeps working
+/// with a newer library (only the fields it knows are written). Call this before changing any
+/// field.
+/// Ownership: writes into the caller's struct; nothing to free.
+/// NULL: `params` is required.
+/// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+/// Threads: any thread.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_model_params_init(params: *mut lamina_model_params, struct_size: usize) -> lamina_status {
     // SAFETY: the caller provides `struct_size` writable bytes at `params`.
-    guard(|| finish(unsafe { crate::args::init_params(params, struct_size) }))
+    call(|| unsafe { crate::args::init_params(params, struct_size) })
 }
 
-/// Load a GGUF model from `path` (memory-mapped). `params` may be NULL for defaults.
-/// On success `*out_model` receives a new handle owned by the caller (free it with
-/// `lamina_model_free`); on failure it is left unmodified.
+/// Load a GGUF model from `path` (memory-mapped).
+/// Ownership: on success `*out_model` receives a new handle owned by the caller, freed with
+/// lamina_model_free; on failure it is left unmodified.
+/// NULL: `path` and `out_model` are required; `params` may be NULL for the defaults.
 /// Errors: LAMINA_STATUS_ERROR_MODEL_NOT_FOUND, _NOT_GGUF, _MODEL_LOAD, _IO, _NULL_ARGUMENT,
-/// _INVALID_UTF8, _INVALID_ARGUMENT, _BACKEND (no CPU backend loaded, or the offloaded layers do not fit).
+/// _INVALID_UTF8, _INVALID_ARGUMENT, _BACKEND (no CPU backend loaded, or the offloaded layers
+/// do not fit).
+/// Threads: any thread; models may be loaded concurrently.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_model_load(
     path: *const c_char,
     params: *const lamina_model_params,
     out_model: *mut *mut lamina_model,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: C-string and params contracts are the caller's, as documented.
-            let path = unsafe { str_arg(path, "path") }?;
-            let params = unsafe { read_params(params) }?;
-            require_out(out_model, "out_model")?;
-            let rust_params =
-                lamina::ModelParams { n_gpu_layers: params.n_gpu_layers, use_mmap: params.use_mmap, use_mlock: params.use_mlock };
-            let model = lamina::Model::load(path, &rust_params)?;
-            let handle = MODELS.insert(lamina_model { model });
-            // SAFETY: checked non-NULL.
-            unsafe { out_model.write(handle) };
-            Ok(())
-        })())
-    })
+    // SAFETY: the out-pointer, C-string and params contracts are the caller's, as documented.
+    unsafe {
+        call_out(out_model, "out_model", || {
+            let path = str_arg(path, "path")?;
+            let p = read_params(params)?;
+            let params = lamina::ModelParams { n_gpu_layers: p.n_gpu_layers, use_mmap: p.use_mmap, use_mlock: p.use_mlock };
+            Ok(MODELS.insert(lamina_model { model: lamina::Model::load(path, &params)? }))
+        })
+    }
 }
 
-/// Free a model handle. Calling with NULL is fine. Sessions created from the model keep it
-/// alive until they are freed, so the order of frees does not matter. A pointer that is not a
-/// live model (freed twice) is ignored and reported through lamina_last_error_message().
+/// Free a model handle.
+/// Ownership: releases the caller's handle. Sessions, adapters and trainers created from the
+/// model keep it alive until they are freed, so the order of frees does not matter.
+/// NULL: `model` may be NULL (nothing happens).
+/// Errors: none returned; a pointer that is not a live model (freed twice) is ignored and
+/// reported through lamina_last_error_message().
+/// Threads: any thread; calls still running on the model finish first.
 #[no_mangle]
 pub extern "C" fn lamina_model_free(model: *mut lamina_model) {
     guard(|| {
@@ -92,54 +98,36 @@ pub extern "C" fn lamina_model_free(model: *mut lamina_model) {
 }
 
 /// A JSON object describing the model (architecture, parameter count, layers, context
-/// length, ...). On success `*out_json` receives a string to free with `lamina_string_free`.
+/// length, ...).
+/// Ownership: on success `*out_json` receives a string the caller frees with
+/// lamina_string_free.
+/// NULL: `model` and `out_json` are required.
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+/// Threads: any thread, concurrently with any other call on the model.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_model_info_json(model: *const lamina_model, out_json: *mut *mut c_char) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            let model = MODELS.get(model, "model")?;
-            require_out(out_json, "out_json")?;
-            let info = model.model.info();
-            let json = serde_json::json!({
-                "path": info.path.display().to_string(),
-                "architecture": info.architecture,
-                "name": info.name,
-                "n_params": info.n_params,
-                "size_bytes": info.size_bytes,
-                "n_layer": info.n_layer,
-                "n_embd": info.n_embd,
-                "n_head": info.n_head,
-                "n_head_kv": info.n_head_kv,
-                "n_vocab": info.n_vocab,
-                "n_ctx_train": info.n_ctx_train,
-                "has_chat_template": info.has_chat_template,
-                "gpu_layers": info.gpu_layers,
-            });
-            // SAFETY: checked non-NULL.
-            unsafe { out_json.write(owned_c_string(&json.to_string())) };
-            Ok(())
-        })())
-    })
+    // SAFETY: the caller's out-pointer contract.
+    unsafe { call_out(out_json, "out_json", || json_c_string(&MODELS.get(model, "model")?.model.info())) }
 }
 
-/// The GGUF metadata value stored under `key` (e.g. "general.name"), as text. On success
-/// `*out_value` receives a string to free with `lamina_string_free`. A missing key is
-/// LAMINA_STATUS_ERROR_INVALID_ARGUMENT.
+/// The GGUF metadata value stored under `key` (e.g. "general.name"), as text.
+/// Ownership: on success `*out_value` receives a string the caller frees with
+/// lamina_string_free.
+/// NULL: `model`, `key` and `out_value` are required.
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _INVALID_UTF8, _INVALID_ARGUMENT (no such key).
+/// Threads: any thread, concurrently with any other call on the model.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_model_meta(model: *const lamina_model, key: *const c_char, out_value: *mut *mut c_char) -> lamina_status {
-    guard(|| {
-        finish((|| {
+    // SAFETY: the out-pointer and C-string contracts are the caller's.
+    unsafe {
+        call_out(out_value, "out_value", || {
             let model = MODELS.get(model, "model")?;
-            // SAFETY: caller's C-string contract.
-            let key = unsafe { str_arg(key, "key") }?;
-            require_out(out_value, "out_value")?;
+            let key = str_arg(key, "key")?;
             let value = model
                 .model
                 .meta(key)
                 .ok_or_else(|| Failure::new(lamina_status::ErrorInvalidArgument, format!("the model has no metadata key `{key}`")))?;
-            // SAFETY: checked non-NULL.
-            unsafe { out_value.write(owned_c_string(&value)) };
-            Ok(())
-        })())
-    })
+            Ok(owned_c_string(&value))
+        })
+    }
 }

@@ -6,11 +6,11 @@ use std::sync::Mutex;
 use lamina::{CancelHandle, Generation, Sampling, Session, StopReason};
 
 use crate::args::{opt_str_arg, owned_c_string, read_params, str_arg, Versioned};
-use crate::boundary::guard;
+use crate::boundary::{call, call_out, guard};
 use crate::handles::Registry;
 use crate::model::lamina_model;
 use crate::model::MODELS;
-use crate::status::{finish, lamina_status, Failure};
+use crate::status::{lamina_status, Failure};
 
 /// A session: one context (KV cache) and chat history over a model. Opaque; create with
 /// `lamina_session_new`, free with `lamina_session_free`. Use a session from one thread at a
@@ -19,6 +19,8 @@ use crate::status::{finish, lamina_status, Failure};
 pub struct lamina_session {
     session: Mutex<Session>,
     cancel: CancelHandle,
+    /// Fixed at creation, so lamina_session_n_ctx reads it without the session's lock.
+    n_ctx: u32,
 }
 
 static SESSIONS: Registry<lamina_session> = Registry::new("lamina_session");
@@ -62,13 +64,18 @@ unsafe impl Versioned for lamina_session_params {
     }
 }
 
-/// Fill `*params` with the defaults (context min(4096, the model's), batch 512, all cores). Pass `sizeof(*params)` as `struct_size`: a
-/// program built against an older, shorter version of the struct keeps working with a newer
-/// library (only the fields it knows are written). Call this before changing any field.
+/// Fill `*params` with the defaults (context min(4096, the model's), batch 512, all cores).
+/// Pass `sizeof(*params)` as `struct_size`: a program built against an older, shorter version
+/// of the struct keeps working with a newer library (only the fields it knows are written).
+/// Call this before changing any field.
+/// Ownership: writes into the caller's struct; nothing to free.
+/// NULL: `params` is required.
+/// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+/// Threads: any thread.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_session_params_init(params: *mut lamina_session_params, struct_size: usize) -> lamina_status {
     // SAFETY: the caller provides `struct_size` writable bytes at `params`.
-    guard(|| finish(unsafe { crate::args::init_params(params, struct_size) }))
+    call(|| unsafe { crate::args::init_params(params, struct_size) })
 }
 
 /// How tokens are chosen and when generation stops. Initialise with
@@ -123,13 +130,18 @@ unsafe impl Versioned for lamina_sampling_params {
     }
 }
 
-/// Fill `*params` with the defaults (greedy, 256 tokens, no stop strings). Pass `sizeof(*params)` as `struct_size`: a
-/// program built against an older, shorter version of the struct keeps working with a newer
-/// library (only the fields it knows are written). Call this before changing any field.
+/// Fill `*params` with the defaults (greedy, 256 tokens, no stop strings). Pass
+/// `sizeof(*params)` as `struct_size`: a program built against an older, shorter version of
+/// the struct keeps working with a newer library (only the fields it knows are written). Call
+/// this before changing any field.
+/// Ownership: writes into the caller's struct; nothing to free.
+/// NULL: `params` is required.
+/// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+/// Threads: any thread.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_sampling_params_init(params: *mut lamina_sampling_params, struct_size: usize) -> lamina_status {
     // SAFETY: the caller provides `struct_size` writable bytes at `params`.
-    guard(|| finish(unsafe { crate::args::init_params(params, struct_size) }))
+    call(|| unsafe { crate::args::init_params(params, struct_size) })
 }
 
 /// Why a generation ended.
@@ -198,52 +210,61 @@ pub struct lamina_generation_info {
 /// between the tokens that spell it) is neither delivered nor in out_text.
 pub type lamina_token_callback = Option<unsafe extern "C" fn(piece: *const c_char, len: usize, user_data: *mut c_void) -> bool>;
 
-/// Create a session over `model`. `params` may be NULL for defaults. The session keeps the
-/// model alive. On success `*out_session` receives a handle to free with `lamina_session_free`.
+/// Create a session (a llama.cpp context with its KV cache) over `model`.
+/// Ownership: on success `*out_session` receives a handle owned by the caller, freed with
+/// lamina_session_free; on failure it is left unmodified. The session keeps the model alive.
+/// NULL: `model` and `out_session` are required; `params` may be NULL for the defaults.
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _INVALID_ARGUMENT (a params value out of range,
+/// bad struct_size), _CONTEXT_CREATION.
+/// Threads: any thread, concurrently with any other call on the model.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_session_new(
     model: *const lamina_model,
     params: *const lamina_session_params,
     out_session: *mut *mut lamina_session,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
+    // SAFETY: the out-pointer and params contracts are the caller's.
+    unsafe {
+        call_out(out_session, "out_session", || {
             let model = MODELS.get(model, "model")?;
-            // SAFETY: params contract is the caller's.
-            let p = unsafe { read_params(params) }?;
-            crate::args::require_out(out_session, "out_session")?;
-            let flash_attention = match p.flash_attention {
-                -1 => lamina::FlashAttention::Auto,
-                0 => lamina::FlashAttention::Off,
-                1 => lamina::FlashAttention::On,
-                other => {
-                    return Err(Failure::new(
-                        crate::status::lamina_status::ErrorInvalidArgument,
-                        format!("invalid argument `flash_attention`: must be -1 (auto), 0 (off) or 1 (on), got {other}"),
-                    ))
-                }
-            };
-            let params = lamina::SessionParams {
-                n_ctx: p.n_ctx,
-                n_batch: p.n_batch,
-                n_threads: p.n_threads,
-                n_threads_batch: p.n_threads_batch,
-                flash_attention,
-                n_sequences: p.n_sequences,
-            };
-            let session = Session::new(&model.model, &params)?;
+            let session = Session::new(&model.model, &session_params_from_c(&read_params(params)?)?)?;
             let cancel = session.cancel_handle();
-            let handle = SESSIONS.insert(lamina_session { session: Mutex::new(session), cancel });
-            // SAFETY: checked non-NULL.
-            unsafe { out_session.write(handle) };
-            Ok(())
-        })())
+            let n_ctx = u32::try_from(session.n_ctx()).unwrap_or(u32::MAX);
+            Ok(SESSIONS.insert(lamina_session { session: Mutex::new(session), cancel, n_ctx }))
+        })
+    }
+}
+
+/// The runtime's view of C session params (whose values the runtime checks).
+fn session_params_from_c(p: &lamina_session_params) -> Result<lamina::SessionParams, Failure> {
+    let flash_attention = match p.flash_attention {
+        -1 => lamina::FlashAttention::Auto,
+        0 => lamina::FlashAttention::Off,
+        1 => lamina::FlashAttention::On,
+        other => {
+            return Err(Failure::new(
+                lamina_status::ErrorInvalidArgument,
+                format!("invalid argument `flash_attention`: must be -1 (auto), 0 (off) or 1 (on), got {other}"),
+            ))
+        }
+    };
+    Ok(lamina::SessionParams {
+        n_ctx: p.n_ctx,
+        n_batch: p.n_batch,
+        n_threads: p.n_threads,
+        n_threads_batch: p.n_threads_batch,
+        flash_attention,
+        n_sequences: p.n_sequences,
     })
 }
 
-/// Free a session. Calling with NULL is fine. Freeing a handle twice is reported through
-/// lamina_last_error_message() and otherwise ignored. If another thread is still inside a call
-/// on this session, the session is destroyed when that call returns.
+/// Free a session.
+/// Ownership: releases the caller's handle (and the session's hold on its model and adapters).
+/// NULL: `session` may be NULL (nothing happens).
+/// Errors: none returned; freeing a handle twice is reported through
+/// lamina_last_error_message() and otherwise ignored.
+/// Threads: any thread; if another thread is still inside a call on this session, the
+/// session is destroyed when that call returns.
 #[no_mangle]
 pub extern "C" fn lamina_session_free(session: *mut lamina_session) {
     guard(|| {
@@ -259,14 +280,16 @@ pub extern "C" fn lamina_session_free(session: *mut lamina_session) {
 /// computation; `prompt_ms` then reports the time spent); GPU backends finish the current
 /// decode step first.
 /// When nothing is running this does nothing, so a late cancel never stops a later generation.
-/// Thread-safe: this is the one call meant for another thread.
+/// Ownership: nothing is taken or returned.
+/// NULL: `session` is required.
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+/// Threads: any thread, concurrently with any call on the session: this is the one session
+/// call meant for another thread.
 #[no_mangle]
 pub extern "C" fn lamina_session_cancel(session: *const lamina_session) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            SESSIONS.get(session, "session")?.cancel.cancel();
-            Ok(())
-        })())
+    call(|| {
+        SESSIONS.get(session, "session")?.cancel.cancel();
+        Ok(())
     })
 }
 
@@ -283,28 +306,36 @@ pub(crate) fn with_session<R>(session: *const lamina_session, f: impl FnOnce(&mu
 }
 
 /// Clear the chat history and the KV cache.
+/// Ownership: nothing is taken or returned.
+/// NULL: `session` is required.
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY.
+/// Threads: one call at a time per session; a call while another thread is inside one gets
+/// _BUSY (lamina_session_cancel is the exception).
 #[no_mangle]
 pub extern "C" fn lamina_session_reset(session: *mut lamina_session) -> lamina_status {
-    guard(|| {
-        finish(with_session(session, |s| {
+    call(|| {
+        with_session(session, |s| {
             s.reset();
             Ok(())
-        }))
+        })
     })
 }
 
 /// Set the chat's system prompt, or remove it with NULL. The rest of the history is kept.
+/// Ownership: the text is copied; the caller keeps its string.
+/// NULL: `session` is required; `system_prompt` may be NULL (no system prompt).
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _INVALID_UTF8, _BUSY.
+/// Threads: one call at a time per session; a call while another thread is inside one gets
+/// _BUSY (lamina_session_cancel is the exception).
 #[no_mangle]
 pub unsafe extern "C" fn lamina_session_set_system_prompt(session: *mut lamina_session, system_prompt: *const c_char) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: caller's C-string contract.
-            let system = unsafe { opt_str_arg(system_prompt, "system_prompt") }?;
-            with_session(session, |s| {
-                s.set_system_prompt(system);
-                Ok(())
-            })
-        })())
+    call(|| {
+        // SAFETY: caller's C-string contract.
+        let system = unsafe { opt_str_arg(system_prompt, "system_prompt") }?;
+        with_session(session, |s| {
+            s.set_system_prompt(system);
+            Ok(())
+        })
     })
 }
 
@@ -402,13 +433,19 @@ pub(crate) unsafe fn write_generation(g: &Generation, out_text: *mut *mut c_char
     }
 }
 
-/// Continue `prompt` (raw text, no chat template). `sampling` may be NULL for defaults;
-/// `callback` may be NULL. On success, `*out_text` (if out_text is not NULL) receives the whole
-/// generated text, to free with `lamina_string_free`, and `*out_info` (if not NULL) the
-/// generation's facts. A cancelled or callback-stopped generation is a success with the
-/// matching stop reason.
-/// Errors: _EMPTY_PROMPT, _PROMPT_TOO_LONG, _INVALID_ARGUMENT (sampling values), _INVALID_UTF8,
-/// _BUSY, _DECODE, _INVALID_HANDLE, _NULL_ARGUMENT.
+/// Continue `prompt` (raw text, no chat template). On success, `*out_text` (if out_text is
+/// not NULL) receives the whole generated text and `*out_info` (if not NULL) the generation's
+/// facts. A cancelled or callback-stopped generation is a success with the matching stop
+/// reason.
+/// Ownership: the string written to `*out_text` belongs to the caller, freed with
+/// lamina_string_free; `*out_info` is the caller's struct.
+/// NULL: `session` and `prompt` are required; `sampling` may be NULL for the defaults;
+/// `callback`, `user_data`, `out_text` and `out_info` may be NULL.
+/// Errors: _EMPTY_PROMPT, _PROMPT_TOO_LONG, _INVALID_ARGUMENT (sampling values, bad
+/// struct_size), _INVALID_UTF8, _BUSY, _DECODE, _INVALID_HANDLE, _NULL_ARGUMENT.
+/// Threads: one call at a time per session; a call while another thread is inside one gets
+/// _BUSY (lamina_session_cancel is the exception).
+/// The callback runs on the calling thread.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_session_generate(
     session: *mut lamina_session,
@@ -419,17 +456,16 @@ pub unsafe extern "C" fn lamina_session_generate(
     out_text: *mut *mut c_char,
     out_info: *mut lamina_generation_info,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: caller's contracts for the string and params.
-            let prompt = unsafe { str_arg(prompt, "prompt") }?;
-            let sampling = unsafe { sampling_from_c(sampling) }?;
-            unsafe { check_info(out_info) }?;
+    call(|| {
+        // SAFETY: caller's contracts for the string, params and out-pointers.
+        unsafe {
+            let prompt = str_arg(prompt, "prompt")?;
+            let sampling = sampling_from_c(sampling)?;
+            check_info(out_info)?;
             let g = with_session(session, |s| Ok(s.generate(prompt, &sampling, piece_sink(callback, user_data))?))?;
-            // SAFETY: out-pointer contract.
-            unsafe { write_generation(&g, out_text, out_info) };
-            Ok(())
-        })())
+            write_generation(&g, out_text, out_info);
+        }
+        Ok(())
     })
 }
 
@@ -437,6 +473,15 @@ pub unsafe extern "C" fn lamina_session_generate(
 /// template (the KV cache is reused for the part of the conversation already processed),
 /// generate the reply and add it to the history. Arguments and results as for
 /// lamina_session_generate. A cancelled turn leaves the history unchanged.
+/// Ownership: the string written to `*out_text` belongs to the caller, freed with
+/// lamina_string_free; `*out_info` is the caller's struct.
+/// NULL: `session` and `user_message` are required; `sampling` may be NULL for the defaults;
+/// `callback`, `user_data`, `out_text` and `out_info` may be NULL.
+/// Errors: _EMPTY_PROMPT, _PROMPT_TOO_LONG, _CHAT_TEMPLATE, _INVALID_ARGUMENT (sampling
+/// values, bad struct_size), _INVALID_UTF8, _BUSY, _DECODE, _INVALID_HANDLE, _NULL_ARGUMENT.
+/// Threads: one call at a time per session; a call while another thread is inside one gets
+/// _BUSY (lamina_session_cancel is the exception).
+/// The callback runs on the calling thread.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_session_chat(
     session: *mut lamina_session,
@@ -447,82 +492,82 @@ pub unsafe extern "C" fn lamina_session_chat(
     out_text: *mut *mut c_char,
     out_info: *mut lamina_generation_info,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: caller's contracts.
-            let message = unsafe { str_arg(user_message, "user_message") }?;
-            let sampling = unsafe { sampling_from_c(sampling) }?;
-            unsafe { check_info(out_info) }?;
+    call(|| {
+        // SAFETY: caller's contracts for the string, params and out-pointers.
+        unsafe {
+            let message = str_arg(user_message, "user_message")?;
+            let sampling = sampling_from_c(sampling)?;
+            check_info(out_info)?;
             let g = with_session(session, |s| Ok(s.chat(message, &sampling, piece_sink(callback, user_data))?))?;
-            // SAFETY: out-pointer contract.
-            unsafe { write_generation(&g, out_text, out_info) };
-            Ok(())
-        })())
+            write_generation(&g, out_text, out_info);
+        }
+        Ok(())
     })
 }
 
 /// Translate `text` from language `from` to language `to` (ISO 639-1 codes such as "en",
 /// "de", "fr", or English names). Greedy. The session's chat history is not changed. On
-/// success `*out_text` receives the translation (free with `lamina_string_free`).
-/// Errors include LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE and _EMPTY_PROMPT.
+/// success `*out_text` receives the translation.
+/// Ownership: the string written to `*out_text` belongs to the caller, freed with
+/// lamina_string_free.
+/// NULL: every argument is required.
+/// Errors: _UNKNOWN_LANGUAGE, _EMPTY_PROMPT, _PROMPT_TOO_LONG, _CHAT_TEMPLATE, _INVALID_UTF8,
+/// _BUSY, _DECODE, _INVALID_HANDLE, _NULL_ARGUMENT.
+/// Threads: one call at a time per session; a call while another thread is inside one gets
+/// _BUSY (lamina_session_cancel is the exception).
 #[no_mangle]
-pub unsafe extern "C" fn lamina_translate(
+pub unsafe extern "C" fn lamina_session_translate(
     session: *mut lamina_session,
     text: *const c_char,
     from: *const c_char,
     to: *const c_char,
     out_text: *mut *mut c_char,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: caller's C-string contracts.
-            let text = unsafe { str_arg(text, "text") }?;
-            let from = unsafe { str_arg(from, "from") }?;
-            let to = unsafe { str_arg(to, "to") }?;
-            crate::args::require_out(out_text, "out_text")?;
+    // SAFETY: caller's C-string and out-pointer contracts.
+    unsafe {
+        call_out(out_text, "out_text", || {
+            let (text, from, to) = (str_arg(text, "text")?, str_arg(from, "from")?, str_arg(to, "to")?);
             let t = with_session(session, |s| Ok(lamina::tasks::translate(s, text, from, to, &Default::default())?))?;
-            // SAFETY: checked non-NULL.
-            unsafe { out_text.write(owned_c_string(&t)) };
-            Ok(())
-        })())
-    })
+            Ok(owned_c_string(&t))
+        })
+    }
 }
 
 /// Answer `question`, using `context` (may be NULL) as the source when given. Greedy; a short
 /// answer without explanation. The session's chat history is not changed. On success
-/// `*out_text` receives the answer (free with `lamina_string_free`).
+/// `*out_text` receives the answer.
+/// Ownership: the string written to `*out_text` belongs to the caller, freed with
+/// lamina_string_free.
+/// NULL: `session`, `question` and `out_text` are required; `context` may be NULL.
+/// Errors: _EMPTY_PROMPT, _PROMPT_TOO_LONG, _CHAT_TEMPLATE, _INVALID_UTF8, _BUSY, _DECODE,
+/// _INVALID_HANDLE, _NULL_ARGUMENT.
+/// Threads: one call at a time per session; a call while another thread is inside one gets
+/// _BUSY (lamina_session_cancel is the exception).
 #[no_mangle]
-pub unsafe extern "C" fn lamina_answer(
+pub unsafe extern "C" fn lamina_session_answer(
     session: *mut lamina_session,
     question: *const c_char,
     context: *const c_char,
     out_text: *mut *mut c_char,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: caller's C-string contracts.
-            let question = unsafe { str_arg(question, "question") }?;
-            let context = unsafe { opt_str_arg(context, "context") }?;
-            crate::args::require_out(out_text, "out_text")?;
+    // SAFETY: caller's C-string and out-pointer contracts.
+    unsafe {
+        call_out(out_text, "out_text", || {
+            let (question, context) = (str_arg(question, "question")?, opt_str_arg(context, "context")?);
             let a = with_session(session, |s| Ok(lamina::tasks::answer(s, question, context, &Default::default())?))?;
-            // SAFETY: checked non-NULL.
-            unsafe { out_text.write(owned_c_string(&a)) };
-            Ok(())
-        })())
-    })
+            Ok(owned_c_string(&a))
+        })
+    }
 }
 
 /// The session's context window in tokens (what `n_ctx` asked for, or the default), the limit
 /// that prompt plus generated text must fit in. Written to `*out_n_ctx` on success.
+/// Ownership: writes `*out_n_ctx`; nothing to free.
+/// NULL: `session` and `out_n_ctx` are required.
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+/// Threads: any thread, concurrently with any call on the session (the value never changes).
 #[no_mangle]
 pub unsafe extern "C" fn lamina_session_n_ctx(session: *const lamina_session, out_n_ctx: *mut u32) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            crate::args::require_out(out_n_ctx, "out_n_ctx")?;
-            let n = with_session(session, |s| Ok(s.n_ctx() as u32))?;
-            // SAFETY: checked non-NULL.
-            unsafe { out_n_ctx.write(n) };
-            Ok(())
-        })())
-    })
+    // SAFETY: the caller's out-pointer contract.
+    unsafe { call_out(out_n_ctx, "out_n_ctx", || Ok(SESSIONS.get(session, "session")?.n_ctx)) }
 }

@@ -1,23 +1,21 @@
 //! Fine-tuning on the native engine (a LoRA adapter, or every weight with params.full): a
-//! trainer handle that owns its model and data, runs with a progress callback, is cancellable
-//! from any thread, evaluates, checkpoints, resumes, and saves the adapter as GGUF (for
-//! llama.cpp, and `lamina_model_load_adapter`) or PEFT, or the fully trained model as GGUF.
+//! trainer handle around the runtime's [`TrainingRun`], which owns its model and data, runs
+//! with a progress callback, is cancellable from any thread, evaluates, checkpoints, resumes,
+//! and saves the adapter as GGUF (for llama.cpp, and `lamina_model_load_adapter`) or PEFT, or
+//! the fully trained model as GGUF. This file converts C params and maps results; the run
+//! itself, and every check of its options, is the runtime's.
 
 use std::ffi::{c_char, c_void};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use lamina::native::full::export_full_gguf;
-use lamina::native::lora_io::{export_gguf, export_peft};
-use lamina::native::train::{Progress, Schedule, TrainCancel, TrainConfig, Trainer};
-use lamina::native::train_data::{chat_template_from_gguf, load_dataset, DataOptions, Dataset};
-use lamina::native::trainable::Trainable;
-use lamina::native::{Example, FullWeights, LoraWeights};
-use lamina::native::{NativeModel, NativeParams};
-use lamina::weights::gguf::Gguf;
+use lamina::native::train::{Progress, Schedule, TrainCancel, TrainConfig};
+use lamina::native::train_data::DataOptions;
+use lamina::native::training_run::{AdapterFormat, RunOptions, Start, TrainingRun};
+use lamina::native::NativeParams;
 
-use crate::args::{opt_str_arg, read_params, require_out, str_arg, Versioned};
-use crate::boundary::guard;
+use crate::args::{opt_str_arg, read_params, str_arg, write_optional, Versioned};
+use crate::boundary::{call, call_out, guard};
 use crate::handles::Registry;
 use crate::status::{finish, lamina_status, Failure};
 
@@ -181,25 +179,23 @@ fn invalid(message: impl Into<String>) -> Failure {
 /// `sizeof(*params)` as `struct_size`: a program built against an older, shorter version of
 /// the struct keeps working with a newer library (only the fields it knows are written).
 /// Call this before changing any field.
+/// Ownership: writes into the caller's struct; nothing to free.
+/// NULL: `params` is required.
+/// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+/// Threads: any thread.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_train_params_init(params: *mut lamina_train_params, struct_size: usize) -> lamina_status {
     // SAFETY: the caller provides `struct_size` writable bytes at `params`.
     guard(|| finish(unsafe { crate::args::init_params(params, struct_size) }))
 }
 
-/// The checked Rust view of a params struct.
-struct Plan {
-    config: TrainConfig,
-    data: DataOptions,
-    n_threads: usize,
-    full: bool,
-}
-
-/// Convert and check `p`, so that bad numbers fail before any file is read.
+/// Convert `p` to the runtime's options, which [`TrainingRun::new`] checks before it reads any
+/// file. Only what C alone can get wrong (a targets string with no name, an unknown schedule
+/// number) is checked here.
 ///
 /// # Safety
 /// `p.targets` is NULL or a NUL-terminated string valid during the call.
-unsafe fn plan(p: &lamina_train_params) -> Result<Plan, Failure> {
+unsafe fn run_options(p: &lamina_train_params) -> Result<RunOptions, Failure> {
     // SAFETY: forwarded contract.
     let targets = match unsafe { opt_str_arg(p.targets, "params.targets") }? {
         None => TrainConfig::default().targets,
@@ -244,92 +240,23 @@ unsafe fn plan(p: &lamina_train_params) -> Result<Plan, Failure> {
         activation_memory_mib: p.activation_memory_mib as usize,
         checkpoint_every: p.checkpoint_every as usize,
     };
-    config.validate()?;
-    Ok(Plan { config, data: data_options(p)?, n_threads: p.n_threads as usize, full: p.full })
+    Ok(RunOptions { config, ..resume_options(p) })
 }
 
-/// The data fields of `p`, checked.
-fn data_options(p: &lamina_train_params) -> Result<DataOptions, Failure> {
-    if p.max_len < 2 {
-        return Err(invalid(format!("params.max_len is {}: it must be at least 2 tokens", p.max_len)));
-    }
-    if !(p.val_fraction.is_finite() && (0.0..1.0).contains(&p.val_fraction)) {
-        return Err(invalid(format!("params.val_fraction is {}: it must be in [0, 1)", p.val_fraction)));
-    }
-    Ok(DataOptions { max_len: p.max_len as usize, pack: p.pack, val_fraction: p.val_fraction, seed: p.data_seed, truncate: p.truncate })
-}
-
-/// Load the native model and the tokenized data set. A GGUF model's chat template renders
-/// `messages` records; a safetensors checkpoint has none here, so it takes the other formats.
-fn load(model_path: &str, data_path: &str, plan: &Plan) -> Result<(NativeModel, Dataset), Failure> {
-    let model = NativeModel::load(model_path, &NativeParams { n_threads: plan.n_threads, ..NativeParams::default() })?;
-    let tokenizer = model.load_tokenizer()?;
-    let template = Gguf::open(model_path).ok().and_then(|g| chat_template_from_gguf(&g, &tokenizer));
-    let data = load_dataset(Path::new(data_path), &tokenizer, template.as_ref(), &plan.data)?;
-    Ok((model, data))
-}
-
-/// A trainer together with the model it borrows.
-///
-/// `Trainer<'m>` borrows its `NativeModel`, and a C handle must own both. The model lives in
-/// an `Arc` whose heap allocation never moves, and the trainer holds a reference to it with the
-/// lifetime extended to `'static`. That is sound because:
-/// - the reference never leaves this struct (the trainer's API hands out nothing that carries
-///   the model's lifetime), and the struct owns the `Arc`, so the model outlives every use;
-/// - fields drop in declaration order, so `trainer` is gone before `model` releases the model;
-/// - the model is only ever read (`NativeModel` is immutable once loaded and `Sync`), and an
-///   `Arc` (unlike a `Box`) makes no uniqueness claim when this struct moves, so the shared
-///   borrow stays valid.
-struct OwnedTrainer {
-    trainer: AnyTrainer,
-    model: Arc<NativeModel>,
-}
-
-/// A LoRA run or a full-parameter one.
-enum AnyTrainer {
-    Lora(Trainer<'static, LoraWeights>),
-    Full(Trainer<'static, FullWeights>),
-}
-
-/// `$body` with `$t` bound to whichever trainer `$any` holds.
-macro_rules! on_trainer {
-    ($any:expr, $t:ident => $body:expr) => {
-        match $any {
-            AnyTrainer::Lora($t) => $body,
-            AnyTrainer::Full($t) => $body,
-        }
-    };
-}
-
-impl OwnedTrainer {
-    /// A trainer of the kind `full` names, made by `make` (Trainer::new or Trainer::resume)
-    /// on the model it will borrow.
-    fn new(model: NativeModel, full: bool, make: impl Make) -> Result<Self, Failure> {
-        let model = Arc::new(model);
-        // SAFETY: see the type's documentation; the trainer is stored next to the Arc, in the
-        // field that drops first.
-        let borrowed: &'static NativeModel = unsafe { &*Arc::as_ptr(&model) };
-        let trainer = if full { AnyTrainer::Full(make.make(borrowed)?) } else { AnyTrainer::Lora(make.make(borrowed)?) };
-        Ok(Self { trainer, model })
-    }
-}
-
-/// Trainer::new or Trainer::resume, for either kind of parameters.
-trait Make {
-    fn make<P: Trainable>(self, model: &'static NativeModel) -> lamina::Result<Trainer<'static, P>>;
-}
-
-struct Fresh(TrainConfig, Vec<Example>, Vec<Example>);
-impl Make for Fresh {
-    fn make<P: Trainable>(self, model: &'static NativeModel) -> lamina::Result<Trainer<'static, P>> {
-        Trainer::new(model, self.0, self.1, self.2)
-    }
-}
-
-struct Resume<'a>(&'a Path, Vec<Example>, Vec<Example>, usize);
-impl Make for Resume<'_> {
-    fn make<P: Trainable>(self, model: &'static NativeModel) -> lamina::Result<Trainer<'static, P>> {
-        Trainer::resume(model, self.0, self.1, self.2, self.3)
+/// The fields of `p` that a resumed run uses (its training fields come from the checkpoint):
+/// the data options, the thread count and the kind of run.
+fn resume_options(p: &lamina_train_params) -> RunOptions {
+    RunOptions {
+        config: TrainConfig::default(),
+        data: DataOptions {
+            max_len: p.max_len as usize,
+            pack: p.pack,
+            val_fraction: p.val_fraction,
+            seed: p.data_seed,
+            truncate: p.truncate,
+        },
+        engine: NativeParams { n_threads: p.n_threads as usize, ..NativeParams::default() },
+        full: p.full,
     }
 }
 
@@ -340,13 +267,13 @@ impl Make for Resume<'_> {
 /// another is in progress fails with LAMINA_STATUS_ERROR_BUSY. `lamina_trainer_cancel` is the
 /// exception: any thread may call it at any time, including from the progress callback.
 pub struct lamina_trainer {
-    run: Mutex<OwnedTrainer>,
+    run: Mutex<TrainingRun>,
     cancel: TrainCancel,
 }
 
 static TRAINERS: Registry<lamina_trainer> = Registry::new("lamina_trainer");
 
-fn with_trainer<R>(trainer: *const lamina_trainer, f: impl FnOnce(&mut OwnedTrainer) -> Result<R, Failure>) -> Result<R, Failure> {
+fn with_trainer<R>(trainer: *const lamina_trainer, f: impl FnOnce(&mut TrainingRun) -> Result<R, Failure>) -> Result<R, Failure> {
     let handle = TRAINERS.get(trainer, "trainer")?;
     let mut guard = match handle.run.try_lock() {
         Ok(guard) => guard,
@@ -358,24 +285,26 @@ fn with_trainer<R>(trainer: *const lamina_trainer, f: impl FnOnce(&mut OwnedTrai
     f(&mut guard)
 }
 
-fn register(owned: OwnedTrainer, out_trainer: *mut *mut lamina_trainer) {
-    let cancel = on_trainer!(&owned.trainer, t => t.cancel_handle());
-    let handle = TRAINERS.insert(lamina_trainer { run: Mutex::new(owned), cancel });
-    // SAFETY: the callers checked `out_trainer` non-NULL before doing any work.
-    unsafe { out_trainer.write(handle) };
+/// A new trainer handle for `run`.
+fn register(run: TrainingRun) -> *mut lamina_trainer {
+    let cancel = run.cancel_handle();
+    TRAINERS.insert(lamina_trainer { run: Mutex::new(run), cancel })
 }
 
 /// Create a trainer: load the model at `model_path` (GGUF, or a safetensors checkpoint
 /// directory) on the native engine, read and tokenize the data at `data_path` (JSONL or a JSON
 /// array of `{"messages": [...]}`, `{"prompt", "completion"}`, `{"text"}` or alpaca
 /// `{"instruction", "input"?, "output"}` records; a GGUF model's chat template renders
-/// messages), split it, and initialise a fresh adapter. `params` may be NULL for defaults.
-/// On success `*out_trainer` receives a handle to free with lamina_trainer_free; on failure it
-/// is left unmodified.
+/// messages), split it, and initialise a fresh adapter (or, with params.full, every weight).
+/// Ownership: on success `*out_trainer` receives a handle owned by the caller, freed with
+/// lamina_trainer_free; on failure it is left unmodified. The trainer owns its model and data.
+/// NULL: `model_path`, `data_path` and `out_trainer` are required; `params` may be NULL for
+/// the defaults.
 /// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (a params field out of range or
 /// unknown, bad struct_size; the message names the field), _MODEL_NOT_FOUND, _NOT_GGUF,
 /// _MODEL_LOAD, _DATA (a missing or malformed data file, a bad record, a record longer than
 /// max_len: the message reads "path:line: reason"), _IO.
+/// Threads: any thread; trainers are independent of each other and of sessions.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_trainer_create(
     model_path: *const c_char,
@@ -383,20 +312,15 @@ pub unsafe extern "C" fn lamina_trainer_create(
     params: *const lamina_train_params,
     out_trainer: *mut *mut lamina_trainer,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: caller's C-string and params contracts.
-            let model_path = unsafe { str_arg(model_path, "model_path") }?;
-            let data_path = unsafe { str_arg(data_path, "data_path") }?;
-            let p = unsafe { read_params(params) }?;
-            let plan = unsafe { plan(&p) }?;
-            require_out(out_trainer, "out_trainer")?;
-            let (model, data) = load(model_path, data_path, &plan)?;
-            let owned = OwnedTrainer::new(model, plan.full, Fresh(plan.config, data.train, data.val))?;
-            register(owned, out_trainer);
-            Ok(())
-        })())
-    })
+    // SAFETY: the caller's out-pointer, C-string and params contracts.
+    unsafe {
+        call_out(out_trainer, "out_trainer", || {
+            let model_path = Path::new(str_arg(model_path, "model_path")?);
+            let data_path = Path::new(str_arg(data_path, "data_path")?);
+            let options = run_options(&read_params(params)?)?;
+            Ok(register(TrainingRun::new(model_path, data_path, &options, Start::Fresh)?))
+        })
+    }
 }
 
 /// Continue a run from the checkpoint in `checkpoint_dir` (written by lamina_trainer_run with
@@ -406,12 +330,17 @@ pub unsafe extern "C" fn lamina_trainer_create(
 /// the original run, which the checkpoint checks by its number of training examples.
 /// `params->steps` replaces the planned total when non-zero (pass the original params to keep
 /// it, or NULL, which keeps it too); the other training fields come from the checkpoint and
-/// are ignored. On success `*out_trainer` receives a handle to free with lamina_trainer_free.
+/// are ignored.
 /// The newest sound checkpoint is used: a newer one that is truncated or damaged (its SHA-256
 /// digest does not match) is skipped, with a LAMINA_LOG_WARN message naming it (see
 /// lamina_set_log_callback).
+/// Ownership: on success `*out_trainer` receives a handle owned by the caller, freed with
+/// lamina_trainer_free; on failure it is left unmodified.
+/// NULL: `model_path`, `data_path`, `checkpoint_dir` and `out_trainer` are required; `params`
+/// may be NULL (keep the checkpoint's settings and default data options).
 /// Errors: as lamina_trainer_create, plus _IO (no checkpoint in the directory) and _DATA
 /// (every checkpoint damaged, each named in the message, or data of a different size).
+/// Threads: any thread; trainers are independent of each other and of sessions.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_trainer_resume(
     model_path: *const c_char,
@@ -420,25 +349,20 @@ pub unsafe extern "C" fn lamina_trainer_resume(
     checkpoint_dir: *const c_char,
     out_trainer: *mut *mut lamina_trainer,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: caller's C-string and params contracts.
-            let model_path = unsafe { str_arg(model_path, "model_path") }?;
-            let data_path = unsafe { str_arg(data_path, "data_path") }?;
-            let checkpoint_dir = unsafe { str_arg(checkpoint_dir, "checkpoint_dir") }?;
-            let p = unsafe { read_params(params) }?;
-            // NULL params keep the checkpoint's total, like steps = 0.
+    // SAFETY: the caller's out-pointer, C-string and params contracts.
+    unsafe {
+        call_out(out_trainer, "out_trainer", || {
+            let model_path = Path::new(str_arg(model_path, "model_path")?);
+            let data_path = Path::new(str_arg(data_path, "data_path")?);
+            let dir = Path::new(str_arg(checkpoint_dir, "checkpoint_dir")?);
+            let p = read_params(params)?;
+            // The training fields come from the checkpoint; NULL params keep its total, as
+            // steps = 0 does.
             let steps = if params.is_null() { 0 } else { p.steps as usize };
-            // The training fields come from the checkpoint: only the data options and the
-            // thread count are used, so only those are checked.
-            let plan = Plan { config: TrainConfig::default(), data: data_options(&p)?, n_threads: p.n_threads as usize, full: p.full };
-            require_out(out_trainer, "out_trainer")?;
-            let (model, data) = load(model_path, data_path, &plan)?;
-            let owned = OwnedTrainer::new(model, plan.full, Resume(Path::new(checkpoint_dir), data.train, data.val, steps))?;
-            register(owned, out_trainer);
-            Ok(())
-        })())
-    })
+            let options = resume_options(&p);
+            Ok(register(TrainingRun::new(model_path, data_path, &options, Start::Resume { dir, steps })?))
+        })
+    }
 }
 
 /// What the progress callback of lamina_trainer_run receives after every optimizer step.
@@ -503,8 +427,13 @@ pub type lamina_train_progress_callback =
 /// final name and renamed, and the two newest are kept, so a process killed at any moment
 /// resumes from the last complete one. On a trainer that already did all its steps, returns
 /// at once.
+/// Ownership: nothing is taken or returned; the checkpoints written belong to the caller.
+/// NULL: `trainer` is required; `progress`, `user_data` and `checkpoint_dir` may be NULL.
 /// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_UTF8, _IO (the checkpoint could
 /// not be written), _INVALID_ARGUMENT (a step had no target token).
+/// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+/// say) gets _BUSY (lamina_trainer_cancel is the exception).
+/// The progress callback runs on the calling thread.
 #[no_mangle]
 pub unsafe extern "C" fn lamina_trainer_run(
     trainer: *mut lamina_trainer,
@@ -512,94 +441,81 @@ pub unsafe extern "C" fn lamina_trainer_run(
     user_data: *mut c_void,
     checkpoint_dir: *const c_char,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: caller's C-string contract.
-            let checkpoint_dir = unsafe { opt_str_arg(checkpoint_dir, "checkpoint_dir") }?;
-            with_trainer(trainer, |t| {
-                let on_progress = |p: &Progress| match progress {
-                    None => true,
-                    Some(cb) => {
-                        let report = lamina_train_progress::from(p);
-                        // SAFETY: the host supplied this callback and user data for this call;
-                        // the struct outlives the call.
-                        unsafe { cb(&report, user_data) }
-                    }
-                };
-                on_trainer!(&mut t.trainer, tr => tr.run(checkpoint_dir.map(Path::new), on_progress))?;
-                Ok(())
-            })
-        })())
+    call(|| {
+        // SAFETY: caller's C-string contract.
+        let checkpoint_dir = unsafe { opt_str_arg(checkpoint_dir, "checkpoint_dir") }?;
+        let on_progress = |p: &Progress| match progress {
+            None => true,
+            // SAFETY: the host supplied this callback and user data for this call; the struct
+            // outlives the call.
+            Some(callback) => unsafe { callback(&lamina_train_progress::from(p), user_data) },
+        };
+        with_trainer(trainer, |t| Ok(t.run(checkpoint_dir.map(Path::new), on_progress).map(|_| ())?))
     })
 }
 
-/// Stop a run in progress after its current step. Thread-safe: call it from any thread, or
-/// from the progress callback. Does not wait for the run to return.
+/// Stop a run in progress after its current step. Does not wait for the run to return.
+/// Ownership: nothing is taken or returned.
+/// NULL: `trainer` is required.
 /// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+/// Threads: any thread, concurrently with any call on the trainer, and from the progress
+/// callback: this is the one trainer call meant for another thread.
 #[no_mangle]
-pub extern "C" fn lamina_trainer_cancel(trainer: *mut lamina_trainer) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            TRAINERS.get(trainer, "trainer")?.cancel.cancel();
-            Ok(())
-        })())
+pub extern "C" fn lamina_trainer_cancel(trainer: *const lamina_trainer) -> lamina_status {
+    call(|| {
+        TRAINERS.get(trainer, "trainer")?.cancel.cancel();
+        Ok(())
     })
 }
 
 /// One optimizer step (grad_accum micro-batches, clipping, AdamW), outside of a run. On
 /// success `*out_loss` receives the step's mean loss per target token. Steps past the planned
 /// total are allowed and use the schedule's final learning rate (0 for cosine and linear).
+/// Ownership: writes `*out_loss`; nothing to free.
+/// NULL: `trainer` and `out_loss` are required.
 /// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (no target token).
+/// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+/// say) gets _BUSY (lamina_trainer_cancel is the exception).
 #[no_mangle]
 pub unsafe extern "C" fn lamina_trainer_step(trainer: *mut lamina_trainer, out_loss: *mut f64) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            require_out(out_loss, "out_loss")?;
-            let (loss, _, _) = with_trainer(trainer, |t| Ok(on_trainer!(&mut t.trainer, tr => tr.train_step())?))?;
-            // SAFETY: checked non-NULL.
-            unsafe { out_loss.write(loss) };
-            Ok(())
-        })())
-    })
+    // SAFETY: the caller's out-pointer contract.
+    unsafe { call_out(out_loss, "out_loss", || with_trainer(trainer, |t| Ok(t.train_step()?))) }
 }
 
 /// The mean loss per target token of the validation set with the current adapter. On success
 /// `*out_val_loss` receives it, or NaN when there is no validation set (val_fraction 0).
+/// Ownership: writes `*out_val_loss`; nothing to free.
+/// NULL: `trainer` and `out_val_loss` are required.
 /// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY.
+/// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+/// say) gets _BUSY (lamina_trainer_cancel is the exception).
 #[no_mangle]
 pub unsafe extern "C" fn lamina_trainer_evaluate(trainer: *mut lamina_trainer, out_val_loss: *mut f64) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            require_out(out_val_loss, "out_val_loss")?;
-            let loss = with_trainer(trainer, |t| Ok(on_trainer!(&t.trainer, tr => tr.evaluate())?))?;
-            // SAFETY: checked non-NULL.
-            unsafe { out_val_loss.write(loss.unwrap_or(f64::NAN)) };
-            Ok(())
-        })())
-    })
+    // SAFETY: the caller's out-pointer contract.
+    unsafe { call_out(out_val_loss, "out_val_loss", || with_trainer(trainer, |t| Ok(t.evaluate()?.unwrap_or(f64::NAN)))) }
 }
 
-/// How far the run is: steps done and the planned total. Either out pointer may be NULL.
+/// How far the run is: steps done and the planned total. During a run, the progress
+/// callback reports both.
+/// Ownership: writes the out-parameters; nothing to free.
+/// NULL: `trainer` is required; either out pointer may be NULL (that value is not written).
 /// Errors: _NULL_ARGUMENT (trainer), _INVALID_HANDLE, _BUSY.
+/// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+/// say) gets _BUSY (lamina_trainer_cancel is the exception).
 #[no_mangle]
 pub unsafe extern "C" fn lamina_trainer_steps(
-    trainer: *const lamina_trainer,
+    trainer: *mut lamina_trainer,
     out_step: *mut u64,
     out_total_steps: *mut u64,
 ) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            let (step, total) = with_trainer(trainer, |t| Ok(on_trainer!(&t.trainer, tr => (tr.step() as u64, tr.config().steps as u64))))?;
-            if !out_step.is_null() {
-                // SAFETY: non-NULL, caller-provided slot.
-                unsafe { out_step.write(step) };
-            }
-            if !out_total_steps.is_null() {
-                // SAFETY: as above.
-                unsafe { out_total_steps.write(total) };
-            }
-            Ok(())
-        })())
+    call(|| {
+        let (step, total) = with_trainer(trainer, |t| Ok((t.step() as u64, t.config().steps as u64)))?;
+        // SAFETY: the caller's contract: each out-pointer is NULL or writable.
+        unsafe {
+            write_optional(out_step, step);
+            write_optional(out_total_steps, total);
+        }
+        Ok(())
     })
 }
 
@@ -607,57 +523,51 @@ pub unsafe extern "C" fn lamina_trainer_steps(
 /// that any value is safe to pass): LAMINA_ADAPTER_FORMAT_GGUF writes the file `path`,
 /// LAMINA_ADAPTER_FORMAT_PEFT writes the directory `path` (created if needed). Either loads
 /// with lamina_model_load_adapter on the same base model.
+/// Ownership: the files written belong to the caller; nothing is returned.
+/// NULL: `trainer` and `path` are required.
 /// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (unknown
-/// format), _IO.
+/// format; a full-parameter trainer, which saves with lamina_trainer_save_model), _IO.
+/// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+/// say) gets _BUSY (lamina_trainer_cancel is the exception).
 #[no_mangle]
 pub unsafe extern "C" fn lamina_trainer_save_adapter(trainer: *mut lamina_trainer, path: *const c_char, format: i32) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: caller's C-string contract.
-            let path = Path::new(unsafe { str_arg(path, "path") }?);
-            let format = match format {
-                0 => lamina_adapter_format::Gguf,
-                1 => lamina_adapter_format::Peft,
-                other => {
-                    return Err(invalid(format!("format is {other}: use LAMINA_ADAPTER_FORMAT_GGUF (0) or LAMINA_ADAPTER_FORMAT_PEFT (1)")))
-                }
-            };
-            with_trainer(trainer, |t| {
-                let AnyTrainer::Lora(tr) = &t.trainer else {
-                    return Err(invalid(
-                        "this trainer fine-tunes the whole model and has no adapter: save it with lamina_trainer_save_model",
-                    ));
-                };
-                match format {
-                    lamina_adapter_format::Gguf => export_gguf(tr.lora(), &t.model, path)?,
-                    lamina_adapter_format::Peft => export_peft(tr.lora(), &t.model, path)?,
-                }
-                Ok(())
-            })
-        })())
+    call(|| {
+        // SAFETY: caller's C-string contract.
+        let path = Path::new(unsafe { str_arg(path, "path") }?);
+        let format = match format {
+            0 => AdapterFormat::Gguf,
+            1 => AdapterFormat::Peft,
+            other => {
+                return Err(invalid(format!("format is {other}: use LAMINA_ADAPTER_FORMAT_GGUF (0) or LAMINA_ADAPTER_FORMAT_PEFT (1)")))
+            }
+        };
+        with_trainer(trainer, |t| match t.is_full() {
+            true => Err(invalid("this trainer fine-tunes the whole model and has no adapter: save it with lamina_trainer_save_model")),
+            false => Ok(t.save_adapter(path, format)?),
+        })
     })
 }
 
 /// Write the model of a full-parameter trainer (params.full) to `path` as a GGUF file: the
 /// base model's metadata and every trained weight in F32, loadable with lamina_model_load. The
 /// base model must be a GGUF file.
+/// Ownership: the file written belongs to the caller; nothing is returned.
+/// NULL: `trainer` and `path` are required.
 /// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (a LoRA
 /// trainer, which saves adapters with lamina_trainer_save_adapter; a safetensors base), _IO.
+/// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+/// say) gets _BUSY (lamina_trainer_cancel is the exception).
 #[no_mangle]
 pub unsafe extern "C" fn lamina_trainer_save_model(trainer: *mut lamina_trainer, path: *const c_char) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: caller's C-string contract.
-            let path = Path::new(unsafe { str_arg(path, "path") }?);
-            with_trainer(trainer, |t| {
-                let AnyTrainer::Full(tr) = &t.trainer else {
-                    return Err(invalid(
-                        "this trainer trains a LoRA adapter: save it with lamina_trainer_save_adapter (params.full trains the whole model)",
-                    ));
-                };
-                Ok(export_full_gguf(tr.params(), &t.model, path)?)
-            })
-        })())
+    call(|| {
+        // SAFETY: caller's C-string contract.
+        let path = Path::new(unsafe { str_arg(path, "path") }?);
+        with_trainer(trainer, |t| match t.is_full() {
+            true => Ok(t.save_model(path)?),
+            false => Err(invalid(
+                "this trainer trains a LoRA adapter: save it with lamina_trainer_save_adapter (params.full trains the whole model)",
+            )),
+        })
     })
 }
 
@@ -665,25 +575,28 @@ pub unsafe extern "C" fn lamina_trainer_save_model(trainer: *mut lamina_trainer,
 /// created if needed, for lamina_trainer_resume: `checkpoint-<step>.safetensors`, with a
 /// SHA-256 digest of its contents. It is written beside its final name and renamed, so an
 /// interrupted save leaves the previous checkpoints intact; the two newest are kept.
-/// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _IO.
+/// Ownership: the files written belong to the caller; nothing is returned.
+/// NULL: `trainer` and `dir` are required.
+/// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_HANDLE, _BUSY, _IO, _INTERNAL (the
+/// checkpoint's own state could not be serialised).
+/// Threads: one call at a time per trainer; a call while another thread is inside one (a run,
+/// say) gets _BUSY (lamina_trainer_cancel is the exception).
 #[no_mangle]
 pub unsafe extern "C" fn lamina_trainer_save_checkpoint(trainer: *mut lamina_trainer, dir: *const c_char) -> lamina_status {
-    guard(|| {
-        finish((|| {
-            // SAFETY: caller's C-string contract.
-            let dir = Path::new(unsafe { str_arg(dir, "dir") }?);
-            with_trainer(trainer, |t| {
-                on_trainer!(&t.trainer, tr => tr.save_checkpoint(dir))?;
-                Ok(())
-            })
-        })())
+    call(|| {
+        // SAFETY: caller's C-string contract.
+        let dir = Path::new(unsafe { str_arg(dir, "dir") }?);
+        with_trainer(trainer, |t| t.save_checkpoint(dir).map(|_| ()).map_err(Failure::from))
     })
 }
 
-/// Free a trainer and its model. Calling with NULL is fine; freeing twice is reported through
-/// lamina_last_error_message() and otherwise ignored. Freeing a trainer while another thread
-/// runs it is safe: the memory goes when that call returns (cancel it first to make that
-/// soon).
+/// Free a trainer and its model.
+/// Ownership: releases the caller's handle.
+/// NULL: `trainer` may be NULL (nothing happens).
+/// Errors: none returned; freeing twice is reported through lamina_last_error_message() and
+/// otherwise ignored.
+/// Threads: any thread. Freeing a trainer while another thread runs it is safe: the memory
+/// goes when that call returns (cancel it first to make that soon).
 #[no_mangle]
 pub extern "C" fn lamina_trainer_free(trainer: *mut lamina_trainer) {
     guard(|| {

@@ -424,8 +424,8 @@ static void test_session_errors(lamina_model *model) {
     EXPECT_ERROR(lamina_session_cancel(s), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
     EXPECT_ERROR(lamina_session_reset(s), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
     EXPECT_ERROR(lamina_session_set_system_prompt(s, "You are terse."), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
-    EXPECT_ERROR(lamina_translate(s, "Hello", "en", "de", &text), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
-    EXPECT_ERROR(lamina_answer(s, "Why?", NULL, &text), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    EXPECT_ERROR(lamina_session_translate(s, "Hello", "en", "de", &text), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
+    EXPECT_ERROR(lamina_session_answer(s, "Why?", NULL, &text), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
     CHECK(text == SENTINEL_STRING);
     uint32_t n_ctx = 0;
     EXPECT_ERROR(lamina_session_n_ctx(s, &n_ctx), LAMINA_STATUS_ERROR_INVALID_HANDLE, "not a live");
@@ -549,17 +549,17 @@ static void test_generate_errors(lamina_session *session) {
     EXPECT_ERROR(lamina_session_set_system_prompt(session, "\xff\xfe"), LAMINA_STATUS_ERROR_INVALID_UTF8, "UTF-8");
 
     /* Tasks. */
-    EXPECT_ERROR(lamina_translate(session, "Good morning", "en", "klingon", &text), LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE,
+    EXPECT_ERROR(lamina_session_translate(session, "Good morning", "en", "klingon", &text), LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE,
                  "klingon");
-    EXPECT_ERROR(lamina_translate(session, "Good morning", "xx", "de", &text), LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE,
+    EXPECT_ERROR(lamina_session_translate(session, "Good morning", "xx", "de", &text), LAMINA_STATUS_ERROR_UNKNOWN_LANGUAGE,
                  "xx");
-    EXPECT_ERROR(lamina_translate(session, "  ", "en", "de", &text), LAMINA_STATUS_ERROR_EMPTY_PROMPT, "empty");
-    EXPECT_ERROR(lamina_translate(session, "Good morning", NULL, "de", &text), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "from");
-    EXPECT_ERROR(lamina_translate(session, "Good morning", "en", "de", NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+    EXPECT_ERROR(lamina_session_translate(session, "  ", "en", "de", &text), LAMINA_STATUS_ERROR_EMPTY_PROMPT, "empty");
+    EXPECT_ERROR(lamina_session_translate(session, "Good morning", NULL, "de", &text), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "from");
+    EXPECT_ERROR(lamina_session_translate(session, "Good morning", "en", "de", NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
                  "out_text");
-    EXPECT_ERROR(lamina_answer(session, "", NULL, &text), LAMINA_STATUS_ERROR_EMPTY_PROMPT, "empty");
-    EXPECT_ERROR(lamina_answer(session, "Why?", "\xff", &text), LAMINA_STATUS_ERROR_INVALID_UTF8, "UTF-8");
-    EXPECT_ERROR(lamina_answer(session, "Why?", NULL, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_text");
+    EXPECT_ERROR(lamina_session_answer(session, "", NULL, &text), LAMINA_STATUS_ERROR_EMPTY_PROMPT, "empty");
+    EXPECT_ERROR(lamina_session_answer(session, "Why?", "\xff", &text), LAMINA_STATUS_ERROR_INVALID_UTF8, "UTF-8");
+    EXPECT_ERROR(lamina_session_answer(session, "Why?", NULL, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_text");
 
     /* Nothing was written through the out-parameters by any failed call. */
     CHECK(text == SENTINEL_STRING);
@@ -896,6 +896,9 @@ typedef struct {
     double cancelled_at;
     lamina_status busy_status;
     char busy_message[256];
+    /* A const getter on the busy session: const means it runs concurrently, never BUSY. */
+    lamina_status n_ctx_status;
+    uint32_t n_ctx;
     lamina_status cancel_status;
 } cancel_state;
 
@@ -922,6 +925,7 @@ static void *canceller(void *arg) {
     lamina_sampling_params s = greedy(2);
     st->busy_status = lamina_session_generate(st->session, PROMPT, &s, NULL, NULL, NULL, NULL);
     snprintf(st->busy_message, sizeof st->busy_message, "%s", lamina_last_error_message());
+    st->n_ctx_status = lamina_session_n_ctx(st->session, &st->n_ctx);
     st->cancelled_at = now_s();
     st->cancel_status = lamina_session_cancel(st->session);
     return NULL;
@@ -1122,6 +1126,8 @@ static void test_cancel(lamina_model *model) {
            lamina_status_name(st.busy_status));
     CHECKF(st.busy_message[0] != '\0' && strstr(st.busy_message, "busy") != NULL, "BUSY message: \"%s\"",
            st.busy_message);
+    CHECKF(st.n_ctx_status == LAMINA_STATUS_OK && st.n_ctx == 4096 + 64, "n_ctx of a busy session: %s, %u",
+           lamina_status_name(st.n_ctx_status), (unsigned)st.n_ctx);
 
     /* The session works normally afterwards (the cancel request was consumed). */
     char *text = generate_text(session, PROMPT, 4, &info);
@@ -1325,12 +1331,12 @@ static void test_chat_and_tasks(lamina_session *session) {
     EXPECT_OK(lamina_session_set_system_prompt(session, NULL));
 
     char *translation = NULL;
-    EXPECT_OK(lamina_translate(session, "Good morning", "en", "German", &translation));
+    EXPECT_OK(lamina_session_translate(session, "Good morning", "en", "German", &translation));
     CHECK(translation != NULL && translation[0] != '\0');
     lamina_string_free(translation);
 
     char *answer = NULL;
-    EXPECT_OK(lamina_answer(session, "What colour is the car?", "The car in front of the house is red.", &answer));
+    EXPECT_OK(lamina_session_answer(session, "What colour is the car?", "The car in front of the house is red.", &answer));
     CHECKF(answer != NULL && (strstr(answer, "red") != NULL || strstr(answer, "Red") != NULL), "answer: \"%s\"",
            answer != NULL ? answer : "(NULL)");
     lamina_string_free(answer);

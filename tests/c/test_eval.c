@@ -331,6 +331,7 @@ typedef struct {
     size_t stop_at;     /* return false once done >= stop_at; SIZE_MAX = never */
     lamina_session *session;
     lamina_status reentrant; /* status of a call on the same session from inside the callback */
+    lamina_status reentrant_const; /* status of a const getter on it from there */
 } progress_state;
 
 static progress_state progress_init(size_t stop_at, lamina_session *session) {
@@ -339,6 +340,7 @@ static progress_state progress_init(size_t stop_at, lamina_session *session) {
     p.stop_at = stop_at;
     p.session = session;
     p.reentrant = LAMINA_STATUS_OK;
+    p.reentrant_const = LAMINA_STATUS_ERROR_PANIC; /* not called yet */
     return p;
 }
 
@@ -356,8 +358,11 @@ static bool on_progress(size_t done, size_t total, void *user_data) {
     p->last_done = done;
     p->last_total = total;
     if (p->session != NULL && p->calls == 1) {
+        /* A call that takes the session is BUSY; a const getter runs concurrently. */
+        size_t n_adapters = 0;
+        p->reentrant = lamina_session_n_adapters(p->session, &n_adapters);
         uint32_t n_ctx = 0;
-        p->reentrant = lamina_session_n_ctx(p->session, &n_ctx);
+        p->reentrant_const = lamina_session_n_ctx(p->session, &n_ctx);
     }
     return done < p->stop_at;
 }
@@ -492,6 +497,7 @@ static void test_eval_qa(lamina_session *session, const char *path) {
            pr.last_total, pr.bad);
     /* The session is busy (held by the evaluation) inside the callback. */
     CHECKF(pr.reentrant == LAMINA_STATUS_ERROR_BUSY, "re-entrant call: %s", lamina_status_name(pr.reentrant));
+    CHECKF(pr.reentrant_const == LAMINA_STATUS_OK, "re-entrant const call: %s", lamina_status_name(pr.reentrant_const));
     fprintf(stderr, "    qa: exact_match %.1f, f1 %.1f\n", em, f1);
     lamina_string_free(json);
 }

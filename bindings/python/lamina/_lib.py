@@ -226,11 +226,11 @@ PROTOTYPES = {
             POINTER(lamina_generation_info),
         ],
     ),
-    "lamina_translate": (
+    "lamina_session_translate": (
         lamina_status,
         [lamina_session_p, c_char_p, c_char_p, c_char_p, _out_str],
     ),
-    "lamina_answer": (lamina_status, [lamina_session_p, c_char_p, c_char_p, _out_str]),
+    "lamina_session_answer": (lamina_status, [lamina_session_p, c_char_p, c_char_p, _out_str]),
     "lamina_session_n_ctx": (lamina_status, [lamina_session_p, POINTER(c_uint32)]),
     # evaluation
     "lamina_bleu": (

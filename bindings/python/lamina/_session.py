@@ -489,7 +489,7 @@ class Session(Managed):
     # -- tasks ------------------------------------------------------------------------------
 
     def _task(self, fn, handle: int, args) -> str:
-        """Run lamina_translate/lamina_answer and return its text."""
+        """Run lamina_session_translate/lamina_session_answer and return its text."""
         out = ctypes.c_void_p()
         with defer_sigint():
             status = fn(handle, *args, ctypes.byref(out))
@@ -502,14 +502,14 @@ class Session(Managed):
         English names). Greedy; the chat history is not changed."""
         handle = self._ptr()
         args = (to_c(text, "text"), to_c(from_lang, "from_lang"), to_c(to_lang, "to_lang"))
-        return self._task(lib.lamina_translate, handle, args)
+        return self._task(lib.lamina_session_translate, handle, args)
 
     def answer(self, question: StrOrBytes, context: Optional[StrOrBytes] = None) -> str:
         """A short answer to `question`, taken from `context` when given. Greedy; the chat
         history is not changed."""
         handle = self._ptr()
         args = (to_c(question, "question"), opt_to_c(context, "context"))
-        return self._task(lib.lamina_answer, handle, args)
+        return self._task(lib.lamina_session_answer, handle, args)
 
     # -- evaluation -------------------------------------------------------------------------
 

@@ -392,19 +392,21 @@ def test_evaluate_progress_exception_propagates(session, tmp_path):
 
     with pytest.raises(Boom, match="stop here"):
         session.evaluate("choice", path, on_progress=on_progress)
-    # The session is free again, and a call from inside the callback is refused as busy.
+    # The session is free again, and a call from inside the callback that needs the session
+    # is refused as busy, while a const getter (n_ctx) runs concurrently.
     seen = []
 
     def reenter(done, total):
         if not seen:
+            seen.append(session.n_ctx)
             try:
-                session.n_ctx
+                session.reset()
             except LaminaError as e:
                 seen.append(e.status_name)
         return False
 
     session.evaluate("choice", path, on_progress=reenter)
-    assert seen == ["LAMINA_STATUS_ERROR_BUSY"]
+    assert seen == [session.n_ctx, "LAMINA_STATUS_ERROR_BUSY"]
     assert session.evaluate("choice", path, limit=1)["evaluated"] == 1
 
 
