@@ -141,8 +141,19 @@ pub unsafe fn pack_b(b: *const f32, rs: usize, cs: usize, depth: usize, cols: us
                 dst[width..].fill(0.0);
             }
         } else {
-            // Columns of B are contiguous (B is a transposed row-major matrix): walk each
-            // column and scatter it down the panel.
+            // Columns of B are contiguous (B is a transposed row-major matrix, the forward
+            // pass's weight tile). Whole 16 × 16 blocks go through registers; the rest is
+            // walked column by column below.
+            #[cfg(target_arch = "x86_64")]
+            let done = if rs == 1 && available() {
+                // SAFETY: the caller's contract covers the columns and depth read; this
+                // thread's CPU has AVX-512 (checked).
+                unsafe { pack_b_transposed_blocks(b.add(p * NR * cs), cs, depth, width, panel) }
+            } else {
+                0
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let done = 0;
             for j in 0..NR {
                 if j >= width {
                     for kk in 0..depth {
@@ -152,12 +163,93 @@ pub unsafe fn pack_b(b: *const f32, rs: usize, cs: usize, depth: usize, cols: us
                 }
                 // SAFETY: as above.
                 let col = unsafe { b.add((p * NR + j) * cs) };
-                for kk in 0..depth {
+                for kk in done..depth {
                     panel[kk * NR + j] = unsafe { *col.add(kk * rs) };
                 }
             }
         }
     }
+}
+
+/// The first depth rows of one panel whose columns are contiguous (column j at `b[j·cs..]`),
+/// packed 16 × 16 at a time through registers: each block is 16 vector loads down 16
+/// columns, an in-register transpose and 16 vector stores, where the element-wise walk makes
+/// one scalar store per element (7% of a LoRA training step on an Intel Xeon). Returns how
+/// many depth rows it packed (a multiple of 16; 0 unless the panel is full, `width == NR`).
+///
+/// # Safety
+/// Columns 0..NR of `b` are readable for `depth` elements each; AVX-512 is available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_b_transposed_blocks(b: *const f32, cs: usize, depth: usize, width: usize, panel: &mut [f32]) -> usize {
+    if width != NR {
+        return 0;
+    }
+    let blocks = depth / 16;
+    for kb in 0..blocks {
+        let kk0 = kb * 16;
+        for half in 0..2 {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (j, v) in r.iter_mut().enumerate() {
+                // SAFETY: column half·16 + j, elements kk0..kk0+16 < depth.
+                *v = unsafe { _mm512_loadu_ps(b.add((half * 16 + j) * cs + kk0)) };
+            }
+            let t = transpose_16x16(r);
+            for (i, v) in t.iter().enumerate() {
+                let at = (kk0 + i) * NR + half * 16;
+                // SAFETY: row kk0 + i < depth of the panel, 16 of its NR columns.
+                unsafe { _mm512_storeu_ps(panel.as_mut_ptr().add(at), *v) };
+            }
+        }
+    }
+    blocks * 16
+}
+
+/// The transpose of a 16 × 16 block held as 16 rows: element (i, j) of the result is
+/// element (j, i) of `r`. Pairs of lanes, then pairs of pairs, then 128-bit and 256-bit lane
+/// groups are interleaved, the usual four rounds of a 16 × 16 transpose.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
+    // Round 1: 32-bit interleave of row pairs.
+    let mut t = [_mm512_setzero_ps(); 16];
+    for i in 0..8 {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // Round 2: 64-bit interleave of pairs two rows apart.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for i in 0..4 {
+        for h in 0..2 {
+            let (a, b) = (_mm512_castps_pd(t[4 * i + h]), _mm512_castps_pd(t[4 * i + 2 + h]));
+            u[4 * i + h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+            u[4 * i + 2 + h] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        }
+    }
+    // Round 3: 128-bit lanes of rows four apart (lanes 0, 2 of one with 0, 2 of the other,
+    // then lanes 1, 3 with 1, 3).
+    let mut v = [_mm512_setzero_ps(); 16];
+    for i in 0..2 {
+        for h in 0..4 {
+            let (a, b) = (u[8 * i + h], u[8 * i + 4 + h]);
+            v[8 * i + h] = _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b);
+            v[8 * i + 4 + h] = _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b);
+        }
+    }
+    // Round 4: 128-bit lanes of rows eight apart.
+    let mut w = [_mm512_setzero_ps(); 16];
+    for h in 0..8 {
+        let (a, b) = (v[h], v[8 + h]);
+        w[h] = _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b);
+        w[8 + h] = _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b);
+    }
+    // Rows of the transpose, in order: the rounds leave them permuted.
+    let order = [0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15];
+    let mut out = [_mm512_setzero_ps(); 16];
+    for (i, &src) in order.iter().enumerate() {
+        out[i] = w[src];
+    }
+    out
 }
 
 /// `C[i][j] (+)= alpha · Σ_kk A[i][kk] · B[kk][j]` for i < rows, j < cols, from A (packed by
@@ -382,6 +474,48 @@ pub(crate) unsafe fn store_row(row: *mut f32, mut v0: __m512, mut v1: __m512, lo
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transpose_16x16_transposes() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
+        let rows: [__m512; 16] = std::array::from_fn(|j| unsafe { _mm512_loadu_ps(m.as_ptr().add(16 * j)) });
+        let t = unsafe { transpose_16x16(rows) };
+        for (i, v) in t.iter().enumerate() {
+            let mut got = [0.0f32; 16];
+            unsafe { _mm512_storeu_ps(got.as_mut_ptr(), *v) };
+            let want: Vec<f32> = (0..16).map(|j| m[16 * j + i]).collect();
+            assert_eq!(got.to_vec(), want, "row {i} of the transpose");
+        }
+    }
+
+    /// A transposed source (columns contiguous) packs the same through the register blocks as
+    /// element by element, for depths with and without a tail and panels full or not.
+    #[test]
+    fn transposed_pack_matches_the_element_walk() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        for (depth, cols) in [(16usize, 32usize), (576, 64), (37, 32), (100, 70), (15, 32), (48, 17)] {
+            let ld = depth + 5;
+            let b: Vec<f32> = (0..cols * ld).map(|i| value(i, 3)).collect();
+            let mut fast = vec![f32::NAN; packed_b_len(depth, cols)];
+            unsafe { pack_b(b.as_ptr(), 1, ld, depth, cols, &mut fast) };
+            for p in 0..cols.div_ceil(NR) {
+                for kk in 0..depth {
+                    for j in 0..NR {
+                        let col = p * NR + j;
+                        let want = if col < cols { b[col * ld + kk] } else { 0.0 };
+                        assert_eq!(fast[p * NR * depth + kk * NR + j], want, "depth {depth} cols {cols}: panel {p} row {kk} col {j}");
+                    }
+                }
+            }
+        }
+    }
 
     fn value(i: usize, salt: usize) -> f32 {
         ((i * 37 + salt * 11) % 101) as f32 / 25.0 - 2.0
