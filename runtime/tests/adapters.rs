@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use lamina::adapters::{write_gguf_adapter, LoraTensor, LoraTensorRef};
+use lamina::adapters::{write_gguf_adapter, write_peft_adapter, LoraTensor, LoraTensorRef, PeftSettings};
 use lamina::native::convert::{gguf_to_safetensors, safetensors_to_gguf, Dtype};
 use lamina::weights::gguf::{Gguf, GgufWriter, MetaValue};
 use lamina::weights::names::{gguf_to_hf_name, permute_qk_rows};
@@ -305,6 +305,41 @@ fn a_peft_directory_gives_the_same_logits_as_the_gguf_adapter() {
     std::fs::write(dir.join("adapter_config.json"), cfg.to_string()).unwrap();
     let rs = model.load_adapter(&dir).unwrap();
     assert!((rs.alpha() - 16.0 * 8f32.sqrt()).abs() < 1e-4);
+}
+
+/// lamina's PEFT writer gives the directory written by hand above, tensor for tensor, and a
+/// tensor name that is no LLaMA projection is refused.
+#[test]
+fn the_peft_writer_matches_the_hand_written_directory() {
+    let f = fixture();
+    let info = common::model().info();
+    let config = lamina::weights::llama_config::LlamaConfig::from_gguf(&Gguf::open(lamina::paths::default_model_path()).unwrap()).unwrap();
+    let (by_hand, written) = (tmp_dir().join("peft-hand"), tmp_dir().join("peft-written"));
+    write_peft(&by_hand, &f.a1, 8, ALPHA1, info.n_head as usize, info.n_head_kv as usize);
+    let refs: Vec<LoraTensorRef<'_>> = f.a1.iter().map(LoraTensor::as_ref).collect();
+    let settings = PeftSettings { rank: 8, lora_alpha: ALPHA1, dropout: 0.0, rslora: false };
+    write_peft_adapter(&written, &settings, &refs, &config).unwrap();
+    let read = |dir: &Path| std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
+    let (hand_bytes, written_bytes) = (read(&by_hand), read(&written));
+    let (hand, ours) =
+        (safetensors::SafeTensors::deserialize(&hand_bytes).unwrap(), safetensors::SafeTensors::deserialize(&written_bytes).unwrap());
+    let mut names: Vec<String> = hand.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let mut our_names: Vec<String> = ours.names().into_iter().map(str::to_string).collect();
+    our_names.sort();
+    assert_eq!(names, our_names);
+    for name in &names {
+        let (h, o) = (hand.tensor(name).unwrap(), ours.tensor(name).unwrap());
+        assert_eq!((h.shape(), h.data()), (o.shape(), o.data()), "{name}");
+    }
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(written.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!((cfg["r"].as_u64(), cfg["lora_alpha"].as_f64()), (Some(8), Some(f64::from(ALPHA1))));
+    assert_eq!(cfg["target_modules"].as_array().map(Vec::len), Some(7));
+
+    let mut bad = f.a1[0].clone();
+    bad.name = "blk.0.not_a_projection.weight".into();
+    let err = write_peft_adapter(&tmp_dir().join("peft-bad"), &settings, &[bad.as_ref()], &config).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
 }
 
 #[test]

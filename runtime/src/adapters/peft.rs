@@ -1,7 +1,7 @@
 //! PEFT LoRA directories (`adapter_config.json` + `adapter_model.safetensors`), read into
-//! llama.cpp's layout: GGUF names, q/k `lora_B` rows in the interleaved RoPE order, PEFT's
-//! scaling turned into the GGUF alpha. Both files are untrusted input; the parsers here are
-//! fuzzed (`fuzz/`, target `peft_adapter`).
+//! llama.cpp's layout (GGUF names, q/k `lora_B` rows in the interleaved RoPE order, PEFT's
+//! scaling turned into the GGUF alpha) and written from it. Both files are untrusted input
+//! when read; the parsers here are fuzzed (`fuzz/`, target `peft_adapter`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::gguf::{write_gguf_adapter, LoraTensor, LoraTensorRef};
 use crate::error::{Error, Result};
 use crate::weights::llama_config::LlamaConfig;
-use crate::weights::names::{hf_to_gguf_name, permute_qk_rows_f32};
+use crate::weights::names::{gguf_to_hf_name, hf_to_gguf_name, permute_qk_rows_f32};
 use crate::weights::safetensors::SafeTensors;
 
 /// A PEFT LoRA directory read into llama.cpp's layout.
@@ -186,4 +186,86 @@ pub fn peft_to_gguf(dir: &Path, out: &Path, config: &LlamaConfig, arch: &str) ->
     let peft = read_peft_adapter(dir, config)?;
     let tensors: Vec<LoraTensorRef<'_>> = peft.tensors.iter().map(LoraTensor::as_ref).collect();
     write_gguf_adapter(out, arch, peft.alpha, &tensors)
+}
+
+/// What `adapter_config.json` records of an adapter that lamina writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PeftSettings {
+    /// `r`.
+    pub rank: usize,
+    /// `lora_alpha`: PEFT scales by `lora_alpha / r` (or `/ sqrt(r)` with rsLoRA).
+    pub lora_alpha: f32,
+    /// `lora_dropout`.
+    pub dropout: f32,
+    /// `use_rslora`.
+    pub rslora: bool,
+}
+
+/// Write a PEFT LoRA directory at `dir` (created if needed) that [`read_peft_adapter`] and
+/// Hugging Face's peft read: `tensors` are given as [`LoraTensorRef`] documents them (GGUF
+/// names, llama.cpp's row order) for a model of shape `config`, and are written with PEFT's
+/// names and q/k `lora_B` rows in the Hugging Face RoPE order. The weights are written first
+/// and the config last, each atomically, so a directory whose config is missing is never
+/// taken for an adapter.
+///
+/// Errors: [`Error::InvalidArgument`] for a tensor whose name is not a LLaMA projection or
+/// whose slices do not match its shape; [`Error::Io`] from the writes.
+pub fn write_peft_adapter(dir: &Path, settings: &PeftSettings, tensors: &[LoraTensorRef<'_>], config: &LlamaConfig) -> Result<()> {
+    let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(2 * tensors.len());
+    let mut modules: Vec<String> = Vec::new();
+    for t in tensors {
+        if t.a.len() != t.rank * t.n_in || t.b.len() != t.n_out * t.rank {
+            return Err(Error::invalid(
+                "tensors",
+                format!("`{}`: the slices do not match rank {} and shape {} x {}", t.name, t.rank, t.n_out, t.n_in),
+            ));
+        }
+        let hf = gguf_to_hf_name(t.name).ok_or_else(|| Error::invalid("tensors", format!("`{}` is not a LLaMA weight", t.name)))?;
+        let stem = hf.strip_suffix(".weight").unwrap_or(&hf);
+        let module = stem.rsplit('.').next().unwrap_or(stem).to_string();
+        if !modules.contains(&module) {
+            modules.push(module);
+        }
+        let heads = if t.name.contains(".attn_q.") {
+            Some(config.n_heads)
+        } else if t.name.contains(".attn_k.") {
+            Some(config.n_kv_heads)
+        } else {
+            None
+        };
+        let b = match heads {
+            Some(heads) => permute_qk_rows_f32(t.b, heads, t.rank, false),
+            None => t.b.to_vec(),
+        };
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        named.push((format!("base_model.model.{stem}.lora_A.weight"), vec![t.rank, t.n_in], bytes(t.a)));
+        named.push((format!("base_model.model.{stem}.lora_B.weight"), vec![t.n_out, t.rank], bytes(&b)));
+    }
+    crate::atomic_file::create_dir_all(dir)?;
+    let views = named
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::Internal(format!("adapter tensor `{name}`: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let weights = dir.join("adapter_model.safetensors");
+    let tmp = crate::atomic_file::temp_path(&weights);
+    let written = safetensors::serialize_to_file(views, None, &tmp).map_err(|e| e.to_string());
+    crate::atomic_file::commit(&tmp, &weights, written)?;
+    let config_json = serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": settings.rank,
+        "lora_alpha": settings.lora_alpha,
+        "lora_dropout": settings.dropout,
+        "use_rslora": settings.rslora,
+        "bias": "none",
+        "fan_in_fan_out": false,
+        "target_modules": modules,
+    });
+    let text =
+        serde_json::to_string_pretty(&config_json).map_err(|e| Error::Internal(format!("the adapter config does not serialise: {e}")))?;
+    crate::atomic_file::write_bytes(&dir.join("adapter_config.json"), (text + "\n").as_bytes())
 }

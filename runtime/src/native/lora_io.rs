@@ -13,12 +13,12 @@
 
 use std::path::Path;
 
-use serde_json::json;
-
 use super::layers::rope::RopeLayout;
 use super::lora::{LoraConfig, LoraPair, LoraTarget, LoraWeights};
 use super::model::NativeModel;
-use crate::adapters::{read_gguf_adapter, read_peft_adapter, write_gguf_adapter, LoraTensor, LoraTensorRef};
+use crate::adapters::{
+    read_gguf_adapter, read_peft_adapter, write_gguf_adapter, write_peft_adapter, LoraTensor, LoraTensorRef, PeftSettings,
+};
 use crate::error::{Error, Result};
 use crate::weights::gguf::Gguf;
 use crate::weights::names::permute_qk_rows_f32;
@@ -40,9 +40,9 @@ fn permute_b(b: &[f32], rank: usize, heads: Option<usize>, to_gguf: bool) -> Vec
     }
 }
 
-/// Write `lora` as a llama.cpp GGUF LoRA adapter for `model`.
-pub fn export_gguf(lora: &LoraWeights, model: &NativeModel, path: &Path) -> Result<()> {
-    lora.check_fits(model.config())?;
+/// `lora`'s targets as the adapter formats take them: GGUF names, `b` rows in llama.cpp's
+/// interleaved RoPE order (a safetensors model keeps Hugging Face's, so its q/k rows move).
+fn gguf_layout_tensors(lora: &LoraWeights, model: &NativeModel) -> Vec<LoraTensor> {
     let to_gguf = model.rope_layout() == RopeLayout::Halves;
     let mut owned = Vec::new();
     for (l, layer) in lora.layers.iter().enumerate() {
@@ -60,60 +60,26 @@ pub fn export_gguf(lora: &LoraWeights, model: &NativeModel, path: &Path) -> Resu
             });
         }
     }
+    owned
+}
+
+/// Write `lora` as a llama.cpp GGUF LoRA adapter for `model`.
+pub fn export_gguf(lora: &LoraWeights, model: &NativeModel, path: &Path) -> Result<()> {
+    lora.check_fits(model.config())?;
+    let owned = gguf_layout_tensors(lora, model);
     let tensors: Vec<LoraTensorRef<'_>> = owned.iter().map(LoraTensor::as_ref).collect();
     write_gguf_adapter(path, "llama", lora.config.scale() * lora.config.rank as f32, &tensors)
 }
 
-/// Write `lora` as a PEFT directory: `adapter_model.safetensors` (HF names, `rotate_half`
-/// layout) and `adapter_config.json`.
+/// Write `lora` as a PEFT directory (`adapter_model.safetensors` with Hugging Face names and
+/// row order, and `adapter_config.json`), through [`write_peft_adapter`].
 pub fn export_peft(lora: &LoraWeights, model: &NativeModel, dir: &Path) -> Result<()> {
     lora.check_fits(model.config())?;
-    crate::atomic_file::create_dir_all(dir)?;
-    let to_hf = model.rope_layout() == RopeLayout::Interleaved;
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (l, layer) in lora.layers.iter().enumerate() {
-        for (i, pair) in layer.iter().enumerate() {
-            let Some(p) = pair else { continue };
-            let t = LoraTarget::ALL[i];
-            let module = match t {
-                LoraTarget::Q | LoraTarget::K | LoraTarget::V | LoraTarget::O => "self_attn",
-                _ => "mlp",
-            };
-            let stem = format!("base_model.model.model.layers.{l}.{module}.{}", t.hf_name());
-            let b = if to_hf { permute_b(&p.b, p.rank, rope_heads(model, t), false) } else { p.b.clone() };
-            tensors.push((format!("{stem}.lora_A.weight"), vec![p.rank, p.n_in], p.a.iter().flat_map(|v| v.to_le_bytes()).collect()));
-            tensors.push((format!("{stem}.lora_B.weight"), vec![p.n_out, p.rank], b.iter().flat_map(|v| v.to_le_bytes()).collect()));
-        }
-    }
-    let views = tensors
-        .iter()
-        .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| Error::Internal(format!("adapter tensor `{name}`: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    // The weights first, the config last: a directory whose config is missing is not taken
-    // for an adapter.
-    let weights = dir.join("adapter_model.safetensors");
-    let tmp = crate::atomic_file::temp_path(&weights);
-    let written = safetensors::serialize_to_file(views, None, &tmp).map_err(|e| e.to_string());
-    crate::atomic_file::commit(&tmp, &weights, written)?;
+    let owned = gguf_layout_tensors(lora, model);
+    let tensors: Vec<LoraTensorRef<'_>> = owned.iter().map(LoraTensor::as_ref).collect();
     let c = &lora.config;
-    let config = json!({
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "r": c.rank,
-        "lora_alpha": c.alpha,
-        "lora_dropout": c.dropout,
-        "use_rslora": c.rslora,
-        "bias": "none",
-        "fan_in_fan_out": false,
-        "target_modules": c.targets.iter().map(|t| t.hf_name()).collect::<Vec<_>>(),
-    });
-    let path = dir.join("adapter_config.json");
-    let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Internal(format!("the adapter config does not serialise: {e}")))?;
-    crate::atomic_file::write_bytes(&path, (text + "\n").as_bytes())
+    let settings = PeftSettings { rank: c.rank, lora_alpha: c.alpha, dropout: c.dropout, rslora: c.rslora };
+    write_peft_adapter(dir, &settings, &tensors, model.config())
 }
 
 /// Read an adapter (a GGUF LoRA file or a PEFT directory) into [`LoraWeights`] for `model`,
