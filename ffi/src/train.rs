@@ -17,7 +17,7 @@ use lamina::native::NativeParams;
 use crate::args::{opt_str_arg, read_params, str_arg, write_optional, Versioned};
 use crate::boundary::{call, call_out, guard};
 use crate::handles::Registry;
-use crate::status::{finish, lamina_status, Failure};
+use crate::status::{lamina_status, Failure};
 
 /// The learning-rate schedule after warmup (the `schedule` field of lamina_train_params).
 #[repr(C)]
@@ -186,7 +186,7 @@ fn invalid(message: impl Into<String>) -> Failure {
 #[no_mangle]
 pub unsafe extern "C" fn lamina_train_params_init(params: *mut lamina_train_params, struct_size: usize) -> lamina_status {
     // SAFETY: the caller provides `struct_size` writable bytes at `params`.
-    guard(|| finish(unsafe { crate::args::init_params(params, struct_size) }))
+    call(|| unsafe { crate::args::init_params(params, struct_size) })
 }
 
 /// Convert `p` to the runtime's options, which [`TrainingRun::new`] checks before it reads any
