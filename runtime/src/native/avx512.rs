@@ -189,65 +189,52 @@ unsafe fn pack_b_transposed_blocks(b: *const f32, cs: usize, depth: usize, width
     for kb in 0..blocks {
         let kk0 = kb * 16;
         for half in 0..2 {
-            let mut r = [_mm512_setzero_ps(); 16];
+            let mut r = [_mm512_setzero_si512(); 16];
             for (j, v) in r.iter_mut().enumerate() {
                 // SAFETY: column half·16 + j, elements kk0..kk0+16 < depth.
-                *v = unsafe { _mm512_loadu_ps(b.add((half * 16 + j) * cs + kk0)) };
+                *v = _mm512_castps_si512(unsafe { _mm512_loadu_ps(b.add((half * 16 + j) * cs + kk0)) });
             }
-            let t = transpose_16x16(r);
-            for (i, v) in t.iter().enumerate() {
+            for (i, v) in transpose_16x16(r).iter().enumerate() {
                 let at = (kk0 + i) * NR + half * 16;
                 // SAFETY: row kk0 + i < depth of the panel, 16 of its NR columns.
-                unsafe { _mm512_storeu_ps(panel.as_mut_ptr().add(at), *v) };
+                unsafe { _mm512_storeu_ps(panel.as_mut_ptr().add(at), _mm512_castsi512_ps(*v)) };
             }
         }
     }
     blocks * 16
 }
 
-/// The transpose of a 16 × 16 block held as 16 rows: element (i, j) of the result is
-/// element (j, i) of `r`. Pairs of lanes, then pairs of pairs, then 128-bit and 256-bit lane
-/// groups are interleaved, the usual four rounds of a 16 × 16 transpose.
+/// The transpose of a 16 × 16 matrix of 32-bit elements (f32 or bf16 pairs) held one row per
+/// register.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn transpose_16x16(r: [__m512; 16]) -> [__m512; 16] {
-    // Round 1: 32-bit interleave of row pairs.
-    let mut t = [_mm512_setzero_ps(); 16];
+pub(crate) fn transpose_16x16(r: [__m512i; 16]) -> [__m512i; 16] {
+    // Within each 128-bit lane L: t[2i] = (r[2i][4L], r[2i+1][4L], r[2i][4L+1], r[2i+1][4L+1]),
+    // t[2i+1] the same for elements 4L+2, 4L+3.
+    let mut t = [_mm512_setzero_si512(); 16];
     for i in 0..8 {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
     }
-    // Round 2: 64-bit interleave of pairs two rows apart.
-    let mut u = [_mm512_setzero_ps(); 16];
-    for i in 0..4 {
-        for h in 0..2 {
-            let (a, b) = (_mm512_castps_pd(t[4 * i + h]), _mm512_castps_pd(t[4 * i + 2 + h]));
-            u[4 * i + h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-            u[4 * i + 2 + h] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-        }
+    // u[4q + c], lane L: element 4L + c of rows 4q .. 4q + 4.
+    let mut u = [_mm512_setzero_si512(); 16];
+    for q in 0..4 {
+        u[4 * q] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
+        u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
+        u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
+        u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
     }
-    // Round 3: 128-bit lanes of rows four apart (lanes 0, 2 of one with 0, 2 of the other,
-    // then lanes 1, 3 with 1, 3).
-    let mut v = [_mm512_setzero_ps(); 16];
-    for i in 0..2 {
-        for h in 0..4 {
-            let (a, b) = (u[8 * i + h], u[8 * i + 4 + h]);
-            v[8 * i + h] = _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b);
-            v[8 * i + 4 + h] = _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b);
-        }
-    }
-    // Round 4: 128-bit lanes of rows eight apart.
-    let mut w = [_mm512_setzero_ps(); 16];
-    for h in 0..8 {
-        let (a, b) = (v[h], v[8 + h]);
-        w[h] = _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b);
-        w[8 + h] = _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b);
-    }
-    // Rows of the transpose, in order: the rounds leave them permuted.
-    let order = [0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15];
-    let mut out = [_mm512_setzero_ps(); 16];
-    for (i, &src) in order.iter().enumerate() {
-        out[i] = w[src];
+    // Gather the lanes: 0x88 takes lanes (0, 2) of each source, 0xdd lanes (1, 3).
+    let mut out = [_mm512_setzero_si512(); 16];
+    for c in 0..4 {
+        let v0 = _mm512_shuffle_i32x4::<0x88>(u[c], u[4 + c]);
+        let v1 = _mm512_shuffle_i32x4::<0xdd>(u[c], u[4 + c]);
+        let v2 = _mm512_shuffle_i32x4::<0x88>(u[8 + c], u[12 + c]);
+        let v3 = _mm512_shuffle_i32x4::<0xdd>(u[8 + c], u[12 + c]);
+        out[c] = _mm512_shuffle_i32x4::<0x88>(v0, v2);
+        out[8 + c] = _mm512_shuffle_i32x4::<0xdd>(v0, v2);
+        out[4 + c] = _mm512_shuffle_i32x4::<0x88>(v1, v3);
+        out[12 + c] = _mm512_shuffle_i32x4::<0xdd>(v1, v3);
     }
     out
 }
@@ -482,11 +469,11 @@ mod tests {
             return;
         }
         let m: Vec<f32> = (0..256).map(|i| i as f32).collect();
-        let rows: [__m512; 16] = std::array::from_fn(|j| unsafe { _mm512_loadu_ps(m.as_ptr().add(16 * j)) });
+        let rows: [__m512i; 16] = std::array::from_fn(|j| unsafe { _mm512_castps_si512(_mm512_loadu_ps(m.as_ptr().add(16 * j))) });
         let t = unsafe { transpose_16x16(rows) };
         for (i, v) in t.iter().enumerate() {
             let mut got = [0.0f32; 16];
-            unsafe { _mm512_storeu_ps(got.as_mut_ptr(), *v) };
+            unsafe { _mm512_storeu_ps(got.as_mut_ptr(), _mm512_castsi512_ps(*v)) };
             let want: Vec<f32> = (0..16).map(|j| m[16 * j + i]).collect();
             assert_eq!(got.to_vec(), want, "row {i} of the transpose");
         }

@@ -15,7 +15,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::avx512::{self, MR, NR};
+use super::avx512::{self, transpose_16x16, MR, NR};
 use super::matmul::WeightMatrix;
 #[cfg(target_arch = "x86_64")]
 use crate::weights::dequant::simd::Block32;
@@ -280,40 +280,6 @@ unsafe fn transpose_pairs_avx512(rows: &[u16], depth: usize, cols: usize, out: &
 fn to_lanes(v: __m512) -> __m512i {
     // SAFETY: __m256bh and __m256i are both 256 plain bits.
     _mm512_cvtepu16_epi32(unsafe { std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v)) })
-}
-
-/// The transpose of a 16 × 16 matrix of 32-bit elements held one row per register.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn transpose_16x16(r: [__m512i; 16]) -> [__m512i; 16] {
-    // Within each 128-bit lane L: t[2i] = (r[2i][4L], r[2i+1][4L], r[2i][4L+1], r[2i+1][4L+1]),
-    // t[2i+1] the same for elements 4L+2, 4L+3.
-    let mut t = [_mm512_setzero_si512(); 16];
-    for i in 0..8 {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    // u[4q + c], lane L: element 4L + c of rows 4q .. 4q + 4.
-    let mut u = [_mm512_setzero_si512(); 16];
-    for q in 0..4 {
-        u[4 * q] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
-        u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
-        u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
-        u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
-    }
-    // Gather the lanes: 0x88 takes lanes (0, 2) of each source, 0xdd lanes (1, 3).
-    let mut out = [_mm512_setzero_si512(); 16];
-    for c in 0..4 {
-        let v0 = _mm512_shuffle_i32x4::<0x88>(u[c], u[4 + c]);
-        let v1 = _mm512_shuffle_i32x4::<0xdd>(u[c], u[4 + c]);
-        let v2 = _mm512_shuffle_i32x4::<0x88>(u[8 + c], u[12 + c]);
-        let v3 = _mm512_shuffle_i32x4::<0xdd>(u[8 + c], u[12 + c]);
-        out[c] = _mm512_shuffle_i32x4::<0x88>(v0, v2);
-        out[8 + c] = _mm512_shuffle_i32x4::<0xdd>(v0, v2);
-        out[4 + c] = _mm512_shuffle_i32x4::<0x88>(v1, v3);
-        out[12 + c] = _mm512_shuffle_i32x4::<0xdd>(v1, v3);
-    }
-    out
 }
 
 /// Pack B given as `depth` f32 rows of `cols` (element (kk, j) at `slab[kk·cols + j]`, the
