@@ -297,6 +297,17 @@ typedef struct {
   const char *const *stop;
   // Number of entries in `stop`.
   size_t n_stop;
+  // Structured output: a GBNF grammar (llama.cpp's grammar format, NUL-terminated UTF-8,
+  // start rule `root`) that the text must follow; NULL = free text (default). A grammar
+  // llama.cpp cannot parse is LAMINA_STATUS_ERROR_INVALID_ARGUMENT, reported before the
+  // prompt is processed. Read during the call only.
+  const char *grammar;
+  // Structured output: a JSON schema (its JSON text, NUL-terminated UTF-8); the text is then
+  // one JSON value the schema accepts (converted to a grammar by llama.cpp's converter).
+  // NULL = none (default). A schema the converter cannot handle is
+  // LAMINA_STATUS_ERROR_INVALID_ARGUMENT with the converter's message. At most one of
+  // `grammar` and `json_schema` may be set. Read during the call only.
+  const char *json_schema;
 } lamina_sampling_params;
 
 // Receives generated text as it is produced: `len` bytes of UTF-8 at `piece` (also

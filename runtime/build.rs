@@ -14,12 +14,18 @@
 //!
 //! It also gives this crate's tests and examples that rpath (the `lamina` and `liblamina_ffi`
 //! artifacts get theirs from the cli and ffi build scripts).
+//!
+//! And it compiles llama.cpp's JSON-schema-to-grammar converter with lamina's C entry point
+//! into it (`csrc/json_schema.cpp`, whose comment says why), from the llama.cpp source tree
+//! that llama-cpp-sys-2 built: the one named in that build's CMake cache, so the converter
+//! always matches the grammar parser it feeds.
 
 use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=DEP_LLAMA_BACKENDS_DIR");
+    compile_json_schema_converter();
     if std::env::var_os("CARGO_FEATURE_DYNAMIC_BACKENDS").is_none() {
         return;
     }
@@ -75,4 +81,48 @@ fn place(src: &Path, dir: &Path) -> std::io::Result<()> {
         return std::os::unix::fs::symlink(std::fs::read_link(src)?, &dst);
     }
     std::fs::hard_link(src, &dst).or_else(|_| std::fs::copy(src, &dst).map(|_| ()))
+}
+
+/// The llama.cpp source directory llama-cpp-sys-2 configured CMake with. Its build exports
+/// `DEP_LLAMA_GGML_CMAKE_DIR` (`<out>/lib/cmake`), and `<out>/build/CMakeCache.txt` records the
+/// source directory. `LAMINA_LLAMA_CPP_SOURCE` overrides it.
+fn llama_cpp_source() -> PathBuf {
+    println!("cargo:rerun-if-env-changed=LAMINA_LLAMA_CPP_SOURCE");
+    println!("cargo:rerun-if-env-changed=DEP_LLAMA_GGML_CMAKE_DIR");
+    if let Some(dir) = std::env::var_os("LAMINA_LLAMA_CPP_SOURCE") {
+        return PathBuf::from(dir);
+    }
+    let cmake_dir = std::env::var_os("DEP_LLAMA_GGML_CMAKE_DIR")
+        .map(PathBuf::from)
+        .expect("llama-cpp-sys-2 did not report DEP_LLAMA_GGML_CMAKE_DIR; set LAMINA_LLAMA_CPP_SOURCE to its llama.cpp directory");
+    let cache = cmake_dir.ancestors().nth(2).map(|out| out.join("build").join("CMakeCache.txt")).expect("<out>/lib/cmake has an <out>");
+    let text = std::fs::read_to_string(&cache).unwrap_or_else(|e| panic!("cannot read {}: {e}", cache.display()));
+    let source = text
+        .lines()
+        .find_map(|line| line.strip_prefix("CMAKE_HOME_DIRECTORY:INTERNAL="))
+        .unwrap_or_else(|| panic!("{} names no CMAKE_HOME_DIRECTORY", cache.display()));
+    PathBuf::from(source.trim())
+}
+
+/// Compile `csrc/json_schema.cpp` with the llama.cpp files the converter needs into a static
+/// library of this crate (llama.cpp's `ggml_abort`, the only outside symbol they use, comes
+/// from libggml-base, which llama-cpp-sys-2 links).
+fn compile_json_schema_converter() {
+    println!("cargo:rerun-if-changed=csrc/json_schema.cpp");
+    let src = llama_cpp_source();
+    let common = src.join("common");
+    let files = ["json-schema-to-grammar.cpp", "json-schema.cpp", "json.cpp", "trie.cpp", "unicode.cpp"];
+    let mut build = cc::Build::new();
+    build.cpp(true).std("c++17").warnings(false).file("csrc/json_schema.cpp");
+    for f in files {
+        let path = common.join(f);
+        assert!(path.is_file(), "{} is missing: is {} the llama.cpp of llama-cpp-sys-2?", path.display(), src.display());
+        build.file(path);
+    }
+    build
+        .include(&common)
+        .include(src.join("include"))
+        .include(src.join("ggml").join("include"))
+        .include(src.join("vendor"))
+        .compile("lamina_json_schema");
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian/Ubuntu machine for lamina: the C toolchain pieces llama.cpp's build
-# needs (cmake, clang/libclang for bindgen), pytest for the Python tests, and the default
+# needs (cmake, clang/libclang for bindgen), pytest and jsonschema for the Python tests, and the default
 # model in the cache. Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,11 @@ command -v cargo >/dev/null 2>&1 || { echo "setup: cargo is required (https://ru
 if ! python3 -c "import pytest" >/dev/null 2>&1; then
     echo "setup: installing pytest" >&2
     python3 -m pip install --quiet pytest
+fi
+# The structured-output tests validate every output with a real JSON-schema validator.
+if ! python3 -c "import jsonschema" >/dev/null 2>&1; then
+    echo "setup: installing jsonschema" >&2
+    python3 -m pip install --quiet jsonschema
 fi
 
 scripts/fetch-model.sh >/dev/null

@@ -46,7 +46,7 @@ fn report(g: &Generation) {
 
 pub fn generate(model: &ModelOptions, sampling: &SamplingOptions, prompt: &str) -> Result<(), Error> {
     install_ctrlc();
-    let sampling = sampling.to_sampling();
+    let sampling = sampling.to_sampling()?;
     sampling.validate()?;
     let (_model, mut session) = model.open()?;
     let g = cancellable(&mut session, |s| s.generate(prompt, &sampling, stream_to_stdout))?;
@@ -67,7 +67,7 @@ pub fn generate(model: &ModelOptions, sampling: &SamplingOptions, prompt: &str) 
 
 pub fn chat(model: &ModelOptions, sampling: &SamplingOptions, system: Option<&str>) -> Result<(), Error> {
     install_ctrlc();
-    let sampling = sampling.to_sampling();
+    let sampling = sampling.to_sampling()?;
     sampling.validate()?;
     let (_model, mut session) = model.open()?;
     session.set_system_prompt(system);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use lamina::{Adapter, Error, Model, ModelParams, Sampling, Session, SessionParams};
+use lamina::{Adapter, Error, Model, ModelParams, OutputFormat, Sampling, Session, SessionParams};
 
 /// The CLI spelling of [`lamina::FlashAttention`].
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,11 +156,24 @@ pub struct SamplingOptions {
     /// Stop before this string (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
+    /// Structured output: the text is one JSON value that this JSON schema (a file) accepts.
+    #[arg(long, value_name = "FILE", conflicts_with = "grammar")]
+    pub json_schema: Option<PathBuf>,
+    /// Structured output: the text follows this GBNF grammar (a file; start rule `root`).
+    #[arg(long, value_name = "FILE")]
+    pub grammar: Option<PathBuf>,
 }
 
 impl SamplingOptions {
-    pub fn to_sampling(&self) -> Sampling {
-        Sampling {
+    /// The sampling these flags ask for; reads the `--json-schema` or `--grammar` file.
+    pub fn to_sampling(&self) -> Result<Sampling, Error> {
+        let read = |path: &PathBuf| std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.clone(), source });
+        let format = match (&self.json_schema, &self.grammar) {
+            (Some(path), _) => Some(OutputFormat::JsonSchema(read(path)?)),
+            (None, Some(path)) => Some(OutputFormat::Grammar(read(path)?)),
+            (None, None) => None,
+        };
+        Ok(Sampling {
             temperature: self.temperature,
             top_k: self.top_k,
             top_p: self.top_p,
@@ -170,6 +183,7 @@ impl SamplingOptions {
             seed: self.seed,
             max_tokens: self.max_tokens,
             stop: self.stop.clone(),
-        }
+            format,
+        })
     }
 }

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Mutex;
 
-use lamina::{CancelHandle, Generation, Sampling, Session, StopReason};
+use lamina::{CancelHandle, Generation, OutputFormat, Sampling, Session, StopReason};
 
 use crate::args::{opt_str_arg, owned_c_string, read_params, str_arg, Versioned};
 use crate::boundary::{call, call_out, guard};
@@ -107,6 +107,17 @@ pub struct lamina_sampling_params {
     pub stop: *const *const c_char,
     /// Number of entries in `stop`.
     pub n_stop: usize,
+    /// Structured output: a GBNF grammar (llama.cpp's grammar format, NUL-terminated UTF-8,
+    /// start rule `root`) that the text must follow; NULL = free text (default). A grammar
+    /// llama.cpp cannot parse is LAMINA_STATUS_ERROR_INVALID_ARGUMENT, reported before the
+    /// prompt is processed. Read during the call only.
+    pub grammar: *const c_char,
+    /// Structured output: a JSON schema (its JSON text, NUL-terminated UTF-8); the text is then
+    /// one JSON value the schema accepts (converted to a grammar by llama.cpp's converter).
+    /// NULL = none (default). A schema the converter cannot handle is
+    /// LAMINA_STATUS_ERROR_INVALID_ARGUMENT with the converter's message. At most one of
+    /// `grammar` and `json_schema` may be set. Read during the call only.
+    pub json_schema: *const c_char,
 }
 
 // SAFETY: repr(C), starts with usize; numbers and a pointer accept any bit pattern.
@@ -126,6 +137,8 @@ unsafe impl Versioned for lamina_sampling_params {
             max_tokens: d.max_tokens,
             stop: std::ptr::null(),
             n_stop: 0,
+            grammar: std::ptr::null(),
+            json_schema: std::ptr::null(),
         }
     }
 }
@@ -353,6 +366,17 @@ pub(crate) unsafe fn sampling_from_c(params: *const lamina_sampling_params) -> R
         // SAFETY: each entry is a NUL-terminated string or NULL (rejected by str_arg).
         stop.push(unsafe { str_arg(s, "sampling.stop[i]") }?.to_string());
     }
+    // SAFETY (both): NULL or a NUL-terminated string, the caller's contract.
+    let grammar = unsafe { opt_str_arg(p.grammar, "sampling.grammar") }?;
+    let schema = unsafe { opt_str_arg(p.json_schema, "sampling.json_schema") }?;
+    let format = match (grammar, schema) {
+        (Some(_), Some(_)) => {
+            return Err(lamina::Error::InvalidArgument { name: "sampling", reason: "set grammar or json_schema, not both".into() }.into());
+        }
+        (Some(g), None) => Some(OutputFormat::Grammar(g.to_string())),
+        (None, Some(s)) => Some(OutputFormat::JsonSchema(s.to_string())),
+        (None, None) => None,
+    };
     Ok(Sampling {
         temperature: p.temperature,
         top_k: p.top_k,
@@ -363,6 +387,7 @@ pub(crate) unsafe fn sampling_from_c(params: *const lamina_sampling_params) -> R
         seed: p.seed,
         max_tokens: p.max_tokens,
         stop,
+        format,
     })
 }
 

@@ -1342,6 +1342,55 @@ static void test_chat_and_tasks(lamina_session *session) {
     lamina_string_free(answer);
 }
 
+/* Structured output through the C ABI: a grammar and a JSON schema constrain the text, bad ones
+ * are INVALID_ARGUMENT with a message naming the field, both at once is refused, and the
+ * session generates free text afterwards. (bindings/python/tests/test_structured.py validates
+ * the outputs of many schemas with a JSON-schema validator.) */
+static void test_structured_output(lamina_session *session) {
+    EXPECT_OK(lamina_session_reset(session));
+    lamina_sampling_params s = greedy(8);
+    s.grammar = "root ::= \" \" (\"yes\" | \"no\")";
+    char *text = NULL;
+    EXPECT_OK(lamina_session_generate(session, "Is water wet? Answer:", &s, NULL, NULL, &text, NULL));
+    CHECKF(text != NULL && (strcmp(text, " yes") == 0 || strcmp(text, " no") == 0), "grammar output: \"%s\"",
+           text != NULL ? text : "(NULL)");
+    lamina_string_free(text);
+
+    s = greedy(64);
+    s.json_schema = "{\"type\": \"object\", \"properties\": {\"ok\": {\"type\": \"boolean\"}}, "
+                    "\"required\": [\"ok\"], \"additionalProperties\": false}";
+    text = NULL;
+    EXPECT_OK(lamina_session_generate(session, "JSON:", &s, NULL, NULL, &text, NULL));
+    CHECKF(text != NULL && text[0] == '{' && strstr(text, "\"ok\"") != NULL &&
+               (strstr(text, "true") != NULL || strstr(text, "false") != NULL) && text[strlen(text) - 1] == '}',
+           "schema output: \"%s\"", text != NULL ? text : "(NULL)");
+    lamina_string_free(text);
+
+    char *sentinel = SENTINEL_STRING;
+    s = greedy(8);
+    s.json_schema = "{\"type\": \"foo\"}";
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &sentinel, NULL), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "unrecognized type foo");
+    s.json_schema = "{\"type\": \"number\", \"maximum\": 3}";
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &sentinel, NULL), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "`maximum`");
+    s.json_schema = NULL;
+    s.grammar = "root ::= undefined-rule";
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &sentinel, NULL), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "grammar");
+    s.json_schema = "{\"type\": \"string\"}";
+    s.grammar = "root ::= \"x\"";
+    EXPECT_ERROR(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &sentinel, NULL), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "not both");
+    CHECK(sentinel == SENTINEL_STRING);
+
+    s = greedy(4);
+    text = NULL;
+    EXPECT_OK(lamina_session_generate(session, PROMPT, &s, NULL, NULL, &text, NULL));
+    CHECK(text != NULL && text[0] != '\0');
+    lamina_string_free(text);
+}
+
 static void test_session_outlives_model(const char *model_path) {
     lamina_model *model = NULL;
     EXPECT_OK(lamina_model_load(model_path, NULL, &model));
@@ -1404,6 +1453,7 @@ int main(void) {
     TIMED(test_generate_batch(model));
     TIMED(test_concurrent_sessions(model));
     TIMED(test_chat_and_tasks(session));
+    TIMED(test_structured_output(session));
     TIMED(test_session_outlives_model(model_path));
 
     /* After all of the above, the same model and session still produce "Paris". */

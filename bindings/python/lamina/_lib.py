@@ -101,6 +101,8 @@ class lamina_sampling_params(Structure):
         ("max_tokens", c_uint32),
         ("stop", POINTER(c_char_p)),  # const char *const *
         ("n_stop", c_size_t),
+        ("grammar", c_char_p),
+        ("json_schema", c_char_p),
     ]
 
 

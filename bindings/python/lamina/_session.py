@@ -7,7 +7,7 @@ import json
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Generator, Iterable, List, Mapping, Optional, Union
 
 from ._lib import (
     STOP_REASON_NAMES,
@@ -63,6 +63,8 @@ def _sampling(
     repeat_last_n: int = 64,
     seed: int = 0,
     stop: Union[None, StrOrBytes, Iterable[StrOrBytes]] = None,
+    grammar: Optional[StrOrBytes] = None,
+    json_schema: Union[None, StrOrBytes, Mapping[str, Any]] = None,
 ):
     """Build a lamina_sampling_params; returns (params, objects to keep alive for the call)."""
     p = init_params(lamina_sampling_params, lib.lamina_sampling_params_init)
@@ -74,7 +76,15 @@ def _sampling(
     p.repeat_penalty = f32(repeat_penalty, "repeat_penalty")
     p.repeat_last_n = i32(repeat_last_n, "repeat_last_n")
     p.seed = u32(seed, "seed")
-    keep = None
+    keep: List[Any] = []
+    if grammar is not None:
+        p.grammar = to_c(grammar, "grammar")
+        keep.append(p.grammar)
+    if json_schema is not None:
+        if isinstance(json_schema, Mapping):
+            json_schema = json.dumps(json_schema)
+        p.json_schema = to_c(json_schema, "json_schema")
+        keep.append(p.json_schema)
     if stop is not None:
         if isinstance(stop, (str, bytes)):
             stop = [stop]
@@ -83,7 +93,7 @@ def _sampling(
             array = (ctypes.c_char_p * len(items))(*items)
             p.stop = ctypes.cast(array, ctypes.POINTER(ctypes.c_char_p))
             p.n_stop = len(items)
-            keep = (array, items)
+            keep.append((array, items))
     return p, keep
 
 
@@ -388,7 +398,10 @@ class Session(Managed):
         Sampling keywords (of generate, chat, stream and chat_stream): ``max_tokens=256,
         temperature=0.0`` (greedy), ``top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0,
         repeat_last_n=64, seed=0, stop=None`` (a string or strings; the generation ends before
-        the first of them, which is not part of the text).
+        the first of them, which is not part of the text), ``grammar=None`` (a GBNF grammar,
+        start rule ``root``) or ``json_schema=None`` (a JSON schema, as a dict or its JSON
+        text): structured output, the text follows the grammar or is one JSON value the
+        schema accepts.
 
         `on_token(piece)` is called with each piece of text as it is generated; returning
         False stops (stop_reason "callback_stopped"); an exception it raises stops the

@@ -1,10 +1,12 @@
 //! Sampling parameters and the llama.cpp sampler chain built from them.
 
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 
+use super::grammar::OutputFormat;
 use crate::error::{Error, Result};
 
 /// How the next token is chosen, and when generation stops.
@@ -33,6 +35,9 @@ pub struct Sampling {
     /// Generation stops before the first occurrence of any of these strings; the stop string
     /// itself is not returned.
     pub stop: Vec<String>,
+    /// Structured output: a grammar or JSON schema the text must follow (see
+    /// [`OutputFormat`]); `None` = free text.
+    pub format: Option<OutputFormat>,
 }
 
 impl Default for Sampling {
@@ -47,6 +52,7 @@ impl Default for Sampling {
             seed: 0,
             max_tokens: 256,
             stop: Vec::new(),
+            format: None,
         }
     }
 }
@@ -94,6 +100,9 @@ impl Sampling {
         if let Some(i) = self.stop.iter().position(String::is_empty) {
             return Err(Error::invalid("stop", format!("stop string {i} is empty")));
         }
+        if let Some(format) = &self.format {
+            format.validate()?;
+        }
         Ok(())
     }
 
@@ -132,17 +141,24 @@ impl Sampling {
 /// llama.cpp's sampler chain applied to a row of logits: what `llama_sampler_sample` does
 /// with a context (every token as a candidate, the chain applied, the choice accepted), for
 /// logits that lamina's own context hands out. The candidate buffer is reused between tokens.
+///
+/// A grammar (structured output) is its own sampler, applied before the chain: it must see
+/// only generated tokens, while the chain's repetition penalty also takes in the prompt.
 pub(crate) struct ChainSampler {
+    grammar: Option<LlamaSampler>,
     chain: LlamaSampler,
     candidates: Vec<LlamaTokenData>,
 }
 
 impl ChainSampler {
-    pub(crate) fn new(sampling: &Sampling, n_vocab: i32, n_ctx: u32) -> Self {
-        ChainSampler { chain: sampling.build_chain(n_vocab, n_ctx), candidates: Vec::new() }
+    /// The sampler of `sampling` for `model`; fails only on a grammar llama.cpp rejects.
+    pub(crate) fn new(sampling: &Sampling, model: &LlamaModel, n_ctx: u32) -> Result<Self> {
+        let grammar = sampling.format.as_ref().map(|f| f.sampler(model)).transpose()?;
+        Ok(ChainSampler { grammar, chain: sampling.build_chain(model.n_vocab(), n_ctx), candidates: Vec::new() })
     }
 
-    /// Feed tokens to the stateful samplers (the repetition penalty's window).
+    /// Feed prompt tokens to the stateful samplers of the chain (the repetition penalty's
+    /// window); the grammar constrains only what is generated.
     pub(crate) fn accept_many(&mut self, tokens: &[LlamaToken]) {
         self.chain.accept_many(tokens);
     }
@@ -153,8 +169,22 @@ impl ChainSampler {
         data.clear();
         data.extend(logits.iter().enumerate().map(|(id, &logit)| LlamaTokenData::new(LlamaToken(id as i32), logit, 0.0)));
         let mut array = LlamaTokenDataArray::new(data, false);
+        if let Some(grammar) = &mut self.grammar {
+            grammar.apply(&mut array);
+        }
         self.chain.apply(&mut array);
-        let token = array.selected_token().ok_or_else(|| Error::Decode("the sampler chain selected no token".into()))?;
+        let chosen = array.selected.and_then(|i| array.data.get(i)).copied();
+        let Some(chosen) = chosen else { return Err(Error::Decode("the sampler chain selected no token".into())) };
+        let token = chosen.id();
+        if let Some(grammar) = &mut self.grammar {
+            // Every token the grammar forbids has a logit of -inf; one is chosen only when the
+            // grammar allows nothing at all. llama.cpp aborts the process when a grammar
+            // accepts a token it forbids, so that never reaches it.
+            if chosen.logit() == f32::NEG_INFINITY {
+                return Err(Error::Decode("the grammar allows no token at this point of the output".into()));
+            }
+            grammar.accept(token);
+        }
         self.chain.accept(token);
         self.candidates = array.data;
         Ok(token)

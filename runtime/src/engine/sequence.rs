@@ -37,15 +37,18 @@ pub(crate) struct Sequence {
 
 impl Sequence {
     /// A sequence about to generate after `prompt` (`reused` of its tokens came from the
-    /// cache). The sampler sees the prompt when a repetition penalty needs it.
-    pub(crate) fn new(sampling: &Sampling, prompt: &[LlamaToken], reused: usize, n_vocab: i32, n_ctx: u32) -> Sequence {
-        let mut sampler = ChainSampler::new(sampling, n_vocab, n_ctx);
+    /// cache). The sampler sees the prompt when a repetition penalty needs it. Fails only on
+    /// a grammar llama.cpp rejects (see `ChainSampler::new`).
+    pub(crate) fn new(sampling: &Sampling, llama: &LlamaModel, prompt: &[LlamaToken], reused: usize, n_ctx: u32) -> Result<Sequence> {
+        let mut sampler = ChainSampler::new(sampling, llama, n_ctx)?;
         if sampling.repeat_penalty != 1.0 {
             sampler.accept_many(prompt);
         }
-        Sequence {
+        Ok(Sequence {
             sampler,
-            plain_greedy: sampling.is_greedy() && !(sampling.repeat_penalty != 1.0 && sampling.repeat_last_n != 0),
+            plain_greedy: sampling.is_greedy()
+                && !(sampling.repeat_penalty != 1.0 && sampling.repeat_last_n != 0)
+                && sampling.format.is_none(),
             max_tokens: sampling.max_tokens as usize,
             utf8: Utf8Decoder::default(),
             stops: StopFilter::new(&sampling.stop),
@@ -60,7 +63,12 @@ impl Sequence {
                 time_to_first_token: Duration::ZERO,
                 generation_time: Duration::ZERO,
             },
-        }
+        })
+    }
+
+    /// Record how many prompt tokens came from the cache.
+    pub(crate) fn set_reused(&mut self, reused: usize) {
+        self.generation.reused_tokens = reused;
     }
 
     /// Record how long the prompt took (measured from `start`).

@@ -586,10 +586,13 @@ impl Session {
         if tokens.len() >= n_ctx {
             return Err(Error::PromptTooLong { tokens: tokens.len(), n_ctx });
         }
-        let fed = self.feed_prompt(tokens)?;
         let model = self.model.clone();
         let llama = &model.inner.llama;
-        let mut sequence = Sequence::new(sampling, tokens, fed.unwrap_or(0), llama.n_vocab(), n_ctx as u32);
+        // Built before the prompt is decoded, so that a grammar llama.cpp rejects costs no work
+        // and leaves the cache as it was.
+        let mut sequence = Sequence::new(sampling, llama, tokens, 0, n_ctx as u32)?;
+        let fed = self.feed_prompt(tokens)?;
+        sequence.set_reused(fed.unwrap_or(0));
         sequence.set_prompt_time(start);
         let gen_start = Instant::now();
         if fed.is_none() {

@@ -103,15 +103,15 @@ impl Session {
         let mut slots: Vec<Slot> = requests
             .iter()
             .zip(prompts)
-            .map(|(request, prompt)| Slot {
-                sequence: Sequence::new(&request.sampling, &prompt, 0, llama.n_vocab(), n_ctx as u32),
-                prompt,
-                cached: 0,
-                pending: None,
-                ended: None,
-                generation_start: start,
+            .enumerate()
+            .map(|(i, (request, prompt))| {
+                let sequence = Sequence::new(&request.sampling, llama, &prompt, 0, n_ctx as u32).map_err(|e| match e {
+                    Error::InvalidArgument { name, reason } => Error::invalid(name, format!("request {i}: {reason}")),
+                    other => other,
+                })?;
+                Ok(Slot { sequence, prompt, cached: 0, pending: None, ended: None, generation_start: start })
             })
-            .collect();
+            .collect::<Result<_>>()?;
 
         // The prompts, packed into batches of n_batch tokens across sequences. A sequence whose
         // last prompt token is in a batch chooses its first token right after that decode.
