@@ -5,12 +5,16 @@
 #   scripts/package.sh [--out DIR] [--no-build] [--keep-debug] [--with FILE]...
 #
 #   DIR/lamina              the command-line tool
-#   DIR/liblamina_ffi.so    the C ABI (include/lamina.h is copied to DIR/include/)
+#   DIR/liblamina_ffi.so    the C ABI (include/lamina.h is copied to DIR/include/, with the
+#                           C++17 interface include/lamina.hpp)
 #   DIR/libllama.so.0, libggml.so.0, libggml-base.so.0     llama.cpp, found through rpath $ORIGIN
 #   DIR/libggml-cpu-*.so    the CPU backend, one library per x86 level; the best for the host
 #                           processor is chosen at run time
 #   DIR/<FILE>              extra backends given with --with (e.g. a libggml-cuda.so made by
 #                           scripts/build-cuda-backend.sh)
+#   DIR/lib/pkgconfig/lamina.pc   for pkg-config (PKG_CONFIG_PATH=DIR/lib/pkgconfig)
+#   DIR/lib/cmake/lamina/   for CMake's find_package(lamina) (CMAKE_PREFIX_PATH=DIR), target
+#                           lamina::lamina; both describe paths relative to themselves
 #
 # The executable and the library carry an rpath of $ORIGIN, so the directory can move; lamina
 # looks for backends beside itself (see README "Shipping with optional GPU backends").
@@ -33,7 +37,7 @@ while [[ $# -gt 0 ]]; do
         --no-build) BUILD=0; shift ;;
         --keep-debug) STRIP=0; shift ;;
         --with) EXTRA+=("$2"); shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "package: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -69,5 +73,12 @@ done
 for extra in "${EXTRA[@]}"; do
     copy "$extra" "$OUT/$(basename "$extra")"
 done
-cp include/lamina.h "$OUT/include/"
+cp include/lamina.h include/lamina.hpp "$OUT/include/"
+# Build-system descriptions (packaging/): their paths are relative to their own location, so
+# they keep working when the bundle moves; the libraries stay flat in the bundle's root.
+mkdir -p "$OUT/lib/pkgconfig" "$OUT/lib/cmake/lamina"
+sed "s/@VERSION@/$VERSION/g" packaging/lamina.pc.in >"$OUT/lib/pkgconfig/lamina.pc"
+cp packaging/lamina-config.cmake "$OUT/lib/cmake/lamina/"
+sed -e "s/@VERSION@/$VERSION/g" -e "s/@SIZEOF_VOID_P@/$(( $(getconf LONG_BIT) / 8 ))/g" \
+    packaging/lamina-config-version.cmake.in >"$OUT/lib/cmake/lamina/lamina-config-version.cmake"
 echo "package: $OUT ($(du -sh "$OUT" | cut -f1))"

@@ -13,6 +13,8 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/x86_6
     missing+=(libclang-dev)
 fi
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+# The pkg-config example of the shipping bundle (scripts/cpp-tests.sh).
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkgconf)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}" >&2
     SUDO=""

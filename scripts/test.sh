@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The full test suite: what CI runs on a fresh clone.
-# A format check, set-up, one release build (tests share the profile so llama.cpp is compiled exactly once),
-# Rust tests, the fuzz regression corpus, the header check, the C examples and ABI tests, the
-# Python tests, and the shipping layout of that same build (scripts/test-dynamic.sh: the
-# bundle, CPU variants, missing and broken backends).
+# A format check, set-up, one release build (tests share the profile so llama.cpp is compiled
+# exactly once), Rust tests, the fuzz regression corpus, the header check, the C examples and
+# ABI tests, the C++ interface's tests and the pkg-config and CMake examples, the Python tests,
+# and the shipping layout of that same build (scripts/test-dynamic.sh: the bundle, CPU
+# variants, missing and broken backends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +44,9 @@ git diff --exit-code -- include/ bindings/python/lamina/_status.py
 
 step "C examples and ABI tests"
 scripts/c-tests.sh
+
+step "C++ interface (include/lamina.hpp, as built and under ASan), pkg-config and CMake against the bundle"
+bash scripts/cpp-tests.sh
 
 step "Rust and Python examples"
 target/release/examples/generate "The capital of France is"
