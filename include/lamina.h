@@ -158,11 +158,25 @@ typedef enum {
   LAMINA_ADAPTER_FORMAT_PEFT = 1,
 } lamina_adapter_format;
 
+// How a text's token states become one vector (the `pooling` field of
+// lamina_embedder_params).
+typedef enum {
+  // The mean over the text's tokens (default).
+  LAMINA_POOLING_MEAN = 0,
+  // The state of the text's last token.
+  LAMINA_POOLING_LAST = 1,
+} lamina_pooling;
+
 // A LoRA adapter loaded into a model. Opaque; create with `lamina_model_load_adapter`, free
 // with `lamina_adapter_free`. Thread-safe. It keeps its model alive; its weights stay in
 // memory until the model is freed, even after `lamina_adapter_free` (llama.cpp frees adapters
 // with their model).
 typedef struct lamina_adapter lamina_adapter;
+
+// An embedder: a llama.cpp context over a model that turns texts into vectors. Opaque;
+// create with `lamina_embedder_new`, free with `lamina_embedder_free`. One call at a time
+// (a second thread calling while one embeds gets LAMINA_STATUS_ERROR_BUSY).
+typedef struct lamina_embedder lamina_embedder;
 
 // A loaded model. Opaque; create with `lamina_model_load`, free with `lamina_model_free`.
 // Thread-safe: one model may be used by any number of threads and sessions at once.
@@ -181,6 +195,25 @@ typedef struct lamina_session lamina_session;
 // another is in progress fails with LAMINA_STATUS_ERROR_BUSY. `lamina_trainer_cancel` is the
 // exception: any thread may call it at any time, including from the progress callback.
 typedef struct lamina_trainer lamina_trainer;
+
+// How to create an embedder. Initialise with `lamina_embedder_params_init(&p, sizeof p)`.
+typedef struct {
+  // sizeof(lamina_embedder_params), set by lamina_embedder_params_init().
+  size_t struct_size;
+  // A lamina_pooling value: LAMINA_POOLING_MEAN (default) or LAMINA_POOLING_LAST. An int
+  // rather than the enum so that any value a caller writes is safe to read; others are
+  // rejected.
+  int32_t pooling;
+  // Scale every vector to unit length, so that dot products are cosine similarities
+  // (default true).
+  bool normalize;
+  // The most tokens of one decode call, and so of one text, 1..=8192 (default 512).
+  uint32_t n_batch;
+  // The most texts of one decode call, 1..=256 (default 16); more are split over calls.
+  uint32_t max_texts;
+  // Threads; 0 = all cores (default).
+  uint32_t n_threads;
+} lamina_embedder_params;
 
 // A corpus BLEU score with its statistics, as sacreBLEU's `BLEUScore` reports them. Output
 // only: the caller sets struct_size = sizeof(lamina_bleu_score) before the call, and lamina
@@ -770,6 +803,64 @@ lamina_status lamina_session_answer(lamina_session *session,
 // Threads: any thread, concurrently with any call on the session: this is the one session
 // call meant for another thread.
 lamina_status lamina_session_cancel(const lamina_session *session);
+
+// =============================================================================================
+// Embeddings
+// Pooled, normalised text embeddings from a model, several texts per call.
+// =============================================================================================
+
+// Fill `*params` with the defaults (mean pooling, normalised, 512 tokens, 16 texts, all
+// cores). Pass `sizeof(*params)` as `struct_size` (see lamina_session_params_init).
+// Ownership: writes into the caller's struct; nothing to free.
+// NULL: `params` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+// Threads: any thread.
+lamina_status lamina_embedder_params_init(lamina_embedder_params *params, size_t struct_size);
+
+// Create an embedder (its own llama.cpp context, with embeddings on) over `model`.
+// Ownership: on success `*out_embedder` receives a handle owned by the caller, freed with
+// lamina_embedder_free; on failure it is left unmodified. The embedder keeps the model alive.
+// NULL: `model` and `out_embedder` are required; `params` may be NULL for the defaults.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _INVALID_ARGUMENT (a params value out of range,
+// bad struct_size), _CONTEXT_CREATION.
+// Threads: any thread, concurrently with any other call on the model.
+lamina_status lamina_embedder_new(const lamina_model *model,
+                                  const lamina_embedder_params *params,
+                                  lamina_embedder **out_embedder);
+
+// Free an embedder.
+// Ownership: releases the caller's handle (and its hold on the model).
+// NULL: `embedder` may be NULL (nothing happens).
+// Errors: none returned; freeing a handle twice is reported through
+// lamina_last_error_message() and otherwise ignored.
+// Threads: any thread; if another thread is still inside a call on this embedder, it is
+// destroyed when that call returns.
+void lamina_embedder_free(lamina_embedder *embedder);
+
+// The length of every vector this embedder makes (the model's width).
+// Ownership: writes a number into `*out_dimensions`.
+// NULL: both arguments are required.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+// Threads: any thread, concurrently with any call on the embedder (it reads a number fixed
+// at creation, without the embedder's lock).
+lamina_status lamina_embedder_dimensions(const lamina_embedder *embedder, size_t *out_dimensions);
+
+// Embed `n_texts` texts in as few decode calls as fit: vector i (lamina_embedder_dimensions
+// floats) is written to `out + i * dimensions`. Each text is pooled over its own tokens only,
+// so its vector does not depend on the texts beside it.
+// Ownership: `texts` (n_texts NUL-terminated UTF-8 strings) is read during the call only;
+// `out` is the caller's buffer of `out_len` floats, at least n_texts * dimensions, written
+// only on success.
+// NULL: `embedder` is required; `texts` and `out` may be NULL only when n_texts is 0.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _INVALID_UTF8, _INVALID_ARGUMENT (an empty text or
+// one longer than n_batch tokens, naming its index; `out_len` too small), _DECODE, _BUSY.
+// Threads: one call at a time per embedder; a call while another thread is inside one gets
+// _BUSY.
+lamina_status lamina_embedder_embed(lamina_embedder *embedder,
+                                    const char *const *texts,
+                                    size_t n_texts,
+                                    float *out,
+                                    size_t out_len);
 
 // =============================================================================================
 // Adapters

@@ -10,6 +10,7 @@ mod bench_native;
 mod commands;
 mod compare_devices;
 mod convert;
+mod embed;
 mod eval;
 mod finetune;
 mod llama_bench;
@@ -78,6 +79,9 @@ enum Command {
         #[arg(long)]
         context: Option<String>,
     },
+    /// Embed texts: one pooled, normalised vector per text (JSON lines), or with
+    /// --similarity the cosine similarity of every pair.
+    Embed(embed::EmbedArgs),
     /// Show the model's architecture, metadata and this build's backends.
     Info {
         #[command(flatten)]
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         Command::Translate { model, from, to, prompt } => commands::translate(&model, &from, &to, prompt.as_deref()),
         Command::Ask { model, prompt, context } => commands::ask(&model, &prompt, context.as_deref()),
         Command::Info { model, all } => commands::info(&model, all),
+        Command::Embed(args) => embed::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::BenchNative(args) => bench_native::run(&args),
         Command::Convert(args) => convert::run(&args),

@@ -20,6 +20,7 @@ mod adapter;
 mod args;
 mod backends;
 mod boundary;
+mod embed;
 mod eval;
 mod handles;
 mod log;

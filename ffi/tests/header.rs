@@ -108,6 +108,17 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "Embeddings",
+        "Pooled, normalised text embeddings from a model, several texts per call.",
+        &[
+            "lamina_embedder_params_init",
+            "lamina_embedder_new",
+            "lamina_embedder_free",
+            "lamina_embedder_dimensions",
+            "lamina_embedder_embed",
+        ],
+    ),
+    (
         "Adapters",
         "LoRA adapters (GGUF or PEFT) loaded into a model and applied to sessions.",
         &[
@@ -148,7 +159,7 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
 const REQUIRED_LABELS: [&str; 4] = ["Ownership:", "NULL:", "Errors:", "Threads:"];
 
 /// The handle types whose `const` pointer promises "safe to call concurrently".
-const HANDLES: [&str; 4] = ["lamina_model", "lamina_session", "lamina_adapter", "lamina_trainer"];
+const HANDLES: [&str; 5] = ["lamina_model", "lamina_session", "lamina_adapter", "lamina_trainer", "lamina_embedder"];
 
 /// One function declaration of the header: its comment and its declaration lines.
 struct Declaration {

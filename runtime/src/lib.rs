@@ -35,8 +35,8 @@ pub mod tasks;
 pub mod weights;
 
 pub use engine::{
-    json_schema_to_grammar, Adapter, BatchRequest, CancelHandle, ChatMessage, FlashAttention, Generation, Model, ModelInfo, ModelParams,
-    OutputFormat, Sampling, Session, SessionParams, StopReason,
+    json_schema_to_grammar, Adapter, BatchRequest, CancelHandle, ChatMessage, EmbedParams, Embedder, FlashAttention, Generation, Model,
+    ModelInfo, ModelParams, OutputFormat, Pooling, Sampling, Session, SessionParams, StopReason,
 };
 pub use error::{Error, ErrorKind, Result};
 

@@ -1391,6 +1391,74 @@ static void test_structured_output(lamina_session *session) {
     lamina_string_free(text);
 }
 
+static double dot(const float *a, const float *b, size_t n) {
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        d += (double)a[i] * (double)b[i];
+    }
+    return d;
+}
+
+/* Embeddings through the C ABI: unit vectors of the reported width, a similar pair closer than
+ * an unrelated one, several texts per call equal to one at a time, and every bad argument. */
+static void test_embeddings(lamina_model *model) {
+    lamina_embedder_params p;
+    memset(&p, 0, sizeof p);
+    EXPECT_OK(lamina_embedder_params_init(&p, sizeof p));
+    CHECK(p.pooling == LAMINA_POOLING_MEAN && p.normalize);
+    p.n_threads = 1;
+    lamina_embedder *e = NULL;
+    EXPECT_OK(lamina_embedder_new(model, &p, &e));
+    if (e == NULL) {
+        return;
+    }
+    size_t dims = 0;
+    EXPECT_OK(lamina_embedder_dimensions(e, &dims));
+    CHECK(dims > 0 && dims < 100000);
+    const char *texts[3] = {"The cat sat on the mat.", "A cat is sitting on a rug.", "Interest rates rose sharply."};
+    float *v = calloc(3 * dims, sizeof *v);
+    float *one = calloc(dims, sizeof *one);
+    if (v == NULL || one == NULL) {
+        record(0, __LINE__, "calloc");
+        free(v);
+        free(one);
+        lamina_embedder_free(e);
+        return;
+    }
+    EXPECT_OK(lamina_embedder_embed(e, texts, 3, v, 3 * dims));
+    for (int i = 0; i < 3; i++) {
+        double norm = dot(v + i * dims, v + i * dims, dims);
+        CHECKF(norm > 0.9999 && norm < 1.0001, "vector %d has squared norm %f", i, norm);
+    }
+    double similar = dot(v, v + dims, dims), unrelated = dot(v, v + 2 * dims, dims);
+    CHECKF(similar > unrelated, "similar pair %f, unrelated pair %f", similar, unrelated);
+    EXPECT_OK(lamina_embedder_embed(e, &texts[1], 1, one, dims));
+    CHECKF(dot(one, v + dims, dims) > 0.999999, "alone vs batched: cosine %f", dot(one, v + dims, dims));
+
+    EXPECT_ERROR(lamina_embedder_embed(e, texts, 3, v, 3 * dims - 1), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "out_len");
+    const char *with_empty[2] = {"fine", ""};
+    EXPECT_ERROR(lamina_embedder_embed(e, with_empty, 2, v, 2 * dims), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "text 1 is empty");
+    const char *with_null[2] = {"fine", NULL};
+    EXPECT_ERROR(lamina_embedder_embed(e, with_null, 2, v, 2 * dims), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "texts");
+    EXPECT_ERROR(lamina_embedder_embed(e, NULL, 1, v, dims), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "texts");
+    EXPECT_OK(lamina_embedder_embed(e, NULL, 0, NULL, 0));
+    EXPECT_ERROR(lamina_embedder_dimensions(e, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_dimensions");
+    lamina_embedder_params bad = p;
+    bad.pooling = 7;
+    lamina_embedder *sentinel = (lamina_embedder *)(void *)&g_sentinel_storage[3];
+    EXPECT_ERROR(lamina_embedder_new(model, &bad, &sentinel), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "pooling");
+    bad = p;
+    bad.max_texts = 0;
+    EXPECT_ERROR(lamina_embedder_new(model, &bad, &sentinel), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "max_texts");
+    CHECK(sentinel == (lamina_embedder *)(void *)&g_sentinel_storage[3]);
+    EXPECT_ERROR(lamina_embedder_new(NULL, &p, &sentinel), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "model");
+    lamina_embedder_free(e);
+    EXPECT_ERROR(lamina_embedder_embed(e, texts, 1, v, dims), LAMINA_STATUS_ERROR_INVALID_HANDLE, "embedder");
+    lamina_embedder_free(NULL);
+    free(v);
+    free(one);
+}
+
 static void test_session_outlives_model(const char *model_path) {
     lamina_model *model = NULL;
     EXPECT_OK(lamina_model_load(model_path, NULL, &model));
@@ -1454,6 +1522,7 @@ int main(void) {
     TIMED(test_concurrent_sessions(model));
     TIMED(test_chat_and_tasks(session));
     TIMED(test_structured_output(session));
+    TIMED(test_embeddings(model));
     TIMED(test_session_outlives_model(model_path));
 
     /* After all of the above, the same model and session still produce "Paris". */

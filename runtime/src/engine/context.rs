@@ -35,6 +35,10 @@ pub(crate) struct ContextParams {
     pub flash_attention: llama_cpp_sys_2::llama_flash_attn_type,
     /// Independent sequences the cache holds at once (1 for a plain session).
     pub n_seq_max: u32,
+    /// Pooled embeddings instead of logits (an `Embedder`'s context): llama.cpp then pools
+    /// each sequence's last-layer states this way, and every call must fit one micro-batch
+    /// (`n_ubatch = n_batch`), so that a sequence's pooling sees all its tokens.
+    pub embeddings: Option<llama_cpp_sys_2::llama_pooling_type>,
 }
 
 /// The largest micro-batch (llama.cpp's `n_ubatch`; 512 is also llama.cpp's default). The
@@ -92,6 +96,16 @@ impl Context {
             .ok_or_else(|| Error::invalid("n_ctx", "n_ctx times the number of sequences is too large"))?;
         raw.n_batch = params.n_batch;
         raw.n_ubatch = params.n_batch.min(MAX_UBATCH);
+        if let Some(pooling) = params.embeddings {
+            raw.embeddings = true;
+            raw.pooling_type = pooling;
+            raw.n_ubatch = params.n_batch;
+            // One cache stream for all sequences: with a stream per sequence llama.cpp cuts a
+            // batch into micro-batches of equal-length slices of every sequence, and a longer
+            // text would then be pooled over its last slice only (measured: a 4-token text
+            // batched with a 2-token one came out at cosine 0.965 to itself alone).
+            raw.kv_unified = true;
+        }
         raw.n_seq_max = n_seq_max;
         raw.n_threads = params.n_threads;
         raw.n_threads_batch = params.n_threads_batch;
@@ -162,6 +176,19 @@ impl Context {
         // SAFETY: llama.cpp's logits rows hold n_vocab floats and stay valid until the next
         // decode, which needs `&mut self`.
         Ok(unsafe { std::slice::from_raw_parts(ptr, self.n_vocab) })
+    }
+
+    /// The pooled embedding of sequence `seq` after the last decode (an embeddings context),
+    /// `n_embd` floats.
+    pub(crate) fn sequence_embedding(&self, seq: usize, n_embd: usize) -> Result<&[f32]> {
+        let seq = i32::try_from(seq).map_err(|_| Error::invalid("sequence", format!("sequence {seq} is out of range")))?;
+        // SAFETY: a live context; llama.cpp returns null for a sequence without an embedding.
+        let ptr = unsafe { llama_cpp_sys_2::llama_get_embeddings_seq(self.ptr.as_ptr(), seq) };
+        if ptr.is_null() {
+            return Err(Error::Decode(take_last_llama_error().unwrap_or_else(|| format!("no embedding for sequence {seq}"))));
+        }
+        // SAFETY: a pooled embedding is n_embd floats, valid until the next decode (`&mut self`).
+        Ok(unsafe { std::slice::from_raw_parts(ptr, n_embd) })
     }
 
     /// Drop the cache entries of sequence `seq` at positions `from..` (all sequences for

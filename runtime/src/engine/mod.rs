@@ -9,6 +9,7 @@ pub mod compute_backends;
 mod context;
 #[cfg(feature = "dynamic-backends")]
 mod cpu_support;
+pub mod embed;
 pub mod grammar;
 pub(crate) mod llama_global;
 mod model;
@@ -23,6 +24,7 @@ pub use crate::chat_template::{ChatTemplate, TemplateEngine};
 pub use crate::log::{set_log_sink, LogLevel, LogSink};
 pub use adapter::Adapter;
 pub use compute_backends::{backend_report, devices, load_backends, BackendInfo, BackendReport, DeviceInfo, DeviceKind, SkippedBackend};
+pub use embed::{EmbedParams, Embedder, Pooling};
 pub use grammar::{json_schema_to_grammar, OutputFormat};
 pub use llama_global::llama_backend;
 pub use model::{Model, ModelInfo, ModelParams};

@@ -211,7 +211,7 @@ impl std::fmt::Debug for Session {
     }
 }
 
-fn default_threads() -> u32 {
+pub(crate) fn default_threads() -> u32 {
     std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
 }
 
@@ -245,6 +245,7 @@ impl Session {
             n_threads_batch: to_i32("n_threads_batch", n_threads_batch)?,
             flash_attention: params.flash_attention.llama_policy(),
             n_seq_max: params.n_sequences,
+            embeddings: None,
         };
         let cancel = CancelHandle::default();
         // The session keeps a clone of the model's Arc in a field declared after `ctx`, so
