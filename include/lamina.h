@@ -805,6 +805,68 @@ lamina_status lamina_session_answer(lamina_session *session,
 lamina_status lamina_session_cancel(const lamina_session *session);
 
 // =============================================================================================
+// Saved sessions
+// A session's conversation (KV cache, history, adapters) saved to a buffer or a file and restored.
+// =============================================================================================
+
+// Save `session`'s state (the KV cache of its conversation, the chat history, the adapters in
+// use) into a new buffer: restore it with lamina_session_restore_state into a session over the
+// same model, which then continues the conversation without processing it again (and, under
+// greedy decoding, exactly as this one would).
+// Ownership: on success `*out_data` receives a buffer of `*out_len` bytes owned by the caller,
+// freed with lamina_bytes_free(data, len); on failure both are left unmodified.
+// NULL: all arguments are required.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _IO (the model file, read for its fingerprint),
+// _INTERNAL, _BUSY.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+lamina_status lamina_session_save_state(lamina_session *session,
+                                        uint8_t **out_data,
+                                        size_t *out_len);
+
+// Replace `session`'s conversation with a saved state: its history, its KV cache (the next
+// call processes only what is new) and its adapters (loaded again from their files unless the
+// session already has exactly those, with the same scales).
+// Ownership: `data` (`len` bytes) is read during the call only.
+// NULL: `session` is required; `data` may be NULL only when `len` is 0 (then refused as not
+// a state).
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _INVALID_ARGUMENT with the reason (not a lamina
+// session state, a checksum mismatch: corrupted or truncated, a state of another model, more
+// tokens than the session's context holds, an unknown format version), the errors of loading
+// its adapters (_IO, _DATA, _MODEL_LOAD), _BUSY. On any error the session is left empty
+// (as after lamina_session_reset), with the adapters it had.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+lamina_status lamina_session_restore_state(lamina_session *session,
+                                           const uint8_t *data,
+                                           size_t len);
+
+// lamina_session_save_state into the file `path` (UTF-8), written atomically: a crash leaves
+// the old file or the new one.
+// Ownership: nothing is taken or returned.
+// NULL: both arguments are required.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _INVALID_UTF8, _IO (cannot write), _INTERNAL, _BUSY.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+lamina_status lamina_session_save_state_file(lamina_session *session, const char *path);
+
+// lamina_session_restore_state from a file written by lamina_session_save_state_file; the
+// error messages name the file.
+// Ownership: nothing is taken or returned.
+// NULL: both arguments are required.
+// Errors: those of lamina_session_restore_state, and _IO when the file cannot be read.
+// Threads: one call at a time per session; a call while another thread is inside one gets
+// _BUSY (lamina_session_cancel is the exception).
+lamina_status lamina_session_restore_state_file(lamina_session *session, const char *path);
+
+// Free a buffer from lamina_session_save_state.
+// Ownership: takes back the buffer; `len` must be the length lamina returned with it.
+// NULL: `data` may be NULL (nothing happens).
+// Errors: none.
+// Threads: any thread, but not concurrently with another use of the same buffer.
+void lamina_bytes_free(uint8_t *data, size_t len);
+
+// =============================================================================================
 // Embeddings
 // Pooled, normalised text embeddings from a model, several texts per call.
 // =============================================================================================

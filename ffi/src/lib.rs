@@ -28,6 +28,7 @@ mod model;
 mod session;
 // After `session`: the header declares the session types before the batch call that uses them.
 mod batch;
+mod session_state;
 mod status;
 mod train;
 

@@ -108,6 +108,17 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "Saved sessions",
+        "A session's conversation (KV cache, history, adapters) saved to a buffer or a file and restored.",
+        &[
+            "lamina_session_save_state",
+            "lamina_session_restore_state",
+            "lamina_session_save_state_file",
+            "lamina_session_restore_state_file",
+            "lamina_bytes_free",
+        ],
+    ),
+    (
         "Embeddings",
         "Pooled, normalised text embeddings from a model, several texts per call.",
         &[

@@ -22,10 +22,10 @@
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Serde;
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind as JinjaErrorKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One message of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// "system", "user" or "assistant" (templates may accept others).
     pub role: String,

@@ -1459,6 +1459,72 @@ static void test_embeddings(lamina_model *model) {
     free(one);
 }
 
+/* Saved sessions: a chat saved to a buffer and to a file, restored into new sessions, continues
+ * byte for byte and reuses its cache; bad states are INVALID_ARGUMENT and the session works. */
+static void test_saved_sessions(lamina_model *model) {
+    lamina_session_params sp = session_params(1024);
+    lamina_session *a = NULL, *b = NULL, *c = NULL;
+    EXPECT_OK(lamina_session_new(model, &sp, &a));
+    EXPECT_OK(lamina_session_new(model, &sp, &b));
+    EXPECT_OK(lamina_session_new(model, &sp, &c));
+    if (a == NULL || b == NULL || c == NULL) {
+        lamina_session_free(a);
+        lamina_session_free(b);
+        lamina_session_free(c);
+        return;
+    }
+    lamina_sampling_params s = greedy(12);
+    char *text = NULL;
+    EXPECT_OK(lamina_session_chat(a, "My name is Ada.", &s, NULL, NULL, &text, NULL));
+    lamina_string_free(text);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    EXPECT_OK(lamina_session_save_state(a, &data, &len));
+    CHECK(data != NULL && len > 1000);
+    const char *path = "tests/c/build/test_abi.lamina-session";
+    EXPECT_OK(lamina_session_save_state_file(a, path));
+
+    char *expected = NULL;
+    lamina_generation_info info_a, info_b;
+    memset(&info_a, 0, sizeof info_a);
+    info_a.struct_size = sizeof info_a;
+    info_b = info_a;
+    EXPECT_OK(lamina_session_chat(a, "What is my name?", &s, NULL, NULL, &expected, &info_a));
+    EXPECT_OK(lamina_session_restore_state(b, data, len));
+    char *got = NULL;
+    EXPECT_OK(lamina_session_chat(b, "What is my name?", &s, NULL, NULL, &got, &info_b));
+    CHECKF(expected != NULL && got != NULL && strcmp(expected, got) == 0, "restored: \"%s\" vs \"%s\"",
+           got != NULL ? got : "(NULL)", expected != NULL ? expected : "(NULL)");
+    CHECKF(info_b.reused_tokens == info_a.reused_tokens && info_b.reused_tokens > 0, "reused %u vs %u",
+           (unsigned)info_b.reused_tokens, (unsigned)info_a.reused_tokens);
+    lamina_string_free(got);
+    got = NULL;
+    EXPECT_OK(lamina_session_restore_state_file(c, path));
+    EXPECT_OK(lamina_session_chat(c, "What is my name?", &s, NULL, NULL, &got, NULL));
+    CHECK(expected != NULL && got != NULL && strcmp(expected, got) == 0);
+    lamina_string_free(got);
+    lamina_string_free(expected);
+
+    data[len / 2] ^= 1;
+    EXPECT_ERROR(lamina_session_restore_state(b, data, len), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "checksum");
+    EXPECT_ERROR(lamina_session_restore_state(b, data, 10), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "truncated");
+    EXPECT_ERROR(lamina_session_restore_state(b, (const uint8_t *)"not a state at all", 18), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "not a lamina session state");
+    EXPECT_ERROR(lamina_session_restore_state(b, NULL, 5), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "data");
+    EXPECT_ERROR(lamina_session_restore_state_file(b, "tests/c/build/no-such-state"), LAMINA_STATUS_ERROR_IO, "no-such-state");
+    EXPECT_ERROR(lamina_session_save_state(b, NULL, &len), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_data");
+    lamina_bytes_free(data, len);
+    lamina_bytes_free(NULL, 0);
+    got = NULL;
+    EXPECT_OK(lamina_session_generate(b, PROMPT, &s, NULL, NULL, &got, NULL));
+    CHECK(got != NULL && got[0] != '\0');
+    lamina_string_free(got);
+    remove(path);
+    lamina_session_free(a);
+    lamina_session_free(b);
+    lamina_session_free(c);
+}
+
 static void test_session_outlives_model(const char *model_path) {
     lamina_model *model = NULL;
     EXPECT_OK(lamina_model_load(model_path, NULL, &model));
@@ -1523,6 +1589,7 @@ int main(void) {
     TIMED(test_chat_and_tasks(session));
     TIMED(test_structured_output(session));
     TIMED(test_embeddings(model));
+    TIMED(test_saved_sessions(model));
     TIMED(test_session_outlives_model(model_path));
 
     /* After all of the above, the same model and session still produce "Paris". */

@@ -191,6 +191,38 @@ impl Context {
         Ok(unsafe { std::slice::from_raw_parts(ptr, n_embd) })
     }
 
+    /// Sequence `seq`'s cache entries (keys and values of every layer, with their positions)
+    /// in llama.cpp's own serialisation.
+    pub(crate) fn sequence_state(&mut self, seq: i32) -> Result<Vec<u8>> {
+        // SAFETY: a live context; the buffer has the size llama.cpp asked for.
+        unsafe {
+            let size = llama_cpp_sys_2::llama_state_seq_get_size(self.ptr.as_ptr(), seq);
+            let mut buf = vec![0u8; size];
+            let written = llama_cpp_sys_2::llama_state_seq_get_data(self.ptr.as_ptr(), buf.as_mut_ptr(), size, seq);
+            if written != size {
+                return Err(Error::Internal(format!("llama.cpp wrote {written} of {size} bytes of the cache state")));
+            }
+            Ok(buf)
+        }
+    }
+
+    /// Replace sequence `seq`'s cache with a state from [`sequence_state`](Self::sequence_state)
+    /// (of a context over the same model). On failure the sequence's cache is empty.
+    pub(crate) fn set_sequence_state(&mut self, seq: i32, state: &[u8]) -> Result<()> {
+        let _ = take_last_llama_error();
+        // SAFETY: a live context; llama.cpp reads at most `state.len()` bytes and checks what
+        // it reads (returning 0 when the data does not fit this context).
+        let read = unsafe { llama_cpp_sys_2::llama_state_seq_set_data(self.ptr.as_ptr(), state.as_ptr(), state.len(), seq) };
+        if read == 0 {
+            self.remove_from(seq, 0);
+            return Err(Error::invalid(
+                "state",
+                take_last_llama_error().unwrap_or_else(|| "llama.cpp could not restore the cache from it".into()),
+            ));
+        }
+        Ok(())
+    }
+
     /// Drop the cache entries of sequence `seq` at positions `from..` (all sequences for
     /// `seq = -1`). False when this kind of cache cannot drop a suffix.
     pub(crate) fn remove_from(&mut self, seq: i32, from: usize) -> bool {

@@ -27,6 +27,7 @@ use crate::error::{Error, Result};
 use crate::logits::log_softmax_at;
 
 mod batch;
+mod state;
 pub use batch::BatchRequest;
 
 /// How to create a session.
