@@ -793,6 +793,39 @@ public:
     // Clears the chat history and the KV cache (lamina_session_reset; the handle is kept).
     void reset() { check(lamina_session_reset(get())); }
 
+    // The session's state: the KV cache of its conversation, the chat history and the adapters
+    // in use (lamina_session_save_state). restore_state() puts it into a session over the same
+    // model, which then continues without processing the conversation again.
+    std::vector<uint8_t> save_state() {
+        uint8_t *data = nullptr;
+        size_t len = 0;
+        check(lamina_session_save_state(get(), &data, &len));
+        // Freed on every path, also when the copy throws std::bad_alloc.
+        struct Owned {
+            uint8_t *data;
+            size_t len;
+            ~Owned() { lamina_bytes_free(data, len); }
+        } owned{data, len};
+        return std::vector<uint8_t>(owned.data, owned.data + owned.len);
+    }
+
+    // Replaces the conversation with a saved state (lamina_session_restore_state). Throws
+    // lamina::Error (LAMINA_STATUS_ERROR_INVALID_ARGUMENT, with the reason) for a corrupted
+    // state or one of another model; the session is then empty.
+    void restore_state(const std::vector<uint8_t> &state) {
+        check(lamina_session_restore_state(get(), state.empty() ? nullptr : state.data(), state.size()));
+    }
+
+    // save_state() into a file, written atomically (lamina_session_save_state_file).
+    void save_state_file(const std::string &path) {
+        check(lamina_session_save_state_file(get(), detail::c_str(path, "path")));
+    }
+
+    // restore_state() from a file (lamina_session_restore_state_file).
+    void restore_state_file(const std::string &path) {
+        check(lamina_session_restore_state_file(get(), detail::c_str(path, "path")));
+    }
+
     // Continues every prompt at once, one sequence each (the session needs n_sequences >=
     // prompts.size()), all with `sampling`. Returns the texts in prompt order; `infos`, if
     // given, receives one GenerationInfo per prompt. `on_piece` gets (prompt index, piece);
@@ -963,6 +996,88 @@ private:
         char *out = nullptr;
         check(lamina_session_answer(get(), detail::c_str(question, "question"), context, &out));
         return detail::take_string(out);
+    }
+};
+
+// ============================================================================================
+// Embeddings
+// ============================================================================================
+
+// How to create an Embedder (lamina_embedder_params), with the library's defaults: mean
+// pooling, normalised vectors, 512 tokens and 16 texts per call, all cores.
+struct EmbedderParams {
+    EmbedderParams() {
+        lamina_embedder_params c{};
+        check(lamina_embedder_params_init(&c, sizeof c));
+        pooling = static_cast<lamina_pooling>(c.pooling);
+        normalize = c.normalize;
+        n_batch = c.n_batch;
+        max_texts = c.max_texts;
+        n_threads = c.n_threads;
+    }
+    lamina_pooling pooling;
+    bool normalize;
+    uint32_t n_batch;
+    uint32_t max_texts;
+    uint32_t n_threads;
+
+    lamina_embedder_params to_c() const {
+        lamina_embedder_params c{};
+        check(lamina_embedder_params_init(&c, sizeof c));
+        c.pooling = static_cast<int32_t>(pooling);
+        c.normalize = normalize;
+        c.n_batch = n_batch;
+        c.max_texts = max_texts;
+        c.n_threads = n_threads;
+        return c;
+    }
+};
+
+// Text embeddings over a model (lamina_embedder): one vector of dimensions() floats per text,
+// pooled over the text's own tokens. One call at a time; dimensions() from any thread. Keeps
+// its model alive.
+class Embedder : public detail::Handle<lamina_embedder, &lamina_embedder_free> {
+public:
+    Embedder() noexcept = default;
+    // Adopts a handle from C.
+    explicit Embedder(lamina_embedder *owned) noexcept : Handle(owned) {}
+    // Creates an embedder over `model` (lamina_embedder_new).
+    explicit Embedder(const Model &model, const EmbedderParams &params = EmbedderParams())
+        : Handle(create(model, params)) {}
+
+    // The length of every vector (the model's width).
+    size_t dimensions() const {
+        size_t n = 0;
+        check(lamina_embedder_dimensions(get(), &n));
+        return n;
+    }
+
+    // One vector per text, in order (lamina_embedder_embed).
+    std::vector<std::vector<float>> embed(const std::vector<std::string> &texts) {
+        std::vector<const char *> c_texts;
+        c_texts.reserve(texts.size());
+        for (const std::string &t : texts) {
+            c_texts.push_back(detail::c_str(t, "text"));
+        }
+        const size_t dims = dimensions();
+        std::vector<float> flat(texts.size() * dims);
+        check(lamina_embedder_embed(get(), c_texts.empty() ? nullptr : c_texts.data(), texts.size(),
+                                    flat.empty() ? nullptr : flat.data(), flat.size()));
+        std::vector<std::vector<float>> out;
+        out.reserve(texts.size());
+        for (size_t i = 0; i < texts.size(); i++) {
+            out.emplace_back(flat.begin() + static_cast<std::ptrdiff_t>(i * dims),
+                             flat.begin() + static_cast<std::ptrdiff_t>((i + 1) * dims));
+        }
+        return out;
+    }
+
+private:
+    static lamina_embedder *create(const Model &model, const EmbedderParams &params) {
+        lamina_embedder *e = nullptr;
+        const lamina_embedder_params c = params.to_c();
+        check(lamina_embedder_new(model.get(), &c, &e));
+        return e;
     }
 };
 

@@ -655,6 +655,60 @@ void test_train() {
     EXPECT_ERROR(trainer.save_model("/tmp/never-written.gguf"), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "");
 }
 
+// Saved sessions: a chat saved and restored (bytes and file) continues byte for byte; a
+// corrupted state throws with the reason and leaves the session usable.
+void test_saved_sessions(const lamina::Model &model) {
+    const lamina::Sampling greedy = lamina::Sampling::greedy(10);
+    lamina::Session a(model, small_session());
+    a.chat("My name is Ada.", greedy);
+    const std::vector<uint8_t> state = a.save_state();
+    CHECK(state.size() > 1000);
+    const std::string path = "target/cpp-tests/saved.lamina-session";
+    a.save_state_file(path);
+    const std::string expected = a.chat("What is my name?", greedy);
+    lamina::Session b(model, small_session());
+    b.restore_state(state);
+    CHECK(b.chat("What is my name?", greedy) == expected);
+    lamina::Session c(model, small_session());
+    c.restore_state_file(path);
+    CHECK(c.chat("What is my name?", greedy) == expected);
+    std::vector<uint8_t> corrupt = state;
+    corrupt[corrupt.size() / 2] ^= 1;
+    EXPECT_ERROR(b.restore_state(corrupt), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "checksum");
+    EXPECT_ERROR(b.restore_state(std::vector<uint8_t>()), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "not a lamina session state");
+    CHECK(!b.generate(PROMPT, greedy).empty());
+    std::remove(path.c_str());
+}
+
+// Embeddings: unit vectors of the model's width, related texts closer than unrelated ones,
+// bad input with its index.
+void test_embeddings(const lamina::Model &model) {
+    lamina::EmbedderParams p;
+    CHECK(p.pooling == LAMINA_POOLING_MEAN && p.normalize && p.max_texts > 0);
+    p.n_threads = 1;
+    lamina::Embedder e(model, p);
+    const size_t dims = e.dimensions();
+    const std::vector<std::vector<float>> v =
+        e.embed({"The cat sat on the mat.", "A cat is sitting on a rug.", "Interest rates rose sharply."});
+    CHECK(v.size() == 3 && v[0].size() == dims && dims > 0);
+    auto dot = [](const std::vector<float> &x, const std::vector<float> &y) {
+        double d = 0.0;
+        for (size_t i = 0; i < x.size(); i++) {
+            d += static_cast<double>(x[i]) * static_cast<double>(y[i]);
+        }
+        return d;
+    };
+    CHECK(std::fabs(dot(v[0], v[0]) - 1.0) < 1e-4);
+    CHECK(dot(v[0], v[1]) > dot(v[0], v[2]));
+    CHECK(e.embed({}).empty());
+    EXPECT_ERROR(e.embed({"fine", ""}), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "text 1 is empty");
+    lamina::EmbedderParams bad = p;
+    bad.max_texts = 0;
+    EXPECT_ERROR(lamina::Embedder(model, bad), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "max_texts");
+    lamina::Embedder moved = std::move(e);
+    CHECK(!e && moved && moved.dimensions() == dims);
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -679,6 +733,8 @@ int main(int argc, char **argv) {
             test_chat_and_tasks(session);
         }
         test_batch(model, ref);
+        test_saved_sessions(model);
+        test_embeddings(model);
         test_moves(ref);
         test_log();
         test_train();
