@@ -2,8 +2,8 @@
 # The full test suite: what CI runs on a fresh clone.
 # A format check, set-up, one release build (tests share the profile so llama.cpp is compiled
 # exactly once), Rust tests, the fuzz regression corpus, the header check, the C examples and
-# ABI tests, the C++ interface's tests and the pkg-config and CMake examples, the Python tests,
-# and the shipping layout of that same build (scripts/test-dynamic.sh: the bundle, CPU
+# ABI tests, the C++ interface's tests and the pkg-config and CMake examples, the Python tests
+# (against the package as pip installs it into a fresh venv), and the shipping layout of that same build (scripts/test-dynamic.sh: the bundle, CPU
 # variants, missing and broken backends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,8 +52,8 @@ step "Rust and Python examples"
 target/release/examples/generate "The capital of France is"
 python3 examples/python/generate.py "The capital of France is"
 
-step "Python tests"
-python3 -m pytest -q bindings/python/tests
+step "Python package: pip install into a fresh venv, then the Python tests against it from outside the checkout"
+bash scripts/python-package-test.sh
 
 step "shipping layout: the relocatable bundle, CPU variants, missing and broken backends"
 bash scripts/test-dynamic.sh

@@ -10,8 +10,9 @@
 
     print(lamina.bleu(["The cat sat."], [["The cat sat."]]).score)   # 100.0
 
-The shared library is found through ``$LAMINA_LIBRARY``, then ``target/release`` or
-``target/debug`` above this package, then ``$CARGO_TARGET_DIR``.
+The shared library is the copy bundled in the installed package (``lamina/_native/``), else
+``$LAMINA_LIBRARY``, then ``target/release`` or ``target/debug`` above this package, then
+``$CARGO_TARGET_DIR``.
 """
 
 import atexit
@@ -76,6 +77,7 @@ from ._lib import (
 from ._adapter import Adapter
 from ._backends import backends, load_backends
 from ._eval import BleuScore, bleu, chrf, squad_exact_match, squad_f1
+from ._embed import Embedder, cosine
 from ._model import Model, default_model_path
 from ._session import Generation, Session
 from ._train import TrainProgress, Trainer
@@ -85,6 +87,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Adapter",
     "BleuScore",
+    "Embedder",
     "Generation",
     "LaminaError",
     "LibraryNotFoundError",
@@ -95,6 +98,7 @@ __all__ = [
     "backends",
     "bleu",
     "chrf",
+    "cosine",
     "default_model_path",
     "library_path",
     "load_backends",

@@ -24,6 +24,7 @@ from ctypes import (
     c_int32,
     c_size_t,
     c_uint32,
+    c_uint8,
     c_uint64,
     c_void_p,
 )
@@ -261,6 +262,55 @@ PROTOTYPES = {
 }
 
 # --------------------------------------------------------------------------------------------
+# Embeddings (the "Embeddings" section of the header).
+
+LAMINA_POOLING_MEAN = 0
+LAMINA_POOLING_LAST = 1
+
+
+class lamina_embedder_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("pooling", c_int32),
+        ("normalize", c_bool),
+        ("n_batch", c_uint32),
+        ("max_texts", c_uint32),
+        ("n_threads", c_uint32),
+    ]
+
+
+lamina_embedder_p = c_void_p
+
+PROTOTYPES.update(
+    {
+        "lamina_embedder_params_init": (lamina_status, [POINTER(lamina_embedder_params), c_size_t]),
+        "lamina_embedder_new": (lamina_status, [lamina_model_p, POINTER(lamina_embedder_params), _out_handle]),
+        "lamina_embedder_free": (None, [lamina_embedder_p]),
+        "lamina_embedder_dimensions": (lamina_status, [lamina_embedder_p, POINTER(c_size_t)]),
+        "lamina_embedder_embed": (
+            lamina_status,
+            [lamina_embedder_p, POINTER(c_char_p), c_size_t, POINTER(c_float), c_size_t],
+        ),
+    }
+)
+
+# --------------------------------------------------------------------------------------------
+# Saved sessions (the "Saved sessions" section of the header). Buffers are uint8_t *.
+
+PROTOTYPES.update(
+    {
+        "lamina_session_save_state": (
+            lamina_status,
+            [lamina_session_p, POINTER(POINTER(c_uint8)), POINTER(c_size_t)],
+        ),
+        "lamina_session_restore_state": (lamina_status, [lamina_session_p, POINTER(c_uint8), c_size_t]),
+        "lamina_session_save_state_file": (lamina_status, [lamina_session_p, c_char_p]),
+        "lamina_session_restore_state_file": (lamina_status, [lamina_session_p, c_char_p]),
+        "lamina_bytes_free": (None, [POINTER(c_uint8), c_size_t]),
+    }
+)
+
+# --------------------------------------------------------------------------------------------
 # Discovery.
 
 
@@ -276,12 +326,25 @@ def _candidates_in(target_dir: Path, profiles=("release", "debug")) -> List[Path
     return [target_dir / profile / name for profile in profiles for name in _library_names()]
 
 
+def _bundled_dir() -> Path:
+    """Where an installed package carries its own copy of the library and of llama.cpp's
+    (``pip install`` from a checkout puts them there; see setup.py). Absent in a checkout."""
+    return Path(__file__).resolve().parent / "_native"
+
+
 def find_library() -> str:
     """The path of the lamina shared library, or raise :class:`LibraryNotFoundError`.
 
-    Order: ``$LAMINA_LIBRARY``; ``target/release`` then ``target/debug`` of the package
-    directory or its nearest ancestor that has one; ``$CARGO_TARGET_DIR/{release,debug}``.
+    Order: the copy bundled in the installed package (``lamina/_native/``); ``$LAMINA_LIBRARY``;
+    ``target/release`` then ``target/debug`` of the package directory or its nearest ancestor
+    that has one; ``$CARGO_TARGET_DIR/{release,debug}``. The bundled copy comes first so that
+    an installed package always runs the library it was built and tested with.
     """
+    bundled = _bundled_dir()
+    for name in _library_names():
+        if (bundled / name).is_file():
+            return str(bundled / name)
+
     tried = []
     explicit = os.environ.get("LAMINA_LIBRARY")
     if explicit:
@@ -308,11 +371,14 @@ def find_library() -> str:
                 return str(candidate)
 
     raise LibraryNotFoundError(
-        "could not find the lamina shared library ({}). Build it with `cargo build --release` "
-        "in the lamina repository (it lands in target/release/), or set the environment "
-        "variable LAMINA_LIBRARY to its full path. Searched: $LAMINA_LIBRARY (unset), "
-        "target/{{release,debug}} above {}{}.".format(
+        "could not find the lamina shared library ({}). Install the package from a lamina "
+        "checkout with `pip install ./bindings/python`, which bundles the library; or build it "
+        "with `cargo build --release -p lamina-ffi` in the lamina repository (it lands in "
+        "target/release/), or set the environment variable LAMINA_LIBRARY to its full path. "
+        "Searched: {} (no bundled copy), $LAMINA_LIBRARY (unset), target/{{release,debug}} "
+        "above {}{}.".format(
             " / ".join(_library_names()),
+            bundled,
             here,
             ", $CARGO_TARGET_DIR/{release,debug}" if cargo_target else ", $CARGO_TARGET_DIR (unset)",
         )

@@ -7,9 +7,11 @@ never hands a dangling pointer to C.
 """
 
 import threading
-from typing import Optional
+from typing import Optional, TypeVar
 
 from ._error import InvalidHandleError
+
+_Self = TypeVar("_Self", bound="Managed")
 
 
 class Managed:
@@ -63,7 +65,7 @@ class Managed:
             self._handle = None
         self._delete(handle)
 
-    def __enter__(self):
+    def __enter__(self: _Self) -> _Self:  # typed, so that `with Model() as m` keeps m's type
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -82,6 +82,12 @@ class Model(Managed):
 
         return Adapter(self, path)
 
+    def embedder(self, **kwargs) -> "Embedder":
+        """A new :class:`Embedder` over this model; keyword arguments as for Embedder."""
+        from ._embed import Embedder
+
+        return Embedder(self, **kwargs)
+
     def session(self, **kwargs) -> "Session":
         """A new :class:`Session` over this model; keyword arguments as for Session."""
         from ._session import Session

@@ -2,7 +2,6 @@
 
 import ctypes
 import dataclasses
-import inspect
 import json
 import queue
 import threading
@@ -108,22 +107,6 @@ def _generation(text: str, info: lamina_generation_info) -> Generation:
         time_to_first_token_ms=info.time_to_first_token_ms,
         generation_ms=info.generation_ms,
     )
-
-
-def _takes_sampling(text_name: str, on_token: bool):
-    """Give a ``(self, text, [*, on_token=None,] **sampling)`` method the explicit signature
-    of the sampling keywords it accepts (those of :func:`_sampling`), for help() and IDEs."""
-
-    def decorate(method):
-        P = inspect.Parameter
-        params = [P("self", P.POSITIONAL_OR_KEYWORD), P(text_name, P.POSITIONAL_OR_KEYWORD, annotation=StrOrBytes)]
-        params += [p.replace(kind=P.KEYWORD_ONLY) for p in inspect.signature(_sampling).parameters.values()]
-        if on_token:
-            params.append(P("on_token", P.KEYWORD_ONLY, default=None, annotation=Optional[TokenCallback]))
-        method.__signature__ = inspect.signature(method).replace(parameters=params)
-        return method
-
-    return decorate
 
 
 class _StreamState:
@@ -284,6 +267,38 @@ class Session(Managed):
         """Set the chat's system prompt, or remove it with None. The history is kept."""
         check(lib.lamina_session_set_system_prompt(self._ptr(), opt_to_c(text, "system_prompt")))
 
+    # -- saved state ------------------------------------------------------------------------
+
+    def save_state(self) -> bytes:
+        """This session's state: the KV cache of its conversation, the chat history and the
+        adapters in use. :meth:`restore_state` puts it into a session over the same model,
+        which then continues without processing the conversation again (under greedy
+        decoding, exactly as this one would)."""
+        data = ctypes.POINTER(ctypes.c_uint8)()
+        length = ctypes.c_size_t()
+        check(lib.lamina_session_save_state(self._ptr(), ctypes.byref(data), ctypes.byref(length)))
+        try:
+            return ctypes.string_at(data, length.value)
+        finally:
+            lib.lamina_bytes_free(data, length.value)
+
+    def restore_state(self, state: bytes) -> None:
+        """Replace the conversation with a saved state (see :meth:`save_state`); its adapters
+        are loaded from their files when this session does not already have them (the
+        :attr:`adapters` property lists only what :meth:`set_adapters` was given). A corrupted
+        state, or one of another model, raises InvalidArgumentError saying which, and leaves
+        the session empty."""
+        buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state) if state else None
+        check(lib.lamina_session_restore_state(self._ptr(), buf, len(state)))
+
+    def save_state_file(self, path) -> None:
+        """:meth:`save_state` into a file, written atomically."""
+        check(lib.lamina_session_save_state_file(self._ptr(), path_to_c(path)))
+
+    def restore_state_file(self, path) -> None:
+        """:meth:`restore_state` from a file written by :meth:`save_state_file`."""
+        check(lib.lamina_session_restore_state_file(self._ptr(), path_to_c(path)))
+
     # -- generation -------------------------------------------------------------------------
 
     def _call(self, fn, text: bytes, sampling, on_piece: Optional[TokenCallback]) -> Generation:
@@ -387,12 +402,30 @@ class Session(Managed):
         return generations
 
     def _run(self, fn, text: StrOrBytes, name: str, sampling, on_token: Optional[TokenCallback]) -> Generation:
-        """generate/chat: convert the arguments and run `fn` to the end."""
-        params = _sampling(**sampling)
-        return self._call(fn, to_c(text, name), params, on_token)
+        """generate/chat: convert the text and run `fn` to the end (`sampling`: _sampling's)."""
+        return self._call(fn, to_c(text, name), sampling, on_token)
 
-    @_takes_sampling("prompt", on_token=True)
-    def generate(self, prompt: StrOrBytes, *, on_token: Optional[TokenCallback] = None, **sampling) -> Generation:
+    # The sampling keywords of generate, chat, stream and chat_stream are spelled out in each
+    # signature (the same names, types and defaults as _sampling's, which a test checks) so
+    # that type checkers and IDEs see them.
+
+    def generate(
+        self,
+        prompt: StrOrBytes,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int = 64,
+        seed: int = 0,
+        stop: Union[None, StrOrBytes, Iterable[StrOrBytes]] = None,
+        grammar: Optional[StrOrBytes] = None,
+        json_schema: Union[None, StrOrBytes, Mapping[str, Any]] = None,
+        on_token: Optional[TokenCallback] = None,
+    ) -> Generation:
         """Continue `prompt` (raw text, no chat template).
 
         Sampling keywords (of generate, chat, stream and chat_stream): ``max_tokens=256,
@@ -407,17 +440,72 @@ class Session(Managed):
         False stops (stop_reason "callback_stopped"); an exception it raises stops the
         generation and is re-raised here.
         """
+        sampling = _sampling(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+            repeat_last_n=repeat_last_n,
+            seed=seed,
+            stop=stop,
+            grammar=grammar,
+            json_schema=json_schema,
+        )
         return self._run(lib.lamina_session_generate, prompt, "prompt", sampling, on_token)
 
-    @_takes_sampling("message", on_token=True)
-    def chat(self, message: StrOrBytes, *, on_token: Optional[TokenCallback] = None, **sampling) -> Generation:
+    def chat(
+        self,
+        message: StrOrBytes,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int = 64,
+        seed: int = 0,
+        stop: Union[None, StrOrBytes, Iterable[StrOrBytes]] = None,
+        grammar: Optional[StrOrBytes] = None,
+        json_schema: Union[None, StrOrBytes, Mapping[str, Any]] = None,
+        on_token: Optional[TokenCallback] = None,
+    ) -> Generation:
         """One chat turn: add `message` to the history, generate the reply (reusing the KV
         cache for the conversation so far) and add it to the history. A cancelled turn
         leaves the history unchanged. Keywords as for :meth:`generate`."""
+        sampling = _sampling(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+            repeat_last_n=repeat_last_n,
+            seed=seed,
+            stop=stop,
+            grammar=grammar,
+            json_schema=json_schema,
+        )
         return self._run(lib.lamina_session_chat, message, "message", sampling, on_token)
 
-    @_takes_sampling("prompt", on_token=False)
-    def stream(self, prompt: StrOrBytes, **sampling) -> Generator[str, None, Generation]:
+    def stream(
+        self,
+        prompt: StrOrBytes,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int = 64,
+        seed: int = 0,
+        stop: Union[None, StrOrBytes, Iterable[StrOrBytes]] = None,
+        grammar: Optional[StrOrBytes] = None,
+        json_schema: Union[None, StrOrBytes, Mapping[str, Any]] = None,
+    ) -> Generator[str, None, Generation]:
         """Like :meth:`generate`, as a generator of text pieces.
 
         Generation runs in a background thread. Leaving the loop early (``break``, closing
@@ -426,20 +514,59 @@ class Session(Managed):
         the consumer. The generator's return value (and ``session.last_generation``) is the
         Generation.
         """
+        sampling = _sampling(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+            repeat_last_n=repeat_last_n,
+            seed=seed,
+            stop=stop,
+            grammar=grammar,
+            json_schema=json_schema,
+        )
         return self._stream(lib.lamina_session_generate, prompt, "prompt", sampling)
 
-    @_takes_sampling("message", on_token=False)
-    def chat_stream(self, message: StrOrBytes, **sampling) -> Generator[str, None, Generation]:
+    def chat_stream(
+        self,
+        message: StrOrBytes,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int = 64,
+        seed: int = 0,
+        stop: Union[None, StrOrBytes, Iterable[StrOrBytes]] = None,
+        grammar: Optional[StrOrBytes] = None,
+        json_schema: Union[None, StrOrBytes, Mapping[str, Any]] = None,
+    ) -> Generator[str, None, Generation]:
         """Like :meth:`chat`, as a generator of text pieces (see :meth:`stream`)."""
+        sampling = _sampling(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            min_p=min_p,
+            repeat_penalty=repeat_penalty,
+            repeat_last_n=repeat_last_n,
+            seed=seed,
+            stop=stop,
+            grammar=grammar,
+            json_schema=json_schema,
+        )
         return self._stream(lib.lamina_session_chat, message, "message", sampling)
 
     def _stream(self, fn, text: StrOrBytes, name: str, sampling) -> Generator[str, None, Generation]:
-        """stream/chat_stream: convert the arguments and check the session now, not at the
-        first next()."""
-        params = _sampling(**sampling)
+        """stream/chat_stream: convert the text and check the session now, not at the first
+        next() (`sampling`: _sampling's)."""
         c_text = to_c(text, name)
         self._ptr()
-        return self._stream_gen(fn, c_text, params)
+        return self._stream_gen(fn, c_text, sampling)
 
     def _stream_gen(self, fn, text: bytes, sampling) -> Generator[str, None, Generation]:
         pieces: "queue.SimpleQueue" = queue.SimpleQueue()

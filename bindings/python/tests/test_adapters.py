@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# LAMINA_TEST_INSTALLED=1: test the installed package instead of this checkout's (conftest.py).
+if os.environ.get("LAMINA_TEST_INSTALLED") != "1":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import lamina  # noqa: E402
 

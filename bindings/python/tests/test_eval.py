@@ -16,7 +16,9 @@ import pytest
 HERE = Path(__file__).resolve().parent
 PYTHON_DIR = HERE.parent
 REPO = PYTHON_DIR.parent.parent
-sys.path.insert(0, str(PYTHON_DIR))
+# LAMINA_TEST_INSTALLED=1: test the installed package instead of this checkout's (conftest.py).
+if os.environ.get("LAMINA_TEST_INSTALLED") != "1":
+    sys.path.insert(0, str(PYTHON_DIR))
 
 import lamina  # noqa: E402
 from lamina import LaminaError  # noqa: E402

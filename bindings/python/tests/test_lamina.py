@@ -20,10 +20,15 @@ import pytest
 HERE = Path(__file__).resolve().parent
 PYTHON_DIR = HERE.parent
 REPO = PYTHON_DIR.parent.parent
-sys.path.insert(0, str(PYTHON_DIR))
+# LAMINA_TEST_INSTALLED=1: test the installed package instead of this checkout's (conftest.py).
+if os.environ.get("LAMINA_TEST_INSTALLED") != "1":
+    sys.path.insert(0, str(PYTHON_DIR))
 
 import lamina  # noqa: E402
 from lamina import LaminaError  # noqa: E402
+
+# What a child interpreter puts first on sys.path to import the same package as this one.
+PACKAGE_PARENT = str(Path(lamina.__file__).resolve().parent.parent)
 
 PROMPT = "The capital of France is"
 # One thread per session: robust when the machine's two cores are busy with other work
@@ -81,20 +86,36 @@ def test_version_matches_header():
 
 
 def test_library_discovery():
-    assert Path(lamina.library_path).is_file()
-    assert Path(lamina.library_path).name in ("liblamina_ffi.so", "liblamina_ffi.dylib", "lamina_ffi.dll")
-    # An explicit LAMINA_LIBRARY wins, and a wrong one is a clear ImportError.
+    path = Path(lamina.library_path)
+    assert path.is_file()
+    assert path.name in ("liblamina_ffi.so", "liblamina_ffi.dylib", "lamina_ffi.dll")
     env = dict(os.environ, LAMINA_LIBRARY=str(REPO / "no" / "such" / "liblamina_ffi.so"))
+    bundled = Path(lamina.__file__).resolve().parent / "_native"
+    if path.parent == bundled:
+        # An installed package runs the copy it carries, whatever LAMINA_LIBRARY says, and
+        # llama.cpp's libraries and backend come from beside it, not from elsewhere.
+        code = "import sys; sys.path.insert(0, {!r}); import lamina; print(lamina.library_path)".format(PACKAGE_PARENT)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == str(path), out.stdout + out.stderr
+        if Path("/proc/self/maps").is_file():
+            lamina.backends()  # loads the CPU backend
+            mapped = {line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines() if "/" in line}
+            native = [Path(m) for m in mapped if re.match(r"lib(lamina|llama|ggml)", Path(m).name)]
+            assert any(p.name.startswith("libggml-cpu-") for p in native), native
+            assert all(p.parent == bundled for p in native), native
+        return
+    # An explicit LAMINA_LIBRARY wins over the target directories, and a wrong one is a clear
+    # ImportError.
     code = (
         "import sys; sys.path.insert(0, {!r})\n"
         "try:\n    import lamina\n"
-        "except ImportError as e:\n    print(type(e).__name__, e.status_name, e)\n".format(str(PYTHON_DIR))
+        "except ImportError as e:\n    print(type(e).__name__, e.status_name, e)\n".format(PACKAGE_PARENT)
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert "LibraryNotFoundError LAMINA_LIBRARY_NOT_FOUND" in out.stdout, out.stdout + out.stderr
     assert "LAMINA_LIBRARY" in out.stdout
     env["LAMINA_LIBRARY"] = lamina.library_path
-    code = "import sys; sys.path.insert(0, {!r}); import lamina; print(lamina.version())".format(str(PYTHON_DIR))
+    code = "import sys; sys.path.insert(0, {!r}); import lamina; print(lamina.version())".format(PACKAGE_PARENT)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == lamina.version(), out.stderr
 
@@ -188,6 +209,23 @@ def test_params_init():
     assert lib.lamina_sampling_params_init(ctypes.byref(p), 4) == lamina.STATUS_ERROR_INVALID_ARGUMENT
     assert p.struct_size == 0  # out-parameters are untouched on failure
     assert lib.lamina_model_params_init(None, ctypes.sizeof(lamina_model_params)) == lamina.STATUS_ERROR_NULL_ARGUMENT
+
+
+def test_sampling_keywords_are_in_every_signature():
+    # generate, chat, stream and chat_stream spell out _sampling's keywords (for type checkers
+    # and IDEs): the same names, order, annotations and defaults, keyword-only.
+    import inspect
+
+    from lamina._session import _sampling
+
+    expected = list(inspect.signature(_sampling).parameters.values())
+    assert [p.name for p in expected][:2] == ["max_tokens", "temperature"] and len(expected) == 11
+    for name, extra in (("generate", ["on_token"]), ("chat", ["on_token"]), ("stream", []), ("chat_stream", [])):
+        params = list(inspect.signature(getattr(lamina.Session, name)).parameters.values())
+        assert [p.kind for p in params[:2]] == [inspect.Parameter.POSITIONAL_OR_KEYWORD] * 2, name
+        assert params[2 : 2 + len(expected)] == expected, name
+        assert [p.name for p in params[2 + len(expected) :]] == extra, name
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[2:]), name
 
 
 def test_status_names():
@@ -809,7 +847,7 @@ for kw in ({{}}, {{"on_token": lambda piece: None}}):
               time.monotonic() - start < 20)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 print("after", "Paris" in s.generate("The capital of France is", max_tokens=3).text)
-""".format(python_dir=str(PYTHON_DIR))
+""".format(python_dir=PACKAGE_PARENT)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:3] == [

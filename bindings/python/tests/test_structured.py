@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+# LAMINA_TEST_INSTALLED=1: test the installed package instead of this checkout's (conftest.py).
+if os.environ.get("LAMINA_TEST_INSTALLED") != "1":
+    sys.path.insert(0, str(HERE.parent))
 
 import lamina  # noqa: E402
 

@@ -5,13 +5,16 @@ False and by cancel() from another thread, an exception in the callback, step/ev
 checkpoint and resume, GGUF and PEFT adapters that Model.load_adapter reads, bad options."""
 
 import math
+import os
 import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# LAMINA_TEST_INSTALLED=1: test the installed package instead of this checkout's (conftest.py).
+if os.environ.get("LAMINA_TEST_INSTALLED") != "1":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import lamina  # noqa: E402
 
