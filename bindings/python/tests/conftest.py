@@ -24,3 +24,19 @@ if os.environ.get("LAMINA_TEST_INSTALLED") == "1":
             "LAMINA_TEST_INSTALLED=1, but lamina was imported from the checkout ({}) rather "
             "than from an installed package".format(lamina.__file__)
         )
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The default model, loaded once per test module (files may define their own)."""
+    import lamina
+
+    path = lamina.default_model_path()
+    if not os.path.isfile(path):
+        pytest.fail(
+            "the default model is missing at {} - run scripts/fetch-model.sh (or set "
+            "LAMINA_MODEL) before running these tests".format(path)
+        )
+    m = lamina.Model(path)
+    yield m
+    m.close()

@@ -18,15 +18,7 @@ if os.environ.get("LAMINA_TEST_INSTALLED") != "1":
 
 import lamina  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def model():
-    path = lamina.default_model_path()
-    if not os.path.isfile(path):
-        pytest.fail("the default model is missing at {} - run scripts/fetch-model.sh".format(path))
-    m = lamina.Model(path)
-    yield m
-    m.close()
+# `model`: the shared fixture of conftest.py.
 
 
 PAIRS = [

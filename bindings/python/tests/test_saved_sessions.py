@@ -19,15 +19,7 @@ import lamina  # noqa: E402
 
 KW = dict(n_ctx=1024, n_threads=2)
 
-
-@pytest.fixture(scope="module")
-def model():
-    path = lamina.default_model_path()
-    if not os.path.isfile(path):
-        pytest.fail("the default model is missing at {} - run scripts/fetch-model.sh".format(path))
-    m = lamina.Model(path)
-    yield m
-    m.close()
+# `model`: the shared fixture of conftest.py.
 
 
 def test_a_restored_chat_continues_exactly(model, tmp_path):

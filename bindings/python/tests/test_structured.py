@@ -98,14 +98,9 @@ SCHEMAS = [
 
 
 @pytest.fixture(scope="module")
-def session():
-    path = lamina.default_model_path()
-    if not os.path.isfile(path):
-        pytest.fail("the default model is missing at {} - run scripts/fetch-model.sh".format(path))
-    model = lamina.Model(path)
+def session(model):
     with model.session(**SESSION_KW) as s:
         yield s
-    model.close()
 
 
 def test_at_least_twenty_schemas():
