@@ -20,7 +20,8 @@
 # It builds nothing: a missing release build is an error that says what to run
 # (LAMINA_CARGO_BUILD=0), not a 10-minute cargo build hidden inside pip. Needs the default
 # model (scripts/fetch-model.sh), a package index or wheelhouse for pip's isolated build
-# environment (setuptools), and pytest and jsonschema (the structured-output tests' validator):
+# environment (setuptools), and pytest, jsonschema (the structured-output tests' validator) and
+# openai (the client the server tests talk to `lamina serve` with):
 # installed into the venv by pip, or, where pip cannot get them, from the system's
 # site-packages (the venv is then made with --system-site-packages). About two minutes on two
 # cores.
@@ -39,13 +40,14 @@ PY="$VENV/bin/python"
 # Cargo target directory.
 CLEAN=(env -u LAMINA_LIBRARY -u CARGO_TARGET_DIR -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1)
 
-step "fresh virtual environment, with pytest and jsonschema"
+step "fresh virtual environment, with pytest, jsonschema and openai"
 python3 -m venv "$VENV"
-if ! "$PY" -m pip install -q pytest jsonschema >"$TMP/pip-pytest.log" 2>&1; then
-    echo "pip could not install pytest and jsonschema (no package index?); using the system's site-packages"
+if ! "$PY" -m pip install -q pytest jsonschema openai >"$TMP/pip-pytest.log" 2>&1; then
+    echo "pip could not install pytest, jsonschema and openai (no package index?); using the system's site-packages"
     rm -rf "$VENV"
     python3 -m venv --system-site-packages "$VENV"
-    "$PY" -c "import pytest, jsonschema" 2>/dev/null || fail "no pytest or jsonschema: pip cannot install them and the system lacks them"
+    "$PY" -c "import pytest, jsonschema, openai" 2>/dev/null \
+        || fail "no pytest, jsonschema or openai: pip cannot install them and the system lacks them"
 fi
 
 step "pip install ./bindings/python"

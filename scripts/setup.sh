@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a fresh Debian/Ubuntu machine for lamina: the C toolchain pieces llama.cpp's build
-# needs (cmake, clang/libclang for bindgen), pytest and jsonschema for the Python tests, and the default
-# model in the cache. Safe to run again: it installs only what is missing.
+# needs (cmake, clang/libclang for bindgen), pytest, jsonschema and openai for the Python
+# tests, and the default model in the cache. Safe to run again: it installs only what is
+# missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,10 +30,14 @@ if ! python3 -c "import pytest" >/dev/null 2>&1; then
     echo "setup: installing pytest" >&2
     python3 -m pip install --quiet pytest
 fi
-# The structured-output tests validate every output with a real JSON-schema validator.
-if ! python3 -c "import jsonschema" >/dev/null 2>&1; then
-    echo "setup: installing jsonschema" >&2
-    python3 -m pip install --quiet jsonschema
-fi
+# The structured-output tests validate every output with a real JSON-schema validator; the
+# server tests talk to `lamina serve` through OpenAI's own client. (scripts/test.sh runs the
+# suite in a fresh venv that installs these itself; this is for running it from the checkout.)
+for module in jsonschema openai; do
+    if ! python3 -c "import $module" >/dev/null 2>&1; then
+        echo "setup: installing $module" >&2
+        python3 -m pip install --quiet "$module"
+    fi
+done
 
 scripts/fetch-model.sh >/dev/null

@@ -16,6 +16,7 @@ mod finetune;
 mod llama_bench;
 mod options;
 mod perplexity;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -112,6 +113,10 @@ enum Command {
     /// records) with the native engine, and save it as GGUF (for --lora) and/or PEFT. Ctrl-C
     /// stops after the current step; --checkpoint-dir and --resume continue a run.
     Finetune(finetune::FinetuneArgs),
+    /// Serve the model over HTTP with OpenAI's API: /v1/chat/completions, /v1/completions
+    /// (streamed or not), /v1/embeddings and /v1/models; requests that arrive together are
+    /// decoded together, and --lora NAME=PATH serves adapters by name.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -144,6 +149,7 @@ fn main() -> ExitCode {
         Command::Perplexity(args) => perplexity::run(&args),
         Command::CompareDevices(args) => compare_devices::run(&args),
         Command::Finetune(args) => finetune::run(&args),
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
