@@ -97,14 +97,7 @@ def write_peft(directory, lora, alpha=8.0):
         json.dump(config, f)
 
 
-@pytest.fixture(scope="module")
-def model():
-    path = lamina.default_model_path()
-    if not os.path.isfile(path):
-        pytest.fail("the default model is missing at {} - run scripts/fetch-model.sh".format(path))
-    m = lamina.Model(path)
-    yield m
-    m.close()
+# `model`: the shared fixture of conftest.py.
 
 
 @pytest.fixture(scope="module")

@@ -27,17 +27,7 @@ from lamina import LaminaError  # noqa: E402
 SESSION_KW = dict(n_ctx=1024, n_threads=1)
 
 
-@pytest.fixture(scope="module")
-def model():
-    path = lamina.default_model_path()
-    if not os.path.isfile(path):
-        pytest.fail(
-            "the default model is missing at {} - run scripts/fetch-model.sh (or set "
-            "LAMINA_MODEL) before running these tests".format(path)
-        )
-    m = lamina.Model(path)
-    yield m
-    m.close()
+# `model`: the shared fixture of conftest.py.
 
 
 @pytest.fixture(scope="module")

@@ -40,17 +40,7 @@ def stream_threads():
     return [t for t in threading.enumerate() if t.name == "lamina-stream" and t.is_alive()]
 
 
-@pytest.fixture(scope="module")
-def model():
-    path = lamina.default_model_path()
-    if not os.path.isfile(path):
-        pytest.fail(
-            "the default model is missing at {} - run scripts/fetch-model.sh (or set "
-            "LAMINA_MODEL) before running these tests".format(path)
-        )
-    m = lamina.Model(path)
-    yield m
-    m.close()
+# `model`: the shared fixture of conftest.py.
 
 
 @pytest.fixture
