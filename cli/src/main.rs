@@ -10,6 +10,7 @@ mod bench_native;
 mod commands;
 mod compare_devices;
 mod convert;
+mod corpus;
 mod embed;
 mod eval;
 mod finetune;
@@ -109,6 +110,11 @@ enum Command {
     /// Convert a model: a .gguf file to a Hugging Face safetensors directory (config.json,
     /// tokenizer.json, dequantized weights), or such a directory to a GGUF file.
     Convert(convert::ConvertArgs),
+    /// Prepare a text corpus for training from scratch: read .txt, .md and .jsonl files or
+    /// directories, clean (Unicode normalisation, control characters, whitespace, optionally
+    /// markup and case), remove duplicate and near-duplicate documents and repeated lines,
+    /// filter by length, and split by document into train/validation/test JSONL with a report.
+    Corpus(corpus::CorpusArgs),
     /// Fine-tune a LoRA adapter on a data set (chat, prompt/completion, text or instruction
     /// records) with the native engine, and save it as GGUF (for --lora) and/or PEFT. Ctrl-C
     /// stops after the current step; --checkpoint-dir and --resume continue a run.
@@ -145,6 +151,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::BenchNative(args) => bench_native::run(&args),
         Command::Convert(args) => convert::run(&args),
+        Command::Corpus(args) => corpus::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Perplexity(args) => perplexity::run(&args),
         Command::CompareDevices(args) => compare_devices::run(&args),

@@ -23,6 +23,7 @@ pub mod adapters;
 pub mod atomic_file;
 pub mod chat;
 pub mod chat_template;
+pub mod corpus;
 pub mod data_file;
 pub mod engine;
 pub mod error;
