@@ -38,6 +38,27 @@ pub fn available() -> bool {
     }
 }
 
+/// The bf16 path's dot products must retire at least this many times the f32 FMA's
+/// multiply-adds for `Auto` to choose it: it also converts every activation and weight tile
+/// to bf16, which the f32 path does not. Measured on two CPUs with AVX512-BF16: AMD Zen 4
+/// (bf16 products at 82-94% of twice the f32 peak; the bf16 forward ran 1.4 times faster
+/// than f32) and an Intel Xeon of CPUID model 207 without AMX (0.50: bf16 ran the forward at
+/// 0.72 times f32's speed).
+pub const MIN_SPEEDUP: f64 = 1.5;
+
+/// [`peak::bf16_dot_speedup`](super::peak::bf16_dot_speedup), measured once per process;
+/// None without AVX512-BF16 (or with AVX-512 disabled).
+pub fn dot_speedup() -> Option<f64> {
+    use std::sync::OnceLock;
+    static SPEEDUP: OnceLock<Option<f64>> = OnceLock::new();
+    *SPEEDUP.get_or_init(|| if available() { super::peak::bf16_dot_speedup() } else { None })
+}
+
+/// Whether the bf16 path is the faster one on this CPU (see [`MIN_SPEEDUP`]).
+pub fn pays_off() -> bool {
+    dot_speedup().is_some_and(|s| s >= MIN_SPEEDUP)
+}
+
 /// f32 → bf16, rounding to nearest even (NaN stays NaN), as `vcvtneps2bf16` does for normal
 /// numbers.
 #[inline]

@@ -86,7 +86,9 @@ impl SharedMut {
 }
 
 /// How the frozen-weight products compute (see `bf16.rs`). `Auto` is resolved when a model
-/// loads: bf16 where the CPU has AVX512-BF16, else f32.
+/// loads: bf16 where the CPU has AVX512-BF16 and its dot product, measured, retires enough
+/// more multiply-adds than the f32 FMA to pay for the conversions ([`bf16::pays_off`]), else
+/// f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     #[default]
@@ -124,7 +126,7 @@ impl Precision {
     fn resolve_request(self) -> (Precision, Option<String>) {
         match self {
             Precision::F32 => (Precision::F32, None),
-            Precision::Auto if bf16::available() => (Precision::Bf16, None),
+            Precision::Auto if bf16::available() && bf16::pays_off() => (Precision::Bf16, None),
             Precision::Auto => (Precision::F32, None),
             Precision::Bf16 if bf16::available() => (Precision::Bf16, None),
             Precision::Bf16 => {
