@@ -41,13 +41,18 @@ PY="$VENV/bin/python"
 CLEAN=(env -u LAMINA_LIBRARY -u CARGO_TARGET_DIR -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1)
 
 step "fresh virtual environment, with pytest, jsonschema and openai"
-python3 -m venv "$VENV"
-if ! "$PY" -m pip install -q pytest jsonschema openai >"$TMP/pip-pytest.log" 2>&1; then
-    echo "pip could not install pytest, jsonschema and openai (no package index?); using the system's site-packages"
-    rm -rf "$VENV"
+# The test tools come from the system's site-packages when it has them all (scripts/setup.sh
+# installs them): lamina itself is never there, so the venv still holds only the lamina that
+# pip installs below, and the suite skips downloading and installing three packages with
+# their dependencies again. Otherwise pip installs them into the venv.
+if (cd "$TMP" && "${CLEAN[@]}" python3 -c "import pytest, jsonschema, openai") >/dev/null 2>&1 \
+    && ! (cd "$TMP" && "${CLEAN[@]}" python3 -c "import lamina") >/dev/null 2>&1; then
+    echo "pytest, jsonschema and openai: the system's (venv with --system-site-packages)"
     python3 -m venv --system-site-packages "$VENV"
-    "$PY" -c "import pytest, jsonschema, openai" 2>/dev/null \
-        || fail "no pytest, jsonschema or openai: pip cannot install them and the system lacks them"
+else
+    python3 -m venv "$VENV"
+    "$PY" -m pip install -q pytest jsonschema openai >"$TMP/pip-pytest.log" 2>&1 \
+        || fail "pip could not install pytest, jsonschema and openai (no package index?): $(tail -n 3 "$TMP/pip-pytest.log")"
 fi
 
 step "pip install ./bindings/python"
