@@ -14,10 +14,12 @@ mod corpus;
 mod embed;
 mod eval;
 mod finetune;
+mod init_model;
 mod llama_bench;
 mod options;
 mod perplexity;
 mod serve;
+mod tokenizer_train;
 
 use std::process::ExitCode;
 
@@ -115,6 +117,14 @@ enum Command {
     /// markup and case), remove duplicate and near-duplicate documents and repeated lines,
     /// filter by length, and split by document into train/validation/test JSONL with a report.
     Corpus(corpus::CorpusArgs),
+    /// Train a tokenizer for a model trained from scratch: `lamina tokenizer train` learns a
+    /// byte-level BPE vocabulary from a corpus and writes tokenizer.json and
+    /// tokenizer_config.json, which llama.cpp tokenizes identically once in a GGUF.
+    Tokenizer(tokenizer_train::TokenizerArgs),
+    /// Initialise a LLaMA model from scratch for a trained tokenizer: a preset (1m, 5m, 20m)
+    /// or explicit sizes, seeded random weights, written as a Hugging Face directory and
+    /// optionally GGUF; prints the parameter count and the training memory estimate.
+    InitModel(init_model::InitModelArgs),
     /// Fine-tune a LoRA adapter on a data set (chat, prompt/completion, text or instruction
     /// records) with the native engine, and save it as GGUF (for --lora) and/or PEFT. Ctrl-C
     /// stops after the current step; --checkpoint-dir and --resume continue a run.
@@ -152,6 +162,8 @@ fn main() -> ExitCode {
         Command::BenchNative(args) => bench_native::run(&args),
         Command::Convert(args) => convert::run(&args),
         Command::Corpus(args) => corpus::run(&args),
+        Command::Tokenizer(args) => tokenizer_train::run(&args),
+        Command::InitModel(args) => init_model::run(&args),
         Command::Eval(args) => eval::run(&args),
         Command::Perplexity(args) => perplexity::run(&args),
         Command::CompareDevices(args) => compare_devices::run(&args),

@@ -32,6 +32,7 @@ pub mod log;
 pub mod logits;
 pub mod native;
 pub mod paths;
+pub mod pretrain;
 pub mod tasks;
 pub mod weights;
 

@@ -412,6 +412,13 @@ fn prepare_skipping<P: AsRef<Path>>(
     Ok(Some(Corpus { train, validation, test, report }))
 }
 
+/// The documents of `inputs` as [`prepare`] reads them (see "Inputs" above), in input order,
+/// neither cleaned nor split: what tokenizer training reads. Blank documents are skipped; no
+/// document at all is not an error here.
+pub(crate) fn read_documents(inputs: &[&Path]) -> Result<Vec<String>> {
+    Ok(input::read_inputs(inputs, None, &mut |_: &CorpusProgress| true)?.map(|read| read.documents).unwrap_or_default())
+}
+
 /// [`prepare`] `inputs` and [`Corpus::write`] the result into `dir`. `Ok(None)` when `progress`
 /// cancelled; nothing is written then. The directory is created before the inputs are read,
 /// so that an unwritable one fails first, and is skipped where it lies inside an input

@@ -81,7 +81,7 @@ pub struct ConvertReport {
 }
 
 /// The expected Hugging Face tensors of `config`, with their PyTorch shapes, in model order.
-fn expected_hf_tensors(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+pub(crate) fn expected_hf_tensors(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
     let (h, ffn, hd) = (config.hidden_size, config.intermediate_size, config.head_dim);
     let (q, kv) = (config.n_heads * hd, config.n_kv_heads * hd);
     let mut out = vec![("model.embed_tokens.weight".to_string(), vec![config.vocab_size, h])];

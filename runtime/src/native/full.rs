@@ -147,20 +147,27 @@ impl NativeModel {
     /// refused), with the estimate in the message.
     pub fn check_full_training_fits(&self, activations: usize) -> Result<()> {
         let need = self.full_training_bytes(activations);
-        let Some(available) = available_memory() else { return Ok(()) };
-        if need > available {
-            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-            return Err(Error::invalid(
-                "full",
-                format!(
-                    "full-parameter training of this model needs about {:.2} GiB (weights, gradients and AdamW state in f32, plus activations), but only {:.2} GiB is available; use LoRA instead, or a smaller activation budget",
-                    gib(need),
-                    gib(available)
-                ),
-            ));
-        }
-        Ok(())
+        check_memory_fits("full", need, "full-parameter training of this model", "use LoRA instead, or a smaller activation budget")
     }
+}
+
+/// Refuse `need` bytes of full-parameter training (`what`: "full-parameter training of this
+/// model") when the system reports less memory available, with the estimate and `remedy` in
+/// the message; where the available memory cannot be read, nothing is refused.
+pub(crate) fn check_memory_fits(name: &'static str, need: u64, what: &str, remedy: &str) -> Result<()> {
+    let Some(available) = available_memory() else { return Ok(()) };
+    if need > available {
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        return Err(Error::invalid(
+            name,
+            format!(
+                "{what} needs about {:.2} GiB (weights, gradients and AdamW state in f32, plus activations), but only {:.2} GiB is available; {remedy}",
+                gib(need),
+                gib(available)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Write a fully fine-tuned model as a GGUF file: the base GGUF's metadata and every tensor it

@@ -277,12 +277,17 @@ impl NativeModel {
     /// Bytes of one block's tape for `n` rows in sequences of the given lengths, with `lora`
     /// (what [`PassOptions::activation_budget`] is measured against).
     pub fn tape_bytes(&self, lora: Option<&LoraWeights>, seq_lens: &[usize]) -> usize {
-        let c = &self.config;
-        let n: usize = seq_lens.iter().sum();
-        let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
         let rank = lora.map_or(0, |l| l.config.rank * l.config.targets.len());
-        4 * n * (2 * d + 2 * qw + 2 * kw + 2 * ff + rank)
+        block_tape_bytes(&self.config, rank, seq_lens.iter().sum())
     }
+}
+
+/// Bytes of one block's tape for `n` rows of a model shaped `c`, with `lora_columns` LoRA
+/// columns (rank × targets; 0 without an adapter): [`NativeModel::tape_bytes`] before a model
+/// exists.
+pub(crate) fn block_tape_bytes(c: &crate::weights::llama_config::LlamaConfig, lora_columns: usize, n: usize) -> usize {
+    let (d, qw, kw, ff) = (c.hidden_size, c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim, c.intermediate_size);
+    4 * n * (2 * d + 2 * qw + 2 * kw + 2 * ff + lora_columns)
 }
 
 impl<'a> Pass<'a> {

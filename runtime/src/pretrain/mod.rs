@@ -1,0 +1,12 @@
+//! Training a small LLaMA model from scratch, the steps after corpus preparation
+//! ([`crate::corpus`]):
+//!
+//! - [`tokenizer_train`]: a byte-level BPE tokenizer trained on the corpus, with the
+//!   pre-tokenizer llama.cpp knows as `smollm`, so that llama.cpp, lamina's native tokenizer
+//!   and the `tokenizers` library give the same ids;
+//! - [`init`]: the architecture ([`init::ModelSpec`], presets `1m`, `5m`, `20m`), its
+//!   parameter count and training memory, and a seeded random initialisation written as a
+//!   Hugging Face directory and, through the converter, as GGUF.
+
+pub mod init;
+pub mod tokenizer_train;
