@@ -283,6 +283,153 @@ typedef struct {
   bool use_mlock;
 } lamina_model_params;
 
+// Options of lamina_corpus_build: the cleaning, deduplication and filtering steps in the order
+// they run, then the split. Initialise with `lamina_corpus_params_init(&p, sizeof p)`, then
+// change fields. Values are checked by the call (LAMINA_STATUS_ERROR_INVALID_ARGUMENT naming
+// the field).
+typedef struct {
+  // sizeof(lamina_corpus_params), set by lamina_corpus_params_init().
+  size_t struct_size;
+  // Remove HTML/XML tags and decode character references (for text taken from web pages;
+  // plain text may hold `<`) (default false).
+  bool strip_markup;
+  // Unicode normalisation: "nfc", "nfkc" (which also folds ligatures, full-width forms and
+  // the like) or "none", any case; NULL = "nfc" (default). Read during the call only.
+  const char *normalization;
+  // Lowercase every document (default false).
+  bool lowercase;
+  // Remove control characters other than newline and tab (default true).
+  bool strip_control;
+  // Collapse runs of whitespace within a line, trim lines, collapse runs of blank lines
+  // (default true).
+  bool normalize_whitespace;
+  // Remove documents equal to an earlier one (default true).
+  bool dedup_documents;
+  // Remove documents nearly equal to an earlier kept one (MinHash of character 5-shingles)
+  // (default true).
+  bool near_dedup;
+  // The estimated Jaccard similarity from which a document is a near duplicate, in (0, 1]
+  // (default 0.8).
+  double near_dedup_threshold;
+  // Remove lines seen before anywhere in the corpus, beyond their first occurrence (default
+  // true).
+  bool dedup_lines;
+  // Lines shorter than this many characters (trimmed) are never removed as repeated
+  // (default 40).
+  size_t min_line_chars;
+  // Remove documents of fewer characters; 0 = no limit (default).
+  size_t min_chars;
+  // Remove documents of more characters; 0 = no limit (default).
+  size_t max_chars;
+  // Remove documents of fewer whitespace-separated words; 0 = no limit (default).
+  size_t min_words;
+  // Fraction of the documents in the train set; the three fractions are each at least 0
+  // and sum to 1 (default 0.9).
+  double train_fraction;
+  // Fraction in the validation set (default 0.05).
+  double validation_fraction;
+  // Fraction in the test set (default 0.05).
+  double test_fraction;
+  // Seed of the shuffle that splits the documents (default 0).
+  uint64_t seed;
+} lamina_corpus_params;
+
+// Reports corpus preparation's progress: `done` of `total` files (stage "read") or documents
+// (every other stage) are finished. `stage` names the stage: "read", then the steps that are
+// on, of "markup", "normalization", "lowercase", "control_characters", "whitespace",
+// "exact_duplicates", "near_duplicates", "line_duplicates", "length", then "split" and
+// "write"; it is valid only during the call. Return true to go on, false to cancel (the call
+// then returns LAMINA_STATUS_OK with the report `{"cancelled": true}` and writes nothing).
+// Called on the thread that called lamina_corpus_build.
+typedef bool (*lamina_corpus_progress_callback)(const char *stage,
+                                                size_t done,
+                                                size_t total,
+                                                void *user_data);
+
+// Options of lamina_tokenizer_train: a byte-level BPE vocabulary (the 256 byte tokens, the
+// special tokens, one token per merge) with the pre-tokenizer llama.cpp knows as `smollm`.
+// Initialise with `lamina_tokenizer_train_params_init(&p, sizeof p)`, then change fields.
+// Strings are NUL-terminated UTF-8, read during the call only; the defaults are strings of the
+// library (static storage).
+typedef struct {
+  // sizeof(lamina_tokenizer_train_params), set by lamina_tokenizer_train_params_init().
+  size_t struct_size;
+  // Tokens in the vocabulary, the special and the 256 byte tokens included: at least 256 +
+  // the number of special tokens, and no more than the corpus has distinct pairs to merge
+  // (the error says how many it supports) (default 8192).
+  uint32_t vocab_size;
+  // A pair seen fewer times than this in the corpus is never merged; 0 and 1 merge
+  // everything seen (default 2).
+  uint64_t min_frequency;
+  // The beginning-of-sequence token (default "<s>"; NULL is the default too).
+  const char *bos_token;
+  // The end-of-sequence token, which ends generation; may equal bos_token (default "</s>";
+  // NULL is the default too).
+  const char *eos_token;
+  // The padding token; may equal bos_token or eos_token. NULL = no padding token (default
+  // "<pad>").
+  const char *pad_token;
+  // More special tokens after BOS, EOS and PAD, such as the chat markers "<|im_start|>" and
+  // "<|im_end|>": an array of `n_special_tokens` strings, each new (default none). May be
+  // NULL when n_special_tokens is 0.
+  const char *const *special_tokens;
+  // Number of entries in `special_tokens` (default 0).
+  size_t n_special_tokens;
+  // A Jinja chat template written to tokenizer_config.json (and so to a GGUF made from the
+  // tokenizer); it must render a short conversation. NULL = none (default).
+  const char *chat_template;
+  // Put BOS before every text (`add_bos_token`) (default false, as GPT-2 and SmolLM2).
+  bool add_bos_token;
+} lamina_tokenizer_train_params;
+
+// The shape of a LLaMA decoder trained from scratch (SwiGLU MLP, RMSNorm, RoPE, grouped-query
+// attention). Both an input (lamina_init_model) and an output (lamina_model_spec_preset): as
+// for the other output structs, the caller sets struct_size = sizeof(lamina_model_spec) before
+// lamina_model_spec_preset fills it, then may change fields. Checked by lamina_init_model
+// (LAMINA_STATUS_ERROR_INVALID_ARGUMENT naming the field).
+typedef struct {
+  // Set by the caller to sizeof(lamina_model_spec).
+  size_t struct_size;
+  // Transformer blocks, at least 1.
+  uint32_t n_layers;
+  // The residual stream's width (`hidden_size`).
+  uint32_t width;
+  // Attention heads; they divide the width into heads of an even number of dimensions.
+  uint32_t n_heads;
+  // Key/value heads (grouped-query attention); they divide n_heads.
+  uint32_t n_kv_heads;
+  // The MLP's inner width (`intermediate_size`).
+  uint32_t ffn_width;
+  // Positions the model is trained for (`max_position_embeddings`).
+  uint32_t context_length;
+  // RoPE's base frequency (`rope_theta`), > 0.
+  float rope_base;
+  // RMSNorm's epsilon, > 0.
+  float rms_norm_eps;
+  // The LM head is the token embedding matrix.
+  bool tied_embeddings;
+  // Rows of the embedding: the tokenizer's vocabulary size or more (the extra rows become
+  // unused placeholder tokens in the GGUF).
+  uint32_t vocab_size;
+} lamina_model_spec;
+
+// How lamina_init_model draws the weights. Initialise with `lamina_init_params_init(&p,
+// sizeof p)`, then change fields.
+typedef struct {
+  // sizeof(lamina_init_params), set by lamina_init_params_init().
+  size_t struct_size;
+  // Seed of the weights: each tensor draws from its own generator, seeded by this and the
+  // tensor's name, so the same seed gives the same model (default 0).
+  uint64_t seed;
+  // Standard deviation of the embeddings and projections, > 0; the projections into the
+  // residual stream are scaled by 1/sqrt(2 x layers) (default 0.02).
+  float std;
+  // Take the token embeddings from this GGUF model instead of drawing them: its vocabulary
+  // must list the same tokens in the same order and its width must be the spec's. NULL =
+  // draw them (default). Read during the call only.
+  const char *embeddings_from;
+} lamina_init_params;
+
 // How to create a session. Initialise with `lamina_session_params_init(&p, sizeof p)`.
 typedef struct {
   // sizeof(lamina_session_params), set by lamina_session_params_init().
@@ -1150,6 +1297,158 @@ lamina_status lamina_trainer_save_checkpoint(lamina_trainer *trainer, const char
 // Threads: any thread. Freeing a trainer while another thread runs it is safe: the memory
 // goes when that call returns (cancel it first to make that soon).
 void lamina_trainer_free(lamina_trainer *trainer);
+
+// =============================================================================================
+// Training from scratch
+// Corpus preparation, BPE tokenizer training and a new model's initialisation, before pretraining.
+// =============================================================================================
+
+// Fill `*params` with the defaults (those of the Rust `CorpusOptions`: NFC, control
+// characters and extra whitespace removed, exact, near and line duplicates removed, no length
+// filter, a 0.9 / 0.05 / 0.05 split with seed 0). Pass `sizeof(*params)` as `struct_size`: a
+// program built against an older, shorter version of the struct keeps working with a newer
+// library (only the fields it knows are written). Call this before changing any field.
+// Ownership: writes into the caller's struct; nothing to free.
+// NULL: `params` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+// Threads: any thread.
+lamina_status lamina_corpus_params_init(lamina_corpus_params *params, size_t struct_size);
+
+// Prepare a text corpus for training from scratch: read the `n_inputs` files or directories of
+// `inputs` (a `.jsonl` file: one document per `{"text": ...}` record; a `.md` file: one
+// document; any other file, such as `.txt`: documents separated by blank lines; a directory:
+// its .txt, .md and .jsonl files, recursively, in path order), clean, deduplicate and filter
+// the documents as `params` says, split them into train, validation and test sets, and write
+// `out_dir`/train.jsonl, validation.jsonl and test.jsonl (one `{"text": ...}` record a line:
+// what lamina_tokenizer_train and the trainers read) and report.json. `out_dir` is created if
+// needed; the four files are renamed into place only when all are complete, so a failure or a
+// cancel leaves the files that were there before.
+//
+// On success `*out_report_json` receives a JSON object: `{"inputs", "files" (files read),
+// "input": {"documents", "bytes", "words"}, "steps": [{"step", "enabled", "documents_in",
+// "documents_changed", "documents_removed", "bytes_in", "bytes_out"}, ...], "output" (as
+// "input"), "splits": [{"name", "documents", "bytes", "words"}, ...] (train, validation,
+// test), "options", "cancelled": false}`; a run cancelled by the progress callback gives
+// `{"cancelled": true}`.
+// Ownership: the report string belongs to the caller, freed with lamina_string_free; the files
+// written belong to the caller.
+// NULL: `inputs` (unless n_inputs is 0, which is an error anyway), each input, `out_dir` and
+// `out_report_json` are required; `params` may be NULL for the defaults; `progress` and
+// `user_data` may be NULL.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (no inputs, a params field out of
+// range, bad struct_size: the message names the field; a step that removed the last document;
+// too few documents for the sets asked for), _DATA (a missing input, text that is not UTF-8, a
+// bad JSONL record, no documents: the message names the file and, for one bad line,
+// "path:line"), _IO.
+// Threads: any thread; calls are independent of each other.
+// The progress callback runs on the calling thread.
+lamina_status lamina_corpus_build(const char *const *inputs,
+                                  size_t n_inputs,
+                                  const char *out_dir,
+                                  const lamina_corpus_params *params,
+                                  lamina_corpus_progress_callback progress,
+                                  void *user_data,
+                                  char **out_report_json);
+
+// Fill `*params` with the defaults (those of the Rust `TokenizerTrainOptions`: 8192 tokens,
+// minimum frequency 2, "<s>", "</s>" and "<pad>", no extra special token, no chat template, no
+// BOS added). Pass `sizeof(*params)` as `struct_size` (see lamina_corpus_params_init). Call
+// this before changing any field.
+// Ownership: writes into the caller's struct (its default strings are static storage); nothing
+// to free.
+// NULL: `params` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+// Threads: any thread.
+lamina_status lamina_tokenizer_train_params_init(lamina_tokenizer_train_params *params,
+                                                 size_t struct_size);
+
+// Train a byte-level BPE tokenizer on the `n_inputs` files or directories of `inputs` (read as
+// lamina_corpus_build reads them, so its train.jsonl is a good input; each document is one
+// training sequence) and write `out_dir`/tokenizer.json and tokenizer_config.json (the
+// directory is created if needed), which the `tokenizers` library, lamina and, through
+// lamina_init_model's GGUF, llama.cpp read with the same ids. The whole corpus is held in
+// memory; the call cannot be cancelled.
+//
+// On success `*out_report_json` receives a JSON object: `{"inputs", "documents", "bytes",
+// "vocab_size", "n_merges", "special_tokens" (in id order), "seconds", "files", "cancelled":
+// false}`.
+// Ownership: the report string belongs to the caller, freed with lamina_string_free; the files
+// written belong to the caller.
+// NULL: `inputs` (unless n_inputs is 0, which is an error anyway), each input, `out_dir` and
+// `out_report_json` are required; `params` may be NULL for the defaults.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (no inputs, an empty corpus, a
+// vocab_size too small for the byte and special tokens or too large for the corpus, a bad
+// special token or chat template, bad struct_size: the message names the field), _DATA (a
+// missing input, text that is not UTF-8, a bad JSONL record: "path:line"), _IO.
+// Threads: any thread; calls are independent of each other.
+lamina_status lamina_tokenizer_train(const char *const *inputs,
+                                     size_t n_inputs,
+                                     const char *out_dir,
+                                     const lamina_tokenizer_train_params *params,
+                                     char **out_report_json);
+
+// Fill `*out_spec` with the preset `name` at a vocabulary of `vocab_size` tokens. The presets,
+// at 4096 tokens (each 1024 more tokens add 1024 x width parameters):
+// "1m": 3 layers, width 128, 4 heads, 2 KV heads, FFN 384, context 256 (1,115,008 parameters);
+// "5m": 6 layers, width 256, 4 heads, 2 KV heads, FFN 640, context 512 (5,180,672);
+// "20m": 12 layers, width 384, 6 heads, 2 KV heads, FFN 1024, context 1024 (20,456,832);
+// all with RoPE base 10000, RMSNorm eps 1e-5 and a tied LM head. Set
+// `out_spec->struct_size = sizeof(lamina_model_spec)` first: only the fields that fit in it
+// are written.
+// Ownership: writes into the caller's struct; nothing to free.
+// NULL: `name` and `out_spec` are required.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (an unknown preset, a vocab_size
+// of 0, a struct_size smaller than sizeof(size_t)); `*out_spec` is unmodified then.
+// Threads: any thread.
+lamina_status lamina_model_spec_preset(const char *name,
+                                       uint32_t vocab_size,
+                                       lamina_model_spec *out_spec);
+
+// Fill `*params` with the defaults (seed 0, std 0.02, embeddings drawn). Pass
+// `sizeof(*params)` as `struct_size` (see lamina_corpus_params_init). Call this before
+// changing any field.
+// Ownership: writes into the caller's struct; nothing to free.
+// NULL: `params` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+// Threads: any thread.
+lamina_status lamina_init_params_init(lamina_init_params *params, size_t struct_size);
+
+// Initialise a model of shape `spec` with the tokenizer in `tokenizer_dir` (tokenizer.json and,
+// optionally, tokenizer_config.json, as lamina_tokenizer_train writes them) and write it as a
+// Hugging Face directory `hf_dir` (created: model.safetensors in f32, config.json and the
+// tokenizer files) and, when `gguf_path` is not NULL, as a GGUF file there, which
+// lamina_model_load, llama.cpp and the trainers load. The weights are streamed, one tensor in
+// memory at a time.
+//
+// `progress(done, total, user_data)` is called after each tensor written (each twice with a
+// GGUF: once per file). Returning false cancels: the call returns LAMINA_STATUS_OK with the
+// report `{"cancelled": true}`; cancelled during the safetensors file, nothing of it is left;
+// during the GGUF, the Hugging Face directory, complete by then, stays.
+//
+// On success `*out_report_json` receives a JSON object: `{"spec": {"n_layers", "width",
+// "n_heads", "n_kv_heads", "ffn_width", "context_length", "rope_base", "rms_norm_eps",
+// "tied_embeddings", "vocab_size"}, "n_params", "hf_files", "gguf" (null without one),
+// "embeddings_from", "cancelled": false}`.
+// Ownership: the report string belongs to the caller, freed with lamina_string_free; the files
+// written belong to the caller.
+// NULL: `spec`, `tokenizer_dir`, `hf_dir` and `out_report_json` are required; `gguf_path`
+// may be NULL (no GGUF), `params` may be NULL for the defaults, `progress` and `user_data`
+// may be NULL.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (a spec field out of range or
+// inconsistent, a vocab_size smaller than the tokenizer's, std not > 0, embeddings from a
+// model of another vocabulary or width, bad struct_size: the message names the field), _IO (a
+// missing tokenizer, a file that could not be written), _DATA (a tokenizer file that does not
+// parse or convert to GGUF), _NOT_GGUF and _MODEL_NOT_FOUND (params.embeddings_from).
+// Threads: any thread; calls are independent of each other.
+// The progress callback runs on the calling thread.
+lamina_status lamina_init_model(const lamina_model_spec *spec,
+                                const char *tokenizer_dir,
+                                const char *hf_dir,
+                                const char *gguf_path,
+                                const lamina_init_params *params,
+                                lamina_progress_callback progress,
+                                void *user_data,
+                                char **out_report_json);
 
 // =============================================================================================
 // Evaluation

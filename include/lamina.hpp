@@ -53,14 +53,15 @@
  * only during that invocation. The log callable runs on any thread, possibly several at once,
  * and must not call back into lamina.
  *
- * Options. Sampling, SessionParams, ModelParams, TrainParams and EvalParams are plain C++
- * structs whose default constructors take their values from the library's
- * lamina_*_params_init functions, so a default-constructed one means "the library's defaults".
- * Their fields are those of the C structs, with the C names; strings are std::string, where an
- * empty string stands for the C NULL (no grammar, all targets, no default language), and stop
- * strings a std::vector<std::string>. They are converted to the C structs (initialised with the
- * _init functions, then overwritten field by field) for each call. GenerationInfo and BleuScore
- * are the C output structs, with struct_size already set.
+ * Options. Sampling, SessionParams, ModelParams, TrainParams, EvalParams, CorpusParams,
+ * TokenizerTrainParams and InitParams are plain C++ structs whose default constructors take
+ * their values from the library's lamina_*_params_init functions, so a default-constructed one
+ * means "the library's defaults". Their fields are those of the C structs, with the C names;
+ * strings are std::string, where an empty string stands for the C NULL (no grammar, all
+ * targets, no default language, no padding token), and stop strings and special tokens a
+ * std::vector<std::string>. They are converted to the C structs (initialised with the _init
+ * functions, then overwritten field by field) for each call. GenerationInfo, BleuScore and
+ * ModelSpec are the C output structs, with struct_size already set.
  *
  * Examples: examples/cmake/main.cpp (built with find_package(lamina)); tests/cpp/ exercises
  * every promise above.
@@ -139,6 +140,10 @@ using BatchCallback = std::function<bool(std::size_t index, std::string_view pie
 
 // An evaluation's progress: `done` of `total` examples (perplexity: chunks). false stops it.
 using ProgressCallback = std::function<bool(std::size_t done, std::size_t total)>;
+
+// Corpus preparation's progress (build_corpus): `done` of `total` files (stage "read") or
+// documents (the other stages) in `stage`. false cancels.
+using CorpusProgressCallback = std::function<bool(std::string_view stage, std::size_t done, std::size_t total)>;
 
 // A training run's progress after each optimizer step. false stops after this step. The
 // struct's struct_size is the library's: check it before reading a field a newer header added.
@@ -1172,6 +1177,245 @@ public:
         check(lamina_trainer_save_checkpoint(get(), detail::c_str(dir, "checkpoint directory")));
     }
 };
+
+// ============================================================================================
+// Training from scratch
+// ============================================================================================
+
+// Options of build_corpus (lamina_corpus_params); checked by the call. See lamina.h for each
+// field's meaning and default.
+struct CorpusParams {
+    bool strip_markup;
+    std::string normalization;  // "nfc", "nfkc" or "none"; empty = the default, "nfc" (C NULL)
+    bool lowercase;
+    bool strip_control;
+    bool normalize_whitespace;
+    bool dedup_documents;
+    bool near_dedup;
+    double near_dedup_threshold;
+    bool dedup_lines;
+    std::size_t min_line_chars;
+    std::size_t min_chars;
+    std::size_t max_chars;
+    std::size_t min_words;
+    double train_fraction;
+    double validation_fraction;
+    double test_fraction;
+    uint64_t seed;
+
+    CorpusParams() : CorpusParams(defaults()) {}
+    explicit CorpusParams(const lamina_corpus_params &c)
+        : strip_markup(c.strip_markup),
+          normalization(c.normalization != nullptr ? c.normalization : ""),
+          lowercase(c.lowercase),
+          strip_control(c.strip_control),
+          normalize_whitespace(c.normalize_whitespace),
+          dedup_documents(c.dedup_documents),
+          near_dedup(c.near_dedup),
+          near_dedup_threshold(c.near_dedup_threshold),
+          dedup_lines(c.dedup_lines),
+          min_line_chars(c.min_line_chars),
+          min_chars(c.min_chars),
+          max_chars(c.max_chars),
+          min_words(c.min_words),
+          train_fraction(c.train_fraction),
+          validation_fraction(c.validation_fraction),
+          test_fraction(c.test_fraction),
+          seed(c.seed) {}
+
+    // The C struct; its `normalization` points into this object, so keep this alive during
+    // the call.
+    lamina_corpus_params to_c() const {
+        lamina_corpus_params c = defaults();
+        c.strip_markup = strip_markup;
+        c.normalization = detail::c_str_or_null(normalization, "normalization");
+        c.lowercase = lowercase;
+        c.strip_control = strip_control;
+        c.normalize_whitespace = normalize_whitespace;
+        c.dedup_documents = dedup_documents;
+        c.near_dedup = near_dedup;
+        c.near_dedup_threshold = near_dedup_threshold;
+        c.dedup_lines = dedup_lines;
+        c.min_line_chars = min_line_chars;
+        c.min_chars = min_chars;
+        c.max_chars = max_chars;
+        c.min_words = min_words;
+        c.train_fraction = train_fraction;
+        c.validation_fraction = validation_fraction;
+        c.test_fraction = test_fraction;
+        c.seed = seed;
+        return c;
+    }
+
+private:
+    static lamina_corpus_params defaults() {
+        lamina_corpus_params c;
+        check(lamina_corpus_params_init(&c, sizeof c));
+        return c;
+    }
+};
+
+// Options of train_tokenizer (lamina_tokenizer_train_params). See lamina.h for each field.
+struct TokenizerTrainParams {
+    uint32_t vocab_size;
+    uint64_t min_frequency;
+    std::string bos_token;                    // passed as it is (an empty token is an error)
+    std::string eos_token;                    // likewise
+    std::string pad_token;                    // empty = no padding token (C NULL)
+    std::vector<std::string> special_tokens;  // more special tokens, such as chat markers
+    std::string chat_template;                // empty = none (C NULL)
+    bool add_bos_token;
+
+    TokenizerTrainParams() : TokenizerTrainParams(defaults()) {}
+    explicit TokenizerTrainParams(const lamina_tokenizer_train_params &c)
+        : vocab_size(c.vocab_size),
+          min_frequency(c.min_frequency),
+          bos_token(c.bos_token != nullptr ? c.bos_token : ""),
+          eos_token(c.eos_token != nullptr ? c.eos_token : ""),
+          pad_token(c.pad_token != nullptr ? c.pad_token : ""),
+          chat_template(c.chat_template != nullptr ? c.chat_template : ""),
+          add_bos_token(c.add_bos_token) {
+        for (std::size_t i = 0; i < c.n_special_tokens && c.special_tokens != nullptr; i++) {
+            special_tokens.emplace_back(c.special_tokens[i] != nullptr ? c.special_tokens[i] : "");
+        }
+    }
+
+    static lamina_tokenizer_train_params defaults() {
+        lamina_tokenizer_train_params c;
+        check(lamina_tokenizer_train_params_init(&c, sizeof c));
+        return c;
+    }
+};
+
+// How init_model draws the weights (lamina_init_params).
+struct InitParams {
+    uint64_t seed;
+    float std;                    // standard deviation of the embeddings and projections, > 0
+    std::string embeddings_from;  // a GGUF model to copy the token embeddings from; empty = draw them
+
+    InitParams() : InitParams(defaults()) {}
+    explicit InitParams(const lamina_init_params &c)
+        : seed(c.seed), std(c.std), embeddings_from(c.embeddings_from != nullptr ? c.embeddings_from : "") {}
+
+    // The C struct; its `embeddings_from` points into this object, so keep this alive during
+    // the call.
+    lamina_init_params to_c() const {
+        lamina_init_params c = defaults();
+        c.seed = seed;
+        c.std = std;
+        c.embeddings_from = detail::c_str_or_null(embeddings_from, "embeddings_from");
+        return c;
+    }
+
+private:
+    static lamina_init_params defaults() {
+        lamina_init_params c;
+        check(lamina_init_params_init(&c, sizeof c));
+        return c;
+    }
+};
+
+// The shape of a model to train from scratch (lamina_model_spec with struct_size set): start
+// from preset() and change fields.
+struct ModelSpec : lamina_model_spec {
+    ModelSpec() noexcept : lamina_model_spec() { struct_size = sizeof(lamina_model_spec); }
+
+    // The preset `name` ("1m", "5m", "20m") with `vocab_size` tokens (lamina_model_spec_preset).
+    static ModelSpec preset(const std::string &name, uint32_t vocab_size) {
+        ModelSpec spec;
+        check(lamina_model_spec_preset(detail::c_str(name, "preset name"), vocab_size, &spec));
+        return spec;
+    }
+};
+
+namespace detail {
+
+// TokenizerTrainParams as the C struct, with the array of special tokens it points to. Not
+// copyable or movable: `params.special_tokens` points into `specials`, and its strings into the
+// TokenizerTrainParams, which must outlive it.
+struct CTokenizerTrainParams {
+    lamina_tokenizer_train_params params;
+    std::vector<const char *> specials;
+
+    explicit CTokenizerTrainParams(const TokenizerTrainParams &p) : params(TokenizerTrainParams::defaults()) {
+        params.vocab_size = p.vocab_size;
+        params.min_frequency = p.min_frequency;
+        params.bos_token = c_str(p.bos_token, "bos_token");
+        params.eos_token = c_str(p.eos_token, "eos_token");
+        params.pad_token = c_str_or_null(p.pad_token, "pad_token");
+        specials.reserve(p.special_tokens.size());
+        for (const std::string &token : p.special_tokens) {
+            specials.push_back(c_str(token, "special token"));
+        }
+        params.special_tokens = specials.empty() ? nullptr : specials.data();
+        params.n_special_tokens = specials.size();
+        params.chat_template = c_str_or_null(p.chat_template, "chat_template");
+        params.add_bos_token = p.add_bos_token;
+    }
+    CTokenizerTrainParams(const CTokenizerTrainParams &) = delete;
+    CTokenizerTrainParams &operator=(const CTokenizerTrainParams &) = delete;
+};
+
+inline bool corpus_trampoline(const char *stage, std::size_t done, std::size_t total, void *user_data) noexcept {
+    return static_cast<CallbackState<CorpusProgressCallback> *>(user_data)->call(std::string_view(stage), done, total);
+}
+
+// The JSON report a lamina call returned, or the callable's exception, or the status's Error.
+template <typename F>
+std::string report_or_throw(const CallbackState<F> &state, lamina_status status, char *report) {
+    UniqueString owned(report);
+    state.finish(status);
+    return owned ? std::string(owned.get()) : std::string();
+}
+
+}  // namespace detail
+
+// Prepares a text corpus for training from scratch (lamina_corpus_build): reads `inputs`
+// (files or directories), cleans, deduplicates, filters and splits the documents, writes
+// train.jsonl, validation.jsonl, test.jsonl and report.json into `out_dir`, and returns the
+// JSON report. `progress` false cancels: nothing is written and the report is
+// {"cancelled":true}.
+inline std::string build_corpus(const std::vector<std::string> &inputs, const std::string &out_dir,
+                                const CorpusParams &params = CorpusParams(),
+                                const CorpusProgressCallback &progress = nullptr) {
+    const std::vector<const char *> c_inputs = detail::c_strs(inputs, "input path");
+    const lamina_corpus_params c = params.to_c();
+    detail::CallbackState<CorpusProgressCallback> state(progress);
+    char *report = nullptr;
+    const lamina_status status =
+        lamina_corpus_build(c_inputs.data(), inputs.size(), detail::c_str(out_dir, "output directory"), &c,
+                            state.pick<lamina_corpus_progress_callback>(&detail::corpus_trampoline), &state, &report);
+    return detail::report_or_throw(state, status, report);
+}
+
+// Trains a byte-level BPE tokenizer on `inputs` (lamina_tokenizer_train), writes
+// tokenizer.json and tokenizer_config.json into `out_dir`, and returns the JSON report.
+inline std::string train_tokenizer(const std::vector<std::string> &inputs, const std::string &out_dir,
+                                   const TokenizerTrainParams &params = TokenizerTrainParams()) {
+    const std::vector<const char *> c_inputs = detail::c_strs(inputs, "input path");
+    const detail::CTokenizerTrainParams c(params);
+    char *report = nullptr;
+    check(lamina_tokenizer_train(c_inputs.data(), inputs.size(), detail::c_str(out_dir, "output directory"), &c.params,
+                                 &report));
+    return detail::take_string(report);
+}
+
+// Initialises a model of shape `spec` with the tokenizer in `tokenizer_dir` (lamina_init_model),
+// writes it as a Hugging Face directory `hf_dir` and, with `gguf_path`, as a GGUF file, and
+// returns the JSON report. `progress` (tensors written) false cancels: the report is
+// {"cancelled":true}.
+inline std::string init_model(const ModelSpec &spec, const std::string &tokenizer_dir, const std::string &hf_dir,
+                              const std::optional<std::string> &gguf_path = std::nullopt,
+                              const InitParams &params = InitParams(), const ProgressCallback &progress = nullptr) {
+    const lamina_init_params c = params.to_c();
+    detail::CallbackState<ProgressCallback> state(progress);
+    char *report = nullptr;
+    const lamina_status status = lamina_init_model(
+        &spec, detail::c_str(tokenizer_dir, "tokenizer directory"), detail::c_str(hf_dir, "output directory"),
+        detail::c_str_or_null(gguf_path, "GGUF path"), &c,
+        state.pick<lamina_progress_callback>(&detail::progress_trampoline), &state, &report);
+    return detail::report_or_throw(state, status, report);
+}
 
 // ============================================================================================
 // Metrics

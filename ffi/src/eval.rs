@@ -17,7 +17,7 @@ use crate::status::{lamina_status, Failure};
 /// # Safety
 /// `ptr` is NULL or points to `n` readable pointers, each NULL or a NUL-terminated string
 /// valid for the returned lifetime.
-unsafe fn str_array<'a>(ptr: *const *const c_char, n: usize, name: &str, count_name: &str) -> Result<Vec<&'a str>, Failure> {
+pub(crate) unsafe fn str_array<'a>(ptr: *const *const c_char, n: usize, name: &str, count_name: &str) -> Result<Vec<&'a str>, Failure> {
     if n == 0 {
         return Ok(Vec::new());
     }

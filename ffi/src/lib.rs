@@ -25,6 +25,7 @@ mod eval;
 mod handles;
 mod log;
 mod model;
+mod pretrain;
 mod session;
 // After `session`: the header declares the session types before the batch call that uses them.
 mod batch;
@@ -46,6 +47,11 @@ pub use log::{lamina_log_callback, lamina_log_level, lamina_set_log_callback};
 pub use model::{
     lamina_model, lamina_model_free, lamina_model_info_json, lamina_model_load, lamina_model_meta, lamina_model_params,
     lamina_model_params_init,
+};
+pub use pretrain::{
+    lamina_corpus_build, lamina_corpus_params, lamina_corpus_params_init, lamina_corpus_progress_callback, lamina_init_model,
+    lamina_init_params, lamina_init_params_init, lamina_model_spec, lamina_model_spec_preset, lamina_tokenizer_train,
+    lamina_tokenizer_train_params, lamina_tokenizer_train_params_init,
 };
 pub use session::*;
 pub use status::lamina_status;

@@ -159,6 +159,19 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
         ],
     ),
     (
+        "Training from scratch",
+        "Corpus preparation, BPE tokenizer training and a new model's initialisation, before pretraining.",
+        &[
+            "lamina_corpus_params_init",
+            "lamina_corpus_build",
+            "lamina_tokenizer_train_params_init",
+            "lamina_tokenizer_train",
+            "lamina_model_spec_preset",
+            "lamina_init_params_init",
+            "lamina_init_model",
+        ],
+    ),
+    (
         "Evaluation",
         "Metrics equal to their references, and a session run over a data set.",
         &["lamina_bleu", "lamina_chrf", "lamina_squad_exact_match", "lamina_squad_f1", "lamina_eval_params_init", "lamina_evaluate"],

@@ -1538,6 +1538,380 @@ static void test_session_outlives_model(const char *model_path) {
     lamina_session_free(session);
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Training from scratch: corpus, tokenizer, a model initialised and loaded                  */
+
+static const char *const PT_SUBJECTS[] = {"The river",  "A small boat", "The old miller", "Our teacher",
+                                          "The market", "A grey heron", "The night train", "My neighbour",
+                                          "The orchard", "A lighthouse keeper", "The baker", "An old map"};
+static const char *const PT_VERBS[] = {"watched", "carried", "remembered", "painted", "followed",
+                                       "answered", "counted", "opened", "repaired", "described"};
+static const char *const PT_OBJECTS[] = {"the morning light", "seven wooden crates", "a song about winter",
+                                         "the northern hills", "every letter twice", "the broken gate",
+                                         "a basket of apples", "the quiet harbour", "the numbers 12 and 40",
+                                         "a long story"};
+
+/* Document `i` of the made-up corpus: five sentences on one line, different for each i. */
+static void pt_document(int i, char *out, size_t n) {
+    size_t used = 0;
+    out[0] = '\0';
+    for (int j = 0; j < 5 && used < n; j++) {
+        int written = snprintf(out + used, n - used, "%s%s %s %s.", j > 0 ? " " : "", PT_SUBJECTS[(i * 5 + j) % 12],
+                               PT_VERBS[(i * 3 + j * 7) % 10], PT_OBJECTS[(i * 7 + j * 3 + i / 10) % 10]);
+        if (written < 0) {
+            return;
+        }
+        used += (size_t)written;
+    }
+}
+
+/* Write documents first..last-1 (blank-line separated) to `path`, then document `repeat` again
+ * when it is not negative (an exact duplicate for the corpus to remove). */
+static int pt_write_docs(const char *path, int first, int last, int repeat) {
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        perror(path);
+        return 0;
+    }
+    char doc[1024];
+    for (int i = first; i < last; i++) {
+        pt_document(i, doc, sizeof doc);
+        fprintf(f, "%s\n\n", doc);
+    }
+    if (repeat >= 0) {
+        pt_document(repeat, doc, sizeof doc);
+        fprintf(f, "%s\n", doc);
+    }
+    return fclose(f) == 0;
+}
+
+typedef struct {
+    int calls;
+    int cancel_at; /* return false on this call (0 = never) */
+    int bad_stage;
+    int bad_user_data;
+} pt_progress;
+
+static bool pt_on_corpus(const char *stage, size_t done, size_t total, void *user_data) {
+    pt_progress *p = (pt_progress *)user_data;
+    p->calls++;
+    if (stage == NULL || stage[0] == '\0' || done > total) {
+        p->bad_stage++;
+    }
+    return p->cancel_at == 0 || p->calls < p->cancel_at;
+}
+
+static bool pt_on_init(size_t done, size_t total, void *user_data) {
+    pt_progress *p = (pt_progress *)user_data;
+    p->calls++;
+    if (done == 0 || done > total) {
+        p->bad_stage++;
+    }
+    return p->cancel_at == 0 || p->calls < p->cancel_at;
+}
+
+/* A file in the test's directory. */
+static void pt_path(char *out, size_t n, const char *dir, const char *name) { snprintf(out, n, "%s/%s", dir, name); }
+
+static int pt_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* The number after `"key":` in `json`, or -1. */
+static long pt_number(const char *json, const char *key) {
+    char needle[128];
+    snprintf(needle, sizeof needle, "\"%s\":", key);
+    const char *at = json != NULL ? strstr(json, needle) : NULL;
+    return at != NULL ? strtol(at + strlen(needle), NULL, 10) : -1;
+}
+
+/* The number `key` of the flat JSON object of `json` that holds `marker` (such as
+ * "\"step\":\"exact_duplicates\""), whatever the order of its fields; -1 if none. */
+static long pt_field(const char *json, const char *marker, const char *key) {
+    const char *at = strstr(json, marker);
+    if (at == NULL) {
+        return -1;
+    }
+    const char *open = at;
+    while (open > json && *open != '{') {
+        open--;
+    }
+    const char *close = strchr(at, '}');
+    char object[1024];
+    size_t n = close != NULL ? (size_t)(close - open) : 0;
+    if (n == 0 || n >= sizeof object) {
+        return -1;
+    }
+    memcpy(object, open, n);
+    object[n] = '\0';
+    return pt_number(object, key);
+}
+
+static void test_corpus_build(const char *dir, const char *corpus_dir) {
+    char a[512], b[512];
+    pt_path(a, sizeof a, dir, "a.txt");
+    pt_path(b, sizeof b, dir, "b.md.txt");
+    CHECK(pt_write_docs(a, 0, 10, -1));
+    CHECK(pt_write_docs(b, 10, 16, 3)); /* document 3 again: an exact duplicate */
+    const char *inputs[2] = {a, b};
+
+    lamina_corpus_params p;
+    memset(&p, 0, sizeof p);
+    EXPECT_OK(lamina_corpus_params_init(&p, sizeof p));
+    CHECK(p.struct_size == sizeof p && p.normalization == NULL && p.dedup_documents && p.near_dedup && !p.lowercase);
+    CHECK(p.train_fraction > 0.89 && p.train_fraction < 0.91 && p.seed == 0);
+    p.train_fraction = 0.8;
+    p.validation_fraction = 0.1;
+    p.test_fraction = 0.1;
+    p.normalization = "NFKC";
+
+    /* Cancelled at the first progress call: OK, a "cancelled" report, nothing written. */
+    pt_progress cancel = {0, 1, 0, 0};
+    char *report = NULL;
+    EXPECT_OK(lamina_corpus_build(inputs, 2, corpus_dir, &p, pt_on_corpus, &cancel, &report));
+    CHECKF(report != NULL && strstr(report, "\"cancelled\":true") != NULL, "cancelled report: %s", report ? report : "(NULL)");
+    CHECK(cancel.calls == 1);
+    char train[512];
+    pt_path(train, sizeof train, corpus_dir, "train.jsonl");
+    CHECK(!pt_exists(train));
+    lamina_string_free(report);
+
+    pt_progress seen = {0, 0, 0, 0};
+    report = NULL;
+    EXPECT_OK(lamina_corpus_build(inputs, 2, corpus_dir, &p, pt_on_corpus, &seen, &report));
+    CHECKF(seen.calls >= 4 && seen.bad_stage == 0, "%d progress calls, %d bad", seen.calls, seen.bad_stage);
+    CHECK(report != NULL);
+    if (report == NULL) {
+        return;
+    }
+    CHECKF(pt_number(report, "files") == 2, "report: %s", report);
+    CHECKF(pt_number(strstr(report, "\"input\":"), "documents") == 17, "input documents in %s", report);
+    CHECKF(pt_field(report, "\"step\":\"exact_duplicates\"", "documents_removed") == 1, "report: %s", report);
+    CHECKF(pt_number(strstr(report, "\"output\":"), "documents") == 16, "output documents in %s", report);
+    CHECKF(pt_field(report, "\"name\":\"train\"", "documents") >= 10, "train set in %s", report);
+    CHECK(strstr(report, "\"normalization\":\"nfkc\"") != NULL && strstr(report, "\"cancelled\":false") != NULL);
+    CHECK(pt_exists(train));
+    lamina_string_free(report);
+
+    /* Bad input: a specific status and message each, the out-parameter untouched. */
+    char *out = SENTINEL_STRING;
+    EXPECT_ERROR(lamina_corpus_build(NULL, 2, corpus_dir, &p, NULL, NULL, &out), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "inputs");
+    const char *with_null[2] = {a, NULL};
+    EXPECT_ERROR(lamina_corpus_build(with_null, 2, corpus_dir, &p, NULL, NULL, &out), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "inputs[1]");
+    const char *not_utf8[1] = {"/tmp/\xff\xfe.txt"};
+    EXPECT_ERROR(lamina_corpus_build(not_utf8, 1, corpus_dir, &p, NULL, NULL, &out), LAMINA_STATUS_ERROR_INVALID_UTF8,
+                 "inputs[0]");
+    EXPECT_ERROR(lamina_corpus_build(inputs, 0, corpus_dir, &p, NULL, NULL, &out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "no input");
+    EXPECT_ERROR(lamina_corpus_build(inputs, 2, NULL, &p, NULL, NULL, &out), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_dir");
+    EXPECT_ERROR(lamina_corpus_build(inputs, 2, corpus_dir, &p, NULL, NULL, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "out_report_json");
+    const char *missing[1] = {"tests/c/build/no-such-corpus.txt"};
+    EXPECT_ERROR(lamina_corpus_build(missing, 1, corpus_dir, &p, NULL, NULL, &out), LAMINA_STATUS_ERROR_DATA,
+                 "no-such-corpus.txt");
+    lamina_corpus_params bad = p;
+    bad.train_fraction = 0.5;
+    EXPECT_ERROR(lamina_corpus_build(inputs, 2, corpus_dir, &bad, NULL, NULL, &out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "sum to");
+    bad = p;
+    bad.normalization = "nfd";
+    EXPECT_ERROR(lamina_corpus_build(inputs, 2, corpus_dir, &bad, NULL, NULL, &out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "normalization");
+    bad = p;
+    bad.near_dedup_threshold = 0.0;
+    EXPECT_ERROR(lamina_corpus_build(inputs, 2, corpus_dir, &bad, NULL, NULL, &out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "near_dedup_threshold");
+    bad.struct_size = 0;
+    EXPECT_ERROR(lamina_corpus_build(inputs, 2, corpus_dir, &bad, NULL, NULL, &out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "struct_size");
+    CHECK(out == SENTINEL_STRING);
+    EXPECT_ERROR(lamina_corpus_params_init(NULL, sizeof p), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "lamina_corpus_params");
+}
+
+static void test_tokenizer_train(const char *corpus_dir, const char *tokenizer_dir) {
+    char train[512];
+    pt_path(train, sizeof train, corpus_dir, "train.jsonl");
+    const char *inputs[1] = {train};
+    lamina_tokenizer_train_params p;
+    memset(&p, 0, sizeof p);
+    EXPECT_OK(lamina_tokenizer_train_params_init(&p, sizeof p));
+    CHECK(p.vocab_size == 8192 && p.min_frequency == 2 && !p.add_bos_token && p.n_special_tokens == 0);
+    CHECK(p.bos_token != NULL && strcmp(p.bos_token, "<s>") == 0 && p.eos_token != NULL && strcmp(p.eos_token, "</s>") == 0);
+    CHECK(p.pad_token != NULL && strcmp(p.pad_token, "<pad>") == 0 && p.chat_template == NULL);
+    p.vocab_size = 320;
+    const char *extra[2] = {"<|im_start|>", "<|im_end|>"};
+    p.special_tokens = extra;
+    p.n_special_tokens = 2;
+
+    char *report = NULL;
+    EXPECT_OK(lamina_tokenizer_train(inputs, 1, tokenizer_dir, &p, &report));
+    CHECKF(report != NULL && pt_number(report, "vocab_size") == 320, "report: %s", report ? report : "(NULL)");
+    CHECK(report != NULL && pt_number(report, "n_merges") == 320 - 256 - 5);
+    CHECK(report != NULL && strstr(report, "\"special_tokens\":[\"<s>\",\"</s>\",\"<pad>\",\"<|im_start|>\",\"<|im_end|>\"]"));
+    lamina_string_free(report);
+    char file[512];
+    pt_path(file, sizeof file, tokenizer_dir, "tokenizer.json");
+    CHECK(pt_exists(file));
+
+    char *out = SENTINEL_STRING;
+    lamina_tokenizer_train_params bad = p;
+    bad.vocab_size = 100;
+    EXPECT_ERROR(lamina_tokenizer_train(inputs, 1, tokenizer_dir, &bad, &out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "vocab_size");
+    bad = p;
+    bad.vocab_size = 100000;
+    EXPECT_ERROR(lamina_tokenizer_train(inputs, 1, tokenizer_dir, &bad, &out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "vocab_size");
+    bad = p;
+    bad.special_tokens = NULL;
+    EXPECT_ERROR(lamina_tokenizer_train(inputs, 1, tokenizer_dir, &bad, &out), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "special_tokens");
+    bad = p;
+    extra[1] = "<s>";
+    EXPECT_ERROR(lamina_tokenizer_train(inputs, 1, tokenizer_dir, &bad, &out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "special_tokens");
+    extra[1] = "<|im_end|>";
+    bad.pad_token = "\xff";
+    EXPECT_ERROR(lamina_tokenizer_train(inputs, 1, tokenizer_dir, &bad, &out), LAMINA_STATUS_ERROR_INVALID_UTF8,
+                 "pad_token");
+    EXPECT_ERROR(lamina_tokenizer_train(NULL, 1, tokenizer_dir, &p, &out), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "inputs");
+    EXPECT_ERROR(lamina_tokenizer_train(inputs, 1, NULL, &p, &out), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_dir");
+    EXPECT_ERROR(lamina_tokenizer_train(inputs, 1, tokenizer_dir, &p, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "out_report_json");
+    CHECK(out == SENTINEL_STRING);
+}
+
+static void test_init_model(const char *dir, const char *tokenizer_dir) {
+    lamina_model_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.struct_size = sizeof spec;
+    EXPECT_OK(lamina_model_spec_preset("1m", 320, &spec));
+    CHECK(spec.struct_size == sizeof spec && spec.n_layers == 3 && spec.width == 128 && spec.n_heads == 4);
+    CHECK(spec.n_kv_heads == 2 && spec.ffn_width == 384 && spec.context_length == 256 && spec.vocab_size == 320);
+    CHECK(spec.tied_embeddings && spec.rope_base == 10000.0f && spec.rms_norm_eps > 0.0f);
+
+    lamina_model_spec untouched = spec;
+    EXPECT_ERROR(lamina_model_spec_preset("3b", 320, &spec), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "preset");
+    EXPECT_ERROR(lamina_model_spec_preset("1m", 0, &spec), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "vocab_size");
+    EXPECT_ERROR(lamina_model_spec_preset(NULL, 320, &spec), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "name");
+    EXPECT_ERROR(lamina_model_spec_preset("1m", 320, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_spec");
+    CHECK(memcmp(&untouched, &spec, sizeof spec) == 0);
+    lamina_model_spec unsized = spec;
+    unsized.struct_size = 0;
+    EXPECT_ERROR(lamina_model_spec_preset("1m", 320, &unsized), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "struct_size");
+
+    lamina_init_params ip;
+    memset(&ip, 0, sizeof ip);
+    EXPECT_OK(lamina_init_params_init(&ip, sizeof ip));
+    CHECK(ip.seed == 0 && ip.std > 0.0199f && ip.std < 0.0201f && ip.embeddings_from == NULL);
+    ip.seed = 7;
+
+    char hf[512], gguf[512], file[512];
+    pt_path(hf, sizeof hf, dir, "hf");
+    pt_path(gguf, sizeof gguf, dir, "model.gguf");
+
+    /* Cancelled after the third tensor: OK, a "cancelled" report, no weights file. */
+    pt_progress cancel = {0, 3, 0, 0};
+    char *report = NULL;
+    EXPECT_OK(lamina_init_model(&spec, tokenizer_dir, hf, gguf, &ip, pt_on_init, &cancel, &report));
+    CHECKF(report != NULL && strstr(report, "\"cancelled\":true") != NULL, "report: %s", report ? report : "(NULL)");
+    CHECK(cancel.calls == 3);
+    pt_path(file, sizeof file, hf, "model.safetensors");
+    CHECK(!pt_exists(file) && !pt_exists(gguf));
+    lamina_string_free(report);
+
+    pt_progress seen = {0, 0, 0, 0};
+    report = NULL;
+    EXPECT_OK(lamina_init_model(&spec, tokenizer_dir, hf, gguf, &ip, pt_on_init, &seen, &report));
+    CHECKF(seen.calls > 6 && seen.bad_stage == 0, "%d progress calls, %d bad", seen.calls, seen.bad_stage);
+    CHECKF(report != NULL && pt_number(report, "n_params") > 500000 && pt_number(report, "vocab_size") == 320,
+           "report: %s", report ? report : "(NULL)");
+    CHECK(report != NULL && strstr(report, "model.gguf") != NULL && strstr(report, "\"cancelled\":false") != NULL);
+    lamina_string_free(report);
+    CHECK(pt_exists(file) && pt_exists(gguf));
+
+    /* llama.cpp loads the new model and generates from it. */
+    lamina_model *model = NULL;
+    EXPECT_OK(lamina_model_load(gguf, NULL, &model));
+    if (model != NULL) {
+        char *info = NULL;
+        EXPECT_OK(lamina_model_info_json(model, &info));
+        CHECKF(info != NULL && pt_number(info, "n_vocab") == 320 && pt_number(info, "n_layer") == 3, "info: %s",
+               info ? info : "(NULL)");
+        lamina_string_free(info);
+        lamina_session *session = NULL;
+        lamina_session_params sp = session_params(64);
+        EXPECT_OK(lamina_session_new(model, &sp, &session));
+        lamina_generation_info gi;
+        memset(&gi, 0, sizeof gi);
+        gi.struct_size = sizeof gi;
+        char *text = session != NULL ? generate_text(session, "The river watched", 4, &gi) : NULL;
+        CHECKF(text != NULL && (gi.generated_tokens >= 1 || gi.stop_reason == LAMINA_STOP_REASON_END_OF_GENERATION),
+               "generated %u tokens (stop reason %d)", gi.generated_tokens, (int)gi.stop_reason);
+        free(text);
+        lamina_session_free(session);
+        lamina_model_free(model);
+    }
+
+    /* Bad input. */
+    char *out = SENTINEL_STRING;
+    EXPECT_ERROR(lamina_init_model(NULL, tokenizer_dir, hf, NULL, &ip, NULL, NULL, &out), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "spec");
+    lamina_model_spec bad = spec;
+    bad.n_heads = 3;
+    EXPECT_ERROR(lamina_init_model(&bad, tokenizer_dir, hf, NULL, &ip, NULL, NULL, &out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "n_heads");
+    bad = spec;
+    bad.vocab_size = 0;
+    EXPECT_ERROR(lamina_init_model(&bad, tokenizer_dir, hf, NULL, &ip, NULL, NULL, &out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "vocab_size");
+    bad.vocab_size = 300;
+    EXPECT_ERROR(lamina_init_model(&bad, tokenizer_dir, hf, NULL, &ip, NULL, NULL, &out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "vocab_size");
+    bad = spec;
+    bad.struct_size = 0;
+    EXPECT_ERROR(lamina_init_model(&bad, tokenizer_dir, hf, NULL, &ip, NULL, NULL, &out), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "struct_size");
+    lamina_init_params bad_ip = ip;
+    bad_ip.std = -1.0f;
+    EXPECT_ERROR(lamina_init_model(&spec, tokenizer_dir, hf, NULL, &bad_ip, NULL, NULL, &out),
+                 LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "std");
+    EXPECT_ERROR(lamina_init_model(&spec, "tests/c/build/no-such-tokenizer", hf, NULL, &ip, NULL, NULL, &out),
+                 LAMINA_STATUS_ERROR_IO, "no-such-tokenizer");
+    EXPECT_ERROR(lamina_init_model(&spec, NULL, hf, NULL, &ip, NULL, NULL, &out), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "tokenizer_dir");
+    EXPECT_ERROR(lamina_init_model(&spec, tokenizer_dir, NULL, NULL, &ip, NULL, NULL, &out), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "hf_dir");
+    EXPECT_ERROR(lamina_init_model(&spec, tokenizer_dir, hf, "\xff.gguf", &ip, NULL, NULL, &out),
+                 LAMINA_STATUS_ERROR_INVALID_UTF8, "gguf_path");
+    EXPECT_ERROR(lamina_init_model(&spec, tokenizer_dir, hf, NULL, &ip, NULL, NULL, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT,
+                 "out_report_json");
+    CHECK(out == SENTINEL_STRING);
+}
+
+/* Corpus -> tokenizer -> a new model, through the C ABI, in a temporary directory. */
+static void test_training_from_scratch(void) {
+    char dir[] = "/tmp/lamina-test-scratch-XXXXXX";
+    if (mkdtemp(dir) == NULL) {
+        perror("mkdtemp");
+        record(0, __LINE__, "mkdtemp");
+        return;
+    }
+    char corpus_dir[512], tokenizer_dir[512];
+    pt_path(corpus_dir, sizeof corpus_dir, dir, "corpus");
+    pt_path(tokenizer_dir, sizeof tokenizer_dir, dir, "tokenizer");
+    test_corpus_build(dir, corpus_dir);
+    test_tokenizer_train(corpus_dir, tokenizer_dir);
+    test_init_model(dir, tokenizer_dir);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "test_abi: could not remove %s\n", dir);
+    }
+}
+
 /* Run one test function; with LAMINA_TEST_VERBOSE set, show how long it took. */
 #define TIMED(call)                                                   \
     do {                                                              \
@@ -1591,6 +1965,7 @@ int main(void) {
     TIMED(test_embeddings(model));
     TIMED(test_saved_sessions(model));
     TIMED(test_session_outlives_model(model_path));
+    TIMED(test_training_from_scratch());
 
     /* After all of the above, the same model and session still produce "Paris". */
     EXPECT_OK(lamina_session_reset(session));

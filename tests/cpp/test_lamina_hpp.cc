@@ -21,7 +21,10 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -106,6 +109,10 @@ LAST_FIELD_IS(lamina_session_params, n_sequences);
 LAST_FIELD_IS(lamina_sampling_params, json_schema);
 LAST_FIELD_IS(lamina_train_params, checkpoint_every);
 LAST_FIELD_IS(lamina_eval_params, target_lang);
+LAST_FIELD_IS(lamina_corpus_params, seed);
+LAST_FIELD_IS(lamina_tokenizer_train_params, add_bos_token);
+LAST_FIELD_IS(lamina_init_params, embeddings_from);
+LAST_FIELD_IS(lamina_model_spec, vocab_size);
 
 static_assert(std::is_base_of<std::runtime_error, lamina::Error>::value, "lamina::Error is a std::runtime_error");
 static_assert(!std::is_copy_constructible<lamina::Model>::value && !std::is_copy_assignable<lamina::Model>::value,
@@ -709,6 +716,141 @@ void test_embeddings(const lamina::Model &model) {
     CHECK(!e && moved && moved.dimensions() == dims);
 }
 
+// ------------------------------------------------------------------------------------------
+// Training from scratch: corpus, tokenizer, a new model that loads and generates
+
+// Made-up document i: five sentences on one line, different for each i.
+std::string scratch_document(int i) {
+    static const char *const subjects[] = {"The river",       "A small boat", "The old miller", "Our teacher",
+                                           "The market",      "A grey heron", "The night train", "My neighbour",
+                                           "The orchard",     "A lighthouse keeper", "The baker", "An old map"};
+    static const char *const verbs[] = {"watched",  "carried", "remembered", "painted",  "followed",
+                                        "answered", "counted", "opened",     "repaired", "described"};
+    static const char *const objects[] = {"the morning light",  "seven wooden crates", "a song about winter",
+                                          "the northern hills", "every letter twice",  "the broken gate",
+                                          "a basket of apples", "the quiet harbour",   "the numbers 12 and 40",
+                                          "a long story"};
+    std::string doc;
+    for (int j = 0; j < 5; j++) {
+        doc += std::string(j > 0 ? " " : "") + subjects[(i * 5 + j) % 12] + " " + verbs[(i * 3 + j * 7) % 10] + " " +
+               objects[(i * 7 + j * 3 + i / 10) % 10] + ".";
+    }
+    return doc;
+}
+
+void write_documents(const std::filesystem::path &path, int first, int last, int repeat) {
+    std::ofstream out(path);
+    for (int i = first; i < last; i++) {
+        out << scratch_document(i) << "\n\n";
+    }
+    if (repeat >= 0) {
+        out << scratch_document(repeat) << "\n";
+    }
+}
+
+bool has(const std::string &json, const std::string &needle) { return json.find(needle) != std::string::npos; }
+
+void test_training_from_scratch() {
+    // Defaults are the library's.
+    const lamina::CorpusParams cp;
+    CHECK(cp.normalization.empty() && cp.dedup_documents && cp.near_dedup && !cp.lowercase && cp.min_line_chars == 40);
+    CHECK(cp.train_fraction > 0.89 && cp.train_fraction < 0.91 && cp.to_c().normalization == nullptr);
+    const lamina::TokenizerTrainParams tp0;
+    CHECK(tp0.vocab_size == 8192 && tp0.bos_token == "<s>" && tp0.eos_token == "</s>" && tp0.pad_token == "<pad>" &&
+          tp0.special_tokens.empty() && tp0.chat_template.empty() && !tp0.add_bos_token);
+    const lamina::InitParams ip0;
+    CHECK(ip0.seed == 0 && ip0.std > 0.0199f && ip0.std < 0.0201f && ip0.embeddings_from.empty());
+
+    char tmpl[] = "/tmp/lamina-hpp-scratch-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+        record(false, __LINE__, "mkdtemp");
+        return;
+    }
+    const std::filesystem::path dir(tmpl);
+    write_documents(dir / "a.txt", 0, 10, -1);
+    write_documents(dir / "b.txt", 10, 16, 3);  // document 3 again: an exact duplicate
+    const std::vector<std::string> inputs = {(dir / "a.txt").string(), (dir / "b.txt").string()};
+    const std::string corpus = (dir / "corpus").string();
+
+    lamina::CorpusParams p;
+    p.train_fraction = 0.8;
+    p.validation_fraction = 0.1;
+    p.test_fraction = 0.1;
+    std::vector<std::string> stages;
+    const std::string report = lamina::build_corpus(inputs, corpus, p, [&](std::string_view stage, size_t, size_t) {
+        stages.emplace_back(stage);
+        return true;
+    });
+    CHECKF(has(report, "\"files\":2") && has(report, "\"cancelled\":false"), report);
+    CHECKF(has(report, "\"output\":{\"documents\":16,"), report);
+    CHECK(!stages.empty() && stages.front() == "read" && stages.back() == "write");
+    CHECK(std::filesystem::is_regular_file(dir / "corpus" / "train.jsonl"));
+
+    // false cancels; a callable's exception stops the call and reaches the caller.
+    const std::string other = (dir / "other").string();
+    CHECK(lamina::build_corpus(inputs, other, p, [](std::string_view, size_t, size_t) { return false; }) ==
+          "{\"cancelled\":true}");
+    bool caught = false;
+    try {
+        lamina::build_corpus(inputs, other, p, [](std::string_view, size_t done, size_t) -> bool {
+            throw Boom{static_cast<int>(done)};
+        });
+    } catch (const Boom &) {
+        caught = true;
+    }
+    CHECK(caught && !std::filesystem::exists(dir / "other" / "train.jsonl"));
+
+    lamina::TokenizerTrainParams tp;
+    tp.vocab_size = 320;
+    tp.special_tokens = {"<|im_start|>", "<|im_end|>"};
+    const std::string tokenizer = (dir / "tokenizer").string();
+    const std::string tok_report = lamina::train_tokenizer({corpus + "/train.jsonl"}, tokenizer, tp);
+    CHECKF(has(tok_report, "\"vocab_size\":320") && has(tok_report, "\"<|im_end|>\"]"), tok_report);
+
+    lamina::ModelSpec spec = lamina::ModelSpec::preset("1m", 320);
+    CHECK(spec.struct_size == sizeof(lamina_model_spec) && spec.n_layers == 3 && spec.width == 128 &&
+          spec.vocab_size == 320 && spec.tied_embeddings);
+    lamina::InitParams ip;
+    ip.seed = 5;
+    const std::string gguf = (dir / "model.gguf").string();
+    size_t calls = 0;
+    const std::string init_report =
+        lamina::init_model(spec, tokenizer, (dir / "hf").string(), gguf, ip, [&](size_t done, size_t total) {
+            calls++;
+            return done <= total;
+        });
+    CHECKF(has(init_report, "\"n_params\":") && has(init_report, "model.gguf") && calls > 6, init_report);
+    {
+        lamina::Model model(gguf);
+        lamina::SessionParams sp;
+        sp.n_ctx = 64;
+        sp.n_threads = 1;
+        lamina::Session session(model, sp);
+        lamina::GenerationInfo info;
+        session.generate("The river watched", lamina::Sampling::greedy(4), nullptr, &info);
+        CHECK(info.generated_tokens >= 1 || info.stop_reason == LAMINA_STOP_REASON_END_OF_GENERATION);
+    }
+
+    // Errors.
+    EXPECT_ERROR(lamina::build_corpus({}, corpus), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "no input");
+    lamina::CorpusParams bad = p;
+    bad.normalization = "nfd";
+    EXPECT_ERROR(lamina::build_corpus(inputs, corpus, bad), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "normalization");
+    EXPECT_ERROR(lamina::build_corpus({std::string("a\0b", 3)}, corpus), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "NUL");
+    lamina::TokenizerTrainParams small = tp;
+    small.vocab_size = 100;
+    EXPECT_ERROR(lamina::train_tokenizer({corpus + "/train.jsonl"}, tokenizer, small), LAMINA_STATUS_ERROR_INVALID_ARGUMENT,
+                 "vocab_size");
+    EXPECT_ERROR(lamina::ModelSpec::preset("3b", 320), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "preset");
+    EXPECT_ERROR(lamina::ModelSpec::preset("1m", 0), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "vocab_size");
+    lamina::ModelSpec odd = spec;
+    odd.n_heads = 3;
+    EXPECT_ERROR(lamina::init_model(odd, tokenizer, (dir / "hf2").string()), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "n_heads");
+    EXPECT_ERROR(lamina::init_model(spec, (dir / "no-such-tokenizer").string(), (dir / "hf2").string()),
+                 LAMINA_STATUS_ERROR_IO, "no-such-tokenizer");
+    std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
@@ -738,6 +880,7 @@ int main(int argc, char **argv) {
         test_moves(ref);
         test_log();
         test_train();
+        test_training_from_scratch();
     } catch (const lamina::Error &e) {
         record(false, __LINE__, std::string("unexpected lamina::Error ") + e.status_name() + ": " + e.what());
     } catch (const std::exception &e) {

@@ -79,6 +79,7 @@ from ._backends import backends, load_backends
 from ._eval import BleuScore, bleu, chrf, squad_exact_match, squad_f1
 from ._embed import Embedder, cosine
 from ._model import Model, default_model_path
+from ._pretrain import ModelSpec, build_corpus, init_model, train_tokenizer
 from ._session import Generation, Session
 from ._train import TrainProgress, Trainer
 
@@ -92,20 +93,24 @@ __all__ = [
     "LaminaError",
     "LibraryNotFoundError",
     "Model",
+    "ModelSpec",
     "Session",
     "TrainProgress",
     "Trainer",
     "backends",
     "bleu",
+    "build_corpus",
     "chrf",
     "cosine",
     "default_model_path",
+    "init_model",
     "library_path",
     "load_backends",
     "set_log_callback",
     "squad_exact_match",
     "squad_f1",
     "status_name",
+    "train_tokenizer",
     "version",
     "__version__",
     # per-status subclasses of LaminaError

@@ -311,6 +311,114 @@ PROTOTYPES.update(
 )
 
 # --------------------------------------------------------------------------------------------
+# Training from scratch (the "Training from scratch" section of the header).
+
+
+class lamina_corpus_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("strip_markup", c_bool),
+        ("normalization", c_char_p),
+        ("lowercase", c_bool),
+        ("strip_control", c_bool),
+        ("normalize_whitespace", c_bool),
+        ("dedup_documents", c_bool),
+        ("near_dedup", c_bool),
+        ("near_dedup_threshold", c_double),
+        ("dedup_lines", c_bool),
+        ("min_line_chars", c_size_t),
+        ("min_chars", c_size_t),
+        ("max_chars", c_size_t),
+        ("min_words", c_size_t),
+        ("train_fraction", c_double),
+        ("validation_fraction", c_double),
+        ("test_fraction", c_double),
+        ("seed", c_uint64),
+    ]
+
+
+class lamina_tokenizer_train_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("vocab_size", c_uint32),
+        ("min_frequency", c_uint64),
+        ("bos_token", c_char_p),
+        ("eos_token", c_char_p),
+        ("pad_token", c_char_p),
+        ("special_tokens", POINTER(c_char_p)),  # const char *const *
+        ("n_special_tokens", c_size_t),
+        ("chat_template", c_char_p),
+        ("add_bos_token", c_bool),
+    ]
+
+
+class lamina_model_spec(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("n_layers", c_uint32),
+        ("width", c_uint32),
+        ("n_heads", c_uint32),
+        ("n_kv_heads", c_uint32),
+        ("ffn_width", c_uint32),
+        ("context_length", c_uint32),
+        ("rope_base", c_float),
+        ("rms_norm_eps", c_float),
+        ("tied_embeddings", c_bool),
+        ("vocab_size", c_uint32),
+    ]
+
+
+class lamina_init_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("seed", c_uint64),
+        ("std", c_float),
+        ("embeddings_from", c_char_p),
+    ]
+
+
+# The stage name arrives as bytes (c_char_p), valid during the callback only.
+lamina_corpus_progress_callback = CFUNCTYPE(c_bool, c_char_p, c_size_t, c_size_t, c_void_p)
+
+PROTOTYPES.update(
+    {
+        "lamina_corpus_params_init": (lamina_status, [POINTER(lamina_corpus_params), c_size_t]),
+        "lamina_corpus_build": (
+            lamina_status,
+            [
+                POINTER(c_char_p),
+                c_size_t,
+                c_char_p,
+                POINTER(lamina_corpus_params),
+                lamina_corpus_progress_callback,
+                c_void_p,
+                _out_str,
+            ],
+        ),
+        "lamina_tokenizer_train_params_init": (lamina_status, [POINTER(lamina_tokenizer_train_params), c_size_t]),
+        "lamina_tokenizer_train": (
+            lamina_status,
+            [POINTER(c_char_p), c_size_t, c_char_p, POINTER(lamina_tokenizer_train_params), _out_str],
+        ),
+        "lamina_model_spec_preset": (lamina_status, [c_char_p, c_uint32, POINTER(lamina_model_spec)]),
+        "lamina_init_params_init": (lamina_status, [POINTER(lamina_init_params), c_size_t]),
+        "lamina_init_model": (
+            lamina_status,
+            [
+                POINTER(lamina_model_spec),
+                c_char_p,
+                c_char_p,
+                c_char_p,
+                POINTER(lamina_init_params),
+                lamina_progress_callback,
+                c_void_p,
+                _out_str,
+            ],
+        ),
+    }
+)
+
+# --------------------------------------------------------------------------------------------
 # Discovery.
 
 

@@ -1,0 +1,238 @@
+"""Training from scratch through the Python binding: a corpus prepared from two small made-up
+text files, a tokenizer trained on its train set, a model initialised from a preset, which
+lamina.Model loads and generates from; progress callbacks that cancel or raise; the keyword
+defaults against the library's; bad input. Needs no model file: the model is made here."""
+
+import ctypes
+import dataclasses
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# LAMINA_TEST_INSTALLED=1: test the installed package instead of this checkout's (conftest.py).
+if os.environ.get("LAMINA_TEST_INSTALLED") != "1":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import lamina  # noqa: E402
+from lamina._lib import lamina_corpus_params, lamina_init_params, lamina_tokenizer_train_params, lib  # noqa: E402
+from lamina._util import init_params  # noqa: E402
+
+SUBJECTS = ["The river", "A small boat", "The old miller", "Our teacher", "The market", "A grey heron",
+            "The night train", "My neighbour", "The orchard", "A lighthouse keeper", "The baker", "An old map"]
+VERBS = ["watched", "carried", "remembered", "painted", "followed", "answered", "counted", "opened", "repaired",
+         "described"]
+OBJECTS = ["the morning light", "seven wooden crates", "a song about winter", "the northern hills",
+           "every letter twice", "the broken gate", "a basket of apples", "the quiet harbour",
+           "the numbers 12 and 40", "a long story"]
+VOCAB = 320
+
+
+def document(i: int) -> str:
+    """Made-up document i: five sentences, different for each i."""
+    return " ".join(
+        "{} {} {}.".format(SUBJECTS[(i * 5 + j) % 12], VERBS[(i * 3 + j * 7) % 10], OBJECTS[(i * 7 + j * 3 + i // 10) % 10])
+        for j in range(5)
+    )
+
+
+def write_inputs(directory: Path):
+    """Two text files of blank-line separated documents, 17 in all, one an exact duplicate."""
+    a, b = directory / "a.txt", directory / "b.txt"
+    a.write_text("\n\n".join(document(i) for i in range(10)) + "\n", encoding="utf-8")
+    b.write_text("\n\n".join([document(i) for i in range(10, 16)] + [document(3)]) + "\n", encoding="utf-8")
+    return [a, b]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """(the input files, the corpus directory, its report)."""
+    directory = tmp_path_factory.mktemp("corpus")
+    inputs = write_inputs(directory)
+    out = directory / "corpus"
+    stages = []
+    report = lamina.build_corpus(
+        inputs, out, normalization="nfkc", train_fraction=0.8, validation_fraction=0.1, test_fraction=0.1,
+        progress=lambda stage, done, total: stages.append((stage, done, total)),
+    )
+    assert stages and all(isinstance(s, str) and 0 <= d <= t for s, d, t in stages), stages
+    assert {"read", "exact_duplicates", "split", "write"} <= {s for s, _, _ in stages}
+    return inputs, out, report
+
+
+@pytest.fixture(scope="module")
+def tokenizer(corpus, tmp_path_factory):
+    """(the tokenizer directory, its report)."""
+    _, out, _ = corpus
+    directory = tmp_path_factory.mktemp("tokenizer")
+    report = lamina.train_tokenizer(out / "train.jsonl", directory, vocab_size=VOCAB, special_tokens=["<|im_start|>", "<|im_end|>"])
+    return directory, report
+
+
+def test_corpus_report_and_files(corpus):
+    inputs, out, report = corpus
+    assert report["cancelled"] is False
+    assert report["inputs"] == [str(p) for p in inputs]
+    assert report["files"] == 2
+    assert report["input"]["documents"] == 17
+    steps = {s["step"]: s for s in report["steps"]}
+    assert steps["exact_duplicates"]["documents_removed"] == 1
+    assert steps["markup"]["enabled"] is False
+    assert report["output"]["documents"] == 16
+    splits = {s["name"]: s["documents"] for s in report["splits"]}
+    assert sum(splits.values()) == 16 and splits["train"] >= 10 and splits["validation"] >= 1 and splits["test"] >= 1
+    assert report["options"]["normalization"] == "nfkc"
+    for name in ("train.jsonl", "validation.jsonl", "test.jsonl", "report.json"):
+        assert (out / name).is_file(), name
+    lines = (out / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == splits["train"] and all("text" in json.loads(line) for line in lines)
+
+
+def test_tokenizer_report(tokenizer):
+    directory, report = tokenizer
+    assert report["vocab_size"] == VOCAB
+    assert report["n_merges"] == VOCAB - 256 - 5
+    assert report["special_tokens"] == ["<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>"]
+    assert report["cancelled"] is False
+    assert (directory / "tokenizer.json").is_file() and (directory / "tokenizer_config.json").is_file()
+
+
+def test_preset_init_load_and_generate(tokenizer, tmp_path):
+    directory, _ = tokenizer
+    spec = lamina.ModelSpec.preset("1m", VOCAB)
+    assert spec == lamina.ModelSpec(n_layers=3, width=128, n_heads=4, n_kv_heads=2, ffn_width=384, context_length=256, vocab_size=VOCAB)
+    assert spec.head_dim == 32 and spec.tied_embeddings and spec.rope_base == 10000.0
+    assert lamina.ModelSpec.preset("5m", 4096).width == 256
+
+    seen = []
+    gguf = tmp_path / "model.gguf"
+    report = lamina.init_model(spec, directory, tmp_path / "hf", gguf, seed=3, progress=lambda done, total: seen.append((done, total)))
+    assert report["cancelled"] is False
+    assert report["spec"]["vocab_size"] == VOCAB and report["spec"]["n_layers"] == 3
+    assert 500_000 < report["n_params"] < 1_115_008
+    assert report["gguf"] == str(gguf) and gguf.is_file()
+    assert len(report["hf_files"]) == 4 and all(Path(f).is_file() for f in report["hf_files"])
+    assert seen and seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+    with lamina.Model(gguf) as model, model.session(n_ctx=64, n_threads=1) as session:
+        info = model.info
+        assert info["n_vocab"] == VOCAB and info["n_layer"] == 3
+        g = session.generate("The river watched", max_tokens=4)
+        assert isinstance(g.text, str)
+        assert g.generated_tokens >= 1 or g.stop_reason == "end_of_generation"
+
+    # The same seed gives the same weights; without a GGUF only the Hugging Face files.
+    again = lamina.init_model(dataclasses.replace(spec), directory, tmp_path / "hf-again", seed=3)
+    assert again["gguf"] is None
+    weights = [(Path(r["hf_files"][0])).read_bytes() for r in (report, again)]
+    assert weights[0] == weights[1]
+
+
+def test_progress_cancels(corpus, tokenizer, tmp_path):
+    inputs, _, _ = corpus
+    calls = []
+
+    def stop_at_once(stage, done, total):
+        calls.append(stage)
+        return False
+
+    out = tmp_path / "cancelled"
+    assert lamina.build_corpus(inputs, out, progress=stop_at_once) == {"cancelled": True}
+    assert calls == ["read"] and not (out / "train.jsonl").exists()
+
+    def boom(stage, done, total):
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        lamina.build_corpus(inputs, out, progress=boom)
+    assert not (out / "train.jsonl").exists()
+
+    directory, _ = tokenizer
+    spec = lamina.ModelSpec.preset("1m", VOCAB)
+    n = []
+
+    def stop_after_two(done, total):
+        n.append(done)
+        return len(n) < 2
+
+    hf = tmp_path / "hf"
+    assert lamina.init_model(spec, directory, hf, tmp_path / "m.gguf", progress=stop_after_two) == {"cancelled": True}
+    assert n == [1, 2] and not (hf / "model.safetensors").exists() and not (tmp_path / "m.gguf").exists()
+
+
+def test_defaults_are_the_librarys():
+    def defaults(fn):
+        return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
+
+    c = init_params(lamina_corpus_params, lib.lamina_corpus_params_init)
+    ours = defaults(lamina.build_corpus)
+    assert c.normalization is None and ours.pop("normalization") == "nfc" and ours.pop("progress") is None
+    for name, value in ours.items():
+        assert getattr(c, name) == pytest.approx(value), name
+
+    t = init_params(lamina_tokenizer_train_params, lib.lamina_tokenizer_train_params_init)
+    ours = defaults(lamina.train_tokenizer)
+    assert ours.pop("special_tokens") == () and t.n_special_tokens == 0
+    for name, value in ours.items():
+        want = getattr(t, name)
+        assert (want.decode() if isinstance(want, bytes) else want) == value, name
+
+    i = init_params(lamina_init_params, lib.lamina_init_params_init)
+    ours = defaults(lamina.init_model)
+    assert ours["seed"] == i.seed and ours["std"] == pytest.approx(i.std) and i.embeddings_from is None
+    assert lib.lamina_corpus_params_init(ctypes.byref(c), 4) == lamina.STATUS_ERROR_INVALID_ARGUMENT
+    assert lib.lamina_init_params_init(None, ctypes.sizeof(i)) == lamina.STATUS_ERROR_NULL_ARGUMENT
+
+
+def test_bad_input(corpus, tokenizer, tmp_path):
+    inputs, out, _ = corpus
+    directory, _ = tokenizer
+    with pytest.raises(lamina.InvalidArgumentError, match="no input"):
+        lamina.build_corpus([], tmp_path / "c")
+    with pytest.raises(lamina.DataError, match="no-such-file.txt"):
+        lamina.build_corpus(tmp_path / "no-such-file.txt", tmp_path / "c")
+    with pytest.raises(lamina.InvalidArgumentError, match="sum to"):
+        lamina.build_corpus(inputs, tmp_path / "c", train_fraction=0.5)
+    with pytest.raises(lamina.InvalidArgumentError, match="normalization"):
+        lamina.build_corpus(inputs, tmp_path / "c", normalization="nfd")
+    with pytest.raises(lamina.InvalidArgumentError, match="near_dedup_threshold"):
+        lamina.build_corpus(inputs, tmp_path / "c", near_dedup_threshold=1.5)
+    with pytest.raises(lamina.InvalidArgumentError, match="min_chars"):
+        lamina.build_corpus(inputs, tmp_path / "c", min_chars=-1)
+    with pytest.raises(TypeError, match="lowercase"):
+        lamina.build_corpus(inputs, tmp_path / "c", lowercase=1)
+    with pytest.raises(TypeError):
+        lamina.build_corpus(inputs, tmp_path / "c", no_such_option=True)
+
+    train = out / "train.jsonl"
+    with pytest.raises(lamina.InvalidArgumentError, match="vocab_size"):
+        lamina.train_tokenizer(train, tmp_path / "t", vocab_size=100)
+    with pytest.raises(lamina.InvalidArgumentError, match="vocab_size"):
+        lamina.train_tokenizer(train, tmp_path / "t", vocab_size=100_000)
+    with pytest.raises(lamina.InvalidArgumentError, match="special_tokens"):
+        lamina.train_tokenizer(train, tmp_path / "t", vocab_size=VOCAB, special_tokens=["<s>"])
+    with pytest.raises(lamina.InvalidUtf8Error, match="pad_token"):
+        lamina.train_tokenizer(train, tmp_path / "t", vocab_size=VOCAB, pad_token=b"\xff")
+    with pytest.raises(TypeError, match="special_tokens"):
+        lamina.train_tokenizer(train, tmp_path / "t", special_tokens="<|im_end|>")
+
+    with pytest.raises(lamina.InvalidArgumentError, match="preset"):
+        lamina.ModelSpec.preset("3b", VOCAB)
+    with pytest.raises(lamina.InvalidArgumentError, match="vocab_size"):
+        lamina.ModelSpec.preset("1m", 0)
+    spec = lamina.ModelSpec.preset("1m", VOCAB)
+    with pytest.raises(lamina.InvalidArgumentError, match="n_heads"):
+        lamina.init_model(dataclasses.replace(spec, n_heads=3), directory, tmp_path / "h")
+    with pytest.raises(lamina.InvalidArgumentError, match="vocab_size"):
+        lamina.init_model(dataclasses.replace(spec, vocab_size=300), directory, tmp_path / "h")
+    with pytest.raises(lamina.InvalidArgumentError, match="vocab_size"):
+        lamina.init_model(dataclasses.replace(spec, vocab_size=-1), directory, tmp_path / "h")
+    with pytest.raises(lamina.InvalidArgumentError, match="std"):
+        lamina.init_model(spec, directory, tmp_path / "h", std=0.0)
+    with pytest.raises(lamina.LaminaIOError, match="no-such-tokenizer"):
+        lamina.init_model(spec, tmp_path / "no-such-tokenizer", tmp_path / "h")
+    with pytest.raises(TypeError, match="ModelSpec"):
+        lamina.init_model({"n_layers": 3}, directory, tmp_path / "h")
