@@ -18,6 +18,7 @@ mod init_model;
 mod llama_bench;
 mod options;
 mod perplexity;
+mod pretrain;
 mod serve;
 mod tokenizer_train;
 
@@ -133,6 +134,11 @@ enum Command {
     /// (streamed or not), /v1/embeddings and /v1/models; requests that arrive together are
     /// decoded together, and --lora NAME=PATH serves adapters by name.
     Serve(serve::ServeArgs),
+    /// Train a LLaMA model from scratch on a corpus directory (train/validation/test JSONL):
+    /// a preset or explicit sizes (or --init MODEL.gguf), every weight trained within a step,
+    /// token or time budget; writes the model as GGUF (and --hf), log.json and loss.svg.
+    /// Ctrl-C stops after the current step; --checkpoint-dir and --resume continue a run.
+    Pretrain(Box<pretrain::PretrainArgs>),
 }
 
 fn main() -> ExitCode {
@@ -169,6 +175,7 @@ fn main() -> ExitCode {
         Command::CompareDevices(args) => compare_devices::run(&args),
         Command::Finetune(args) => finetune::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Pretrain(args) => pretrain::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,8 +10,10 @@
 //! input, and the block is recomputed during the backward pass. Inputs of the norms and of the
 //! SwiGLU product are recomputed rather than kept: they are cheap to redo and as large as the
 //! tensors they come from. Dropout masks come from a generator seeded per (step seed, layer,
-//! target), so a recomputed block draws the same masks. Structure follows llm.c's
-//! `gpt2_forward`/`gpt2_backward`.
+//! target), so a recomputed block draws the same masks. Full-parameter training may also drop
+//! out parts of each block ([`BlockDropout`]): its attention and MLP outputs before they join
+//! the residual stream, and its attention probabilities; those masks are seeded per (step
+//! seed, layer, site) in the same way. Structure follows llm.c's `gpt2_forward`/`gpt2_backward`.
 //!
 //! The loss is the *sum* of `-ln p(target)` over the target positions, and the gradients are
 //! of that sum: callers (the trainer) divide by the total number of targets across
@@ -23,7 +25,8 @@ use rayon::prelude::*;
 
 use super::buffer_pool::BufferPool;
 use super::full::{as_bytes, f32_matrix, FullBlock, FullWeights};
-use super::layers::attention::{causal_attention, causal_attention_backward, AttentionShape};
+use super::layers::attention::{causal_attention_backward_with, causal_attention_with, AttentionShape};
+use super::layers::dropout::Dropout;
 use super::layers::embedding::{embedding_backward, embedding_forward};
 use super::layers::head::{Head, HeadGrads};
 use super::layers::linear::{BranchTape, Linear};
@@ -59,6 +62,51 @@ pub struct PassOptions {
     /// Bytes of saved activations the pass may keep (None = no limit). Blocks past the budget
     /// are checkpointed (recomputed in the backward pass), the first blocks first.
     pub activation_budget: Option<usize>,
+}
+
+/// Dropout inside the blocks of a training pass: on each block's attention output and MLP
+/// output before they are added to the residual stream (`residual`), and on its attention
+/// probabilities (`attention`). Both off (0) by default; a pass without a dropout seed
+/// ([`PassOptions::dropout_seed`], as in evaluation) drops nothing.
+///
+/// Masks ([`Dropout`]): block `l`'s residual branch `site` (0 the attention output, 1 the MLP
+/// output) draws [`residual_mask`](Self::residual_mask) over its `[N × d]` output, row-major
+/// over the batch's rows laid end to end; its attention probabilities draw
+/// [`attention_mask`](Self::attention_mask), forked per sequence and head by
+/// [`head_dropout`](super::layers::attention::head_dropout).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BlockDropout {
+    /// Probability of dropping an element of a block's attention or MLP output, in [0, 1).
+    pub residual: f32,
+    /// Probability of dropping an attention probability, in [0, 1).
+    pub attention: f32,
+}
+
+impl BlockDropout {
+    /// Errors ([`Error::InvalidArgument`] `dropout` or `attention_dropout`): a probability
+    /// outside [0, 1).
+    pub fn validate(&self) -> Result<()> {
+        for (name, p) in [("dropout", self.residual), ("attention_dropout", self.attention)] {
+            if !(p.is_finite() && (0.0..1.0).contains(&p)) {
+                return Err(Error::invalid(name, format!("must be in [0, 1), got {p}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The mask of residual branch `site` (0 attention, 1 MLP) of block `layer` in the pass
+    /// seeded `pass_seed`; None when residual dropout is off.
+    pub fn residual_mask(&self, pass_seed: u64, layer: usize, site: usize) -> Option<Dropout> {
+        // LoRA's masks use tags 1..=7 in bits 48 and up; these use 8 and 9, attention 10.
+        (self.residual > 0.0)
+            .then_some(Dropout { prob: self.residual, seed: pass_seed ^ ((layer as u64) << 32) ^ ((8 + site as u64) << 48) })
+    }
+
+    /// The mask of block `layer`'s attention probabilities in the pass seeded `pass_seed`
+    /// (before the per-(sequence, head) fork); None when attention dropout is off.
+    pub fn attention_mask(&self, pass_seed: u64, layer: usize) -> Option<Dropout> {
+        (self.attention > 0.0).then_some(Dropout { prob: self.attention, seed: pass_seed ^ ((layer as u64) << 32) ^ (10 << 48) })
+    }
 }
 
 /// Loss of one pass: the sum of target NLLs (nats) and how many targets it covers.
@@ -104,6 +152,8 @@ struct Pass<'a> {
     shape: AttentionShape,
     scale: f32,
     dropout: Option<(f32, u64)>,
+    /// Residual and attention dropout, with the pass's seed (training passes only).
+    block_dropout: Option<(BlockDropout, u64)>,
     /// Trainable f32 weights that replace the mapped ones (full-parameter training).
     full: Option<FullView<'a>>,
 }
@@ -230,6 +280,20 @@ impl NativeModel {
         options: PassOptions,
         grads: &mut FullWeights,
     ) -> Result<PassLoss> {
+        self.loss_and_full_grads_with(weights, batch, options, BlockDropout::default(), grads)
+    }
+
+    /// [`loss_and_full_grads`](Self::loss_and_full_grads) with residual and attention
+    /// `dropout` (drawn only when `options` has a dropout seed).
+    pub fn loss_and_full_grads_with(
+        &self,
+        weights: &FullWeights,
+        batch: &[Example],
+        options: PassOptions,
+        dropout: BlockDropout,
+        grads: &mut FullWeights,
+    ) -> Result<PassLoss> {
+        dropout.validate()?;
         self.check_batch(None, batch)?;
         self.check_full_fits(weights, "weights")?;
         self.check_full_fits(grads, "grads")?;
@@ -239,7 +303,8 @@ impl NativeModel {
         let d = self.config.hidden_size;
         Ok(self.pool.install(|| {
             let seqs: Vec<&[u32]> = batch.iter().map(|e| e.tokens.as_slice()).collect();
-            let pass = Pass::new(self, None, &seqs, options).with_full(weights);
+            let mut pass = Pass::new(self, None, &seqs, options).with_full(weights);
+            pass.block_dropout = options.dropout_seed.map(|seed| (dropout, seed));
             let FullWeights { embed, blocks, final_norm, lm_head } = grads;
             let head_grads = HeadGrads { norm: final_norm, lm_head: lm_head.as_deref_mut().unwrap_or(&mut embed[..]) };
             let (loss, dx) = pass.forward_backward(batch, options, blocks.iter_mut().map(BlockGrads::Full).collect(), Some(head_grads));
@@ -318,6 +383,7 @@ impl<'a> Pass<'a> {
             shape: AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim },
             scale,
             dropout,
+            block_dropout: None,
             full: None,
         }
     }
@@ -470,6 +536,16 @@ impl<'a> Pass<'a> {
         PassLoss { nll_sum: self.head().loss(x, &rows, &labels, dx, grads), n_targets: rows.len() }
     }
 
+    /// The residual dropout mask of branch `site` (0 attention, 1 MLP) of block `l`.
+    fn residual_mask(&self, l: usize, site: usize) -> Option<Dropout> {
+        self.block_dropout.and_then(|(d, seed)| d.residual_mask(seed, l, site))
+    }
+
+    /// The attention dropout mask of block `l`.
+    fn attention_mask(&self, l: usize) -> Option<Dropout> {
+        self.block_dropout.and_then(|(d, seed)| d.attention_mask(seed, l))
+    }
+
     /// Projection `t` of block `l`, with its LoRA pair and this pass's dropout for it.
     fn linear(&self, l: usize, t: LoraTarget) -> Linear<'_> {
         let pair = self.lora.and_then(|w| w.pair(l, t));
@@ -497,9 +573,12 @@ impl<'a> Pass<'a> {
         self.rope.apply(&mut q, c.n_heads, &self.positions, false);
         self.rope.apply(&mut k, c.n_kv_heads, &self.positions, false);
         let mut att = pool.take_for_overwrite(n * qw);
-        causal_attention(&q, &k, &v, &self.seqs, self.shape, &mut att);
+        causal_attention_with(&q, &k, &v, &self.seqs, self.shape, self.attention_mask(l).as_ref(), &mut att);
         let mut proj = pool.take_for_overwrite(n * d);
         let to = self.linear(l, LoraTarget::O).forward(&att, n, &mut proj);
+        if let Some(m) = self.residual_mask(l, 0) {
+            m.apply(&mut proj, 0);
+        }
         add_assign(x, &proj);
         let x_mid = if keep { pool.take_copy(x) } else { Vec::new() };
         rms_norm(x, ffn_norm, c.rms_norm_eps, &mut h);
@@ -509,6 +588,9 @@ impl<'a> Pass<'a> {
         let [tg, tu] = Linear::forward_many([&lg, &lu], &h, n, [&mut gate, &mut up]);
         swiglu(&gate, &up, &mut act);
         let td = self.linear(l, LoraTarget::Down).forward(&act, n, &mut proj);
+        if let Some(m) = self.residual_mask(l, 1) {
+            m.apply(&mut proj, 0);
+        }
         add_assign(x, &proj);
         for b in [h, proj, act] {
             pool.give(b);
@@ -533,14 +615,23 @@ impl<'a> Pass<'a> {
         let br = |tg: LoraTarget| t.branches[tg.index()].as_ref();
         use LoraTarget::*;
 
-        // MLP: x_out = x_mid + down(silu(gate) * up), gate/up from h2 = norm(x_mid).
+        // MLP: x_out = x_mid + drop(down(silu(gate) * up)), gate/up from h2 = norm(x_mid).
         let pool = &self.model.buffers;
+        let masked = |m: Option<Dropout>, g: &[f32]| {
+            m.map(|m| {
+                let mut g = pool.take_copy(g);
+                m.apply(&mut g, 0);
+                g
+            })
+        };
         let mut act = pool.take_for_overwrite(n * ff);
         swiglu(&t.gate, &t.up, &mut act);
         let mut d_act = pool.take_zeroed(n * ff);
         let (lg, dw) = g.target(Down);
-        self.linear(l, Down).backward(&act, n, br(Down), dy, &mut d_act, lg, dw);
+        let d_down = masked(self.residual_mask(l, 1), dy);
+        self.linear(l, Down).backward(&act, n, br(Down), d_down.as_deref().unwrap_or(dy), &mut d_act, lg, dw);
         pool.give(act);
+        d_down.into_iter().for_each(|b| pool.give(b));
         let (mut d_gate, mut d_up) = (pool.take_for_overwrite(n * ff), pool.take_for_overwrite(n * ff));
         swiglu_backward(&t.gate, &t.up, &d_act, &mut d_gate, &mut d_up);
         pool.give(d_act);
@@ -558,13 +649,16 @@ impl<'a> Pass<'a> {
             rms_norm_weight_grad(&t.x_mid, eps, &dh, &mut b.ffn_norm);
         }
 
-        // Attention: x_mid = x_in + o(attn(rope(q), rope(k), v)), q/k/v from h1 = norm(x_in).
+        // Attention: x_mid = x_in + drop(o(attn(rope(q), rope(k), v))), q/k/v from h1 = norm(x_in).
         let mut d_att = pool.take_zeroed(n * qw);
         let (lg, dw) = g.target(O);
-        self.linear(l, O).backward(&t.att, n, br(O), &dx_mid, &mut d_att, lg, dw);
+        let d_o = masked(self.residual_mask(l, 0), &dx_mid);
+        self.linear(l, O).backward(&t.att, n, br(O), d_o.as_deref().unwrap_or(&dx_mid), &mut d_att, lg, dw);
+        d_o.into_iter().for_each(|b| pool.give(b));
         // The attention backward overwrites dq and adds into dk and dv.
         let (mut dq, mut dk, mut dv) = (pool.take_for_overwrite(n * qw), pool.take_zeroed(n * kw), pool.take_zeroed(n * kw));
-        causal_attention_backward(&t.q, &t.k, &t.v, &d_att, &self.seqs, self.shape, &mut dq, &mut dk, &mut dv);
+        let mask = self.attention_mask(l);
+        causal_attention_backward_with(&t.q, &t.k, &t.v, &d_att, &self.seqs, self.shape, mask.as_ref(), &mut dq, &mut dk, &mut dv);
         pool.give(d_att);
         // RoPE is a rotation: its transpose is the inverse rotation.
         self.rope.apply(&mut dq, c.n_heads, &self.positions, true);

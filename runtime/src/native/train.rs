@@ -1,8 +1,10 @@
 //! The trainer: AdamW (see `optim`) over what it trains (see `trainable`: a LoRA adapter's A
 //! and B matrices, or every weight of the model) with a warmup-then-decay learning rate,
-//! gradient clipping and accumulation, an activation budget or full gradient checkpointing,
-//! validation loss every N steps, checkpoints that resume exactly, progress through a callback
-//! and cancellation from any thread.
+//! gradient clipping and accumulation, for full-parameter runs residual and attention dropout
+//! and weight decay that may leave norms and embeddings out ([`Regularization`]), an
+//! activation budget or full gradient checkpointing, validation loss every N steps,
+//! checkpoints that resume exactly, progress through a callback and cancellation from any
+//! thread.
 //!
 //! Determinism: the example order of each epoch is a seeded shuffle, dropout masks derive from
 //! (seed, step, micro-batch), every sum of the pass and of the update runs in an order that
@@ -28,7 +30,7 @@ use super::lora::{LoraConfig, LoraTarget, LoraWeights, SplitMix64};
 use super::model::NativeModel;
 pub use super::optim::Schedule;
 use super::optim::{AdamW, LrSchedule, Optimizer};
-use super::pass::{Example, PassOptions};
+use super::pass::{BlockDropout, Example, PassOptions};
 pub use super::trainable::Trainable;
 use crate::error::{Error, Result};
 
@@ -157,6 +159,36 @@ impl TrainConfig {
     }
 }
 
+/// Regularisation of a run beyond its [`TrainConfig`], set with
+/// [`Trainer::set_regularization`] and saved in its checkpoints (a resumed run has the
+/// checkpoint's). The default changes nothing: no residual or attention dropout, weight decay
+/// on every tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Regularization {
+    /// Residual dropout (each block's attention and MLP outputs), in [0, 1); full-parameter
+    /// runs only.
+    pub residual_dropout: f32,
+    /// Dropout on the attention probabilities, in [0, 1); full-parameter runs only.
+    pub attention_dropout: f32,
+    /// Whether weight decay applies to norm weights and embeddings too (see
+    /// [`Trainable::norms_and_embeddings`]); false decays only the other tensors.
+    pub decay_norms_and_embeddings: bool,
+}
+
+impl Default for Regularization {
+    fn default() -> Self {
+        Regularization { residual_dropout: 0.0, attention_dropout: 0.0, decay_norms_and_embeddings: true }
+    }
+}
+
+impl Regularization {
+    /// The blocks' dropout of a training pass.
+    pub fn block_dropout(&self) -> BlockDropout {
+        BlockDropout { residual: self.residual_dropout, attention: self.attention_dropout }
+    }
+}
+
 /// What the progress callback receives after every optimizer step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Progress {
@@ -211,6 +243,9 @@ struct TrainerState {
     tokens_seen: u64,
     losses: Vec<f64>,
     val_losses: Vec<(usize, f64)>,
+    /// Absent in checkpoints from before it: the default.
+    #[serde(default)]
+    regularization: Regularization,
 }
 
 const STATE_FORMAT: u32 = 1;
@@ -297,6 +332,7 @@ impl<'m, P: Trainable> Trainer<'m, P> {
             tokens_seen: 0,
             losses: Vec::new(),
             val_losses: Vec::new(),
+            regularization: Regularization::default(),
         };
         let mut t = Trainer {
             model,
@@ -411,6 +447,29 @@ impl<'m, P: Trainable> Trainer<'m, P> {
         TrainCancel(self.cancel.clone())
     }
 
+    pub fn regularization(&self) -> Regularization {
+        self.state.regularization
+    }
+
+    /// Set the run's dropout and weight-decay scope (saved in its checkpoints). Errors
+    /// ([`Error::InvalidArgument`]): a dropout probability outside [0, 1).
+    pub fn set_regularization(&mut self, regularization: Regularization) -> Result<()> {
+        regularization.block_dropout().validate()?;
+        self.state.regularization = regularization;
+        Ok(())
+    }
+
+    /// Plan the run over `steps` optimizer steps from now on (the learning-rate schedule decays
+    /// to the new total; the steps done keep the rates they had): a run whose length is known
+    /// only once its speed is. Errors: fewer steps than already done, or none.
+    pub fn set_total_steps(&mut self, steps: usize) -> Result<()> {
+        if steps == 0 || steps < self.state.step {
+            return Err(Error::invalid("steps", format!("{steps} steps: the run has done {} already", self.state.step)));
+        }
+        self.state.config.steps = steps;
+        Ok(())
+    }
+
     /// This epoch's example order: a shuffle seeded by (seed, epoch).
     fn shuffle_epoch(&mut self) {
         let mut order: Vec<usize> = (0..self.train.len()).collect();
@@ -464,7 +523,7 @@ impl<'m, P: Trainable> Trainer<'m, P> {
             let seed = cfg.seed ^ ((self.state.step as u64) << 20) ^ micro as u64;
             let budget = (cfg.activation_memory_mib > 0).then_some(cfg.activation_memory_mib << 20);
             let options = PassOptions { dropout_seed: Some(seed), checkpointing: cfg.checkpointing, activation_budget: budget };
-            let l = self.params.loss_and_grads(&self.model, &batch, options, &mut grads)?;
+            let l = self.params.loss_and_grads(&self.model, &batch, options, self.state.regularization.block_dropout(), &mut grads)?;
             nll += l.nll_sum;
             n_targets += l.n_targets;
         }
@@ -497,13 +556,21 @@ impl<'m, P: Trainable> Trainer<'m, P> {
         let clip =
             if cfg.max_grad_norm > 0.0 && norm > f64::from(cfg.max_grad_norm) { (f64::from(cfg.max_grad_norm) / norm) as f32 } else { 1.0 };
         let lr = cfg.lr_at(self.state.step);
-        let optimizer = cfg.optimizer();
         let t = (self.state.step + 1) as u64;
+        let exempt = match self.state.regularization.decay_norms_and_embeddings {
+            true => Vec::new(),
+            false => self.params.norms_and_embeddings(),
+        };
         let grads_t = grads.tensors_mut();
         let mut m_t = self.adam_m.tensors_mut();
         let mut v_t = self.adam_v.tensors_mut();
         pool.install(|| {
-            for (((p, g), m), v) in self.params.tensors_mut().into_iter().zip(grads_t.iter()).zip(m_t.iter_mut()).zip(v_t.iter_mut()) {
+            let tensors = self.params.tensors_mut().into_iter().zip(grads_t.iter()).zip(m_t.iter_mut()).zip(v_t.iter_mut());
+            for (i, (((p, g), m), v)) in tensors.enumerate() {
+                let mut optimizer = cfg.optimizer();
+                if exempt.get(i) == Some(&true) {
+                    optimizer.weight_decay = 0.0;
+                }
                 p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK))).for_each(
                     |((p, g), (m, v))| {
                         optimizer.update(t, lr, clip, p, g, &mut [m, v]);

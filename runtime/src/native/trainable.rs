@@ -1,14 +1,15 @@
 //! What a [`Trainer`](super::train::Trainer) can train: a LoRA adapter ([`LoraWeights`]) or
 //! every weight of the model ([`FullWeights`]). The trainer owns the optimizer, the data order
 //! and the checkpoints; a trainable kind brings its parameters' start, their tensors in a fixed
-//! order with stable names (for the optimizer and the checkpoint files), and its pass.
+//! order with stable names (for the optimizer and the checkpoint files), which of them are
+//! norm weights or embeddings (the tensors weight decay may leave alone), and its pass.
 
 use super::full::FullWeights;
 use super::lora::{LoraTarget, LoraWeights};
 use super::model::NativeModel;
-use super::pass::{Example, PassLoss, PassOptions};
+use super::pass::{BlockDropout, Example, PassLoss, PassOptions};
 use super::train::TrainConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Parameters a trainer can optimise.
 pub trait Trainable: Clone + Send + Sync {
@@ -27,11 +28,26 @@ pub trait Trainable: Clone + Send + Sync {
     /// Every tensor, mutably: parameters of the same shapes line up index by index.
     fn tensors_mut(&mut self) -> Vec<&mut [f32]>;
 
+    /// One flag per tensor, in the order of [`tensors_mut`](Self::tensors_mut): whether it is
+    /// a norm weight or an embedding, which a run may exempt from weight decay (none by
+    /// default).
+    fn norms_and_embeddings(&self) -> Vec<bool> {
+        vec![false; self.named_tensors().len()]
+    }
+
     /// Summed target NLL of `batch`, without gradients.
     fn loss(&self, model: &NativeModel, batch: &[Example]) -> Result<PassLoss>;
 
-    /// Summed target NLL of `batch`, its gradients added into `grads`.
-    fn loss_and_grads(&self, model: &NativeModel, batch: &[Example], options: PassOptions, grads: &mut Self) -> Result<PassLoss>;
+    /// Summed target NLL of `batch`, its gradients added into `grads`, with the blocks'
+    /// residual and attention `dropout` (where the kind supports it).
+    fn loss_and_grads(
+        &self,
+        model: &NativeModel,
+        batch: &[Example],
+        options: PassOptions,
+        dropout: BlockDropout,
+        grads: &mut Self,
+    ) -> Result<PassLoss>;
 }
 
 impl Trainable for LoraWeights {
@@ -67,7 +83,22 @@ impl Trainable for LoraWeights {
         model.loss(Some(self), batch)
     }
 
-    fn loss_and_grads(&self, model: &NativeModel, batch: &[Example], options: PassOptions, grads: &mut Self) -> Result<PassLoss> {
+    /// A LoRA adapter has its own dropout ([`LoraConfig::dropout`](super::lora::LoraConfig));
+    /// residual and attention dropout are for full-parameter training.
+    fn loss_and_grads(
+        &self,
+        model: &NativeModel,
+        batch: &[Example],
+        options: PassOptions,
+        dropout: BlockDropout,
+        grads: &mut Self,
+    ) -> Result<PassLoss> {
+        if dropout != BlockDropout::default() {
+            return Err(Error::invalid(
+                "dropout",
+                "residual and attention dropout apply to full-parameter training, not to a LoRA adapter",
+            ));
+        }
         model.loss_and_grads(self, batch, options, grads)
     }
 }
@@ -105,11 +136,24 @@ impl Trainable for FullWeights {
         FullWeights::tensors_mut(self)
     }
 
+    /// The token embedding (with the LM head when tied) and every RMSNorm weight; an untied
+    /// LM head is a projection like the blocks' matrices.
+    fn norms_and_embeddings(&self) -> Vec<bool> {
+        self.named_tensors().iter().map(|(name, _)| name == "token_embd" || name.ends_with("norm")).collect()
+    }
+
     fn loss(&self, model: &NativeModel, batch: &[Example]) -> Result<PassLoss> {
         model.loss_full(self, batch)
     }
 
-    fn loss_and_grads(&self, model: &NativeModel, batch: &[Example], options: PassOptions, grads: &mut Self) -> Result<PassLoss> {
-        model.loss_and_full_grads(self, batch, options, grads)
+    fn loss_and_grads(
+        &self,
+        model: &NativeModel,
+        batch: &[Example],
+        options: PassOptions,
+        dropout: BlockDropout,
+        grads: &mut Self,
+    ) -> Result<PassLoss> {
+        model.loss_and_full_grads_with(self, batch, options, dropout, grads)
     }
 }

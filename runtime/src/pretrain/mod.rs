@@ -6,7 +6,12 @@
 //!   and the `tokenizers` library give the same ids;
 //! - [`init`]: the architecture ([`init::ModelSpec`], presets `1m`, `5m`, `20m`), its
 //!   parameter count and training memory, and a seeded random initialisation written as a
-//!   Hugging Face directory and, through the converter, as GGUF.
+//!   Hugging Face directory and, through the converter, as GGUF;
+//! - [`run`]: pretraining that model (or an existing GGUF one) on the corpus with the native
+//!   engine's full-parameter trainer, within a step, token or time budget, with validation,
+//!   a test evaluation, a log and a loss plot, and the trained model as GGUF and Hugging Face
+//!   files.
 
 pub mod init;
+pub mod run;
 pub mod tokenizer_train;

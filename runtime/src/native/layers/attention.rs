@@ -12,6 +12,11 @@
 //! writing its own head's columns of the output (the backward adds the heads' key/value
 //! gradients afterwards, in head order).
 //!
+//! Attention dropout (training only): the probabilities are multiplied by a [`Dropout`] mask
+//! before they weight the values, `O_h = (P ∘ M) V_h`, with one mask per (sequence, head)
+//! ([`head_dropout`]). The backward pass draws the same mask: `dV = (P ∘ M)ᵀ dO`, and the
+//! gradient reaching the softmax is `dP ∘ M`.
+//!
 //! Why recompute rather than keep the probabilities: at 4 × 256 rows they are 28% of a
 //! block's training tape (9.4 MB of 33 MB for the default model), so keeping them pushed
 //! several whole blocks out of the activation budget and into a full recomputation. Redoing
@@ -23,6 +28,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::dropout::Dropout;
 use crate::native::gemm::{sgemm, Causal, Out, View};
 use crate::native::matmul::SharedMut;
 use crate::native::vexp;
@@ -45,20 +51,51 @@ thread_local! {
 /// `out[N × n_heads·d]` = causal attention of `q[N × n_heads·d]` over `k, v[N × n_kv·d]`,
 /// independently within each of `seqs` (row ranges of the buffers that partition 0..N).
 pub fn causal_attention(q: &[f32], k: &[f32], v: &[f32], seqs: &[Range<usize>], shape: AttentionShape, out: &mut [f32]) {
+    causal_attention_with(q, k, v, seqs, shape, None, out);
+}
+
+/// [`causal_attention`] with `dropout` on the probabilities (None: none).
+pub fn causal_attention_with(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    seqs: &[Range<usize>],
+    shape: AttentionShape,
+    dropout: Option<&Dropout>,
+    out: &mut [f32],
+) {
     check_sizes(q, k, v, out, seqs, shape);
     let dst = SharedMut(out.as_mut_ptr());
     tasks(seqs, shape.n_heads).into_par_iter().for_each(|(seq, h)| {
         SCORES.with(|cell| {
             let mut scores = cell.borrow_mut();
+            let mask = dropout.map(|d| head_dropout(d, seq.start, h));
             // SAFETY: sizes checked; this (sequence, head) task owns its output block.
-            unsafe { attend(q, k, v, &seq, h, shape, dst, &mut scores) };
+            unsafe { attend(q, k, v, &seq, h, shape, mask.as_ref(), dst, &mut scores) };
         });
     });
 }
 
+/// The mask of the probabilities of one (sequence, head) under `dropout`: element `i · len + j`
+/// is query row `i`, key row `j` of the sequence of `len` rows that starts at row `seq_start`
+/// of the batch.
+pub fn head_dropout(dropout: &Dropout, seq_start: usize, head: usize) -> Dropout {
+    dropout.fork(((seq_start as u64) << 16) | head as u64)
+}
+
+/// `P ∘ M` in place over the lower triangle of one `len × len` matrix (the rest is zero).
+fn drop_probabilities(p: &mut [f32], len: usize, mask: &Dropout) {
+    for (i, row) in p.chunks_exact_mut(len).enumerate() {
+        for (j, v) in row[..=i].iter_mut().enumerate() {
+            *v *= mask.scale((i * len + j) as u64);
+        }
+    }
+}
+
 /// Gradients of [`causal_attention`]: given `d_out` and the forward's inputs, write `dq`
 /// (overwritten) and add into `dk`, `dv` (which the caller zeroes). The probabilities are
-/// recomputed per (sequence, head).
+/// recomputed per (sequence, head). [`causal_attention_backward_with`] is the backward of
+/// [`causal_attention_with`].
 ///
 /// Tasks run per (sequence, query head), as in the forward: a small model has few key/value
 /// heads (3 here), too few tasks to keep every thread busy. Each task writes its head's
@@ -72,6 +109,23 @@ pub fn causal_attention_backward(
     d_out: &[f32],
     seqs: &[Range<usize>],
     shape: AttentionShape,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    causal_attention_backward_with(q, k, v, d_out, seqs, shape, None, dq, dk, dv);
+}
+
+/// The backward of [`causal_attention_with`]: the same mask is drawn again.
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention_backward_with(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    d_out: &[f32],
+    seqs: &[Range<usize>],
+    shape: AttentionShape,
+    dropout: Option<&Dropout>,
     dq: &mut [f32],
     dk: &mut [f32],
     dv: &mut [f32],
@@ -95,17 +149,18 @@ pub fn causal_attention_backward(
             let mut probs = SCORES.with(|cell| cell.take());
             // SAFETY: sizes checked by check_sizes.
             unsafe { probabilities(q, k, &seq, h, shape, &mut probs) };
-            let p = &probs[..];
+            let mask = dropout.map(|m| head_dropout(m, seq.start, h));
             let mut scratch = SCORE_GRADS.with(|cell| cell.take());
             scratch.resize(len * len, 0.0);
             let dp = &mut scratch[..];
+            let o_h = d_out.as_ptr().wrapping_add(seq.start * qw + h * d);
             // SAFETY (all products below): every view addresses rows `seq` of its buffer at
             // its head's columns, inside the checked sizes, or a task-local `len × len` /
             // `len × d` buffer. dq's columns of head h are written by this task alone.
             unsafe {
-                let o_h = d_out.as_ptr().add(seq.start * qw + h * d);
                 let v_kv = v.as_ptr().add(seq.start * kw + kv * d);
-                // dP = dO · Vᵀ, lower triangle only (P is zero above it).
+                // dP = dO · Vᵀ, lower triangle only (P is zero above it): with dropout, the
+                // gradient of P ∘ M, which the mask turns into P's.
                 sgemm(
                     len,
                     len,
@@ -117,6 +172,24 @@ pub fn causal_attention_backward(
                     false,
                     Causal::Cols,
                 );
+            }
+            if let Some(m) = &mask {
+                drop_probabilities(dp, len, m);
+            }
+            // dS = P ∘ (dP − rowsum(P ∘ dP)), in place in dp; zero above the diagonal, where
+            // dP was not computed.
+            for (i, (prow, dprow)) in probs.chunks_exact(len).zip(dp.chunks_exact_mut(len)).enumerate() {
+                let (live, masked) = dprow.split_at_mut(i + 1);
+                vexp::softmax_backward(&prow[..=i], live);
+                masked.fill(0.0);
+            }
+            // P is not needed any more: the values saw P ∘ M.
+            if let Some(m) = &mask {
+                drop_probabilities(&mut probs[..len * len], len, m);
+            }
+            let p = &probs[..];
+            // SAFETY: as above.
+            unsafe {
                 // dV_h = Pᵀ · dO (Pᵀ is zero below the diagonal)
                 sgemm(
                     len,
@@ -129,16 +202,6 @@ pub fn causal_attention_backward(
                     true,
                     Causal::DepthFrom,
                 );
-            }
-            // dS = P ∘ (dP − rowsum(P ∘ dP)), in place in dp; zero above the diagonal, where
-            // dP was not computed.
-            for (i, (prow, dprow)) in p.chunks_exact(len).zip(dp.chunks_exact_mut(len)).enumerate() {
-                let (live, masked) = dprow.split_at_mut(i + 1);
-                vexp::softmax_backward(&prow[..=i], live);
-                masked.fill(0.0);
-            }
-            // SAFETY: as above.
-            unsafe {
                 let k_kv = k.as_ptr().add(seq.start * kw + kv * d);
                 let q_h = q.as_ptr().add(seq.start * qw + h * d);
                 // dQ = scale · dS · K (dS is zero above the diagonal)
@@ -196,8 +259,8 @@ fn tasks(seqs: &[Range<usize>], n_heads: usize) -> Vec<(Range<usize>, usize)> {
     seqs.iter().flat_map(|s| (0..n_heads).map(move |h| (s.clone(), h))).collect()
 }
 
-/// One (sequence, head): probabilities into `scores` (len × len), output into its block of
-/// `dst`.
+/// One (sequence, head): probabilities (times `mask`, when given) into `scores` (len × len),
+/// output into its block of `dst`.
 ///
 /// # Safety
 /// Buffer sizes as checked by `check_sizes`; no one else writes the block of `dst` at rows
@@ -210,6 +273,7 @@ unsafe fn attend(
     seq: &Range<usize>,
     h: usize,
     shape: AttentionShape,
+    mask: Option<&Dropout>,
     dst: SharedMut,
     scores: &mut Vec<f32>,
 ) {
@@ -219,6 +283,9 @@ unsafe fn attend(
     let len = seq.len();
     // SAFETY: the caller's sizes.
     unsafe { probabilities(q, k, seq, h, shape, scores) };
+    if let Some(m) = mask {
+        drop_probabilities(&mut scores[..len * len], len, m);
+    }
     // SAFETY: V_h is rows seq of v at column kv*d (row stride kw); the output block is the
     // caller's.
     unsafe {

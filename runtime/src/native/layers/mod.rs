@@ -5,13 +5,15 @@
 //! - `linear`: a frozen projection with an optional LoRA branch (and its dropout);
 //! - `norm`: RMSNorm;
 //! - `rope`: rotary position embeddings;
-//! - `attention`: causal grouped-query attention;
+//! - `attention`: causal grouped-query attention, with optional dropout on its probabilities;
+//! - `dropout`: counter-based dropout masks (residual and attention dropout);
 //! - `swiglu`: the MLP's gate;
 //! - `head`: final norm, LM head and the next-token loss.
 //!
 //! `pass.rs` chains them into the one model pass that inference, scoring and training share.
 
 pub mod attention;
+pub mod dropout;
 pub mod embedding;
 pub(crate) mod head;
 pub(crate) mod linear;
