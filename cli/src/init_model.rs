@@ -10,8 +10,10 @@ use std::sync::Arc;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lamina::native::Tokenizer;
-use lamina::pretrain::init::{init_model, InitOptions, ModelSpec, TrainingMemory, PRESETS};
+use lamina::pretrain::init::{init_model, InitOptions, TrainingMemory};
 use lamina::Error;
+
+use crate::pretrain::ModelSpecArgs;
 
 #[derive(Args, Debug)]
 pub struct InitModelArgs {
@@ -19,43 +21,10 @@ pub struct InitModelArgs {
     /// tokenizer train` writes it.
     #[arg(long, value_name = "DIR")]
     tokenizer: PathBuf,
-    /// Sizes to start from: 1m, 5m or 20m (parameters at a 4096-token vocabulary); the flags
-    /// below override them. Without a preset, --layers, --width, --heads and --ffn are needed.
-    #[arg(long, value_parser = PRESETS)]
-    preset: Option<String>,
-    /// Transformer blocks.
-    #[arg(long, value_name = "N")]
-    layers: Option<usize>,
-    /// Width of the residual stream (hidden size).
-    #[arg(long, value_name = "N")]
-    width: Option<usize>,
-    /// Attention heads (width / heads must be even).
-    #[arg(long, value_name = "N")]
-    heads: Option<usize>,
-    /// Key/value heads (default: the preset's, or --heads).
-    #[arg(long, value_name = "N")]
-    kv_heads: Option<usize>,
-    /// Inner width of the MLP.
-    #[arg(long, value_name = "N")]
-    ffn: Option<usize>,
-    /// Context length (default: the preset's, or 512).
-    #[arg(long, value_name = "N")]
-    ctx: Option<usize>,
-    /// RoPE base frequency.
-    #[arg(long, value_name = "F")]
-    rope_base: Option<f32>,
-    /// RMSNorm epsilon.
-    #[arg(long, value_name = "F")]
-    rms_eps: Option<f32>,
-    /// Tie the LM head to the token embeddings (the default).
-    #[arg(long, conflicts_with = "untied")]
-    tied: bool,
-    /// A separate LM head.
-    #[arg(long)]
-    untied: bool,
-    /// Rows of the embedding, when more than the tokenizer's vocabulary (e.g. a multiple of 64).
-    #[arg(long, value_name = "N")]
-    vocab_size: Option<usize>,
+    /// The model's sizes (a preset and the flags that override it), as `lamina pretrain` takes
+    /// them.
+    #[command(flatten)]
+    spec: ModelSpecArgs,
     /// Seed of the initialisation.
     #[arg(long, default_value_t = InitOptions::default().seed)]
     seed: u64,
@@ -80,70 +49,9 @@ pub struct InitModelArgs {
     seq: Option<usize>,
 }
 
-fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
-    Error::InvalidArgument { name, reason: reason.into() }
-}
-
-impl InitModelArgs {
-    fn spec(&self, vocab_size: usize) -> Result<ModelSpec, Error> {
-        let mut spec = match &self.preset {
-            Some(name) => ModelSpec::preset(name, vocab_size)?,
-            None => {
-                let missing: Vec<&str> = [("--layers", self.layers), ("--width", self.width), ("--heads", self.heads), ("--ffn", self.ffn)]
-                    .iter()
-                    .filter(|(_, v)| v.is_none())
-                    .map(|(flag, _)| *flag)
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(invalid(
-                        "preset",
-                        format!("give a --preset ({}) or the sizes; missing: {}", PRESETS.join(", "), missing.join(", ")),
-                    ));
-                }
-                let mut spec = ModelSpec::preset(PRESETS[0], vocab_size)?;
-                spec.context_length = 512;
-                spec.n_kv_heads = self.heads.unwrap_or(1);
-                spec
-            }
-        };
-        let set = |field: &mut usize, value: Option<usize>| {
-            if let Some(v) = value {
-                *field = v;
-            }
-        };
-        set(&mut spec.n_layers, self.layers);
-        set(&mut spec.width, self.width);
-        if let Some(heads) = self.heads {
-            spec.n_heads = heads;
-            // A preset's KV heads need not divide other head counts: with --heads alone,
-            // every head has its own keys and values.
-            if self.kv_heads.is_none() && !heads.is_multiple_of(spec.n_kv_heads.max(1)) {
-                spec.n_kv_heads = heads;
-            }
-        }
-        set(&mut spec.n_kv_heads, self.kv_heads);
-        set(&mut spec.ffn_width, self.ffn);
-        set(&mut spec.context_length, self.ctx);
-        set(&mut spec.vocab_size, self.vocab_size);
-        if let Some(base) = self.rope_base {
-            spec.rope_base = base;
-        }
-        if let Some(eps) = self.rms_eps {
-            spec.rms_norm_eps = eps;
-        }
-        if self.untied {
-            spec.tied_embeddings = false;
-        } else if self.tied {
-            spec.tied_embeddings = true;
-        }
-        spec.validate()?;
-        Ok(spec)
-    }
-}
-
 pub fn run(args: &InitModelArgs) -> Result<(), Error> {
     let tokenizer = Tokenizer::from_file(args.tokenizer.join("tokenizer.json"))?;
-    let spec = args.spec(tokenizer.vocab_size())?;
+    let spec = args.spec.spec(tokenizer.vocab_size())?;
     let seq = args.seq.unwrap_or(spec.context_length);
     eprintln!(
         "model: {} layers, width {}, {} heads ({} KV, head dim {}), FFN {}, context {}, vocabulary {}, RoPE base {}, {} LM head",

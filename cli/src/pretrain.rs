@@ -19,7 +19,8 @@ use lamina::pretrain::init::{ModelSpec, PRESETS};
 use lamina::pretrain::run::{pretrain, Budget, ModelSource, PretrainEnd, PretrainOptions, PretrainReport};
 use lamina::Error;
 
-/// The model's sizes: a preset and the flags that override it (those of `lamina init-model`).
+/// The model's sizes: a preset and the flags that override it (`lamina pretrain` and `lamina
+/// init-model` both take them).
 #[derive(Args, Debug)]
 pub struct ModelSpecArgs {
     /// Sizes to start from: 1m, 5m or 20m (parameters at a 4096-token vocabulary); the flags
