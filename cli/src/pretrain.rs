@@ -246,6 +246,9 @@ pub struct PretrainArgs {
     /// training options come from the checkpoint; --steps or --tokens may set a new total.
     #[arg(long, requires = "checkpoint_dir")]
     resume: bool,
+    /// Write the token ids of every step's micro-batches here (JSON lines, one per step).
+    #[arg(long, value_name = "PATH")]
+    dump_batches: Option<PathBuf>,
 }
 
 impl PretrainArgs {
@@ -291,6 +294,7 @@ impl PretrainArgs {
             activation_memory_mib: self.activation_memory,
             checkpointing: self.checkpointing,
             engine: NativeParams { n_threads: self.threads, precision: lamina::native::Precision::parse(&self.precision)? },
+            dump_batches: self.dump_batches.clone(),
         };
         options.validate()?;
         Ok(options)

@@ -656,3 +656,44 @@ fn weight_decay_leaves_norms_and_embeddings_alone_unless_asked() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `dump_batches` writes one line per optimizer step: its number and the token ids of its
+/// `grad_accum` micro-batches of `batch_size` sequences of `seq_len` tokens.
+#[test]
+fn the_batch_dump_has_every_step_s_sequences() {
+    let dir = tmp("dump");
+    let out = dir.join("out");
+    let dump = dir.join("batches.jsonl");
+    let (steps, batch_size, grad_accum, seq_len) = (3, 4, 2, 32);
+    let opts = PretrainOptions {
+        seq_len,
+        batch_size,
+        grad_accum,
+        warmup_steps: 1,
+        eval_every: 0,
+        budget: Budget { steps: Some(steps), ..Budget::default() },
+        dump_batches: Some(dump.clone()),
+        ..options(&out)
+    };
+    pretrain(&opts, |_| true).unwrap().unwrap();
+    let text = std::fs::read_to_string(&dump).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), steps, "one line per step");
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["step"], i + 1);
+        let batches = line["batches"].as_array().unwrap();
+        assert_eq!(batches.len(), grad_accum);
+        for batch in batches {
+            let sequences = batch.as_array().unwrap();
+            assert_eq!(sequences.len(), batch_size);
+            for s in sequences {
+                let ids = s.as_array().unwrap();
+                assert_eq!(ids.len(), seq_len);
+                assert!(ids.iter().all(|t| t.as_u64().is_some_and(|t| t < 512)));
+                assert!(seen.insert(s.to_string()), "a sequence was trained on twice within the first epoch");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -472,13 +472,41 @@ impl<'m, P: Trainable> Trainer<'m, P> {
 
     /// This epoch's example order: a shuffle seeded by (seed, epoch).
     fn shuffle_epoch(&mut self) {
+        self.order = self.epoch_order(self.state.epoch);
+    }
+
+    /// The example order of epoch `epoch`.
+    fn epoch_order(&self, epoch: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.train.len()).collect();
-        let mut rng = SplitMix64(self.state.config.seed ^ 0x5EED_0000 ^ (self.state.epoch as u64).wrapping_mul(0x9E37_79B9));
+        let mut rng = SplitMix64(self.state.config.seed ^ 0x5EED_0000 ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
         for i in (1..order.len()).rev() {
             let j = (rng.next_u64() % (i as u64 + 1)) as usize;
             order.swap(i, j);
         }
-        self.order = order;
+        order
+    }
+
+    /// The sequences the next [`train_step`](Self::train_step) trains on, micro-batch by
+    /// micro-batch in order, without advancing the data position.
+    pub fn next_step_batches(&self) -> Vec<Vec<&Example>> {
+        let b = self.state.config.batch_size.min(self.train.len());
+        let (mut epoch, mut position) = (self.state.epoch, self.state.position);
+        let mut order = std::borrow::Cow::Borrowed(&self.order);
+        (0..self.state.config.grad_accum)
+            .map(|_| {
+                (0..b)
+                    .map(|_| {
+                        if position >= order.len() {
+                            epoch += 1;
+                            position = 0;
+                            order = std::borrow::Cow::Owned(self.epoch_order(epoch));
+                        }
+                        position += 1;
+                        &self.train[order[position - 1]]
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// The next micro-batch, advancing the data position (and the epoch at its end).

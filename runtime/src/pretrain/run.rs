@@ -58,7 +58,9 @@
 //! the parameter count, the tokens seen, the wall time); `loss.svg`, the training and
 //! validation loss curves. With [`PretrainOptions::hf`], the trained model is converted to a
 //! Hugging Face directory as well (safetensors, config.json, tokenizer.json,
-//! tokenizer_config.json).
+//! tokenizer_config.json). With [`PretrainOptions::dump_batches`], the token ids of every
+//! step's micro-batches go to a JSON-lines file (to train another implementation on the same
+//! data order).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -175,6 +177,11 @@ pub struct PretrainOptions {
     /// Threads and precision of the native engine.
     #[serde(skip)]
     pub engine: NativeParams,
+    /// Write the token ids each optimizer step trains on here: JSON lines of
+    /// `{"step": N, "batches": [[[ids of a sequence], ...], ...]}`, one per step, the
+    /// micro-batches in order (for comparisons with other trainers).
+    #[serde(default)]
+    pub dump_batches: Option<PathBuf>,
 }
 
 impl Default for PretrainOptions {
@@ -210,6 +217,7 @@ impl Default for PretrainOptions {
             activation_memory_mib: train.activation_memory_mib,
             checkpointing: false,
             engine: NativeParams::default(),
+            dump_batches: None,
         }
     }
 }
@@ -679,6 +687,12 @@ pub fn pretrain(options: &PretrainOptions, mut progress: impl FnMut(&PretrainPro
         files.checkpoint = Some(trainer.save_checkpoint(dir)?);
     }
 
+    let mut dump = match &options.dump_batches {
+        Some(path) => {
+            Some(std::io::BufWriter::new(std::fs::File::create(path).map_err(|source| Error::Io { path: path.clone(), source })?))
+        }
+        None => None,
+    };
     let start = Instant::now();
     let mut first_timed: Option<(usize, Instant)> = None;
     let uniform = (config.vocab_size as f64).ln();
@@ -694,6 +708,13 @@ pub fn pretrain(options: &PretrainOptions, mut progress: impl FnMut(&PretrainPro
         if over_time || over_tokens {
             end = PretrainEnd::Budget;
             break;
+        }
+        if let (Some(out), Some(path)) = (&mut dump, &options.dump_batches) {
+            use std::io::Write;
+            let batches: Vec<Vec<&[u32]>> =
+                trainer.next_step_batches().iter().map(|b| b.iter().map(|e| e.tokens.as_slice()).collect()).collect();
+            let line = serde_json::json!({ "step": step + 1, "batches": batches });
+            writeln!(out, "{line}").and_then(|()| out.flush()).map_err(|source| Error::Io { path: path.clone(), source })?;
         }
         let (loss, grad_norm, _) = trainer.train_step()?;
         let step = trainer.step();
