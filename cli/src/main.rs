@@ -20,6 +20,7 @@ mod options;
 mod perplexity;
 mod pretrain;
 mod serve;
+mod sweep;
 mod tokenizer_train;
 
 use std::process::ExitCode;
@@ -139,6 +140,10 @@ enum Command {
     /// token or time budget; writes the model as GGUF (and --hf), log.json and loss.svg.
     /// Ctrl-C stops after the current step; --checkpoint-dir and --resume continue a run.
     Pretrain(Box<pretrain::PretrainArgs>),
+    /// Search pretraining hyper-parameters (learning rate, batch size, warmup, weight decay,
+    /// dropout, model size) by grid or seeded random trials, each within the same budget,
+    /// hopeless trials stopped early; prints the trials by validation loss, writes sweep.json.
+    Sweep(Box<sweep::SweepArgs>),
 }
 
 fn main() -> ExitCode {
@@ -176,6 +181,7 @@ fn main() -> ExitCode {
         Command::Finetune(args) => finetune::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Pretrain(args) => pretrain::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

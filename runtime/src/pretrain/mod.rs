@@ -10,8 +10,11 @@
 //! - [`run`]: pretraining that model (or an existing GGUF one) on the corpus with the native
 //!   engine's full-parameter trainer, within a step, token or time budget, with validation,
 //!   a test evaluation, a log and a loss plot, and the trained model as GGUF and Hugging Face
-//!   files.
+//!   files;
+//! - [`sweep`]: a hyper-parameter search over such runs (grid or seeded random), each trial
+//!   scored on its validation loss, hopeless ones stopped early, results in `sweep.json`.
 
 pub mod init;
 pub mod run;
+pub mod sweep;
 pub mod tokenizer_train;
