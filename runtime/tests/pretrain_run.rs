@@ -188,7 +188,64 @@ fn a_model_trained_from_scratch_learns_and_loads_in_llama_cpp() {
     let (a, b) = (from_gguf.logits(&ids, 0).unwrap(), from_hf.logits(&ids, 0).unwrap());
     let diff = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(diff < 1e-3, "the Hugging Face export computes another function: max |logit diff| {diff}");
+    the_trained_model_works_with_the_other_commands(&llama, &gguf, &dir);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What `generate`, `perplexity --engine both`, `finetune` and `finetune --full` do, on the
+/// model trained from scratch: llama.cpp and the native engine give it the same perplexity,
+/// a LoRA adapter trained on it loads into llama.cpp and generates, and a full fine-tune of it
+/// writes a GGUF that llama.cpp loads and generates from.
+fn the_trained_model_works_with_the_other_commands(llama: &Model, gguf: &Path, dir: &Path) {
+    use lamina::eval::perplexity::perplexity;
+    use lamina::native::train_data::DataOptions;
+    use lamina::native::training_run::{AdapterFormat, RunOptions, Start, TrainingRun};
+
+    let text = std::fs::read_to_string(corpus_and_tokenizer().0.join("test.jsonl")).unwrap();
+    let docs: Vec<String> =
+        text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string()).collect();
+    let mut native = NativeModel::load(gguf, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let tokens: Vec<i32> = native.load_tokenizer().unwrap().encode(&docs.join("\n\n"), false).unwrap().iter().map(|&t| t as i32).collect();
+    let mut session = Session::new(llama, &SessionParams { n_ctx: 128, n_threads: 2, ..SessionParams::default() }).unwrap();
+    let ppl_llama = perplexity(&mut session, &tokens, 64, None, |_, _| true).unwrap().unwrap().ppl;
+    let ppl_native = perplexity(&mut native, &tokens, 64, None, |_, _| true).unwrap().unwrap().ppl;
+    let rel = (ppl_native - ppl_llama).abs() / ppl_llama;
+    println!(
+        "test-set perplexity (chunks of 64): llama.cpp {ppl_llama:.4}, native {ppl_native:.4}, relative difference {:.4}%",
+        rel * 100.0
+    );
+    assert!(rel < 0.005, "llama.cpp {ppl_llama} vs native {ppl_native}");
+
+    let data = corpus_and_tokenizer().0.join("train.jsonl");
+    let prompt = "This License";
+    for full in [false, true] {
+        let options = RunOptions {
+            config: TrainConfig { rank: 4, batch_size: 2, steps: 3, ..TrainConfig::default() },
+            data: DataOptions { max_len: 64, truncate: true, ..DataOptions::default() },
+            engine: NativeParams { n_threads: 2, precision: Precision::F32 },
+            full,
+        };
+        let mut run = TrainingRun::new(gguf, &data, &options, Start::Fresh).unwrap();
+        for _ in 0..3 {
+            assert!(run.train_step().unwrap().is_finite());
+        }
+        let generated = if full {
+            let path = dir.join("full.gguf");
+            run.save_model(&path).unwrap();
+            let tuned = Model::load(&path, &ModelParams::default()).unwrap();
+            let mut s = Session::new(&tuned, &SessionParams { n_ctx: 64, n_threads: 2, ..SessionParams::default() }).unwrap();
+            s.generate(prompt, &Sampling::greedy(4), |_| true).unwrap()
+        } else {
+            let path = dir.join("lora.gguf");
+            run.save_adapter(&path, AdapterFormat::Gguf).unwrap();
+            let adapter = llama.load_adapter(&path).unwrap();
+            let mut s = Session::new(llama, &SessionParams { n_ctx: 64, n_threads: 2, ..SessionParams::default() }).unwrap();
+            s.set_adapters(&[(adapter, 1.0)]).unwrap();
+            s.generate(prompt, &Sampling::greedy(4), |_| true).unwrap()
+        };
+        println!("after 3 steps of {}: {:?}", if full { "full fine-tuning" } else { "LoRA" }, generated.text);
+        assert!(generated.generated_tokens >= 1, "{generated:?}");
+    }
 }
 
 /// A run cancelled after step 5 writes a checkpoint; resumed, it continues at step 6 and its
