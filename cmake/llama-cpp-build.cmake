@@ -20,3 +20,35 @@ if(PROJECT_NAME STREQUAL "llama.cpp")
     # warning saying so).
     set(LLAMA_BUILD_COMMON OFF)
 endif()
+
+if(PROJECT_NAME STREQUAL "ggml")
+    # Which of ggml's x86 CPU variants the build compiles (GGML_CPU_ALL_VARIANTS builds 14, each
+    # the same 17 sources compiled again, most of llama.cpp's compile time). See README, "Speed".
+    if(DEFINED ENV{LAMINA_CPU_VARIANTS})
+        set(LAMINA_CPU_VARIANTS "$ENV{LAMINA_CPU_VARIANTS}")
+    else()
+        set(LAMINA_CPU_VARIANTS "x64;sse42;haswell;skylakex;cascadelake;icelake;zen4;alderlake;sapphirerapids")
+    endif()
+    string(REPLACE "," ";" LAMINA_CPU_VARIANTS "${LAMINA_CPU_VARIANTS}")
+
+    # ggml/src/CMakeLists.txt defines ggml_add_cpu_backend_variant() and then, under
+    # `if (GGML_CPU_ALL_VARIANTS)`, calls it once per variant; no hook of CMake runs between the
+    # two. Reading GGML_CPU_ALL_VARIANTS there is the first read after the definition, so a
+    # watch on that variable wraps the function at that moment: the wrapper forwards the listed
+    # variants to ggml's own function (CMake keeps a redefined command as `_<name>`) and skips
+    # the rest.
+    function(lamina_wrap_cpu_variants variable access value)
+        if(access STREQUAL "READ_ACCESS" AND COMMAND ggml_add_cpu_backend_variant AND NOT COMMAND lamina_cpu_variants_wrapped)
+            function(lamina_cpu_variants_wrapped)
+            endfunction()
+            function(ggml_add_cpu_backend_variant tag_name)
+                if(LAMINA_CPU_VARIANTS STREQUAL "all" OR tag_name IN_LIST LAMINA_CPU_VARIANTS)
+                    _ggml_add_cpu_backend_variant(${tag_name} ${ARGN})
+                else()
+                    message(STATUS "lamina: CPU variant ${tag_name} not built (LAMINA_CPU_VARIANTS)")
+                endif()
+            endfunction()
+        endif()
+    endfunction()
+    variable_watch(GGML_CPU_ALL_VARIANTS lamina_wrap_cpu_variants)
+endif()
