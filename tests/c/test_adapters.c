@@ -7,7 +7,7 @@
  * minimal GGUF LoRA adapter by hand, with seeded pseudo-random weights on attn_q and ffn_up
  * of every layer of the default model. The same writer makes the malformed files (alpha
  * stored as a u32, a lora_a without its lora_b). The numerical
- * correctness of llama.cpp's application is tested in the runtime (runtime/tests/adapters.rs);
+ * correctness of llama.cpp's application is tested in the runtime (runtime/tests/integration/adapters.rs);
  * here: scale 0 = the base model, an adapter changes the greedy text, a set of two applies,
  * the empty set restores the base, and every bad input is a specific status with a message.
  *

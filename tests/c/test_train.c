@@ -5,7 +5,7 @@
  *
  * Everything runs on a tiny budget (rank 2 on q and v, two sequences per step, a handful of
  * steps) on tests/data/made_up_facts.jsonl with the default model: the point is the contract,
- * not what the adapter learns (runtime/tests/lora_learns.rs tests that). Covered: the
+ * not what the adapter learns (runtime/tests/integration/lora_learns.rs tests that). Covered: the
  * defaults; every bad input is a specific status with a message (NULL pointers, bad params
  * fields, a missing model or data file, a bad record named by its line); the progress
  * callback's fields; stopping by returning false, by lamina_trainer_cancel from inside the

@@ -2,7 +2,7 @@
 //!
 //! It builds on the layers below both engines (`weights`, `adapters`, `chat_template`,
 //! `data_file`, `logits`, `log`) and never imports the native engine, evaluation or tasks
-//! (`runtime/tests/layers.rs` checks it).
+//! (`runtime/tests/integration/layers.rs` checks it).
 
 pub mod adapter;
 pub mod compute_backends;

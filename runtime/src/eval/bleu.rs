@@ -1,7 +1,7 @@
 //! Corpus BLEU, equal to sacreBLEU 2.x with its defaults.
 //!
 //! [`corpus_bleu`] gives the same numbers as `sacrebleu.corpus_bleu(hyps, refs)` (sacreBLEU 2.x,
-//! checked against 2.6.0 by `runtime/tests/metrics.rs`), that is:
+//! checked against 2.6.0 by `runtime/tests/integration/metrics.rs`), that is:
 //!
 //! - tokenizer `13a` ([`tokenize_13a`], the tokenization of WMT's `mteval-v13a.pl`), applied to
 //!   each segment after trailing whitespace is stripped;

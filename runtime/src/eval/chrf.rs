@@ -1,7 +1,7 @@
 //! Corpus chrF, equal to sacreBLEU 2.x with its defaults.
 //!
 //! [`corpus_chrf`] gives the same numbers as `sacrebleu.corpus_chrf(hyps, refs)` (sacreBLEU 2.x,
-//! checked against 2.6.0 by `runtime/tests/metrics.rs`), that is chrF2:
+//! checked against 2.6.0 by `runtime/tests/integration/metrics.rs`), that is chrF2:
 //!
 //! - character n-grams of orders 1 to 6 (`char_order=6`), no word n-grams (`word_order=0`,
 //!   plain chrF, not chrF++), over code points, after all whitespace is removed

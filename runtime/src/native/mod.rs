@@ -17,7 +17,7 @@
 //!
 //! Layering: the native engine builds on `weights`, `adapters`, `chat_template`, `data_file`
 //! and `log`, and never imports the llama.cpp engine, evaluation or tasks
-//! (`runtime/tests/layers.rs` checks it).
+//! (`runtime/tests/integration/layers.rs` checks it).
 
 mod avx512;
 mod avx512_narrow;

@@ -4,7 +4,7 @@
 //! set of two); a PEFT directory gives the same logits as the GGUF adapter; switching adapters
 //! clears the KV cache; bad input is a specific error and the process keeps working.
 
-mod common;
+use crate::common;
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -2,7 +2,7 @@
 //! at a time, each sequence with its own sampling and stop strings, per-sequence stops, cancel,
 //! and every kind of bad request.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

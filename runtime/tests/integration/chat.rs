@@ -1,6 +1,6 @@
 //! Multi-turn chat: template rendering, history, KV-cache reuse.
 
-mod common;
+use crate::common;
 
 use lamina::engine::TemplateEngine;
 use lamina::{ChatMessage, Sampling, StopReason};

@@ -3,7 +3,7 @@
 //! predicts like the original; the q/k permutation round-trips exactly; cancellation and bad
 //! input are reported, never a panic.
 
-mod common;
+use crate::common;
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! sentences score higher than unrelated ones, for both poolings; a batch of texts gives the
 //! vectors the texts give one at a time; bad input is refused by index before any work.
 
-mod common;
+use crate::common;
 
 use lamina::engine::embed::cosine;
 use lamina::{EmbedParams, Embedder, Error, Pooling};

@@ -1,7 +1,7 @@
 //! Bad input: each kind gets its own error with a clear message, and the process (and the
 //! same model and session) keeps working afterwards.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

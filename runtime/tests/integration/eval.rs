@@ -1,6 +1,6 @@
 //! Perplexity and multiple-choice scoring through the llama.cpp engine on the default model.
 
-mod common;
+use crate::common;
 
 use lamina::eval::choice::score_options;
 use lamina::eval::perplexity::perplexity;

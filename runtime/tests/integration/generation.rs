@@ -1,6 +1,6 @@
 //! Generation on the default model: greedy output, streaming, sampling, stop conditions.
 
-mod common;
+use crate::common;
 
 use lamina::{Sampling, StopReason};
 

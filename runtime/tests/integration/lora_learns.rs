@@ -11,7 +11,7 @@
 //!
 //! CI runs a reduced budget; `LAMINA_FULL_TRAINING=1` trains longer.
 
-mod common;
+use crate::common;
 
 use lamina::eval::squad::exact_match;
 use lamina::native::lora_io::{export_gguf, export_peft, import_adapter};
@@ -107,7 +107,7 @@ fn fine_tuning_on_made_up_facts_teaches_them_and_llama_cpp_serves_the_adapter() 
         warmup_steps: 5,
         schedule: Schedule::Cosine,
         batch_size: 6,
-        steps: if full { 120 } else { 60 },
+        steps: if full { 120 } else { 30 },
         seed: 1,
         ..TrainConfig::default()
     };

@@ -2,13 +2,13 @@
 //! 256 tokens of English prose (teacher-forced next-token distributions and perplexity), and
 //! the safetensors path computes the same as the GGUF path. The numbers are printed.
 
-mod common;
+use crate::common;
 
 use lamina::eval::perplexity::{perplexity, TokenScorer};
 use lamina::native::convert::{gguf_to_safetensors, safetensors_to_gguf, Dtype};
 use lamina::native::{NativeModel, NativeParams, Precision};
 
-const PROSE: &str = include_str!("../../tests/data/prose.txt");
+const PROSE: &str = include_str!("../../../tests/data/prose.txt");
 
 fn prose_tokens() -> Vec<i32> {
     common::model().tokenize(PROSE, false, false)

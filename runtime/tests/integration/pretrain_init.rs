@@ -186,7 +186,7 @@ fn native_logits(model: &NativeModel, tokens: &[i32]) -> Vec<Vec<f32>> {
     (0..logits.rows()).map(|i| logits.row(i).to_vec()).collect()
 }
 
-/// The tolerance of runtime/tests/native_parity.rs for an F32 model: top-1 agreement >= 99%
+/// The tolerance of runtime/tests/integration/native_parity.rs for an F32 model: top-1 agreement >= 99%
 /// and mean KL <= 0.005 nats. The default initialisation gives nearly uniform distributions,
 /// which agree on KL whatever the engines compute, so the model is also initialised with a
 /// larger spread (std 0.5), whose distributions are peaked (logits of about ±17) and would

@@ -7,7 +7,6 @@
 //! unless asked.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use lamina::native::lora::SplitMix64;
 use lamina::native::pass::BlockDropout;
@@ -19,57 +18,17 @@ use lamina::pretrain::run::{
     pretrain, Budget, ModelSource, PretrainEnd, PretrainOptions, PretrainProgress, PretrainReport, CALIBRATION_STEPS, TRAIN_COLOR,
     VALIDATION_COLOR,
 };
-use lamina::pretrain::tokenizer_train::{train, TokenizerTrainOptions};
 use lamina::weights::gguf::{GgufWriter, MetaValue};
 use lamina::weights::GgmlType;
 use lamina::{ErrorKind, Model, ModelParams, Sampling, Session, SessionParams};
+
+use crate::common::pretrain::{corpus_and_tokenizer, tiny_spec, write_jsonl};
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lamina-pretrain-run-{}", std::process::id())).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn write_jsonl(path: &Path, docs: &[&str]) {
-    let lines: String = docs.iter().map(|d| serde_json::json!({ "text": d }).to_string() + "\n").collect();
-    std::fs::write(path, lines).unwrap();
-}
-
-/// A corpus directory of the GPL-3 text (or lamina's README where the system has no GPL-3),
-/// one paragraph a document, every 20th in validation and the one after it in test; and a
-/// 512-token tokenizer trained on its training set. Made once for all tests.
-fn corpus_and_tokenizer() -> &'static (PathBuf, PathBuf) {
-    static MADE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    MADE.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let text = std::fs::read_to_string("/usr/share/common-licenses/GPL-3")
-            .unwrap_or_else(|_| std::fs::read_to_string(root.join("README.md")).unwrap());
-        let paragraphs: Vec<&str> = text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()).collect();
-        let pick = |r: usize| paragraphs.iter().enumerate().filter(|(i, _)| i % 20 == r).map(|(_, p)| *p).collect::<Vec<_>>();
-        let train_docs: Vec<&str> = paragraphs.iter().enumerate().filter(|(i, _)| i % 20 > 1).map(|(_, p)| *p).collect();
-        let dir = tmp("corpus");
-        write_jsonl(&dir.join("train.jsonl"), &train_docs);
-        write_jsonl(&dir.join("validation.jsonl"), &pick(0));
-        write_jsonl(&dir.join("test.jsonl"), &pick(1));
-        let trained = train(&train_docs, &TokenizerTrainOptions { vocab_size: 512, ..TokenizerTrainOptions::default() }).unwrap();
-        let tokenizer = dir.join("tokenizer");
-        trained.save(&tokenizer).unwrap();
-        (dir, tokenizer)
-    })
-}
-
-/// Smaller than the 1m preset: 2 blocks of width 64.
-fn tiny_spec() -> ModelSpec {
-    ModelSpec {
-        n_layers: 2,
-        width: 64,
-        n_heads: 4,
-        n_kv_heads: 2,
-        ffn_width: 160,
-        context_length: 128,
-        ..ModelSpec::preset("1m", 512).unwrap()
-    }
 }
 
 fn options(out: &Path) -> PretrainOptions {
@@ -429,7 +388,7 @@ fn bad_inputs_are_clear_errors() {
 
 // ---------------------------------------------------------------------------------------------
 // Dropout's gradients against an independent f64 model with the same masks (the approach of
-// runtime/tests/lora_grad.rs): a tiny F32 model, every norm and embedding weight and every
+// runtime/tests/integration/lora_grad.rs): a tiny F32 model, every norm and embedding weight and every
 // seventh projection weight probed by central differences.
 // ---------------------------------------------------------------------------------------------
 

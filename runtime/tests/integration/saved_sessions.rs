@@ -4,7 +4,7 @@
 //! with it; a state of another model, a corrupt or truncated one, or one too large for the
 //! context is refused with a clear error and the session keeps working.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

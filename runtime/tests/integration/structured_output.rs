@@ -3,7 +3,7 @@
 //! tests (bindings/python/tests/test_structured.py) validate the outputs of 25 schemas with a
 //! JSON-schema validator; these check the Rust API's own behaviour.
 
-mod common;
+use crate::common;
 
 use lamina::{BatchRequest, Error, OutputFormat, Sampling, Session, SessionParams, StopReason};
 use serde_json::Value;

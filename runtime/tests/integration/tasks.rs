@@ -1,6 +1,6 @@
 //! translate() and answer(): clean output, errors for bad languages and empty input.
 
-mod common;
+use crate::common;
 
 use lamina::tasks::{answer, translate, AnswerOptions, TranslateOptions};
 use lamina::ErrorKind;

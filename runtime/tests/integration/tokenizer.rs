@@ -2,7 +2,7 @@
 //! (digits, unicode, emoji, whitespace runs, ChatML markers, code), decode round-trips, a saved
 //! tokenizer.json reloads to the same ids, and bad input is an error, never a panic.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -3,7 +3,7 @@
 //! formats and loads back (into the native engine and into llama.cpp), a checkpoint resumes at
 //! its step, and each kind of run refuses the other kind's save.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -11,7 +11,7 @@
 //! Same arithmetic as the scalar dequantizers, lane by lane: integer unpacking, exact
 //! conversions to f32 (the f16 scales through F16C), then a multiply and (Q4_1) a separate
 //! add, never a fused multiply-add, so the results stay bit-identical to ggml's `to_float`
-//! (checked by `tests/dequant.rs`).
+//! (checked by `runtime/tests/integration/dequant.rs`).
 
 use std::arch::x86_64::*;
 

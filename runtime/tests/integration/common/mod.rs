@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod pretrain;
+
 use std::sync::OnceLock;
 
 use lamina::{Model, ModelParams, Session, SessionParams};
