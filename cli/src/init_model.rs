@@ -13,7 +13,7 @@ use lamina::native::Tokenizer;
 use lamina::pretrain::init::{init_model, InitOptions, TrainingMemory};
 use lamina::Error;
 
-use crate::pretrain::ModelSpecArgs;
+use crate::model_size::ModelSpecArgs;
 
 #[derive(Args, Debug)]
 pub struct InitModelArgs {

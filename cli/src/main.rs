@@ -16,6 +16,7 @@ mod eval;
 mod finetune;
 mod init_model;
 mod llama_bench;
+mod model_size;
 mod options;
 mod perplexity;
 mod pretrain;

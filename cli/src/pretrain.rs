@@ -15,123 +15,13 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lamina::native::train::Schedule;
 use lamina::native::{NativeParams, Tokenizer};
-use lamina::pretrain::init::{ModelSpec, PRESETS};
 use lamina::pretrain::run::{pretrain, Budget, ModelSource, PretrainEnd, PretrainOptions, PretrainReport};
 use lamina::Error;
 
-/// The model's sizes: a preset and the flags that override it (`lamina pretrain` and `lamina
-/// init-model` both take them).
-#[derive(Args, Debug)]
-pub struct ModelSpecArgs {
-    /// Sizes to start from: 1m, 5m or 20m (parameters at a 4096-token vocabulary); the flags
-    /// below override them. Without a preset, --layers, --width, --heads and --ffn are needed.
-    #[arg(long, value_parser = PRESETS)]
-    preset: Option<String>,
-    /// Transformer blocks.
-    #[arg(long, value_name = "N")]
-    layers: Option<usize>,
-    /// Width of the residual stream (hidden size).
-    #[arg(long, value_name = "N")]
-    width: Option<usize>,
-    /// Attention heads (width / heads must be even).
-    #[arg(long, value_name = "N")]
-    heads: Option<usize>,
-    /// Key/value heads (default: the preset's, or --heads).
-    #[arg(long, value_name = "N")]
-    kv_heads: Option<usize>,
-    /// Inner width of the MLP.
-    #[arg(long, value_name = "N")]
-    ffn: Option<usize>,
-    /// Context length (default: the preset's, or 512).
-    #[arg(long, value_name = "N")]
-    ctx: Option<usize>,
-    /// RoPE base frequency.
-    #[arg(long, value_name = "F")]
-    rope_base: Option<f32>,
-    /// RMSNorm epsilon.
-    #[arg(long, value_name = "F")]
-    rms_eps: Option<f32>,
-    /// Tie the LM head to the token embeddings (the default).
-    #[arg(long, conflicts_with = "untied")]
-    tied: bool,
-    /// A separate LM head.
-    #[arg(long)]
-    untied: bool,
-    /// Rows of the embedding, when more than the tokenizer's vocabulary (e.g. a multiple of 64).
-    #[arg(long, value_name = "N")]
-    vocab_size: Option<usize>,
-}
+use crate::model_size::ModelSpecArgs;
 
 fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidArgument { name, reason: reason.into() }
-}
-
-impl ModelSpecArgs {
-    /// Whether any size was given.
-    fn given(&self) -> bool {
-        self.preset.is_some()
-            || [self.layers, self.width, self.heads, self.kv_heads, self.ffn, self.ctx, self.vocab_size].iter().any(Option::is_some)
-            || self.rope_base.is_some()
-            || self.rms_eps.is_some()
-            || self.tied
-            || self.untied
-    }
-
-    /// The spec these flags describe for a tokenizer of `vocab_size` tokens.
-    pub fn spec(&self, vocab_size: usize) -> Result<ModelSpec, Error> {
-        let mut spec = match &self.preset {
-            Some(name) => ModelSpec::preset(name, vocab_size)?,
-            None => {
-                let missing: Vec<&str> = [("--layers", self.layers), ("--width", self.width), ("--heads", self.heads), ("--ffn", self.ffn)]
-                    .iter()
-                    .filter(|(_, v)| v.is_none())
-                    .map(|(flag, _)| *flag)
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(invalid(
-                        "preset",
-                        format!("give a --preset ({}) or the sizes; missing: {}", PRESETS.join(", "), missing.join(", ")),
-                    ));
-                }
-                let mut spec = ModelSpec::preset(PRESETS[0], vocab_size)?;
-                spec.context_length = 512;
-                spec.n_kv_heads = self.heads.unwrap_or(1);
-                spec
-            }
-        };
-        let set = |field: &mut usize, value: Option<usize>| {
-            if let Some(v) = value {
-                *field = v;
-            }
-        };
-        set(&mut spec.n_layers, self.layers);
-        set(&mut spec.width, self.width);
-        if let Some(heads) = self.heads {
-            spec.n_heads = heads;
-            // A preset's KV heads need not divide other head counts: with --heads alone,
-            // every head has its own keys and values.
-            if self.kv_heads.is_none() && !heads.is_multiple_of(spec.n_kv_heads.max(1)) {
-                spec.n_kv_heads = heads;
-            }
-        }
-        set(&mut spec.n_kv_heads, self.kv_heads);
-        set(&mut spec.ffn_width, self.ffn);
-        set(&mut spec.context_length, self.ctx);
-        set(&mut spec.vocab_size, self.vocab_size);
-        if let Some(base) = self.rope_base {
-            spec.rope_base = base;
-        }
-        if let Some(eps) = self.rms_eps {
-            spec.rms_norm_eps = eps;
-        }
-        if self.untied {
-            spec.tied_embeddings = false;
-        } else if self.tied {
-            spec.tied_embeddings = true;
-        }
-        spec.validate()?;
-        Ok(spec)
-    }
 }
 
 #[derive(Args, Debug)]

@@ -17,6 +17,8 @@ use lamina::pretrain::run::{Budget, ModelSource, PretrainOptions};
 use lamina::pretrain::sweep::{describe, sweep, EarlyStop, NamedSpec, SweepMode, SweepOptions, SweepReport, SweepSpace, SWEEP_FILE};
 use lamina::Error;
 
+use crate::model_size::SizeArgs;
+
 #[derive(Args, Debug)]
 pub struct SweepArgs {
     /// Corpus directory (train.jsonl and validation.jsonl, as `lamina corpus` writes them).
@@ -33,19 +35,8 @@ pub struct SweepArgs {
     /// flags below override each. Without a preset, --layers, --width, --heads and --ffn.
     #[arg(long, value_parser = PRESETS, value_delimiter = ',')]
     preset: Vec<String>,
-    #[arg(long, value_name = "N")]
-    layers: Option<usize>,
-    #[arg(long, value_name = "N")]
-    width: Option<usize>,
-    #[arg(long, value_name = "N")]
-    heads: Option<usize>,
-    #[arg(long, value_name = "N")]
-    kv_heads: Option<usize>,
-    #[arg(long, value_name = "N")]
-    ffn: Option<usize>,
-    /// Context length (default: the preset's, or 512).
-    #[arg(long, value_name = "N")]
-    ctx: Option<usize>,
+    #[command(flatten)]
+    sizes: SizeArgs,
     /// Standard deviation of the initial weights.
     #[arg(long, value_name = "F", default_value_t = 0.02)]
     std: f32,
@@ -116,64 +107,22 @@ pub struct SweepArgs {
     threads: usize,
 }
 
-fn invalid(name: &'static str, reason: impl Into<String>) -> Error {
-    Error::InvalidArgument { name, reason: reason.into() }
-}
-
 impl SweepArgs {
     /// The model sizes searched, for a tokenizer of `vocab_size` tokens.
     fn models(&self, vocab_size: usize) -> Result<Vec<NamedSpec>, Error> {
-        let overridden = [self.layers, self.width, self.heads, self.kv_heads, self.ffn, self.ctx].iter().any(Option::is_some);
-        let apply = |mut spec: ModelSpec| -> Result<ModelSpec, Error> {
-            let set = |field: &mut usize, value: Option<usize>| {
-                if let Some(v) = value {
-                    *field = v;
-                }
-            };
-            set(&mut spec.n_layers, self.layers);
-            set(&mut spec.width, self.width);
-            if let Some(heads) = self.heads {
-                spec.n_heads = heads;
-                if self.kv_heads.is_none() && !heads.is_multiple_of(spec.n_kv_heads.max(1)) {
-                    spec.n_kv_heads = heads;
-                }
-            }
-            set(&mut spec.n_kv_heads, self.kv_heads);
-            set(&mut spec.ffn_width, self.ffn);
-            set(&mut spec.context_length, self.ctx);
-            spec.validate()?;
-            Ok(spec)
-        };
-        let name = |preset: &str, spec: &ModelSpec| {
-            if overridden {
-                format!("{preset}:{}x{}", spec.n_layers, spec.width)
-            } else {
-                preset.to_string()
-            }
-        };
         if self.preset.is_empty() {
-            let missing: Vec<&str> = [("--layers", self.layers), ("--width", self.width), ("--heads", self.heads), ("--ffn", self.ffn)]
-                .iter()
-                .filter(|(_, v)| v.is_none())
-                .map(|(flag, _)| *flag)
-                .collect();
-            if !missing.is_empty() {
-                return Err(invalid(
-                    "preset",
-                    format!("give a --preset ({}) or the sizes; missing: {}", PRESETS.join(", "), missing.join(", ")),
-                ));
-            }
-            let mut spec = ModelSpec::preset(PRESETS[0], vocab_size)?;
-            spec.context_length = 512;
-            spec.n_kv_heads = self.heads.unwrap_or(1);
-            let spec = apply(spec)?;
+            let spec = self.sizes.without_preset(vocab_size)?;
+            spec.validate()?;
             return Ok(vec![NamedSpec { name: format!("{}x{}", spec.n_layers, spec.width), spec }]);
         }
         self.preset
             .iter()
-            .map(|p| {
-                let spec = apply(ModelSpec::preset(p, vocab_size)?)?;
-                Ok(NamedSpec { name: name(p, &spec), spec })
+            .map(|preset| {
+                let mut spec = ModelSpec::preset(preset, vocab_size)?;
+                self.sizes.apply(&mut spec);
+                spec.validate()?;
+                let name = if self.sizes.any() { format!("{preset}:{}x{}", spec.n_layers, spec.width) } else { preset.clone() };
+                Ok(NamedSpec { name, spec })
             })
             .collect()
     }
