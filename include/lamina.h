@@ -24,9 +24,10 @@
  *
  * Threads
  * - A lamina_model and a lamina_adapter may be used from any number of threads at once.
- * - A lamina_session or lamina_trainer serves one call at a time; a call made while another
- *   thread is inside one gets LAMINA_STATUS_ERROR_BUSY. lamina_session_cancel() and
- *   lamina_trainer_cancel() may be called from any thread at any time.
+ * - A lamina_session, lamina_trainer or lamina_pretrainer serves one call at a time; a call
+ *   made while another thread is inside one gets LAMINA_STATUS_ERROR_BUSY.
+ *   lamina_session_cancel(), lamina_trainer_cancel() and lamina_pretrainer_cancel() may be
+ *   called from any thread at any time.
  * - Many sessions over one model may generate concurrently on different threads.
  * - `const` on a handle parameter means exactly this: the function may run concurrently with
  *   any other call on that handle. Functions that take the handle's lock take it non-const.
@@ -181,6 +182,16 @@ typedef struct lamina_embedder lamina_embedder;
 // A loaded model. Opaque; create with `lamina_model_load`, free with `lamina_model_free`.
 // Thread-safe: one model may be used by any number of threads and sessions at once.
 typedef struct lamina_model lamina_model;
+
+// A pretraining run (training a model from scratch, or continuing a GGUF model's
+// pretraining). Opaque; create with `lamina_pretrainer_create`, run once with
+// `lamina_pretrainer_run`, read what it did with `lamina_pretrainer_report_json`, free with
+// `lamina_pretrainer_free`.
+//
+// Threads: one thread at a time uses a pretrainer (run, report); a call made while another is
+// in progress fails with LAMINA_STATUS_ERROR_BUSY. `lamina_pretrainer_cancel` is the
+// exception: any thread may call it at any time, including from the progress callback.
+typedef struct lamina_pretrainer lamina_pretrainer;
 
 // A session: one context (KV cache) and chat history over a model. Opaque; create with
 // `lamina_session_new`, free with `lamina_session_free`. Use a session from one thread at a
@@ -429,6 +440,149 @@ typedef struct {
   // draw them (default). Read during the call only.
   const char *embeddings_from;
 } lamina_init_params;
+
+// Options of a pretraining run (lamina_pretrainer_create): a new model of `spec` with the
+// tokenizer in `tokenizer_dir`, or an existing GGUF model (`init_gguf`, continued
+// pretraining), trained on the corpus directory `corpus_dir` for at least one budget (steps,
+// tokens or seconds) and written to `output_dir`. Initialise with
+// `lamina_pretrain_params_init(&p, sizeof p)`, then set the corpus, the output, the model and
+// a budget. Strings are NUL-terminated UTF-8 and `spec` a caller's struct, all read during
+// lamina_pretrainer_create only (the trainer keeps copies). Values are checked by
+// lamina_pretrainer_create (LAMINA_STATUS_ERROR_INVALID_ARGUMENT naming the field).
+typedef struct {
+  // sizeof(lamina_pretrain_params), set by lamina_pretrain_params_init().
+  size_t struct_size;
+  // The corpus directory as lamina_corpus_build writes it: train.jsonl (required),
+  // validation.jsonl (the validation loss) and test.jsonl (the final test perplexity and
+  // next-token accuracy) when present. Required (default NULL).
+  const char *corpus_dir;
+  // The output directory, created: init/ and init.gguf (a new model's initial weights),
+  // model.gguf (the trained model, unless gguf_path), log.json (the report) and loss.svg (the
+  // loss curves). Required (default NULL).
+  const char *output_dir;
+  // The shape of a new model (lamina_model_spec_preset, then change fields), with its
+  // struct_size set; its vocab_size is at least the tokenizer's. NULL = continue init_gguf
+  // instead (default NULL). Exactly one of spec and init_gguf is given.
+  const lamina_model_spec *spec;
+  // A new model's tokenizer directory (tokenizer.json, tokenizer_config.json, as
+  // lamina_tokenizer_train writes them); required with spec, not allowed with init_gguf
+  // (default NULL).
+  const char *tokenizer_dir;
+  // Standard deviation of a new model's initial embeddings and projections, > 0 (default
+  // 0.02; see lamina_init_params).
+  float init_std;
+  // Continue pretraining this GGUF model: its weights, tokenizer and shape (default NULL).
+  const char *init_gguf;
+  // Write the trained model here; NULL = output_dir/model.gguf (default).
+  const char *gguf_path;
+  // Also convert the trained model to a Hugging Face directory here (safetensors,
+  // config.json, tokenizer files); NULL = no (default).
+  const char *hf_dir;
+  // Tokens per training sequence, at least 2 and at most the model's context length: the
+  // documents, each followed by EOS, are joined and cut to this length (default 256).
+  uint32_t seq_len;
+  // Sequences per micro-batch, at least 1 (default 8).
+  uint32_t batch_size;
+  // Micro-batches per optimizer step, at least 1 (default 1).
+  uint32_t grad_accum;
+  // Peak learning rate of AdamW, > 0 (default 1e-3).
+  float learning_rate;
+  // AdamW's first-moment decay, in [0, 1) (default 0.9).
+  float beta1;
+  // AdamW's second-moment decay, in [0, 1) (default 0.95).
+  float beta2;
+  // AdamW's epsilon, > 0 (default 1e-8).
+  float eps;
+  // Decoupled weight decay of the projections and an untied LM head, >= 0 (default 0.1).
+  float weight_decay;
+  // Decay the norm weights and the token embedding too (default false).
+  bool decay_norms_and_embeddings;
+  // Steps of linear warmup from 0 to the peak rate (default 100).
+  uint32_t warmup_steps;
+  // A lamina_train_schedule value: the decay after warmup, down to the planned last step
+  // (default LAMINA_TRAIN_SCHEDULE_COSINE). An int so that any value is safe to read.
+  int32_t schedule;
+  // Clip the gradient norm to this, >= 0; 0 = no clipping (default 1).
+  float max_grad_norm;
+  // Residual dropout on each block's attention and MLP outputs, in [0, 1) (default 0).
+  float dropout;
+  // Dropout on the attention probabilities, in [0, 1) (default 0).
+  float attention_dropout;
+  // Budget in optimizer steps; 0 = no step budget (default 0). At least one of the three
+  // budgets is set; with several, the run stops at the first reached.
+  uint64_t budget_steps;
+  // Budget in training tokens (positions of the sequences trained on); 0 = none (default 0).
+  uint64_t budget_tokens;
+  // Budget in seconds of training and validation (the schedule is planned from the speed of
+  // the first steps); 0 = none (default 0); otherwise > 0 and finite.
+  double budget_seconds;
+  // Validate every this many steps; 0 = before the first step and after the last only
+  // (default 100).
+  uint32_t eval_every;
+  // Validation sequences used, the first ones; 0 = all (default 128).
+  uint32_t eval_sequences;
+  // Write checkpoints here: at the start, every checkpoint_every steps, on cancellation and
+  // at the end; NULL = none (default).
+  const char *checkpoint_dir;
+  // Also checkpoint every this many steps; 0 = only at the start and the end (default 0).
+  uint32_t checkpoint_every;
+  // Continue the run checkpointed in checkpoint_dir (its training options come from the
+  // checkpoint; the step and token budgets may set a new total): give the same corpus,
+  // output directory and seq_len (default false).
+  bool resume;
+  // Seed of the initialisation, the data order and the dropout masks (default 0).
+  uint64_t seed;
+  // MiB of saved activations per micro-batch; the blocks past it are recomputed in the
+  // backward pass. 0 = no limit (default 768).
+  uint32_t activation_memory_mib;
+  // Recompute every block in the backward pass: less memory, about a third more time
+  // (default false).
+  bool checkpointing;
+  // Threads of the native engine; 0 = one per core (default 0).
+  uint32_t n_threads;
+  // Precision of the weight products: "auto" (bf16 where the CPU has AVX512-BF16), "f32" or
+  // "bf16"; NULL = "auto" (default).
+  const char *precision;
+} lamina_pretrain_params;
+
+// What the progress callback of lamina_pretrainer_run receives after every optimizer step.
+// `struct_size` is sizeof the library's struct: fields added by newer versions come last, so
+// check it before reading a field your header does not have.
+typedef struct {
+  // sizeof(lamina_pretrain_progress) of the library.
+  size_t struct_size;
+  // Steps done (1 after the first; a resumed run counts on from its checkpoint).
+  uint64_t step;
+  // The step the schedule ends at; 0 while a time budget's plan is not made yet (it is made
+  // after the first few steps, from their speed).
+  uint64_t total_steps;
+  // Training tokens seen so far (every position of the sequences trained on).
+  uint64_t tokens_seen;
+  // Mean next-token loss of this step (nats).
+  double loss;
+  // The learning rate this step used.
+  double learning_rate;
+  // Gradient norm before clipping.
+  double grad_norm;
+  // Training tokens per second over the run so far, validations included.
+  double tokens_per_second;
+  // Seconds since the run's first step.
+  double elapsed_seconds;
+  // Estimated seconds to the end (the planned steps at the speed so far, or what is left of
+  // a time budget where that is shorter).
+  double eta_seconds;
+  // Validation loss computed at this step (see eval_every), or NaN when none was.
+  double val_loss;
+  // exp(val_loss), or NaN when no validation was computed at this step.
+  double val_perplexity;
+} lamina_pretrain_progress;
+
+// Reports a pretraining run's progress after each optimizer step; `progress` is valid only
+// during the call. Return true to go on, false to stop after this step. Called on the thread
+// that called lamina_pretrainer_run; it may call lamina_pretrainer_cancel, but any other call
+// on the same pretrainer fails with LAMINA_STATUS_ERROR_BUSY.
+typedef bool (*lamina_pretrain_progress_callback)(const lamina_pretrain_progress *progress,
+                                                  void *user_data);
 
 // How to create a session. Initialise with `lamina_session_params_init(&p, sizeof p)`.
 typedef struct {
@@ -1300,7 +1454,7 @@ void lamina_trainer_free(lamina_trainer *trainer);
 
 // =============================================================================================
 // Training from scratch
-// Corpus preparation, BPE tokenizer training and a new model's initialisation, before pretraining.
+// Corpus preparation, BPE tokenizer training, a new model's initialisation, and pretraining it.
 // =============================================================================================
 
 // Fill `*params` with the defaults (those of the Rust `CorpusOptions`: NFC, control
@@ -1449,6 +1603,99 @@ lamina_status lamina_init_model(const lamina_model_spec *spec,
                                 lamina_progress_callback progress,
                                 void *user_data,
                                 char **out_report_json);
+
+// Fill `*params` with the defaults (those of the Rust `PretrainOptions`: no corpus, output,
+// model or budget, which the caller sets; sequences of 256 tokens, 8 per step, AdamW at 1e-3
+// with 100 warmup steps and a cosine decay, weight decay 0.1, clipping at 1, no dropout,
+// validation every 100 steps on 128 sequences, seed 0). Pass `sizeof(*params)` as
+// `struct_size` (see lamina_corpus_params_init). Call this before changing any field.
+// Ownership: writes into the caller's struct; nothing to free.
+// NULL: `params` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+// Threads: any thread.
+lamina_status lamina_pretrain_params_init(lamina_pretrain_params *params, size_t struct_size);
+
+// Create a pretrainer: check `params` (every option, then what the files allow before any
+// work: the corpus directory holds train.jsonl, the tokenizer loads and has an EOS token, a
+// new model's vocab_size covers the tokenizer's, seq_len fits its context, and its training
+// fits in memory, the estimate in the message) and keep a copy of them. Nothing is read
+// beyond that and nothing is written until lamina_pretrainer_run.
+// Ownership: on success `*out_trainer` receives a handle owned by the caller, freed with
+// lamina_pretrainer_free; on failure it is left unmodified.
+// NULL: `params`, `params->corpus_dir`, `params->output_dir`, `out_trainer` and one of
+// `params->spec` and `params->init_gguf` are required; `params->tokenizer_dir` with
+// `params->spec`.
+// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (no budget or a zero one, a params
+// field out of range, a spec whose heads do not divide its width, both spec and init_gguf,
+// seq_len longer than the context, a model too large to train in the available memory, bad
+// struct_size: the message names the field), _DATA (no corpus directory or train.jsonl, a
+// tokenizer file that does not parse), _IO (a missing tokenizer), _MODEL_NOT_FOUND and
+// _NOT_GGUF (params.init_gguf).
+// Threads: any thread; pretrainers are independent of each other and of other handles.
+lamina_status lamina_pretrainer_create(const lamina_pretrain_params *params,
+                                       lamina_pretrainer **out_trainer);
+
+// Run the pretraining: tokenize the corpus, initialise a new model (init/ and init.gguf in the
+// output directory), validate, train until the budget is spent (or the planned last step), validate
+// again, write the trained model (GGUF, and the Hugging Face directory with params.hf_dir),
+// evaluate it on the test set, and write log.json and loss.svg. `progress` is called after
+// every optimizer step.
+//
+// The run stops after the current step when the callback returns false or
+// lamina_pretrainer_cancel is called (from any thread, also before the run: it then stops
+// after its first step). A cancelled run is a success (LAMINA_STATUS_OK): it writes its log
+// and, with params.checkpoint_dir, a checkpoint that a new pretrainer with params.resume
+// continues; no trained model is written, and the report's "end" is "cancelled". A pretrainer
+// runs once: a second call fails with _INVALID_ARGUMENT.
+// Ownership: nothing is taken or returned; the files written belong to the caller.
+// NULL: `trainer` is required; `progress` and `user_data` may be NULL.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (the pretrainer already
+// ran; training diverged: the message names the step and the last good checkpoint; an option
+// only the data can refute, such as a sequence longer than a GGUF model's context), _DATA (an
+// empty training set, or fewer tokens than one sequence; a malformed corpus record:
+// "path:line"), _IO (a file that could not be read or written), _MODEL_LOAD, _INTERNAL.
+// Threads: one call at a time per pretrainer; a call while another thread is inside one gets
+// _BUSY (lamina_pretrainer_cancel is the exception).
+// The progress callback runs on the calling thread.
+lamina_status lamina_pretrainer_run(lamina_pretrainer *trainer,
+                                    lamina_pretrain_progress_callback progress,
+                                    void *user_data);
+
+// Stop a run in progress after its current step (a cancel before the run makes it stop after
+// its first step). Does not wait for the run to return.
+// Ownership: nothing is taken or returned.
+// NULL: `trainer` is required.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+// Threads: any thread, concurrently with any call on the pretrainer, and from the progress
+// callback: this is the one pretrainer call meant for another thread.
+lamina_status lamina_pretrainer_cancel(const lamina_pretrainer *trainer);
+
+// What the run did, as a JSON object: `{"summary": {"end" ("finished", "budget" or
+// "cancelled"), "cancelled", "steps", "planned_steps", "tokens_seen", "final_loss" (the last
+// step's), "val_perplexity_before", "val_perplexity_after" (null without a validation set),
+// "test_perplexity", "test_accuracy" (null without a test set, and for a cancelled run),
+// "seconds", "gguf", "hf" (the trained model's paths, null when not written)}, then log.json's
+// fields: "options", "model" (the shape), "parameters", "data" (documents, tokens and sequences
+// of each set), "planned_steps", "resumed_from", "steps" (every step's "step", "loss",
+// "learning_rate", "grad_norm", "tokens_seen", "tokens_per_second", "seconds"), "evals"
+// (every validation's "step", "loss", "perplexity"), "test", "tokens_seen", "wall_seconds",
+// "end", "files" ("init", "gguf", "hf", "log", "plot", "checkpoint")}`.
+// Ownership: the string belongs to the caller, freed with lamina_string_free.
+// NULL: `trainer` and `out_report_json` are required.
+// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (the pretrainer has not
+// run, or its run failed: the message repeats why).
+// Threads: one call at a time per pretrainer; a call while another thread is inside one (a
+// run) gets _BUSY (lamina_pretrainer_cancel is the exception).
+lamina_status lamina_pretrainer_report_json(lamina_pretrainer *trainer, char **out_report_json);
+
+// Free a pretrainer.
+// Ownership: releases the caller's handle; the files its run wrote stay.
+// NULL: `trainer` may be NULL (nothing happens).
+// Errors: none returned; freeing twice is reported through lamina_last_error_message() and
+// otherwise ignored.
+// Threads: any thread. Freeing a pretrainer while another thread runs it is safe: the memory
+// goes when that call returns (cancel it first to make that soon).
+void lamina_pretrainer_free(lamina_pretrainer *trainer);
 
 // =============================================================================================
 // Evaluation

@@ -16,7 +16,7 @@
  *   std::string text = session.generate("The capital of France is", greedy,
  *       [](std::string_view piece) { std::cout << piece << std::flush; return true; });
  *
- * Handles. lamina::Model, Session, Adapter and Trainer each own one C handle and free it in
+ * Handles. lamina::Model, Session, Adapter, Trainer and Pretrainer each own one C handle and free it in
  * their destructor. They are move-only; a moved-from object is empty (get() == nullptr,
  * `bool(obj)` is false) and destroying it frees nothing. A call on an empty object reaches the
  * C function with a NULL handle and throws lamina::Error with LAMINA_STATUS_ERROR_NULL_ARGUMENT.
@@ -54,7 +54,7 @@
  * and must not call back into lamina.
  *
  * Options. Sampling, SessionParams, ModelParams, TrainParams, EvalParams, CorpusParams,
- * TokenizerTrainParams and InitParams are plain C++ structs whose default constructors take
+ * TokenizerTrainParams, InitParams and PretrainParams are plain C++ structs whose default constructors take
  * their values from the library's lamina_*_params_init functions, so a default-constructed one
  * means "the library's defaults". Their fields are those of the C structs, with the C names;
  * strings are std::string, where an empty string stands for the C NULL (no grammar, all
@@ -148,6 +148,11 @@ using CorpusProgressCallback = std::function<bool(std::string_view stage, std::s
 // A training run's progress after each optimizer step. false stops after this step. The
 // struct's struct_size is the library's: check it before reading a field a newer header added.
 using TrainProgressCallback = std::function<bool(const lamina_train_progress &progress)>;
+
+// A pretraining run's progress after each optimizer step (lamina_pretrain_progress; its
+// val_loss is NaN where no validation ran). false stops after this step. Check struct_size
+// before reading a field a newer header added.
+using PretrainProgressCallback = std::function<bool(const lamina_pretrain_progress &progress)>;
 
 // One log message (no trailing newline). Runs on any thread; must not call into lamina.
 using LogCallback = std::function<void(lamina_log_level level, std::string_view message)>;
@@ -291,6 +296,10 @@ inline bool progress_trampoline(std::size_t done, std::size_t total, void *user_
 
 inline bool train_trampoline(const lamina_train_progress *progress, void *user_data) noexcept {
     return static_cast<CallbackState<TrainProgressCallback> *>(user_data)->call(*progress);
+}
+
+inline bool pretrain_trampoline(const lamina_pretrain_progress *progress, void *user_data) noexcept {
+    return static_cast<CallbackState<PretrainProgressCallback> *>(user_data)->call(*progress);
 }
 
 inline void log_trampoline(lamina_log_level level, const char *message, void *user_data) noexcept {
@@ -1416,6 +1425,175 @@ inline std::string init_model(const ModelSpec &spec, const std::string &tokenize
         state.pick<lamina_progress_callback>(&detail::progress_trampoline), &state, &report);
     return detail::report_or_throw(state, status, report);
 }
+
+// Options of a pretraining run (lamina_pretrain_params); checked by Pretrainer::create. See
+// lamina.h for each field's meaning and default. Set corpus_dir, output_dir, a budget, and
+// either spec and tokenizer_dir (a new model) or init_gguf (continued pretraining).
+struct PretrainParams {
+    std::string corpus_dir;
+    std::string output_dir;
+    std::optional<ModelSpec> spec;  // a new model's shape; empty = continue init_gguf (C NULL)
+    std::string tokenizer_dir;      // empty = C NULL
+    float init_std;
+    std::string init_gguf;  // empty = C NULL
+    std::string gguf_path;  // empty = output_dir/model.gguf (C NULL)
+    std::string hf_dir;     // empty = no Hugging Face directory (C NULL)
+    uint32_t seq_len;
+    uint32_t batch_size;
+    uint32_t grad_accum;
+    float learning_rate;
+    float beta1;
+    float beta2;
+    float eps;
+    float weight_decay;
+    bool decay_norms_and_embeddings;
+    uint32_t warmup_steps;
+    int32_t schedule;  // a lamina_train_schedule value
+    float max_grad_norm;
+    float dropout;
+    float attention_dropout;
+    uint64_t budget_steps;   // 0 = no step budget
+    uint64_t budget_tokens;  // 0 = no token budget
+    double budget_seconds;   // 0 = no time budget
+    uint32_t eval_every;
+    uint32_t eval_sequences;
+    std::string checkpoint_dir;  // empty = no checkpoints (C NULL)
+    uint32_t checkpoint_every;
+    bool resume;
+    uint64_t seed;
+    uint32_t activation_memory_mib;
+    bool checkpointing;
+    uint32_t n_threads;
+    std::string precision;  // "auto", "f32" or "bf16"; empty = "auto" (C NULL)
+
+    PretrainParams() : PretrainParams(defaults()) {}
+    explicit PretrainParams(const lamina_pretrain_params &c)
+        : corpus_dir(c.corpus_dir != nullptr ? c.corpus_dir : ""),
+          output_dir(c.output_dir != nullptr ? c.output_dir : ""),
+          tokenizer_dir(c.tokenizer_dir != nullptr ? c.tokenizer_dir : ""),
+          init_std(c.init_std),
+          init_gguf(c.init_gguf != nullptr ? c.init_gguf : ""),
+          gguf_path(c.gguf_path != nullptr ? c.gguf_path : ""),
+          hf_dir(c.hf_dir != nullptr ? c.hf_dir : ""),
+          seq_len(c.seq_len),
+          batch_size(c.batch_size),
+          grad_accum(c.grad_accum),
+          learning_rate(c.learning_rate),
+          beta1(c.beta1),
+          beta2(c.beta2),
+          eps(c.eps),
+          weight_decay(c.weight_decay),
+          decay_norms_and_embeddings(c.decay_norms_and_embeddings),
+          warmup_steps(c.warmup_steps),
+          schedule(c.schedule),
+          max_grad_norm(c.max_grad_norm),
+          dropout(c.dropout),
+          attention_dropout(c.attention_dropout),
+          budget_steps(c.budget_steps),
+          budget_tokens(c.budget_tokens),
+          budget_seconds(c.budget_seconds),
+          eval_every(c.eval_every),
+          eval_sequences(c.eval_sequences),
+          checkpoint_dir(c.checkpoint_dir != nullptr ? c.checkpoint_dir : ""),
+          checkpoint_every(c.checkpoint_every),
+          resume(c.resume),
+          seed(c.seed),
+          activation_memory_mib(c.activation_memory_mib),
+          checkpointing(c.checkpointing),
+          n_threads(c.n_threads),
+          precision(c.precision != nullptr ? c.precision : "") {
+        if (c.spec != nullptr) {
+            spec = ModelSpec();
+            static_cast<lamina_model_spec &>(*spec) = *c.spec;
+        }
+    }
+
+    // The C struct; its strings and spec point into this object, so keep this alive during the
+    // call.
+    lamina_pretrain_params to_c() const {
+        lamina_pretrain_params c = defaults();
+        c.corpus_dir = detail::c_str_or_null(corpus_dir, "corpus_dir");
+        c.output_dir = detail::c_str_or_null(output_dir, "output_dir");
+        c.spec = spec ? &*spec : nullptr;
+        c.tokenizer_dir = detail::c_str_or_null(tokenizer_dir, "tokenizer_dir");
+        c.init_std = init_std;
+        c.init_gguf = detail::c_str_or_null(init_gguf, "init_gguf");
+        c.gguf_path = detail::c_str_or_null(gguf_path, "gguf_path");
+        c.hf_dir = detail::c_str_or_null(hf_dir, "hf_dir");
+        c.seq_len = seq_len;
+        c.batch_size = batch_size;
+        c.grad_accum = grad_accum;
+        c.learning_rate = learning_rate;
+        c.beta1 = beta1;
+        c.beta2 = beta2;
+        c.eps = eps;
+        c.weight_decay = weight_decay;
+        c.decay_norms_and_embeddings = decay_norms_and_embeddings;
+        c.warmup_steps = warmup_steps;
+        c.schedule = schedule;
+        c.max_grad_norm = max_grad_norm;
+        c.dropout = dropout;
+        c.attention_dropout = attention_dropout;
+        c.budget_steps = budget_steps;
+        c.budget_tokens = budget_tokens;
+        c.budget_seconds = budget_seconds;
+        c.eval_every = eval_every;
+        c.eval_sequences = eval_sequences;
+        c.checkpoint_dir = detail::c_str_or_null(checkpoint_dir, "checkpoint_dir");
+        c.checkpoint_every = checkpoint_every;
+        c.resume = resume;
+        c.seed = seed;
+        c.activation_memory_mib = activation_memory_mib;
+        c.checkpointing = checkpointing;
+        c.n_threads = n_threads;
+        c.precision = detail::c_str_or_null(precision, "precision");
+        return c;
+    }
+
+private:
+    static lamina_pretrain_params defaults() {
+        lamina_pretrain_params c;
+        check(lamina_pretrain_params_init(&c, sizeof c));
+        return c;
+    }
+};
+
+// A pretraining run (lamina_pretrainer): checked when created, run once. One call at a time;
+// cancel() from any thread, also from the progress callable.
+class Pretrainer : public detail::Handle<lamina_pretrainer, &lamina_pretrainer_free> {
+public:
+    Pretrainer() noexcept = default;
+    // Adopts a handle from C.
+    explicit Pretrainer(lamina_pretrainer *owned) noexcept : Handle(owned) {}
+
+    // Checks the options and what the files allow before any work (lamina_pretrainer_create).
+    static Pretrainer create(const PretrainParams &params) {
+        const lamina_pretrain_params c = params.to_c();
+        lamina_pretrainer *trainer = nullptr;
+        check(lamina_pretrainer_create(&c, &trainer));
+        return Pretrainer(trainer);
+    }
+
+    // Runs to the end of the budget, or until cancelled (progress false, or cancel(): a normal
+    // return, the report's summary says "cancelled":true), and returns report().
+    std::string run(const PretrainProgressCallback &progress = nullptr) {
+        detail::CallbackState<PretrainProgressCallback> state(progress);
+        const lamina_status status =
+            lamina_pretrainer_run(get(), state.pick<lamina_pretrain_progress_callback>(&detail::pretrain_trampoline), &state);
+        state.finish(status);
+        return report();
+    }
+
+    // Stops a run in progress after its current step. Any thread, any time.
+    void cancel() const { check(lamina_pretrainer_cancel(get())); }
+
+    // What the run did, as JSON (lamina_pretrainer_report_json): {"summary": {...}, ...}.
+    std::string report() {
+        char *json = nullptr;
+        check(lamina_pretrainer_report_json(get(), &json));
+        return detail::take_string(json);
+    }
+};
 
 // ============================================================================================
 // Metrics

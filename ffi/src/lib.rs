@@ -50,7 +50,9 @@ pub use model::{
 };
 pub use pretrain::{
     lamina_corpus_build, lamina_corpus_params, lamina_corpus_params_init, lamina_corpus_progress_callback, lamina_init_model,
-    lamina_init_params, lamina_init_params_init, lamina_model_spec, lamina_model_spec_preset, lamina_tokenizer_train,
+    lamina_init_params, lamina_init_params_init, lamina_model_spec, lamina_model_spec_preset, lamina_pretrain_params,
+    lamina_pretrain_params_init, lamina_pretrain_progress, lamina_pretrain_progress_callback, lamina_pretrainer, lamina_pretrainer_cancel,
+    lamina_pretrainer_create, lamina_pretrainer_free, lamina_pretrainer_report_json, lamina_pretrainer_run, lamina_tokenizer_train,
     lamina_tokenizer_train_params, lamina_tokenizer_train_params_init,
 };
 pub use session::*;

@@ -1,24 +1,30 @@
-//! Training from scratch, the steps before pretraining: corpus preparation
-//! ([`lamina::corpus::build`]), tokenizer training ([`train_files`]) and a model's architecture
-//! and random initialisation ([`init_model`]). This file converts C params and maps results;
-//! every check of the options is the runtime's.
+//! Training from scratch: corpus preparation ([`lamina::corpus::build`]), tokenizer training
+//! ([`train_files`]), a model's architecture and random initialisation ([`init_model`]), and
+//! the pretraining itself ([`pretrain`]) as a handle with progress, cancel and a report. This
+//! file converts C params and maps results; every check of the options is the runtime's.
 //!
 //! A cancelled call (its progress callback returned false) is a success, as a cancelled
 //! training run or evaluation is: its report is `{"cancelled": true}`. A finished call's report
 //! is the runtime's, with `"cancelled": false` added.
 
 use std::ffi::{c_char, c_void, CString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use lamina::corpus::{self, CorpusOptions, CorpusProgress, Normalization};
+use lamina::native::{NativeParams, Precision};
 use lamina::pretrain::init::{init_model, InitOptions, ModelSpec, PRESETS, PRESET_VOCAB_SIZE};
+use lamina::pretrain::run::{pretrain, Budget, ModelSource, PretrainEnd, PretrainOptions, PretrainProgress, PretrainReport, LOG_FILE};
 use lamina::pretrain::tokenizer_train::{train_files, TokenizerTrainOptions};
 use serde::Serialize;
 
 use crate::args::{json_c_string, opt_str_arg, owned_c_string, read_params, str_arg, Versioned};
-use crate::boundary::{call, call_out};
+use crate::boundary::{call, call_out, guard};
 use crate::eval::{lamina_progress_callback, str_array};
+use crate::handles::Registry;
 use crate::status::{lamina_status, Failure};
+use crate::train::{schedule_code, schedule_from_code};
 
 fn invalid(message: impl Into<String>) -> Failure {
     Failure::new(lamina_status::ErrorInvalidArgument, message)
@@ -682,4 +688,597 @@ pub unsafe extern "C" fn lamina_init_model(
             report_json(init_model(&spec, tokenizer_dir, hf_dir, gguf, &options, init_progress(progress, user_data))?)
         })
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pretraining
+
+/// Options of a pretraining run (lamina_pretrainer_create): a new model of `spec` with the
+/// tokenizer in `tokenizer_dir`, or an existing GGUF model (`init_gguf`, continued
+/// pretraining), trained on the corpus directory `corpus_dir` for at least one budget (steps,
+/// tokens or seconds) and written to `output_dir`. Initialise with
+/// `lamina_pretrain_params_init(&p, sizeof p)`, then set the corpus, the output, the model and
+/// a budget. Strings are NUL-terminated UTF-8 and `spec` a caller's struct, all read during
+/// lamina_pretrainer_create only (the trainer keeps copies). Values are checked by
+/// lamina_pretrainer_create (LAMINA_STATUS_ERROR_INVALID_ARGUMENT naming the field).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lamina_pretrain_params {
+    /// sizeof(lamina_pretrain_params), set by lamina_pretrain_params_init().
+    pub struct_size: usize,
+    /// The corpus directory as lamina_corpus_build writes it: train.jsonl (required),
+    /// validation.jsonl (the validation loss) and test.jsonl (the final test perplexity and
+    /// next-token accuracy) when present. Required (default NULL).
+    pub corpus_dir: *const c_char,
+    /// The output directory, created: init/ and init.gguf (a new model's initial weights),
+    /// model.gguf (the trained model, unless gguf_path), log.json (the report) and loss.svg (the
+    /// loss curves). Required (default NULL).
+    pub output_dir: *const c_char,
+    /// The shape of a new model (lamina_model_spec_preset, then change fields), with its
+    /// struct_size set; its vocab_size is at least the tokenizer's. NULL = continue init_gguf
+    /// instead (default NULL). Exactly one of spec and init_gguf is given.
+    pub spec: *const lamina_model_spec,
+    /// A new model's tokenizer directory (tokenizer.json, tokenizer_config.json, as
+    /// lamina_tokenizer_train writes them); required with spec, not allowed with init_gguf
+    /// (default NULL).
+    pub tokenizer_dir: *const c_char,
+    /// Standard deviation of a new model's initial embeddings and projections, > 0 (default
+    /// 0.02; see lamina_init_params).
+    pub init_std: f32,
+    /// Continue pretraining this GGUF model: its weights, tokenizer and shape (default NULL).
+    pub init_gguf: *const c_char,
+    /// Write the trained model here; NULL = output_dir/model.gguf (default).
+    pub gguf_path: *const c_char,
+    /// Also convert the trained model to a Hugging Face directory here (safetensors,
+    /// config.json, tokenizer files); NULL = no (default).
+    pub hf_dir: *const c_char,
+    /// Tokens per training sequence, at least 2 and at most the model's context length: the
+    /// documents, each followed by EOS, are joined and cut to this length (default 256).
+    pub seq_len: u32,
+    /// Sequences per micro-batch, at least 1 (default 8).
+    pub batch_size: u32,
+    /// Micro-batches per optimizer step, at least 1 (default 1).
+    pub grad_accum: u32,
+    /// Peak learning rate of AdamW, > 0 (default 1e-3).
+    pub learning_rate: f32,
+    /// AdamW's first-moment decay, in [0, 1) (default 0.9).
+    pub beta1: f32,
+    /// AdamW's second-moment decay, in [0, 1) (default 0.95).
+    pub beta2: f32,
+    /// AdamW's epsilon, > 0 (default 1e-8).
+    pub eps: f32,
+    /// Decoupled weight decay of the projections and an untied LM head, >= 0 (default 0.1).
+    pub weight_decay: f32,
+    /// Decay the norm weights and the token embedding too (default false).
+    pub decay_norms_and_embeddings: bool,
+    /// Steps of linear warmup from 0 to the peak rate (default 100).
+    pub warmup_steps: u32,
+    /// A lamina_train_schedule value: the decay after warmup, down to the planned last step
+    /// (default LAMINA_TRAIN_SCHEDULE_COSINE). An int so that any value is safe to read.
+    pub schedule: i32,
+    /// Clip the gradient norm to this, >= 0; 0 = no clipping (default 1).
+    pub max_grad_norm: f32,
+    /// Residual dropout on each block's attention and MLP outputs, in [0, 1) (default 0).
+    pub dropout: f32,
+    /// Dropout on the attention probabilities, in [0, 1) (default 0).
+    pub attention_dropout: f32,
+    /// Budget in optimizer steps; 0 = no step budget (default 0). At least one of the three
+    /// budgets is set; with several, the run stops at the first reached.
+    pub budget_steps: u64,
+    /// Budget in training tokens (positions of the sequences trained on); 0 = none (default 0).
+    pub budget_tokens: u64,
+    /// Budget in seconds of training and validation (the schedule is planned from the speed of
+    /// the first steps); 0 = none (default 0); otherwise > 0 and finite.
+    pub budget_seconds: f64,
+    /// Validate every this many steps; 0 = before the first step and after the last only
+    /// (default 100).
+    pub eval_every: u32,
+    /// Validation sequences used, the first ones; 0 = all (default 128).
+    pub eval_sequences: u32,
+    /// Write checkpoints here: at the start, every checkpoint_every steps, on cancellation and
+    /// at the end; NULL = none (default).
+    pub checkpoint_dir: *const c_char,
+    /// Also checkpoint every this many steps; 0 = only at the start and the end (default 0).
+    pub checkpoint_every: u32,
+    /// Continue the run checkpointed in checkpoint_dir (its training options come from the
+    /// checkpoint; the step and token budgets may set a new total): give the same corpus,
+    /// output directory and seq_len (default false).
+    pub resume: bool,
+    /// Seed of the initialisation, the data order and the dropout masks (default 0).
+    pub seed: u64,
+    /// MiB of saved activations per micro-batch; the blocks past it are recomputed in the
+    /// backward pass. 0 = no limit (default 768).
+    pub activation_memory_mib: u32,
+    /// Recompute every block in the backward pass: less memory, about a third more time
+    /// (default false).
+    pub checkpointing: bool,
+    /// Threads of the native engine; 0 = one per core (default 0).
+    pub n_threads: u32,
+    /// Precision of the weight products: "auto" (bf16 where the CPU has AVX512-BF16), "f32" or
+    /// "bf16"; NULL = "auto" (default).
+    pub precision: *const c_char,
+}
+
+// SAFETY: repr(C), starts with usize; numbers, C bools (0/1) and pointers accept every value a
+// C caller writes (the schedule is an int, checked on use).
+unsafe impl Versioned for lamina_pretrain_params {
+    const NAME: &'static str = "lamina_pretrain_params";
+    fn defaults() -> Self {
+        let d = PretrainOptions::default();
+        let narrow = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Self {
+            struct_size: std::mem::size_of::<Self>(),
+            corpus_dir: std::ptr::null(),
+            output_dir: std::ptr::null(),
+            spec: std::ptr::null(),
+            tokenizer_dir: std::ptr::null(),
+            init_std: InitOptions::default().std,
+            init_gguf: std::ptr::null(),
+            gguf_path: std::ptr::null(),
+            hf_dir: std::ptr::null(),
+            seq_len: narrow(d.seq_len),
+            batch_size: narrow(d.batch_size),
+            grad_accum: narrow(d.grad_accum),
+            learning_rate: d.learning_rate,
+            beta1: d.beta1,
+            beta2: d.beta2,
+            eps: d.eps,
+            weight_decay: d.weight_decay,
+            decay_norms_and_embeddings: d.decay_norms_and_embeddings,
+            warmup_steps: narrow(d.warmup_steps),
+            schedule: schedule_code(d.schedule) as i32,
+            max_grad_norm: d.max_grad_norm,
+            dropout: d.dropout,
+            attention_dropout: d.attention_dropout,
+            budget_steps: 0,
+            budget_tokens: 0,
+            budget_seconds: 0.0,
+            eval_every: narrow(d.eval_every),
+            eval_sequences: narrow(d.eval_sequences),
+            checkpoint_dir: std::ptr::null(),
+            checkpoint_every: narrow(d.checkpoint_every),
+            resume: d.resume,
+            seed: d.seed,
+            activation_memory_mib: narrow(d.activation_memory_mib),
+            checkpointing: d.checkpointing,
+            n_threads: 0,
+            precision: std::ptr::null(),
+        }
+    }
+}
+
+/// Fill `*params` with the defaults (those of the Rust `PretrainOptions`: no corpus, output,
+/// model or budget, which the caller sets; sequences of 256 tokens, 8 per step, AdamW at 1e-3
+/// with 100 warmup steps and a cosine decay, weight decay 0.1, clipping at 1, no dropout,
+/// validation every 100 steps on 128 sequences, seed 0). Pass `sizeof(*params)` as
+/// `struct_size` (see lamina_corpus_params_init). Call this before changing any field.
+/// Ownership: writes into the caller's struct; nothing to free.
+/// NULL: `params` is required.
+/// Errors: _NULL_ARGUMENT, _INVALID_ARGUMENT (struct_size smaller than sizeof(size_t)).
+/// Threads: any thread.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_pretrain_params_init(params: *mut lamina_pretrain_params, struct_size: usize) -> lamina_status {
+    // SAFETY: the caller provides `struct_size` writable bytes at `params`.
+    call(|| unsafe { crate::args::init_params(params, struct_size) })
+}
+
+/// Where the run's model comes from: a new model of `p.spec`, or the GGUF model `p.init_gguf`.
+///
+/// # Safety
+/// `p.spec` is NULL or a caller's spec of its declared struct_size; the strings NULL or
+/// NUL-terminated.
+unsafe fn model_source(p: &lamina_pretrain_params) -> Result<ModelSource, Failure> {
+    // SAFETY: forwarded contract.
+    let (gguf, tokenizer) =
+        unsafe { (opt_str_arg(p.init_gguf, "params.init_gguf")?, opt_str_arg(p.tokenizer_dir, "params.tokenizer_dir")?) };
+    match (p.spec.is_null(), gguf, tokenizer) {
+        (false, Some(_), _) => Err(invalid(
+            "params.spec and params.init_gguf are both set: a run trains a new model of the spec or continues the GGUF model, not both",
+        )),
+        (true, Some(_), Some(_)) => {
+            Err(invalid("params.tokenizer_dir is for a new model: the GGUF model of params.init_gguf has its own tokenizer"))
+        }
+        (true, Some(path), None) => Ok(ModelSource::Gguf(path.into())),
+        (true, None, _) => Err(Failure::new(
+            lamina_status::ErrorNullArgument,
+            "params.spec and params.init_gguf are both NULL: give the spec of a new model (lamina_model_spec_preset) or a GGUF model to continue",
+        )),
+        (false, None, None) => Err(Failure::null("params.tokenizer_dir")),
+        // SAFETY: forwarded contract.
+        (false, None, Some(dir)) => Ok(ModelSource::New { spec: unsafe { read_spec(p.spec) }?, tokenizer: dir.into(), std: p.init_std }),
+    }
+}
+
+/// The runtime's options for C pretraining params: a 0 budget field is no budget of that kind;
+/// everything else is checked by [`PretrainOptions::preflight`].
+///
+/// # Safety
+/// As [`model_source`].
+unsafe fn pretrain_options(p: &lamina_pretrain_params) -> Result<PretrainOptions, Failure> {
+    // SAFETY: forwarded contract, for each string of `p`.
+    let path = |ptr: *const c_char, name: &'static str| unsafe { opt_str_arg(ptr, name) }.map(|s| s.map(PathBuf::from));
+    let required = |ptr: *const c_char, name: &'static str| path(ptr, name)?.ok_or_else(|| Failure::null(name));
+    let precision = match path(p.precision, "params.precision")? {
+        None => Precision::Auto,
+        Some(name) => Precision::parse(&name.to_string_lossy())?,
+    };
+    let wide = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    Ok(PretrainOptions {
+        corpus: required(p.corpus_dir, "params.corpus_dir")?,
+        output: required(p.output_dir, "params.output_dir")?,
+        // SAFETY: forwarded contract.
+        model: unsafe { model_source(p) }?,
+        gguf: path(p.gguf_path, "params.gguf_path")?,
+        hf: path(p.hf_dir, "params.hf_dir")?,
+        seq_len: p.seq_len as usize,
+        batch_size: p.batch_size as usize,
+        grad_accum: p.grad_accum as usize,
+        learning_rate: p.learning_rate,
+        beta1: p.beta1,
+        beta2: p.beta2,
+        eps: p.eps,
+        weight_decay: p.weight_decay,
+        decay_norms_and_embeddings: p.decay_norms_and_embeddings,
+        warmup_steps: p.warmup_steps as usize,
+        schedule: schedule_from_code(p.schedule)?,
+        max_grad_norm: p.max_grad_norm,
+        dropout: p.dropout,
+        attention_dropout: p.attention_dropout,
+        budget: Budget {
+            steps: (p.budget_steps != 0).then(|| wide(p.budget_steps)),
+            tokens: (p.budget_tokens != 0).then_some(p.budget_tokens),
+            seconds: (p.budget_seconds != 0.0).then_some(p.budget_seconds),
+        },
+        eval_every: p.eval_every as usize,
+        eval_sequences: p.eval_sequences as usize,
+        checkpoint_dir: path(p.checkpoint_dir, "params.checkpoint_dir")?,
+        checkpoint_every: p.checkpoint_every as usize,
+        resume: p.resume,
+        seed: p.seed,
+        activation_memory_mib: p.activation_memory_mib as usize,
+        checkpointing: p.checkpointing,
+        engine: NativeParams { n_threads: p.n_threads as usize, precision },
+        dump_batches: None,
+    })
+}
+
+/// What the progress callback of lamina_pretrainer_run receives after every optimizer step.
+/// `struct_size` is sizeof the library's struct: fields added by newer versions come last, so
+/// check it before reading a field your header does not have.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lamina_pretrain_progress {
+    /// sizeof(lamina_pretrain_progress) of the library.
+    pub struct_size: usize,
+    /// Steps done (1 after the first; a resumed run counts on from its checkpoint).
+    pub step: u64,
+    /// The step the schedule ends at; 0 while a time budget's plan is not made yet (it is made
+    /// after the first few steps, from their speed).
+    pub total_steps: u64,
+    /// Training tokens seen so far (every position of the sequences trained on).
+    pub tokens_seen: u64,
+    /// Mean next-token loss of this step (nats).
+    pub loss: f64,
+    /// The learning rate this step used.
+    pub learning_rate: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Training tokens per second over the run so far, validations included.
+    pub tokens_per_second: f64,
+    /// Seconds since the run's first step.
+    pub elapsed_seconds: f64,
+    /// Estimated seconds to the end (the planned steps at the speed so far, or what is left of
+    /// a time budget where that is shorter).
+    pub eta_seconds: f64,
+    /// Validation loss computed at this step (see eval_every), or NaN when none was.
+    pub val_loss: f64,
+    /// exp(val_loss), or NaN when no validation was computed at this step.
+    pub val_perplexity: f64,
+}
+
+impl From<&PretrainProgress> for lamina_pretrain_progress {
+    fn from(p: &PretrainProgress) -> Self {
+        let val_loss = p.val_loss.filter(|_| p.evaluated).unwrap_or(f64::NAN);
+        Self {
+            struct_size: std::mem::size_of::<Self>(),
+            step: p.step as u64,
+            total_steps: p.planned_steps as u64,
+            tokens_seen: p.tokens_seen,
+            loss: p.loss,
+            learning_rate: f64::from(p.learning_rate),
+            grad_norm: p.grad_norm,
+            tokens_per_second: p.tokens_per_second,
+            elapsed_seconds: p.elapsed.as_secs_f64(),
+            eta_seconds: p.time_left.as_secs_f64(),
+            val_loss,
+            val_perplexity: val_loss.exp(),
+        }
+    }
+}
+
+/// Reports a pretraining run's progress after each optimizer step; `progress` is valid only
+/// during the call. Return true to go on, false to stop after this step. Called on the thread
+/// that called lamina_pretrainer_run; it may call lamina_pretrainer_cancel, but any other call
+/// on the same pretrainer fails with LAMINA_STATUS_ERROR_BUSY.
+pub type lamina_pretrain_progress_callback =
+    Option<unsafe extern "C" fn(progress: *const lamina_pretrain_progress, user_data: *mut c_void) -> bool>;
+
+/// Where a pretrainer's run stands.
+enum Outcome {
+    NotRun,
+    /// The run failed with this message (the error lamina_pretrainer_run returned).
+    Failed(String),
+    /// The run finished or was cancelled: its report (a cancelled run's, from its log.json).
+    Done(Box<PretrainReport>),
+}
+
+/// The state behind a pretrainer handle.
+struct Pretraining {
+    options: PretrainOptions,
+    outcome: Outcome,
+}
+
+/// A pretraining run (training a model from scratch, or continuing a GGUF model's
+/// pretraining). Opaque; create with `lamina_pretrainer_create`, run once with
+/// `lamina_pretrainer_run`, read what it did with `lamina_pretrainer_report_json`, free with
+/// `lamina_pretrainer_free`.
+///
+/// Threads: one thread at a time uses a pretrainer (run, report); a call made while another is
+/// in progress fails with LAMINA_STATUS_ERROR_BUSY. `lamina_pretrainer_cancel` is the
+/// exception: any thread may call it at any time, including from the progress callback.
+pub struct lamina_pretrainer {
+    state: Mutex<Pretraining>,
+    /// Set by lamina_pretrainer_cancel; read by the run's progress closure after every step.
+    cancel: AtomicBool,
+}
+
+static PRETRAINERS: Registry<lamina_pretrainer> = Registry::new("lamina_pretrainer");
+
+/// Run `f` on the pretrainer's state, or fail with _BUSY while another call holds it.
+fn with_pretrainer<R>(
+    trainer: *const lamina_pretrainer,
+    f: impl FnOnce(&lamina_pretrainer, &mut Pretraining) -> Result<R, Failure>,
+) -> Result<R, Failure> {
+    let handle = PRETRAINERS.get(trainer, "trainer")?;
+    let mut guard = match handle.state.try_lock() {
+        Ok(guard) => guard,
+        Err(std::sync::TryLockError::WouldBlock) => return Err(lamina::Error::Busy.into()),
+        // A panic inside an earlier call poisoned the lock; the state is a finished outcome or
+        // none, both consistent.
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+    };
+    f(&handle, &mut guard)
+}
+
+/// Create a pretrainer: check `params` (every option, then what the files allow before any
+/// work: the corpus directory holds train.jsonl, the tokenizer loads and has an EOS token, a
+/// new model's vocab_size covers the tokenizer's, seq_len fits its context, and its training
+/// fits in memory, the estimate in the message) and keep a copy of them. Nothing is read
+/// beyond that and nothing is written until lamina_pretrainer_run.
+/// Ownership: on success `*out_trainer` receives a handle owned by the caller, freed with
+/// lamina_pretrainer_free; on failure it is left unmodified.
+/// NULL: `params`, `params->corpus_dir`, `params->output_dir`, `out_trainer` and one of
+/// `params->spec` and `params->init_gguf` are required; `params->tokenizer_dir` with
+/// `params->spec`.
+/// Errors: _NULL_ARGUMENT, _INVALID_UTF8, _INVALID_ARGUMENT (no budget or a zero one, a params
+/// field out of range, a spec whose heads do not divide its width, both spec and init_gguf,
+/// seq_len longer than the context, a model too large to train in the available memory, bad
+/// struct_size: the message names the field), _DATA (no corpus directory or train.jsonl, a
+/// tokenizer file that does not parse), _IO (a missing tokenizer), _MODEL_NOT_FOUND and
+/// _NOT_GGUF (params.init_gguf).
+/// Threads: any thread; pretrainers are independent of each other and of other handles.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_pretrainer_create(
+    params: *const lamina_pretrain_params,
+    out_trainer: *mut *mut lamina_pretrainer,
+) -> lamina_status {
+    // SAFETY: the caller's out-pointer and params contracts.
+    unsafe {
+        call_out(out_trainer, "out_trainer", || {
+            if params.is_null() {
+                return Err(Failure::null("params"));
+            }
+            let options = pretrain_options(&read_params(params)?)?;
+            options.preflight()?;
+            let state = Mutex::new(Pretraining { options, outcome: Outcome::NotRun });
+            Ok(PRETRAINERS.insert(lamina_pretrainer { state, cancel: AtomicBool::new(false) }))
+        })
+    }
+}
+
+impl Pretraining {
+    /// A pretrainer runs once: its output directory then holds that run.
+    fn check_not_run(&self) -> Result<(), Failure> {
+        match self.outcome {
+            Outcome::NotRun => Ok(()),
+            _ => Err(invalid(
+                "this pretrainer already ran: create a new one (to continue a cancelled run, with params.resume and the same checkpoint_dir)",
+            )),
+        }
+    }
+
+    /// Keep what [`pretrain`] returned and give its status: a cancelled run (`Ok(None)`) is a
+    /// success whose report is the log.json it wrote just before returning.
+    fn finish(&mut self, result: lamina::Result<Option<PretrainReport>>) -> Result<(), Failure> {
+        let report = result.and_then(|r| match r {
+            Some(report) => Ok(report),
+            None => PretrainReport::read(&self.options.output.join(LOG_FILE)),
+        });
+        match report {
+            Ok(report) => {
+                self.outcome = Outcome::Done(Box::new(report));
+                Ok(())
+            }
+            Err(e) => {
+                let failure = Failure::from(e);
+                self.outcome = Outcome::Failed(failure.message.clone());
+                Err(failure)
+            }
+        }
+    }
+}
+
+/// The runtime's progress closure for a C callback and the handle's cancel flag: the callback
+/// sees every step, then the run goes on unless it returned false or a cancel arrived.
+fn pretrain_progress<'a>(
+    progress: lamina_pretrain_progress_callback,
+    user_data: *mut c_void,
+    cancel: &'a AtomicBool,
+) -> impl FnMut(&PretrainProgress) -> bool + 'a {
+    move |p: &PretrainProgress| {
+        let go = match progress {
+            None => true,
+            // SAFETY: the host supplied this callback and user data for this call; the struct
+            // outlives the call.
+            Some(callback) => unsafe { callback(&lamina_pretrain_progress::from(p), user_data) },
+        };
+        go && !cancel.load(Ordering::SeqCst)
+    }
+}
+
+/// Run the pretraining: tokenize the corpus, initialise a new model (init/ and init.gguf in the
+/// output directory), validate, train until the budget is spent (or the planned last step), validate
+/// again, write the trained model (GGUF, and the Hugging Face directory with params.hf_dir),
+/// evaluate it on the test set, and write log.json and loss.svg. `progress` is called after
+/// every optimizer step.
+///
+/// The run stops after the current step when the callback returns false or
+/// lamina_pretrainer_cancel is called (from any thread, also before the run: it then stops
+/// after its first step). A cancelled run is a success (LAMINA_STATUS_OK): it writes its log
+/// and, with params.checkpoint_dir, a checkpoint that a new pretrainer with params.resume
+/// continues; no trained model is written, and the report's "end" is "cancelled". A pretrainer
+/// runs once: a second call fails with _INVALID_ARGUMENT.
+/// Ownership: nothing is taken or returned; the files written belong to the caller.
+/// NULL: `trainer` is required; `progress` and `user_data` may be NULL.
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (the pretrainer already
+/// ran; training diverged: the message names the step and the last good checkpoint; an option
+/// only the data can refute, such as a sequence longer than a GGUF model's context), _DATA (an
+/// empty training set, or fewer tokens than one sequence; a malformed corpus record:
+/// "path:line"), _IO (a file that could not be read or written), _MODEL_LOAD, _INTERNAL.
+/// Threads: one call at a time per pretrainer; a call while another thread is inside one gets
+/// _BUSY (lamina_pretrainer_cancel is the exception).
+/// The progress callback runs on the calling thread.
+#[no_mangle]
+pub unsafe extern "C" fn lamina_pretrainer_run(
+    trainer: *mut lamina_pretrainer,
+    progress: lamina_pretrain_progress_callback,
+    user_data: *mut c_void,
+) -> lamina_status {
+    call(|| {
+        with_pretrainer(trainer, |handle, state| {
+            state.check_not_run()?;
+            let result = pretrain(&state.options, pretrain_progress(progress, user_data, &handle.cancel));
+            state.finish(result)
+        })
+    })
+}
+
+/// Stop a run in progress after its current step (a cancel before the run makes it stop after
+/// its first step). Does not wait for the run to return.
+/// Ownership: nothing is taken or returned.
+/// NULL: `trainer` is required.
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE.
+/// Threads: any thread, concurrently with any call on the pretrainer, and from the progress
+/// callback: this is the one pretrainer call meant for another thread.
+#[no_mangle]
+pub extern "C" fn lamina_pretrainer_cancel(trainer: *const lamina_pretrainer) -> lamina_status {
+    call(|| {
+        PRETRAINERS.get(trainer, "trainer")?.cancel.store(true, Ordering::SeqCst);
+        Ok(())
+    })
+}
+
+/// The figures a C host most often wants, ahead of the full report.
+#[derive(Serialize)]
+struct Summary<'a> {
+    /// "finished", "budget" (a time or token budget ran out first) or "cancelled".
+    end: PretrainEnd,
+    cancelled: bool,
+    steps: usize,
+    planned_steps: usize,
+    tokens_seen: u64,
+    final_loss: Option<f64>,
+    val_perplexity_before: Option<f64>,
+    val_perplexity_after: Option<f64>,
+    test_perplexity: Option<f64>,
+    test_accuracy: Option<f64>,
+    seconds: f64,
+    gguf: Option<&'a Path>,
+    hf: Option<&'a Path>,
+}
+
+/// The report as lamina_pretrainer_report_json gives it: the summary, then the runtime's
+/// report (the contents of log.json) field by field.
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    summary: Summary<'a>,
+    #[serde(flatten)]
+    report: &'a PretrainReport,
+}
+
+impl Pretraining {
+    fn report_json(&self) -> Result<*mut c_char, Failure> {
+        let r = match &self.outcome {
+            Outcome::Done(report) => report,
+            Outcome::NotRun => return Err(invalid("this pretrainer has not run yet: call lamina_pretrainer_run first")),
+            Outcome::Failed(why) => return Err(invalid(format!("this pretrainer's run failed, so it has no report: {why}"))),
+        };
+        let summary = Summary {
+            end: r.end,
+            cancelled: r.end == PretrainEnd::Cancelled,
+            steps: r.steps.last().map_or(0, |s| s.step),
+            planned_steps: r.planned_steps,
+            tokens_seen: r.tokens_seen,
+            final_loss: r.steps.last().map(|s| s.loss),
+            val_perplexity_before: r.evals.first().map(|e| e.perplexity),
+            val_perplexity_after: r.evals.last().map(|e| e.perplexity),
+            test_perplexity: r.test.as_ref().map(|t| t.perplexity),
+            test_accuracy: r.test.as_ref().map(|t| t.accuracy),
+            seconds: r.wall_seconds,
+            gguf: r.files.gguf.as_deref(),
+            hf: r.files.hf.as_deref(),
+        };
+        json_c_string(&ReportJson { summary, report: r })
+    }
+}
+
+/// What the run did, as a JSON object: `{"summary": {"end" ("finished", "budget" or
+/// "cancelled"), "cancelled", "steps", "planned_steps", "tokens_seen", "final_loss" (the last
+/// step's), "val_perplexity_before", "val_perplexity_after" (null without a validation set),
+/// "test_perplexity", "test_accuracy" (null without a test set, and for a cancelled run),
+/// "seconds", "gguf", "hf" (the trained model's paths, null when not written)}, then log.json's
+/// fields: "options", "model" (the shape), "parameters", "data" (documents, tokens and sequences
+/// of each set), "planned_steps", "resumed_from", "steps" (every step's "step", "loss",
+/// "learning_rate", "grad_norm", "tokens_seen", "tokens_per_second", "seconds"), "evals"
+/// (every validation's "step", "loss", "perplexity"), "test", "tokens_seen", "wall_seconds",
+/// "end", "files" ("init", "gguf", "hf", "log", "plot", "checkpoint")}`.
+/// Ownership: the string belongs to the caller, freed with lamina_string_free.
+/// NULL: `trainer` and `out_report_json` are required.
+/// Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_ARGUMENT (the pretrainer has not
+/// run, or its run failed: the message repeats why).
+/// Threads: one call at a time per pretrainer; a call while another thread is inside one (a
+/// run) gets _BUSY (lamina_pretrainer_cancel is the exception).
+#[no_mangle]
+pub unsafe extern "C" fn lamina_pretrainer_report_json(
+    trainer: *mut lamina_pretrainer,
+    out_report_json: *mut *mut c_char,
+) -> lamina_status {
+    // SAFETY: the caller's out-pointer contract.
+    unsafe { call_out(out_report_json, "out_report_json", || with_pretrainer(trainer, |_, state| state.report_json())) }
+}
+
+/// Free a pretrainer.
+/// Ownership: releases the caller's handle; the files its run wrote stay.
+/// NULL: `trainer` may be NULL (nothing happens).
+/// Errors: none returned; freeing twice is reported through lamina_last_error_message() and
+/// otherwise ignored.
+/// Threads: any thread. Freeing a pretrainer while another thread runs it is safe: the memory
+/// goes when that call returns (cancel it first to make that soon).
+#[no_mangle]
+pub extern "C" fn lamina_pretrainer_free(trainer: *mut lamina_pretrainer) {
+    guard(|| {
+        if !trainer.is_null() && !PRETRAINERS.remove(trainer) {
+            crate::status::set_last_error("lamina_pretrainer_free: not a live lamina_pretrainer handle (freed twice?)");
+        }
+    })
 }

@@ -163,11 +163,21 @@ unsafe impl Versioned for lamina_train_params {
     }
 }
 
-fn schedule_code(s: Schedule) -> lamina_train_schedule {
+pub(crate) fn schedule_code(s: Schedule) -> lamina_train_schedule {
     match s {
         Schedule::Cosine => lamina_train_schedule::Cosine,
         Schedule::Linear => lamina_train_schedule::Linear,
         Schedule::Constant => lamina_train_schedule::Constant,
+    }
+}
+
+/// The schedule of a params struct's `schedule` int (shared with lamina_pretrain_params).
+pub(crate) fn schedule_from_code(code: i32) -> Result<Schedule, Failure> {
+    match code {
+        0 => Ok(Schedule::Cosine),
+        1 => Ok(Schedule::Linear),
+        2 => Ok(Schedule::Constant),
+        other => Err(invalid(format!("params.schedule is {other}: use a lamina_train_schedule value (0 cosine, 1 linear, 2 constant)"))),
     }
 }
 
@@ -209,14 +219,7 @@ unsafe fn run_options(p: &lamina_train_params) -> Result<RunOptions, Failure> {
             names
         }
     };
-    let schedule = match p.schedule {
-        0 => Schedule::Cosine,
-        1 => Schedule::Linear,
-        2 => Schedule::Constant,
-        other => {
-            return Err(invalid(format!("params.schedule is {other}: use a lamina_train_schedule value (0 cosine, 1 linear, 2 constant)")))
-        }
-    };
+    let schedule = schedule_from_code(p.schedule)?;
     let config = TrainConfig {
         rank: p.rank as usize,
         alpha: p.alpha,

@@ -37,9 +37,10 @@ const PREAMBLE: &str = r#"/*
  *
  * Threads
  * - A lamina_model and a lamina_adapter may be used from any number of threads at once.
- * - A lamina_session or lamina_trainer serves one call at a time; a call made while another
- *   thread is inside one gets LAMINA_STATUS_ERROR_BUSY. lamina_session_cancel() and
- *   lamina_trainer_cancel() may be called from any thread at any time.
+ * - A lamina_session, lamina_trainer or lamina_pretrainer serves one call at a time; a call
+ *   made while another thread is inside one gets LAMINA_STATUS_ERROR_BUSY.
+ *   lamina_session_cancel(), lamina_trainer_cancel() and lamina_pretrainer_cancel() may be
+ *   called from any thread at any time.
  * - Many sessions over one model may generate concurrently on different threads.
  * - `const` on a handle parameter means exactly this: the function may run concurrently with
  *   any other call on that handle. Functions that take the handle's lock take it non-const.
@@ -160,7 +161,7 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
     ),
     (
         "Training from scratch",
-        "Corpus preparation, BPE tokenizer training and a new model's initialisation, before pretraining.",
+        "Corpus preparation, BPE tokenizer training, a new model's initialisation, and pretraining it.",
         &[
             "lamina_corpus_params_init",
             "lamina_corpus_build",
@@ -169,6 +170,12 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
             "lamina_model_spec_preset",
             "lamina_init_params_init",
             "lamina_init_model",
+            "lamina_pretrain_params_init",
+            "lamina_pretrainer_create",
+            "lamina_pretrainer_run",
+            "lamina_pretrainer_cancel",
+            "lamina_pretrainer_report_json",
+            "lamina_pretrainer_free",
         ],
     ),
     (
@@ -183,7 +190,7 @@ const SECTIONS: &[(&str, &str, &[&str])] = &[
 const REQUIRED_LABELS: [&str; 4] = ["Ownership:", "NULL:", "Errors:", "Threads:"];
 
 /// The handle types whose `const` pointer promises "safe to call concurrently".
-const HANDLES: [&str; 5] = ["lamina_model", "lamina_session", "lamina_adapter", "lamina_trainer", "lamina_embedder"];
+const HANDLES: [&str; 6] = ["lamina_model", "lamina_session", "lamina_adapter", "lamina_trainer", "lamina_embedder", "lamina_pretrainer"];
 
 /// One function declaration of the header: its comment and its declaration lines.
 struct Declaration {

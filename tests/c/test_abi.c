@@ -1891,6 +1891,348 @@ static void test_init_model(const char *dir, const char *tokenizer_dir) {
     CHECK(out == SENTINEL_STRING);
 }
 
+/* Run one test function; with LAMINA_TEST_VERBOSE set, show how long it took. */
+#define TIMED(call)                                                   \
+    do {                                                              \
+        double t_ = now_s();                                          \
+        call;                                                         \
+        if (getenv("LAMINA_TEST_VERBOSE") != NULL) {                  \
+            fprintf(stderr, "  %-40s %6.2f s\n", #call, now_s() - t_); \
+        }                                                             \
+    } while (0)
+
+/* Pretraining ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int steps;              /* progress calls */
+    int cancel_at;          /* return false at this step (0 = never) */
+    int bad;                /* calls with a non-finite loss, a wrong struct_size or steps out of order */
+    int evaluated;          /* calls with a finite validation loss */
+    uint64_t last_step;
+    uint64_t total_steps;
+    volatile int started;   /* set at the first step, for the cancelling thread */
+} pt_run;
+
+static bool pt_on_step(const lamina_pretrain_progress *p, void *user_data) {
+    pt_run *r = (pt_run *)user_data;
+    r->steps++;
+    if (p == NULL || p->struct_size != sizeof *p || !isfinite(p->loss) || p->loss <= 0.0 || p->step != r->last_step + 1 ||
+        !isfinite(p->learning_rate) || p->tokens_seen == 0 || p->tokens_per_second <= 0.0) {
+        r->bad++;
+    }
+    if (p != NULL) {
+        if (isfinite(p->val_loss)) {
+            r->evaluated++;
+            if (!(p->val_perplexity > 1.0 && fabs(log(p->val_perplexity) - p->val_loss) < 1e-6)) {
+                r->bad++;
+            }
+        } else if (!isnan(p->val_perplexity)) {
+            r->bad++;
+        }
+        r->last_step = p->step;
+        r->total_steps = p->total_steps;
+    }
+    r->started = 1;
+    return r->cancel_at == 0 || (int)p->step < r->cancel_at;
+}
+
+/* Params of a tiny run: the `1m` preset at the tokenizer's 320 tokens, sequences of 32 tokens,
+ * 2 per step, one engine thread, a budget of `steps` steps, into dir/`out`. `spec` and
+ * `out_dir` must outlive the params. */
+static lamina_pretrain_params pt_params(const char *corpus_dir, const char *tokenizer_dir, const lamina_model_spec *spec,
+                                        char *out_dir, size_t n, const char *dir, const char *out, uint64_t steps) {
+    lamina_pretrain_params p;
+    memset(&p, 0, sizeof p);
+    lamina_status st = lamina_pretrain_params_init(&p, sizeof p);
+    if (st != LAMINA_STATUS_OK) {
+        record(0, __LINE__, "lamina_pretrain_params_init failed");
+    }
+    pt_path(out_dir, n, dir, out);
+    p.corpus_dir = corpus_dir;
+    p.output_dir = out_dir;
+    p.spec = spec;
+    p.tokenizer_dir = tokenizer_dir;
+    p.seq_len = 32;
+    p.batch_size = 2;
+    p.warmup_steps = 1;
+    p.eval_every = 2;
+    p.eval_sequences = 4;
+    p.budget_steps = steps;
+    p.n_threads = 1;
+    return p;
+}
+
+/* The report of a pretrainer that ran (NULL, recorded as a failure, if none). */
+static char *pt_report(lamina_pretrainer *t) {
+    char *report = NULL;
+    EXPECT_OK(lamina_pretrainer_report_json(t, &report));
+    CHECK(report != NULL);
+    return report;
+}
+
+/* A tiny run to the end of its budget: the loss is finite, the report filled, the trained GGUF
+ * loads and generates; a second run and a report before any are refused. */
+static void test_pretrain_run(const char *dir, const char *corpus_dir, const char *tokenizer_dir,
+                              const lamina_model_spec *spec, char *trained, size_t trained_n) {
+    char out[512];
+    lamina_pretrain_params p = pt_params(corpus_dir, tokenizer_dir, spec, out, sizeof out, dir, "pt-run", 4);
+    lamina_pretrainer *t = NULL;
+    EXPECT_OK(lamina_pretrainer_create(&p, &t));
+    if (t == NULL) {
+        return;
+    }
+    char *report = SENTINEL_STRING;
+    EXPECT_ERROR(lamina_pretrainer_report_json(t, &report), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "not run yet");
+    CHECK(report == SENTINEL_STRING);
+    pt_run r;
+    memset(&r, 0, sizeof r);
+    EXPECT_OK(lamina_pretrainer_run(t, pt_on_step, &r));
+    CHECKF(r.steps == 4 && r.bad == 0 && r.total_steps == 4, "%d steps (%d bad), total %llu", r.steps, r.bad,
+           (unsigned long long)r.total_steps);
+    CHECKF(r.evaluated == 2, "validations at steps 2 and 4: %d", r.evaluated);
+    report = pt_report(t);
+    if (report != NULL) {
+        CHECKF(strstr(report, "\"summary\":{\"end\":\"finished\",\"cancelled\":false,\"steps\":4,") != NULL, "report: %.400s", report);
+        CHECKF(pt_number(report, "tokens_seen") == 4 * 2 * 32, "report: %.400s", report);
+        const char *loss = strstr(report, "\"final_loss\":");
+        double final_loss = loss != NULL ? strtod(loss + strlen("\"final_loss\":"), NULL) : -1.0;
+        CHECKF(final_loss > 0.0 && final_loss < 10.0, "final loss %g", final_loss);
+        const char *before = strstr(report, "\"val_perplexity_before\":");
+        const char *after = strstr(report, "\"val_perplexity_after\":");
+        double ppl0 = before != NULL ? strtod(before + strlen("\"val_perplexity_before\":"), NULL) : -1.0;
+        double ppl1 = after != NULL ? strtod(after + strlen("\"val_perplexity_after\":"), NULL) : -1.0;
+        /* The untrained model guesses about uniformly over 320 tokens; 4 steps already help. */
+        CHECKF(ppl0 > 100.0 && ppl1 > 1.0 && ppl1 < ppl0, "validation perplexity %g -> %g", ppl0, ppl1);
+        CHECKF(strstr(report, "\"test_perplexity\":null") == NULL && strstr(report, "\"test_accuracy\":") != NULL,
+               "report: %.600s", report);
+        CHECK(strstr(report, "pt-run/model.gguf") != NULL && strstr(report, "\"wall_seconds\":") != NULL);
+        lamina_string_free(report);
+    }
+    pt_path(trained, trained_n, out, "model.gguf");
+    char file[512];
+    pt_path(file, sizeof file, out, "log.json");
+    CHECK(pt_exists(trained) && pt_exists(file));
+
+    EXPECT_ERROR(lamina_pretrainer_run(t, NULL, NULL), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "already ran");
+    lamina_pretrainer_free(t);
+
+    /* The trained model loads in llama.cpp and generates. */
+    lamina_model *model = NULL;
+    EXPECT_OK(lamina_model_load(trained, NULL, &model));
+    if (model != NULL) {
+        lamina_session *session = NULL;
+        lamina_session_params sp = session_params(64);
+        EXPECT_OK(lamina_session_new(model, &sp, &session));
+        lamina_generation_info gi;
+        memset(&gi, 0, sizeof gi);
+        gi.struct_size = sizeof gi;
+        char *text = session != NULL ? generate_text(session, "The river", 4, &gi) : NULL;
+        CHECKF(text != NULL && (gi.generated_tokens >= 1 || gi.stop_reason == LAMINA_STOP_REASON_END_OF_GENERATION),
+               "generated %u tokens", gi.generated_tokens);
+        free(text);
+        lamina_session_free(session);
+        lamina_model_free(model);
+    }
+}
+
+typedef struct {
+    lamina_pretrainer *trainer;
+    pt_run *run;
+    lamina_status busy;
+    lamina_status cancelled;
+} pt_canceller;
+
+/* Waits for the run's first step, checks that the busy pretrainer refuses another call, then
+ * cancels it. */
+static void *pt_cancel_thread(void *arg) {
+    pt_canceller *c = (pt_canceller *)arg;
+    struct timespec delay = {0, 2000000};
+    for (int i = 0; i < 10000 && !c->run->started; i++) {
+        nanosleep(&delay, NULL);
+    }
+    char *report = NULL;
+    c->busy = lamina_pretrainer_report_json(c->trainer, &report);
+    lamina_string_free(report);
+    c->cancelled = lamina_pretrainer_cancel(c->trainer);
+    return NULL;
+}
+
+/* Cancelled from the progress callback, from another thread during the run, and before it. */
+static void test_pretrain_cancel(const char *dir, const char *corpus_dir, const char *tokenizer_dir,
+                                 const lamina_model_spec *spec) {
+    char out[512], file[512];
+    lamina_pretrain_params p = pt_params(corpus_dir, tokenizer_dir, spec, out, sizeof out, dir, "pt-cancel", 50);
+    lamina_pretrainer *t = NULL;
+    EXPECT_OK(lamina_pretrainer_create(&p, &t));
+    pt_run r;
+    memset(&r, 0, sizeof r);
+    r.cancel_at = 2;
+    EXPECT_OK(lamina_pretrainer_run(t, pt_on_step, &r));
+    CHECKF(r.steps == 2 && r.bad == 0, "%d steps, %d bad", r.steps, r.bad);
+    char *report = t != NULL ? pt_report(t) : NULL;
+    CHECKF(report != NULL && strstr(report, "\"end\":\"cancelled\",\"cancelled\":true,\"steps\":2,") != NULL,
+           "report: %.300s", report != NULL ? report : "(NULL)");
+    CHECK(report != NULL && strstr(report, "\"gguf\":null") != NULL);
+    lamina_string_free(report);
+    pt_path(file, sizeof file, out, "model.gguf");
+    CHECK(!pt_exists(file));
+    lamina_pretrainer_free(t);
+
+    /* From a second thread, while the run is in progress; the budget is far off. */
+    p = pt_params(corpus_dir, tokenizer_dir, spec, out, sizeof out, dir, "pt-thread", 100000);
+    p.budget_seconds = 60.0; /* only if the cancel were lost */
+    t = NULL;
+    EXPECT_OK(lamina_pretrainer_create(&p, &t));
+    memset(&r, 0, sizeof r);
+    pt_canceller c = {t, &r, LAMINA_STATUS_OK, LAMINA_STATUS_ERROR_PANIC};
+    pthread_t thread;
+    double t0 = now_s();
+    CHECK(pthread_create(&thread, NULL, pt_cancel_thread, &c) == 0);
+    EXPECT_OK(lamina_pretrainer_run(t, pt_on_step, &r));
+    pthread_join(thread, NULL);
+    CHECKF(c.busy == LAMINA_STATUS_ERROR_BUSY, "report during the run: %s", lamina_status_name(c.busy));
+    CHECK(c.cancelled == LAMINA_STATUS_OK);
+    CHECKF(r.steps >= 1 && r.steps < 1000 && r.bad == 0 && now_s() - t0 < 30.0, "%d steps in %.1f s", r.steps, now_s() - t0);
+    report = t != NULL ? pt_report(t) : NULL;
+    CHECK(report != NULL && strstr(report, "\"cancelled\":true") != NULL);
+    lamina_string_free(report);
+    lamina_pretrainer_free(t);
+
+    /* A cancel before the run stops it after its first step. */
+    p = pt_params(corpus_dir, tokenizer_dir, spec, out, sizeof out, dir, "pt-early", 50);
+    t = NULL;
+    EXPECT_OK(lamina_pretrainer_create(&p, &t));
+    EXPECT_OK(lamina_pretrainer_cancel(t));
+    EXPECT_OK(lamina_pretrainer_run(t, NULL, NULL));
+    report = t != NULL ? pt_report(t) : NULL;
+    CHECKF(report != NULL && strstr(report, "\"cancelled\":true,\"steps\":1,") != NULL, "report: %.300s",
+           report != NULL ? report : "(NULL)");
+    lamina_string_free(report);
+    lamina_pretrainer_free(t);
+    EXPECT_ERROR(lamina_pretrainer_cancel(t), LAMINA_STATUS_ERROR_INVALID_HANDLE, "trainer");
+    EXPECT_ERROR(lamina_pretrainer_run(t, NULL, NULL), LAMINA_STATUS_ERROR_INVALID_HANDLE, "trainer");
+    EXPECT_ERROR(lamina_pretrainer_cancel(NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "trainer");
+    lamina_pretrainer_free(NULL);
+}
+
+/* Continued pretraining: the trained GGUF as the starting point, with its own tokenizer. */
+static void test_pretrain_continue(const char *dir, const char *corpus_dir, const char *trained) {
+    char out[512];
+    lamina_pretrain_params p = pt_params(corpus_dir, NULL, NULL, out, sizeof out, dir, "pt-continue", 2);
+    p.init_gguf = trained;
+    lamina_pretrainer *t = NULL;
+    EXPECT_OK(lamina_pretrainer_create(&p, &t));
+    pt_run r;
+    memset(&r, 0, sizeof r);
+    EXPECT_OK(lamina_pretrainer_run(t, pt_on_step, &r));
+    CHECKF(r.steps == 2 && r.bad == 0, "%d steps, %d bad", r.steps, r.bad);
+    char *report = t != NULL ? pt_report(t) : NULL;
+    CHECKF(report != NULL && strstr(report, "\"end\":\"finished\"") != NULL && strstr(report, "\"init\":null") != NULL,
+           "report: %.300s", report != NULL ? report : "(NULL)");
+    lamina_string_free(report);
+    lamina_pretrainer_free(t);
+}
+
+/* Bad input: the specific status and a message naming the problem; *out_trainer untouched. */
+static void test_pretrain_errors(const char *dir, const char *corpus_dir, const char *tokenizer_dir,
+                                 const lamina_model_spec *spec) {
+    char out[512];
+    const lamina_pretrain_params good = pt_params(corpus_dir, tokenizer_dir, spec, out, sizeof out, dir, "pt-bad", 4);
+    lamina_pretrainer *sentinel = (lamina_pretrainer *)(void *)&g_sentinel_storage[3];
+    lamina_pretrainer *t = sentinel;
+    EXPECT_ERROR(lamina_pretrainer_create(NULL, &t), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "params");
+    EXPECT_ERROR(lamina_pretrainer_create(&good, NULL), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "out_trainer");
+    lamina_pretrain_params p = good;
+    p.budget_steps = 0;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "budget");
+    p.budget_seconds = -1.0;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "seconds");
+    lamina_model_spec bad_spec = *spec;
+    bad_spec.n_heads = 3;
+    p = good;
+    p.spec = &bad_spec;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "n_heads");
+    bad_spec = *spec;
+    bad_spec.vocab_size = 300; /* the tokenizer has 320 */
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "vocab_size");
+    bad_spec = *spec;
+    bad_spec.struct_size = 0;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "struct_size");
+    p = good;
+    p.seq_len = 1000;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "context length");
+    p = good;
+    p.dropout = 1.5f;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "dropout");
+    p = good;
+    p.schedule = 9;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "schedule");
+    p = good;
+    p.precision = "f16";
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "precision");
+    p = good;
+    p.struct_size = 0;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "struct_size");
+    p = good;
+    p.corpus_dir = NULL;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "corpus_dir");
+    p = good;
+    p.output_dir = NULL;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "output_dir");
+    p = good;
+    p.spec = NULL;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "init_gguf");
+    p = good;
+    p.init_gguf = "tests/c/build/no-such-model.gguf";
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "both");
+    p.spec = NULL;
+    p.tokenizer_dir = NULL;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_MODEL_NOT_FOUND, "no-such-model.gguf");
+    p = good;
+    p.tokenizer_dir = NULL;
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "tokenizer_dir");
+    p.tokenizer_dir = "tests/c/build/no-such-tokenizer";
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_IO, "no-such-tokenizer");
+    p = good;
+    p.corpus_dir = "tests/c/build/no-such-corpus";
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_DATA, "no-such-corpus");
+    p = good;
+    p.hf_dir = "\xff";
+    EXPECT_ERROR(lamina_pretrainer_create(&p, &t), LAMINA_STATUS_ERROR_INVALID_UTF8, "hf_dir");
+    CHECK(t == sentinel);
+    EXPECT_ERROR(lamina_pretrain_params_init(NULL, sizeof p), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "lamina_pretrain_params");
+    EXPECT_ERROR(lamina_pretrain_params_init(&p, 3), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "struct_size");
+    char *report = SENTINEL_STRING;
+    EXPECT_ERROR(lamina_pretrainer_report_json(NULL, &report), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "trainer");
+    CHECK(report == SENTINEL_STRING);
+}
+
+/* The defaults of lamina_pretrain_params and the whole pretraining API on the corpus and the
+ * tokenizer made above. */
+static void test_pretrain(const char *dir, const char *corpus_dir, const char *tokenizer_dir) {
+    lamina_pretrain_params d;
+    memset(&d, 0xAB, sizeof d);
+    EXPECT_OK(lamina_pretrain_params_init(&d, sizeof d));
+    CHECK(d.struct_size == sizeof d && d.corpus_dir == NULL && d.output_dir == NULL && d.spec == NULL);
+    CHECK(d.tokenizer_dir == NULL && d.init_gguf == NULL && d.gguf_path == NULL && d.hf_dir == NULL);
+    CHECK(d.seq_len == 256 && d.batch_size == 8 && d.grad_accum == 1 && d.warmup_steps == 100 && d.eval_every == 100);
+    CHECK(d.budget_steps == 0 && d.budget_tokens == 0 && d.budget_seconds == 0.0 && d.precision == NULL);
+    CHECK(d.schedule == LAMINA_TRAIN_SCHEDULE_COSINE && d.init_std > 0.0199f && d.init_std < 0.0201f && !d.resume);
+
+    lamina_model_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.struct_size = sizeof spec;
+    EXPECT_OK(lamina_model_spec_preset("1m", 320, &spec));
+    char trained[512];
+    trained[0] = '\0';
+    TIMED(test_pretrain_run(dir, corpus_dir, tokenizer_dir, &spec, trained, sizeof trained));
+    TIMED(test_pretrain_cancel(dir, corpus_dir, tokenizer_dir, &spec));
+    if (trained[0] != '\0') {
+        TIMED(test_pretrain_continue(dir, corpus_dir, trained));
+    }
+    TIMED(test_pretrain_errors(dir, corpus_dir, tokenizer_dir, &spec));
+}
+
 /* Corpus -> tokenizer -> a new model, through the C ABI, in a temporary directory. */
 static void test_training_from_scratch(void) {
     char dir[] = "/tmp/lamina-test-scratch-XXXXXX";
@@ -1905,6 +2247,7 @@ static void test_training_from_scratch(void) {
     test_corpus_build(dir, corpus_dir);
     test_tokenizer_train(corpus_dir, tokenizer_dir);
     test_init_model(dir, tokenizer_dir);
+    test_pretrain(dir, corpus_dir, tokenizer_dir);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) {
@@ -1912,15 +2255,6 @@ static void test_training_from_scratch(void) {
     }
 }
 
-/* Run one test function; with LAMINA_TEST_VERBOSE set, show how long it took. */
-#define TIMED(call)                                                   \
-    do {                                                              \
-        double t_ = now_s();                                          \
-        call;                                                         \
-        if (getenv("LAMINA_TEST_VERBOSE") != NULL) {                  \
-            fprintf(stderr, "  %-40s %6.2f s\n", #call, now_s() - t_); \
-        }                                                             \
-    } while (0)
 
 int main(void) {
     double t0 = now_s();

@@ -120,6 +120,7 @@ static_assert(!std::is_copy_constructible<lamina::Model>::value && !std::is_copy
 static_assert(!std::is_copy_constructible<lamina::Session>::value, "handles are move-only");
 static_assert(!std::is_copy_constructible<lamina::Adapter>::value, "handles are move-only");
 static_assert(!std::is_copy_constructible<lamina::Trainer>::value, "handles are move-only");
+static_assert(!std::is_copy_constructible<lamina::Pretrainer>::value, "handles are move-only");
 static_assert(std::is_nothrow_move_constructible<lamina::Session>::value &&
                   std::is_nothrow_move_assignable<lamina::Session>::value,
               "handles move without throwing");
@@ -750,6 +751,81 @@ void write_documents(const std::filesystem::path &path, int first, int last, int
 
 bool has(const std::string &json, const std::string &needle) { return json.find(needle) != std::string::npos; }
 
+// Pretraining through lamina::Pretrainer: a tiny run whose model loads, cancel from the
+// callable, a callable's exception, and bad params.
+void test_pretrainer(const std::filesystem::path &dir, const std::string &corpus, const std::string &tokenizer,
+                     const lamina::ModelSpec &spec) {
+    const lamina::PretrainParams defaults;
+    CHECK(defaults.corpus_dir.empty() && !defaults.spec && defaults.seq_len == 256 && defaults.budget_steps == 0 &&
+          defaults.precision.empty() && defaults.schedule == LAMINA_TRAIN_SCHEDULE_COSINE);
+    lamina::PretrainParams p;
+    p.corpus_dir = corpus;
+    p.output_dir = (dir / "pt").string();
+    p.spec = spec;
+    p.tokenizer_dir = tokenizer;
+    p.seq_len = 32;
+    p.batch_size = 2;
+    p.warmup_steps = 1;
+    p.eval_sequences = 4;
+    p.budget_steps = 3;
+    p.n_threads = 1;
+    CHECK(lamina::PretrainParams(p.to_c()).spec->width == spec.width);
+
+    lamina::Pretrainer trainer = lamina::Pretrainer::create(p);
+    std::vector<double> losses;
+    const std::string report = trainer.run([&](const lamina_pretrain_progress &progress) {
+        losses.push_back(progress.loss);
+        return true;
+    });
+    CHECKF(losses.size() == 3 && std::isfinite(losses.back()), report);
+    CHECKF(has(report, "\"summary\":{\"end\":\"finished\",\"cancelled\":false,\"steps\":3,") && report == trainer.report(),
+           report);
+    EXPECT_ERROR(trainer.run(), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "already ran");
+    {
+        lamina::Model model((dir / "pt" / "model.gguf").string());
+        CHECK(model.get() != nullptr);
+    }
+
+    // false, cancel() from the callable, and an exception each stop a run after its step.
+    p.budget_steps = 50;
+    p.output_dir = (dir / "pt-false").string();
+    CHECK(has(lamina::Pretrainer::create(p).run([](const lamina_pretrain_progress &) { return false; }),
+              "\"cancelled\":true,\"steps\":1,"));
+    p.output_dir = (dir / "pt-cancel").string();
+    lamina::Pretrainer cancelled = lamina::Pretrainer::create(p);
+    const std::string cancelled_report = cancelled.run([&](const lamina_pretrain_progress &progress) {
+        if (progress.step == 2) {
+            cancelled.cancel();
+        }
+        return true;
+    });
+    CHECKF(has(cancelled_report, "\"cancelled\":true,\"steps\":2,"), cancelled_report);
+    p.output_dir = (dir / "pt-throw").string();
+    lamina::Pretrainer throwing = lamina::Pretrainer::create(p);
+    bool caught = false;
+    try {
+        throwing.run([](const lamina_pretrain_progress &progress) -> bool { throw Boom{static_cast<int>(progress.step)}; });
+    } catch (const Boom &b) {
+        caught = b.piece == 1;
+    }
+    CHECK(caught && has(throwing.report(), "\"steps\":1,"));
+
+    lamina::PretrainParams bad = p;
+    bad.budget_steps = 0;
+    EXPECT_ERROR(lamina::Pretrainer::create(bad), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "budget");
+    bad = p;
+    bad.spec->n_heads = 3;
+    EXPECT_ERROR(lamina::Pretrainer::create(bad), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "n_heads");
+    bad = p;
+    bad.spec.reset();
+    EXPECT_ERROR(lamina::Pretrainer::create(bad), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "init_gguf");
+    bad = p;
+    bad.corpus_dir = std::string("a\0b", 3);
+    EXPECT_ERROR(lamina::Pretrainer::create(bad), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "NUL");
+    lamina::Pretrainer empty;
+    EXPECT_ERROR(empty.cancel(), LAMINA_STATUS_ERROR_NULL_ARGUMENT, "trainer");
+}
+
 void test_training_from_scratch() {
     // Defaults are the library's.
     const lamina::CorpusParams cp;
@@ -848,6 +924,7 @@ void test_training_from_scratch() {
     EXPECT_ERROR(lamina::init_model(odd, tokenizer, (dir / "hf2").string()), LAMINA_STATUS_ERROR_INVALID_ARGUMENT, "n_heads");
     EXPECT_ERROR(lamina::init_model(spec, (dir / "no-such-tokenizer").string(), (dir / "hf2").string()),
                  LAMINA_STATUS_ERROR_IO, "no-such-tokenizer");
+    test_pretrainer(dir, corpus, tokenizer, spec);
     std::filesystem::remove_all(dir);
 }
 

@@ -310,6 +310,55 @@ impl PretrainOptions {
     pub fn gguf_path(&self) -> PathBuf {
         self.gguf.clone().unwrap_or_else(|| self.output.join(MODEL_GGUF))
     }
+
+    /// [`validate`](Self::validate), then what the files allow checking before any work, so
+    /// that a host (the C ABI's trainer handle) can refuse bad options when it is given them
+    /// rather than minutes into a run: the corpus directory holds train.jsonl
+    /// ([`Error::Data`]); the tokenizer loads ([`Error::Io`], [`Error::Data`]; a GGUF model to
+    /// continue from must exist and be GGUF: [`Error::ModelNotFound`], [`Error::NotGguf`]) and
+    /// has an EOS token; a new model's vocabulary covers the tokenizer's, the sequence fits its
+    /// context and its training fits in memory ([`Error::InvalidArgument`]). Reads the
+    /// tokenizer, not the corpus; writes nothing. [`pretrain`] makes the same checks.
+    pub fn preflight(&self) -> Result<()> {
+        self.validate()?;
+        corpus_train_file(&self.corpus)?;
+        let tokenizer = self.load_tokenizer()?;
+        eos_of(&tokenizer)?;
+        if let ModelSource::New { spec, .. } = &self.model {
+            if tokenizer.vocab_size() > spec.vocab_size {
+                return Err(Error::invalid(
+                    "vocab_size",
+                    format!("the tokenizer has {} tokens, more than the spec's vocab_size {}", tokenizer.vocab_size(), spec.vocab_size),
+                ));
+            }
+            self.check_context(spec.context_length)?;
+            if !self.resume {
+                spec.check_training_fits(self.batch_size, self.seq_len)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The tokenizer of the run: a new model's directory, or the GGUF model's (a missing one
+    /// is [`Error::ModelNotFound`], as wherever lamina loads a model).
+    fn load_tokenizer(&self) -> Result<Tokenizer> {
+        match &self.model {
+            ModelSource::New { tokenizer, .. } => Tokenizer::from_file(tokenizer.join(TOKENIZER_FILE)),
+            ModelSource::Gguf(path) if !path.exists() => Err(Error::ModelNotFound { path: path.clone() }),
+            ModelSource::Gguf(path) => Tokenizer::from_gguf(&Gguf::open(path)?),
+        }
+    }
+
+    /// The sequence length fits a model of `context_length` positions.
+    fn check_context(&self, context_length: usize) -> Result<()> {
+        if self.seq_len > context_length {
+            return Err(Error::invalid(
+                "seq_len",
+                format!("{} tokens is longer than the model's context length ({context_length})", self.seq_len),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What the progress callback receives after every optimizer step.
@@ -446,6 +495,18 @@ impl PretrainReport {
     pub fn val_loss_change(&self) -> Option<(f64, f64)> {
         Some((self.evals.first()?.loss, self.evals.last()?.loss))
     }
+
+    /// The report a run wrote as `log.json` ([`LOG_FILE`]) into its output directory: the way
+    /// to the report of a cancelled run, for which [`pretrain`] returns `Ok(None)` after
+    /// writing the log. Errors: [`Error::Io`]; [`Error::Data`] when it does not parse.
+    pub fn read(path: &Path) -> Result<PretrainReport> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        serde_json::from_str(&text).map_err(|e| Error::Data {
+            path: path.to_path_buf(),
+            line: Some(e.line()),
+            reason: format!("not a pretraining log: {e}"),
+        })
+    }
 }
 
 /// The three sets of a corpus directory as packed sequences.
@@ -495,20 +556,8 @@ fn read_documents(path: &Path) -> Result<Vec<String>> {
 /// Read, tokenize and pack the corpus directory `dir`. Errors ([`Error::Data`] naming
 /// train.jsonl): no training document, or fewer training tokens than one sequence.
 fn pack_corpus(dir: &Path, tokenizer: &Tokenizer, seq_len: usize) -> Result<PackedCorpus> {
-    let train_path = dir.join(TRAIN_FILE);
-    if !dir.is_dir() {
-        return Err(Error::Data { path: dir.to_path_buf(), line: None, reason: "not a corpus directory (see `lamina corpus`)".into() });
-    }
-    if !train_path.is_file() {
-        return Err(Error::Data {
-            path: train_path,
-            line: None,
-            reason: "file not found: a corpus directory holds train.jsonl (as `lamina corpus` writes it)".into(),
-        });
-    }
-    let eos = tokenizer.eos_token().ok_or_else(|| {
-        Error::invalid("tokenizer", "the tokenizer has no EOS token, which separates the documents of the training stream")
-    })?;
+    let train_path = corpus_train_file(dir)?;
+    let eos = eos_of(tokenizer)?;
     let encode = |docs: &[String]| -> Result<Vec<Vec<u32>>> { docs.par_iter().map(|d| tokenizer.encode(d, false)).collect() };
     let mut stats = DataStats::default();
     let train_docs = read_documents(&train_path)?;
@@ -537,6 +586,30 @@ fn pack_corpus(dir: &Path, tokenizer: &Tokenizer, seq_len: usize) -> Result<Pack
     let (test, docs, tokens) = eval_set(TEST_FILE)?;
     (stats.test_documents, stats.test_tokens, stats.test_sequences) = (docs, tokens, test.len());
     Ok(PackedCorpus { train, validation, test, stats })
+}
+
+/// The train.jsonl of the corpus directory `dir`. Errors ([`Error::Data`]): `dir` is not a
+/// directory, or holds no train.jsonl.
+fn corpus_train_file(dir: &Path) -> Result<PathBuf> {
+    let train_path = dir.join(TRAIN_FILE);
+    if !dir.is_dir() {
+        return Err(Error::Data { path: dir.to_path_buf(), line: None, reason: "not a corpus directory (see `lamina corpus`)".into() });
+    }
+    if !train_path.is_file() {
+        return Err(Error::Data {
+            path: train_path,
+            line: None,
+            reason: "file not found: a corpus directory holds train.jsonl (as `lamina corpus` writes it)".into(),
+        });
+    }
+    Ok(train_path)
+}
+
+/// The EOS token that separates the documents of a stream.
+fn eos_of(tokenizer: &Tokenizer) -> Result<u32> {
+    tokenizer
+        .eos_token()
+        .ok_or_else(|| Error::invalid("tokenizer", "the tokenizer has no EOS token, which separates the documents of the training stream"))
 }
 
 /// The spec of a loaded model's configuration.
@@ -578,18 +651,10 @@ fn budget_steps(budget: &Budget, tokens_per_step: u64) -> Option<usize> {
 pub fn pretrain(options: &PretrainOptions, mut progress: impl FnMut(&PretrainProgress) -> bool) -> Result<Option<PretrainReport>> {
     let wall = Instant::now();
     options.validate()?;
-    let tokenizer = match &options.model {
-        ModelSource::New { tokenizer, .. } => Tokenizer::from_file(tokenizer.join(TOKENIZER_FILE))?,
-        ModelSource::Gguf(path) => Tokenizer::from_gguf(&Gguf::open(path)?)?,
-    };
+    let tokenizer = options.load_tokenizer()?;
     let corpus = pack_corpus(&options.corpus, &tokenizer, options.seq_len)?;
     if let ModelSource::New { spec, .. } = &options.model {
-        if options.seq_len > spec.context_length {
-            return Err(Error::invalid(
-                "seq_len",
-                format!("{} tokens is longer than the model's context length ({})", options.seq_len, spec.context_length),
-            ));
-        }
+        options.check_context(spec.context_length)?;
         if !options.resume {
             spec.check_training_fits(options.batch_size, options.seq_len)?;
         }
