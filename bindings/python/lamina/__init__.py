@@ -79,7 +79,7 @@ from ._backends import backends, load_backends
 from ._eval import BleuScore, bleu, chrf, squad_exact_match, squad_f1
 from ._embed import Embedder, cosine
 from ._model import Model, default_model_path
-from ._pretrain import ModelSpec, build_corpus, init_model, train_tokenizer
+from ._pretrain import ModelSpec, PretrainProgress, Pretrainer, build_corpus, init_model, pretrain, train_tokenizer
 from ._session import Generation, Session
 from ._train import TrainProgress, Trainer
 
@@ -94,6 +94,8 @@ __all__ = [
     "LibraryNotFoundError",
     "Model",
     "ModelSpec",
+    "PretrainProgress",
+    "Pretrainer",
     "Session",
     "TrainProgress",
     "Trainer",
@@ -106,6 +108,7 @@ __all__ = [
     "init_model",
     "library_path",
     "load_backends",
+    "pretrain",
     "set_log_callback",
     "squad_exact_match",
     "squad_f1",

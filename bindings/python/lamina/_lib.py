@@ -422,6 +422,79 @@ PROTOTYPES.update(
 # Discovery.
 
 
+class lamina_pretrain_params(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("corpus_dir", c_char_p),
+        ("output_dir", c_char_p),
+        ("spec", POINTER(lamina_model_spec)),  # const lamina_model_spec *
+        ("tokenizer_dir", c_char_p),
+        ("init_std", c_float),
+        ("init_gguf", c_char_p),
+        ("gguf_path", c_char_p),
+        ("hf_dir", c_char_p),
+        ("seq_len", c_uint32),
+        ("batch_size", c_uint32),
+        ("grad_accum", c_uint32),
+        ("learning_rate", c_float),
+        ("beta1", c_float),
+        ("beta2", c_float),
+        ("eps", c_float),
+        ("weight_decay", c_float),
+        ("decay_norms_and_embeddings", c_bool),
+        ("warmup_steps", c_uint32),
+        ("schedule", c_int32),
+        ("max_grad_norm", c_float),
+        ("dropout", c_float),
+        ("attention_dropout", c_float),
+        ("budget_steps", c_uint64),
+        ("budget_tokens", c_uint64),
+        ("budget_seconds", c_double),
+        ("eval_every", c_uint32),
+        ("eval_sequences", c_uint32),
+        ("checkpoint_dir", c_char_p),
+        ("checkpoint_every", c_uint32),
+        ("resume", c_bool),
+        ("seed", c_uint64),
+        ("activation_memory_mib", c_uint32),
+        ("checkpointing", c_bool),
+        ("n_threads", c_uint32),
+        ("precision", c_char_p),
+    ]
+
+
+class lamina_pretrain_progress(Structure):
+    _fields_ = [
+        ("struct_size", c_size_t),
+        ("step", c_uint64),
+        ("total_steps", c_uint64),
+        ("tokens_seen", c_uint64),
+        ("loss", c_double),
+        ("learning_rate", c_double),
+        ("grad_norm", c_double),
+        ("tokens_per_second", c_double),
+        ("elapsed_seconds", c_double),
+        ("eta_seconds", c_double),
+        ("val_loss", c_double),
+        ("val_perplexity", c_double),
+    ]
+
+
+lamina_pretrain_progress_callback = CFUNCTYPE(c_bool, POINTER(lamina_pretrain_progress), c_void_p)
+lamina_pretrainer_p = c_void_p
+
+PROTOTYPES.update(
+    {
+        "lamina_pretrain_params_init": (lamina_status, [POINTER(lamina_pretrain_params), c_size_t]),
+        "lamina_pretrainer_create": (lamina_status, [POINTER(lamina_pretrain_params), _out_handle]),
+        "lamina_pretrainer_run": (lamina_status, [lamina_pretrainer_p, lamina_pretrain_progress_callback, c_void_p]),
+        "lamina_pretrainer_cancel": (lamina_status, [lamina_pretrainer_p]),
+        "lamina_pretrainer_report_json": (lamina_status, [lamina_pretrainer_p, _out_str]),
+        "lamina_pretrainer_free": (None, [lamina_pretrainer_p]),
+    }
+)
+
+
 def _library_names() -> List[str]:
     if sys.platform == "win32":
         return ["lamina_ffi.dll"]

@@ -13,6 +13,15 @@ shape and random initialisation (``lamina_model_spec_preset``, ``lamina_init_mod
 Each call returns its report, the JSON object the C function gives, as a dict. A call stopped by
 its progress callback (returning False) or by Ctrl-C returns ``{"cancelled": True}`` and, for
 Ctrl-C, then raises KeyboardInterrupt; a finished one has ``"cancelled": False``.
+
+Pretraining itself (``lamina_pretrainer_*``) initialises the model and trains it in one run:
+
+    report = lamina.pretrain("corpus", "run", spec=spec, tokenizer_dir="tokenizer", steps=1000,
+                             progress=lambda p: print(p.step, p.loss))
+    with lamina.Model(report["summary"]["gguf"]) as model: ...    # the trained model
+
+:class:`Pretrainer` is the same run as an object, whose :meth:`Pretrainer.cancel` may be called
+from another thread.
 """
 
 import ctypes
@@ -20,7 +29,8 @@ import json
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+import math
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
 
 from ._error import InvalidArgumentError
 from ._lib import (
@@ -28,10 +38,13 @@ from ._lib import (
     lamina_corpus_progress_callback,
     lamina_init_params,
     lamina_model_spec,
+    lamina_pretrain_params,
+    lamina_pretrain_progress_callback,
     lamina_progress_callback,
     lamina_tokenizer_train_params,
     lib,
 )
+from ._managed import Managed
 from ._util import check, defer_sigint, f32, init_params, opt_to_c, path_to_c, take_string, to_c, u32
 
 StrOrBytes = Union[str, bytes]
@@ -379,4 +392,259 @@ def init_model(
     return _report(out)
 
 
-__all__ = ["CorpusProgress", "InitProgress", "ModelSpec", "build_corpus", "init_model", "train_tokenizer"]
+class PretrainProgress(NamedTuple):
+    """What a :class:`Pretrainer` progress callback receives after every optimizer step
+    (``lamina_pretrain_progress``)."""
+
+    step: int  #: steps done (1 after the first)
+    total_steps: int  #: the step the schedule ends at; 0 until a time budget's plan is made
+    tokens_seen: int  #: training tokens so far (every position of the sequences)
+    loss: float  #: mean next-token loss of this step (nats)
+    learning_rate: float
+    grad_norm: float  #: before clipping
+    tokens_per_second: float
+    elapsed_seconds: float
+    eta_seconds: float
+    val_loss: Optional[float]  #: None when no validation was computed at this step
+    val_perplexity: Optional[float]  #: exp(val_loss), None likewise
+
+
+#: ``progress(PretrainProgress)`` of :meth:`Pretrainer.run`: False stops the run after this
+#: step; None or True go on.
+PretrainProgressCallback = Callable[[PretrainProgress], Optional[bool]]
+
+_SCHEDULES = {"cosine": 0, "linear": 1, "constant": 2}  # lamina_train_schedule
+_PRETRAIN_INTS = (
+    "seq_len", "batch_size", "grad_accum", "warmup_steps", "eval_every", "eval_sequences", "checkpoint_every",
+    "activation_memory_mib", "n_threads",
+)
+_PRETRAIN_FLOATS = (
+    "init_std", "learning_rate", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm", "dropout", "attention_dropout",
+)
+_PRETRAIN_BOOLS = ("decay_norms_and_embeddings", "resume", "checkpointing")
+
+
+def _optional_path(value: Optional[PathLike], name: str) -> Optional[bytes]:
+    return None if value is None else path_to_c(value, name)
+
+
+def _progress_of(c) -> PretrainProgress:
+    val = None if math.isnan(c.val_loss) else c.val_loss
+    return PretrainProgress(
+        step=c.step,
+        total_steps=c.total_steps,
+        tokens_seen=c.tokens_seen,
+        loss=c.loss,
+        learning_rate=c.learning_rate,
+        grad_norm=c.grad_norm,
+        tokens_per_second=c.tokens_per_second,
+        elapsed_seconds=c.elapsed_seconds,
+        eta_seconds=c.eta_seconds,
+        val_loss=val,
+        val_perplexity=None if val is None else c.val_perplexity,
+    )
+
+
+class Pretrainer(Managed):
+    """A pretraining run (``lamina_pretrainer_create``): a new model of `spec` with the tokenizer
+    in `tokenizer_dir` (as :func:`train_tokenizer` writes it), or the GGUF model `init_gguf`
+    (continued pretraining, with its own tokenizer), trained on the corpus directory
+    `corpus_dir` (as :func:`build_corpus` writes it) and written to `output_dir`: init.gguf
+    (a new model's initial weights), model.gguf (or `gguf`), log.json and loss.svg, and a
+    Hugging Face directory `hf_dir` when given.
+
+    The budget is `steps` optimizer steps, `tokens` training tokens or `seconds` of training
+    and validation (at least one; the run stops at the first reached). The other options are
+    the fields of ``lamina_pretrain_params``; None keeps the library's default (see
+    :meth:`defaults`): `seq_len` (tokens per sequence), `batch_size`, `grad_accum`,
+    `learning_rate`, `beta1`, `beta2`, `eps`, `weight_decay`, `decay_norms_and_embeddings`,
+    `warmup_steps`, `schedule` ("cosine", "linear" or "constant"), `max_grad_norm`, `dropout`,
+    `attention_dropout`, `eval_every`, `eval_sequences`, `checkpoint_dir`, `checkpoint_every`,
+    `resume`, `seed`, `activation_memory_mib`, `checkpointing`, `n_threads`, `precision`
+    ("auto", "f32", "bf16") and `init_std` (a new model's initial standard deviation).
+
+    Everything that can be checked before the run is checked here: a bad option raises
+    :class:`~lamina.InvalidArgumentError` naming it (no budget, heads that do not divide the
+    width, a sequence longer than the context, a model too large for the memory); a missing
+    corpus :class:`~lamina.DataError`; a missing tokenizer :class:`~lamina.LaminaIOError`; a
+    missing `init_gguf` :class:`~lamina.ModelNotFoundError`.
+
+    A pretrainer runs once (:meth:`run`). One thread at a time uses it; :meth:`cancel` may be
+    called from any thread while :meth:`run` is in progress (other calls then raise
+    :class:`~lamina.BusyError`).
+    """
+
+    def __init__(
+        self,
+        corpus_dir: PathLike,
+        output_dir: PathLike,
+        *,
+        spec: Optional[ModelSpec] = None,
+        tokenizer_dir: Optional[PathLike] = None,
+        init_gguf: Optional[PathLike] = None,
+        gguf: Optional[PathLike] = None,
+        hf_dir: Optional[PathLike] = None,
+        steps: Optional[int] = None,
+        tokens: Optional[int] = None,
+        seconds: Optional[float] = None,
+        schedule: Optional[str] = None,
+        checkpoint_dir: Optional[PathLike] = None,
+        seed: Optional[int] = None,
+        precision: Optional[str] = None,
+        **options: Union[int, float, bool, None],
+    ) -> None:
+        if spec is not None and not isinstance(spec, ModelSpec):
+            raise TypeError("spec must be a lamina.ModelSpec, not {}".format(type(spec).__name__))
+        p = init_params(lamina_pretrain_params, lib.lamina_pretrain_params_init)
+        # The bytes objects and the spec the struct points to, alive until the call returns.
+        keep: List[Any] = []
+
+        def put_path(field: str, value: Optional[PathLike]) -> None:
+            c = _optional_path(value, field)
+            keep.append(c)
+            setattr(p, field, c)
+
+        for field, value in (
+            ("corpus_dir", corpus_dir),
+            ("output_dir", output_dir),
+            ("tokenizer_dir", tokenizer_dir),
+            ("init_gguf", init_gguf),
+            ("gguf_path", gguf),
+            ("hf_dir", hf_dir),
+            ("checkpoint_dir", checkpoint_dir),
+        ):
+            put_path(field, value)
+        if spec is not None:
+            c_spec = spec._to_c()
+            keep.append(c_spec)
+            p.spec = ctypes.pointer(c_spec)
+        p.budget_steps = 0 if steps is None else _u64(steps, "steps")
+        p.budget_tokens = 0 if tokens is None else _u64(tokens, "tokens")
+        p.budget_seconds = 0.0 if seconds is None else f32(seconds, "seconds")
+        if schedule is not None:
+            if schedule not in _SCHEDULES:
+                raise InvalidArgumentError(2, "unknown schedule {!r} (use {})".format(schedule, ", ".join(sorted(_SCHEDULES))))
+            p.schedule = _SCHEDULES[schedule]
+        if seed is not None:
+            p.seed = _u64(seed, "seed")
+        c_precision = opt_to_c(precision, "precision")
+        p.precision = c_precision
+        _set_options(p, options)
+        out = ctypes.c_void_p()
+        status = lib.lamina_pretrainer_create(ctypes.byref(p), ctypes.byref(out))
+        if status == 0:
+            self._set_handle(out.value)
+        check(status)
+
+    @staticmethod
+    def defaults() -> Dict[str, Any]:
+        """The library's default of every numeric option (``lamina_pretrain_params_init``)."""
+        p = init_params(lamina_pretrain_params, lib.lamina_pretrain_params_init)
+        names = _PRETRAIN_INTS + _PRETRAIN_FLOATS + _PRETRAIN_BOOLS + ("seed",)
+        out = {name: getattr(p, name) for name in names}
+        for name in _PRETRAIN_FLOATS:
+            out[name] = _from_f32(out[name])
+        out["schedule"] = {v: k for k, v in _SCHEDULES.items()}[p.schedule]
+        return out
+
+    def _delete(self, handle: int) -> None:
+        lib.lamina_pretrainer_free(handle)
+
+    def run(self, progress: Optional[PretrainProgressCallback] = None) -> Dict[str, Any]:
+        """Run the pretraining (``lamina_pretrainer_run``) to the end of its budget and return
+        :meth:`report`. `progress(PretrainProgress)` is called after every step; returning False
+        stops the run after it, as do :meth:`cancel` from another thread and Ctrl-C on the main
+        thread (which then raises KeyboardInterrupt once the run has stopped). A stopped run is
+        not an error: its report's ``summary["cancelled"]`` is True and no trained model is
+        written. An exception raised by `progress` stops the run and is re-raised here.
+
+        Raises :class:`~lamina.InvalidArgumentError` when the pretrainer already ran or the
+        training diverged (the message names the step and the last good checkpoint);
+        :class:`~lamina.DataError` for a corpus with too few tokens for one sequence.
+        """
+        handle = self._ptr()
+        errors: List[BaseException] = []
+        interrupt = None  # set below: a held-back Ctrl-C stops the run
+
+        def c_progress(c, _user_data):
+            try:
+                if interrupt is not None and interrupt.pending:
+                    return False
+                if progress is None:
+                    return True
+                result = progress(_progress_of(c.contents))
+                return result is None or bool(result)
+            except BaseException as e:  # must not cross the C boundary
+                errors.append(e)
+                return False
+
+        # Always installed, so that Ctrl-C can stop a long run (see defer_sigint).
+        callback = lamina_pretrain_progress_callback(c_progress)
+        with defer_sigint() as interrupt:
+            status = lib.lamina_pretrainer_run(handle, callback, None)
+        if errors:
+            raise errors[0]
+        check(status)
+        return self.report()
+
+    def cancel(self) -> None:
+        """Stop a :meth:`run` in progress after its current step (before the run: after its
+        first step). Thread-safe; returns at once."""
+        check(lib.lamina_pretrainer_cancel(self._ptr()))
+
+    def report(self) -> Dict[str, Any]:
+        """What the run did (``lamina_pretrainer_report_json``): ``{"summary": {"end",
+        "cancelled", "steps", "planned_steps", "tokens_seen", "final_loss",
+        "val_perplexity_before", "val_perplexity_after", "test_perplexity", "test_accuracy",
+        "seconds", "gguf", "hf"}, ...}`` followed by log.json's fields ("options", "model",
+        "parameters", "data", "steps", "evals", "test", "files", ...). Raises
+        :class:`~lamina.InvalidArgumentError` before a run, or after one that failed."""
+        out = ctypes.c_void_p()
+        check(lib.lamina_pretrainer_report_json(self._ptr(), ctypes.byref(out)))
+        return _report(out)
+
+    def __repr__(self) -> str:
+        return "<lamina.Pretrainer{}>".format(" (closed)" if self.closed else "")
+
+
+def _set_options(p: lamina_pretrain_params, options: Dict[str, Union[int, float, bool, None]]) -> None:
+    """The numeric and boolean options of :class:`Pretrainer` into `p` (None keeps the default)."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name in _PRETRAIN_INTS:
+            setattr(p, name, u32(value, name))
+        elif name in _PRETRAIN_FLOATS:
+            setattr(p, name, f32(value, name))
+        elif name in _PRETRAIN_BOOLS:
+            setattr(p, name, _bool(value, name))
+        else:
+            known = _PRETRAIN_INTS + _PRETRAIN_FLOATS + _PRETRAIN_BOOLS
+            raise TypeError("unknown pretraining option {!r} (known: {})".format(name, ", ".join(sorted(known))))
+
+
+def pretrain(
+    corpus_dir: PathLike,
+    output_dir: PathLike,
+    *,
+    progress: Optional[PretrainProgressCallback] = None,
+    **options: Any,
+) -> Dict[str, Any]:
+    """Pretrain a model in one call: ``Pretrainer(corpus_dir, output_dir, **options).run(progress)``,
+    the pretrainer freed afterwards. Returns the report (see :meth:`Pretrainer.report`)."""
+    with Pretrainer(corpus_dir, output_dir, **options) as trainer:
+        return trainer.run(progress)
+
+
+__all__ = [
+    "CorpusProgress",
+    "InitProgress",
+    "ModelSpec",
+    "PretrainProgress",
+    "PretrainProgressCallback",
+    "Pretrainer",
+    "build_corpus",
+    "init_model",
+    "pretrain",
+    "train_tokenizer",
+]

@@ -7,6 +7,7 @@ import ctypes
 import dataclasses
 import inspect
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -236,3 +237,140 @@ def test_bad_input(corpus, tokenizer, tmp_path):
         lamina.init_model(spec, tmp_path / "no-such-tokenizer", tmp_path / "h")
     with pytest.raises(TypeError, match="ModelSpec"):
         lamina.init_model({"n_layers": 3}, directory, tmp_path / "h")
+
+
+# -- pretraining ------------------------------------------------------------------------------
+
+#: A tiny run: the 1m preset at the tokenizer's vocabulary, sequences of 32 tokens, 2 a step,
+#: one engine thread; a few steps take well under a second.
+TINY = dict(seq_len=32, batch_size=2, warmup_steps=1, eval_every=2, eval_sequences=4, n_threads=1)
+
+
+def tiny_spec() -> "lamina.ModelSpec":
+    return lamina.ModelSpec.preset("1m", VOCAB)
+
+
+def test_pretrain_tiny_run(corpus, tokenizer, tmp_path):
+    _, corpus_dir, _ = corpus
+    directory, _ = tokenizer
+    seen = []
+    with lamina.Pretrainer(corpus_dir, tmp_path / "run", spec=tiny_spec(), tokenizer_dir=directory, steps=4, **TINY) as trainer:
+        assert repr(trainer) == "<lamina.Pretrainer>"
+        with pytest.raises(lamina.InvalidArgumentError, match="not run yet"):
+            trainer.report()
+        report = trainer.run(seen.append)
+        with pytest.raises(lamina.InvalidArgumentError, match="already ran"):
+            trainer.run()
+        assert trainer.report() == report
+    assert trainer.closed and repr(trainer) == "<lamina.Pretrainer (closed)>"
+
+    assert [p.step for p in seen] == [1, 2, 3, 4] and all(p.total_steps == 4 for p in seen)
+    assert all(isinstance(p, lamina.PretrainProgress) and 0 < p.loss < 10 and p.tokens_per_second > 0 for p in seen)
+    assert [p.tokens_seen for p in seen] == [64, 128, 192, 256]
+    assert [p.val_loss is not None for p in seen] == [False, True, False, True]
+    assert seen[1].val_perplexity == pytest.approx(math.exp(seen[1].val_loss))
+
+    summary = report["summary"]
+    assert summary["end"] == "finished" and summary["cancelled"] is False
+    assert summary["steps"] == 4 and summary["planned_steps"] == 4 and summary["tokens_seen"] == 256
+    assert summary["final_loss"] == pytest.approx(seen[-1].loss)
+    assert summary["val_perplexity_before"] > 100 and 1 < summary["val_perplexity_after"] < summary["val_perplexity_before"]
+    assert summary["test_perplexity"] > 1 and 0 <= summary["test_accuracy"] <= 1
+    assert summary["gguf"] == str(tmp_path / "run" / "model.gguf") and summary["hf"] is None
+    assert report["model"]["vocab_size"] == VOCAB and report["parameters"] > 500_000
+    assert len(report["steps"]) == 4 and [e["step"] for e in report["evals"]] == [0, 2, 4]
+    assert json.loads((tmp_path / "run" / "log.json").read_text())["end"] == "finished"
+
+    # The trained model loads and generates; it also continues as the start of another run.
+    with lamina.Model(summary["gguf"]) as model, model.session(n_ctx=64, n_threads=1) as session:
+        g = session.generate("The river", max_tokens=4)
+        assert g.generated_tokens >= 1 or g.stop_reason == "end_of_generation"
+    again = lamina.pretrain(corpus_dir, tmp_path / "continued", init_gguf=summary["gguf"], steps=2, **TINY)
+    assert again["summary"]["steps"] == 2 and again["files"]["init"] is None
+
+
+def test_pretrain_cancel(corpus, tokenizer, tmp_path):
+    _, corpus_dir, _ = corpus
+    directory, _ = tokenizer
+    options = dict(spec=tiny_spec(), tokenizer_dir=directory, **TINY)
+
+    # From the progress callback.
+    report = lamina.pretrain(corpus_dir, tmp_path / "a", steps=50, progress=lambda p: p.step < 2, **options)
+    assert report["summary"]["cancelled"] is True and report["summary"]["steps"] == 2
+    assert report["summary"]["gguf"] is None and not (tmp_path / "a" / "model.gguf").exists()
+
+    # From another thread, during the run; the report is refused meanwhile (busy).
+    import threading
+
+    trainer = lamina.Pretrainer(corpus_dir, tmp_path / "b", steps=100_000, seconds=60, **options)
+    started = threading.Event()
+    busy = []
+
+    def cancel_when_started():
+        started.wait(30)
+        try:
+            trainer.report()
+        except lamina.BusyError as e:
+            busy.append(e)
+        trainer.cancel()
+
+    thread = threading.Thread(target=cancel_when_started)
+    thread.start()
+    report = trainer.run(lambda p: started.set())
+    thread.join()
+    assert busy and report["summary"]["cancelled"] is True and 1 <= report["summary"]["steps"] < 1000
+    trainer.close()
+
+    # An exception in the callback stops the run and comes out of run().
+    def boom(p):
+        raise RuntimeError("stop the run")
+
+    with pytest.raises(RuntimeError, match="stop the run"):
+        lamina.pretrain(corpus_dir, tmp_path / "c", steps=50, progress=boom, **options)
+
+
+def test_pretrain_defaults_and_bad_input(corpus, tokenizer, tmp_path):
+    _, corpus_dir, _ = corpus
+    directory, _ = tokenizer
+    d = lamina.Pretrainer.defaults()
+    assert d["seq_len"] == 256 and d["batch_size"] == 8 and d["learning_rate"] == 1e-3 and d["schedule"] == "cosine"
+    assert d["init_std"] == 0.02 and d["eval_sequences"] == 128 and d["resume"] is False and d["seed"] == 0
+
+    spec = tiny_spec()
+    out = tmp_path / "bad"
+    ok = dict(spec=spec, tokenizer_dir=directory, steps=4, **TINY)
+    with pytest.raises(lamina.InvalidArgumentError, match="budget"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, steps=None))
+    with pytest.raises(lamina.InvalidArgumentError, match="budget"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, steps=0))
+    with pytest.raises(lamina.InvalidArgumentError, match="n_heads"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, spec=dataclasses.replace(spec, n_heads=3)))
+    with pytest.raises(lamina.InvalidArgumentError, match="vocab_size"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, spec=dataclasses.replace(spec, vocab_size=300)))
+    with pytest.raises(lamina.InvalidArgumentError, match="context length"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, seq_len=1000))
+    with pytest.raises(lamina.InvalidArgumentError, match="dropout"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, dropout=1.0))
+    with pytest.raises(lamina.InvalidArgumentError, match="schedule"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, schedule="step"))
+    with pytest.raises(lamina.InvalidArgumentError, match="precision"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, precision="f16"))
+    with pytest.raises(lamina.InvalidArgumentError, match="both"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, init_gguf=tmp_path / "x.gguf"))
+    with pytest.raises(lamina.NullArgumentError, match="init_gguf"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, spec=None))
+    with pytest.raises(lamina.NullArgumentError, match="tokenizer_dir"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, tokenizer_dir=None))
+    with pytest.raises(lamina.ModelNotFoundError, match="no-such.gguf"):
+        lamina.Pretrainer(corpus_dir, out, init_gguf=tmp_path / "no-such.gguf", steps=4)
+    with pytest.raises(lamina.LaminaIOError, match="no-such-tokenizer"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, tokenizer_dir=tmp_path / "no-such-tokenizer"))
+    with pytest.raises(lamina.DataError, match="no-such-corpus"):
+        lamina.Pretrainer(tmp_path / "no-such-corpus", out, **ok)
+    with pytest.raises(lamina.InvalidArgumentError, match="steps"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, steps=-1))
+    with pytest.raises(TypeError, match="unknown pretraining option"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, lr=1e-3))
+    with pytest.raises(TypeError, match="ModelSpec"):
+        lamina.Pretrainer(corpus_dir, out, **dict(ok, spec={"n_layers": 3}))
+    assert not out.exists()  # nothing was written by the refused pretrainers
