@@ -54,6 +54,9 @@ bash scripts/cpp-tests.sh
 
 step "Rust and Python examples"
 target/release/examples/generate "The capital of France is"
+EXAMPLE_OUT="$(mktemp -d)"
+target/release/examples/pretrain "$EXAMPLE_OUT" 8 README.md ARCHITECTURE.md CHANGELOG.md docs tests/data/prose.txt
+rm -rf "$EXAMPLE_OUT"
 python3 examples/python/generate.py "The capital of France is"
 
 step "Python package: pip install into a fresh venv, then the Python tests against it from outside the checkout"
