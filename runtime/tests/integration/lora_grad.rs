@@ -11,9 +11,6 @@ use lamina::weights::dequant::dequantize_row;
 use lamina::weights::gguf::{Gguf, GgufWriter, MetaValue};
 use lamina::weights::GgmlType;
 
-/// Where a finite-difference probe writes: element `i` of one tensor of the reference.
-type SlotFn = dyn Fn(&mut RefModel, usize) -> &mut f64;
-
 /// One layer's LoRA pairs in f64, indexed like `LoraTarget::ALL`: (A, B).
 type RefLora = [Option<(Vec<f64>, Vec<f64>)>; 7];
 
@@ -336,7 +333,7 @@ fn check_full_gradients(quantized: bool) {
 
     // (name, analytic gradient, accessor of the same tensor in the reference, stride).
     type Slot = fn(&mut RefModel, usize) -> &mut f64;
-    let mut cases: Vec<(String, Vec<f32>, Box<SlotFn>, usize)> = Vec::new();
+    let mut cases: Vec<crate::common::GradCase<RefModel>> = Vec::new();
     let embed: Slot = |m, i| &mut m.embed[i];
     let final_norm: Slot = |m, i| &mut m.final_norm[i];
     cases.push(("token_embd (tied head)".into(), grads.embed.clone(), Box::new(embed), 1));
@@ -359,25 +356,7 @@ fn check_full_gradients(quantized: bool) {
             ));
         }
     }
-    let h = 1e-5;
-    let (mut worst, mut checked) = (0.0f64, 0usize);
-    let mut probe = load_ref(&path);
-    for (name, g, slot, stride) in &cases {
-        for idx in (0..g.len()).step_by(*stride) {
-            let orig = *slot(&mut probe, idx);
-            *slot(&mut probe, idx) = orig + h;
-            let plus = ref_total(&probe);
-            *slot(&mut probe, idx) = orig - h;
-            let minus = ref_total(&probe);
-            *slot(&mut probe, idx) = orig;
-            let fd = (plus - minus) / (2.0 * h);
-            let ga = f64::from(g[idx]);
-            let err = (ga - fd).abs() / (fd.abs() + ga.abs()).max(1e-2);
-            worst = worst.max(err);
-            checked += 1;
-            assert!(err < 2e-3, "{name}[{idx}]: analytic {ga} vs finite difference {fd}");
-        }
-    }
+    let (worst, checked) = crate::common::check_central_differences(&mut load_ref(&path), &cases, ref_total);
     println!("full, quantized={quantized}: {checked} of {} parameters checked, max relative error {worst:.2e}", weights.n_params());
 }
 

@@ -12,6 +12,8 @@ use lamina::pretrain::tokenizer_train::{train, TokenizerTrainOptions};
 use lamina::weights::safetensors::SafeTensors;
 use lamina::{ErrorKind, Model, ModelParams, Sampling, Session, SessionParams};
 
+use crate::common::pretrain::tiny_spec;
+
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lamina-pretrain-init-{}", std::process::id())).join(name);
     let _ = std::fs::remove_dir_all(&dir);
@@ -31,18 +33,6 @@ fn tokenizer(dir: &Path) -> PathBuf {
     let out = dir.join("tokenizer");
     trained.save(&out).unwrap();
     out
-}
-
-fn tiny_spec() -> ModelSpec {
-    ModelSpec {
-        n_layers: 2,
-        width: 64,
-        n_heads: 4,
-        n_kv_heads: 2,
-        ffn_width: 160,
-        context_length: 128,
-        ..ModelSpec::preset("1m", 512).unwrap()
-    }
 }
 
 /// The parameter count written out term by term, independent of the library's code.

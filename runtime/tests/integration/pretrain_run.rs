@@ -598,8 +598,7 @@ fn residual_and_attention_dropout_have_the_gradients_of_finite_differences() {
     let bad = BlockDropout { residual: 1.0, attention: 0.0 };
     assert!(model.loss_and_full_grads_with(&weights, &batch, train, bad, &mut unused).unwrap_err().to_string().contains("`dropout`"));
 
-    type Slot = Box<dyn Fn(&mut RefModel, usize) -> &mut f64>;
-    let mut cases: Vec<(String, Vec<f32>, Slot, usize)> = vec![
+    let mut cases: Vec<crate::common::GradCase<RefModel>> = vec![
         ("token_embd (tied head)".into(), grads.embed.clone(), Box::new(|m: &mut RefModel, i| &mut m.embed[i]), 1),
         ("output_norm".into(), grads.final_norm.clone(), Box::new(|m: &mut RefModel, i| &mut m.final_norm[i]), 1),
     ];
@@ -613,28 +612,11 @@ fn residual_and_attention_dropout_have_the_gradients_of_finite_differences() {
         ));
         cases.push((format!("blk.{l}.ffn_norm"), b.ffn_norm.clone(), Box::new(move |m: &mut RefModel, i| &mut m.layers[l].ffn_norm[i]), 1));
         for t in LoraTarget::ALL {
-            let slot: Slot = Box::new(move |m: &mut RefModel, i| &mut m.layers[l].w[t.index()][i]);
+            let slot: Box<dyn Fn(&mut RefModel, usize) -> &mut f64> = Box::new(move |m: &mut RefModel, i| &mut m.layers[l].w[t.index()][i]);
             cases.push((format!("blk.{l}.{}", t.gguf_name()), b.proj[t.index()].clone(), slot, 7));
         }
     }
-    let h = 1e-5;
-    let (mut worst, mut checked) = (0.0f64, 0usize);
-    for (name, g, slot, stride) in &cases {
-        for idx in (0..g.len()).step_by(*stride) {
-            let orig = *slot(&mut probe, idx);
-            *slot(&mut probe, idx) = orig + h;
-            let plus = ref_total(&probe);
-            *slot(&mut probe, idx) = orig - h;
-            let minus = ref_total(&probe);
-            *slot(&mut probe, idx) = orig;
-            let fd = (plus - minus) / (2.0 * h);
-            let ga = f64::from(g[idx]);
-            let err = (ga - fd).abs() / (fd.abs() + ga.abs()).max(1e-2);
-            worst = worst.max(err);
-            checked += 1;
-            assert!(err < 2e-3, "{name}[{idx}]: analytic {ga} vs finite difference {fd}");
-        }
-    }
+    let (worst, checked) = crate::common::check_central_differences(&mut probe, &cases, ref_total);
     println!("dropout gradients: {checked} of {} parameters checked, max relative error {worst:.2e}", weights.n_params());
     std::fs::remove_dir_all(&dir).unwrap();
 }
