@@ -289,6 +289,31 @@ def test_pretrain_tiny_run(corpus, tokenizer, tmp_path):
     assert again["summary"]["steps"] == 2 and again["files"]["init"] is None
 
 
+def test_hf_export_has_the_same_perplexity_in_transformers(corpus, tokenizer, tmp_path):
+    """The Hugging Face export of a pretrained model, scored by transformers with the method of
+    lamina's perplexity (scripts/hf_perplexity.py), against llama.cpp's perplexity of the GGUF
+    export: within 0.5%. Needs torch and transformers, which the test environment may lack (the
+    registry's torch is the CUDA build, several GB): skipped then, saying so."""
+    pytest.importorskip("torch", reason="torch is not installed: the transformers perplexity is not checked")
+    pytest.importorskip("transformers", reason="transformers is not installed: its perplexity is not checked")
+    import subprocess
+
+    _, corpus_dir, _ = corpus
+    directory, _ = tokenizer
+    hf = tmp_path / "hf"
+    report = lamina.pretrain(corpus_dir, tmp_path / "run", spec=tiny_spec(), tokenizer_dir=directory, hf_dir=hf, steps=8, **TINY)
+    text = tmp_path / "text.txt"
+    text.write_text("\n\n".join(document(i) for i in range(16, 40)) + "\n", encoding="utf-8")
+    with lamina.Model(report["summary"]["gguf"]) as model, model.session(n_ctx=64, n_threads=1) as session:
+        ours = session.evaluate("perplexity", text, perplexity_ctx=32)["metrics"]["ppl"]
+    script = Path(__file__).resolve().parents[3] / "scripts" / "hf_perplexity.py"
+    out = subprocess.run([sys.executable, str(script), str(hf), str(text), "--chunk", "32", "--threads", "1"],
+                         capture_output=True, text=True, check=True).stdout
+    theirs = float(out.split()[1])
+    print(f"perplexity of the export: llama.cpp {ours:.4f}, transformers {theirs:.4f}")
+    assert abs(ours - theirs) / theirs < 0.005, (ours, theirs, out)
+
+
 def test_pretrain_cancel(corpus, tokenizer, tmp_path):
     _, corpus_dir, _ = corpus
     directory, _ = tokenizer
