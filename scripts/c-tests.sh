@@ -64,7 +64,7 @@ EX_BUILD="$ROOT/examples/c/build"
 TEST_BUILD="$ROOT/tests/c/build"
 mkdir -p "$EX_BUILD" "$TEST_BUILD"
 
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== %s   [%d s]\n' "$*" "$SECONDS"; }
 
 step "compile"
 # All at once (two cores, a dozen small programs): each compiler's output is printed as it

@@ -34,7 +34,7 @@ BUILD="$ROOT/target/cpp-tests"
 PROMPT="The capital of France is"
 VERSION="$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)"
 
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== %s   [%d s]\n' "$*" "$SECONDS"; }
 fail() {
     echo "cpp-tests: FAIL: $*" >&2
     exit 1
