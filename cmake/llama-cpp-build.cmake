@@ -23,7 +23,8 @@ endif()
 
 if(PROJECT_NAME STREQUAL "ggml")
     # Which of ggml's x86 CPU variants the build compiles (GGML_CPU_ALL_VARIANTS builds 14, each
-    # the same 17 sources compiled again, most of llama.cpp's compile time). See README, "Speed".
+    # the same 17 sources compiled again, most of llama.cpp's compile time); other architectures
+    # keep all of theirs. See README, "Speed".
     if(DEFINED ENV{LAMINA_CPU_VARIANTS})
         set(LAMINA_CPU_VARIANTS "$ENV{LAMINA_CPU_VARIANTS}")
     else()
@@ -42,7 +43,8 @@ if(PROJECT_NAME STREQUAL "ggml")
             function(lamina_cpu_variants_wrapped)
             endfunction()
             function(ggml_add_cpu_backend_variant tag_name)
-                if(LAMINA_CPU_VARIANTS STREQUAL "all" OR tag_name IN_LIST LAMINA_CPU_VARIANTS)
+                # The list names x86 variants; other architectures build all of theirs.
+                if(NOT GGML_SYSTEM_ARCH STREQUAL "x86" OR LAMINA_CPU_VARIANTS STREQUAL "all" OR tag_name IN_LIST LAMINA_CPU_VARIANTS)
                     _ggml_add_cpu_backend_variant(${tag_name} ${ARGN})
                 else()
                     message(STATUS "lamina: CPU variant ${tag_name} not built (LAMINA_CPU_VARIANTS)")
