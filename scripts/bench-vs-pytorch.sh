@@ -15,18 +15,11 @@
 #   measures the binary you already have);
 # - the default model, through scripts/fetch-model.sh (unless --model is given);
 # - a virtual environment with torch, transformers, peft and safetensors, created once in the
-#   cache and reused. The packages come from the package registry as `pip` is configured;
-#   nothing is fetched from a model hub (the PyTorch side loads lamina's own conversion of
-#   the GGUF model).
+#   cache and reused (scripts/torch-venv.sh). Nothing is fetched from a model hub: the
+#   PyTorch side loads lamina's own conversion of the GGUF model.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${LAMINA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lamina}"
-VENV="$CACHE/bench-venv"
-PACKAGES=(torch transformers peft safetensors)
-# Written after a complete install; a venv without it (an interrupted or failed pip run) is
-# installed into again rather than trusted.
-STAMP="$VENV/.lamina-bench-packages"
 
 for arg in "$@"; do
     if [ "$arg" = "-h" ] || [ "$arg" = "--help" ]; then
@@ -60,23 +53,8 @@ if [ "$has_model" = 0 ]; then
     model_args=(--model "$model")
 fi
 
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "${PACKAGES[*]}" ]; then
-    echo "bench-vs-pytorch: installing ${PACKAGES[*]} into $VENV (once; later runs reuse it)" >&2
-    mkdir -p "$CACHE"
-    if ! python3 -m venv "$VENV"; then
-        echo "bench-vs-pytorch: could not create a virtual environment at $VENV" >&2
-        echo "  (on Debian/Ubuntu: apt-get install python3-venv)" >&2
-        exit 1
-    fi
-    if ! "$VENV/bin/python" -m pip install --quiet "${PACKAGES[@]}" >&2; then
-        echo "bench-vs-pytorch: pip could not install ${PACKAGES[*]} into $VENV" >&2
-        echo "  check that the package registry is reachable (pip's own message is above)," >&2
-        echo "  then run this script again; delete $VENV to start over" >&2
-        exit 1
-    fi
-    echo "${PACKAGES[*]}" >"$STAMP"
-fi
+PY="$("$ROOT/scripts/torch-venv.sh")"
 
 # Offline: the PyTorch side must load the local conversion and never reach for a model hub.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
-exec "$VENV/bin/python" "$ROOT/scripts/bench_vs_pytorch.py" "${model_args[@]}" "$@"
+exec "$PY" "$ROOT/scripts/bench_vs_pytorch.py" "${model_args[@]}" "$@"

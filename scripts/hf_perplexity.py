@@ -8,7 +8,7 @@ the tokenizer adds one, and the tokens from chunk/2 + 1 to the end of each chunk
     python3 scripts/hf_perplexity.py HF_DIR TEXT_FILE [--chunk 256] [--threads 2]
 
 Prints one line: `ppl P over N tokens in C chunks`. Needs torch and transformers (the
-environment scripts/bench-vs-pytorch.sh creates has both)."""
+environment scripts/torch-venv.sh creates has both)."""
 
 import argparse
 import math

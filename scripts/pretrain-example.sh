@@ -70,7 +70,7 @@ with open(sys.argv[1], encoding="utf-8") as f, open(sys.argv[2], "w", encoding="
 EOF
 "$LAMINA" perplexity -m "$OUT/run/model.gguf" -f "$OUT/test.txt" --chunk 256 --engine both -t "$THREADS"
 # The Hugging Face export through transformers, where an environment with it exists (the one
-# scripts/bench-vs-pytorch.sh creates; BENCH_PY overrides): the same chunks, the same method.
+# scripts/torch-venv.sh creates; BENCH_PY overrides): the same chunks, the same method.
 BENCH_PY="${BENCH_PY:-$HOME/.cache/lamina/bench-venv/bin/python}"
 if [[ -x "$BENCH_PY" ]] && "$BENCH_PY" -c "import torch, transformers" 2>/dev/null; then
     step "perplexity of the test set through transformers (the --hf export)"

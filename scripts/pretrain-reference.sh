@@ -11,18 +11,11 @@
 # This wrapper prepares what the check needs and hands over to pretrain_reference.py:
 # - the release binary (built by `cargo build --release`; never built here);
 # - a virtual environment with torch, transformers and safetensors, created once in the cache
-#   and reused (the one scripts/bench-vs-pytorch.sh uses). The packages come from the package
-#   registry as `pip` is configured; nothing is fetched from a model hub (the PyTorch side
-#   loads the initial model lamina wrote).
+#   and reused (scripts/torch-venv.sh). Nothing is fetched from a model hub: the PyTorch
+#   side loads the initial model lamina wrote.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${LAMINA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lamina}"
-VENV="$CACHE/bench-venv"
-PACKAGES=(torch transformers peft safetensors)
-# Written after a complete install; a venv without it (an interrupted or failed pip run) is
-# installed into again rather than trusted.
-STAMP="$VENV/.lamina-bench-packages"
 
 for arg in "$@"; do
     if [ "$arg" = "-h" ] || [ "$arg" = "--help" ]; then
@@ -42,23 +35,8 @@ if ! "$LAMINA_BIN" pretrain --help 2>/dev/null | grep -- --dump-batches >/dev/nu
 fi
 export LAMINA_BIN
 
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "${PACKAGES[*]}" ]; then
-    echo "pretrain-reference: installing ${PACKAGES[*]} into $VENV (once; later runs reuse it)" >&2
-    mkdir -p "$CACHE"
-    if ! python3 -m venv "$VENV"; then
-        echo "pretrain-reference: could not create a virtual environment at $VENV" >&2
-        echo "  (on Debian/Ubuntu: apt-get install python3-venv)" >&2
-        exit 1
-    fi
-    if ! "$VENV/bin/python" -m pip install --quiet "${PACKAGES[@]}" >&2; then
-        echo "pretrain-reference: pip could not install ${PACKAGES[*]} into $VENV" >&2
-        echo "  check that the package registry is reachable (pip's own message is above)," >&2
-        echo "  then run this script again; delete $VENV to start over" >&2
-        exit 1
-    fi
-    echo "${PACKAGES[*]}" >"$STAMP"
-fi
+PY="$("$ROOT/scripts/torch-venv.sh")"
 
 # Offline: the PyTorch side loads lamina's initial model and never reaches for a model hub.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
-exec "$VENV/bin/python" "$ROOT/scripts/pretrain_reference.py" "$@"
+exec "$PY" "$ROOT/scripts/pretrain_reference.py" "$@"

@@ -3,8 +3,9 @@
 # A format check, set-up, one release build (tests share the profile so llama.cpp is compiled
 # exactly once), Rust tests, the fuzz regression corpus, the header check, the C examples and
 # ABI tests, the C++ interface's tests and the pkg-config and CMake examples, the Python tests
-# (against the package as pip installs it into a fresh venv), and the shipping layout of that same build (scripts/test-dynamic.sh: the bundle, CPU
-# variants, missing and broken backends).
+# (against the package as pip installs it into a fresh venv; one of them also runs
+# transformers, from scripts/torch-venv.sh), and the shipping layout of that same build
+# (scripts/test-dynamic.sh: the bundle, CPU variants, missing and broken backends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,17 @@ fi
 
 step "setup"
 scripts/setup.sh
+# The PyTorch side of one Python test (transformers' perplexity of a pretrained model's Hugging
+# Face export equals lamina's): torch and transformers in the cached venv of
+# scripts/torch-venv.sh, installed in the background while cargo builds (the first time about
+# 4 GB from the package registry; later runs reuse it). LAMINA_TEST_TORCH=0 skips it, and the
+# test then says it was skipped.
+TORCH_DIR="$(mktemp -d)"
+trap 'rm -rf "$TORCH_DIR"' EXIT
+if [[ "${LAMINA_TEST_TORCH:-1}" != 0 ]]; then
+    scripts/torch-venv.sh >"$TORCH_DIR/python" 2>"$TORCH_DIR/log" &
+    TORCH_PID=$!
+fi
 
 step "build (release)"
 # Tests too, in the same cargo run: the test builds of the crates then compile beside the
@@ -60,6 +72,12 @@ rm -rf "$EXAMPLE_OUT"
 python3 examples/python/generate.py "The capital of France is"
 
 step "Python package: pip install into a fresh venv, then the Python tests against it from outside the checkout"
+if [[ -n "${TORCH_PID:-}" ]]; then
+    wait "$TORCH_PID" || { cat "$TORCH_DIR/log" >&2; echo "scripts/torch-venv.sh failed (LAMINA_TEST_TORCH=0 skips the transformers check)" >&2; exit 1; }
+    LAMINA_TORCH_PYTHON="$(cat "$TORCH_DIR/python")"
+    export LAMINA_TORCH_PYTHON
+    echo "torch and transformers for the export check: $LAMINA_TORCH_PYTHON"
+fi
 bash scripts/python-package-test.sh
 
 step "shipping layout: the relocatable bundle, CPU variants, missing and broken backends"
