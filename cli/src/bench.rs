@@ -69,6 +69,13 @@ fn bench_tokens(model: &lamina::Model, n: usize) -> Vec<i32> {
     tokens
 }
 
+/// The median over rounds of `ours[i] / theirs[i]` (rounds where both sides ran). Each round
+/// runs the sides back to back, so a change in the machine's speed between rounds (it is
+/// shared) moves both sides of a ratio, where it moves only one median of the two.
+fn per_round_ratio(ours: &[f64], theirs: &[f64]) -> f64 {
+    median(ours.iter().zip(theirs).map(|(a, b)| a / b).collect())
+}
+
 pub(crate) fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.total_cmp(b));
     if xs.is_empty() {
@@ -272,17 +279,25 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
             external.run_once(&external_test);
         }
     }
-    // The fastest llama-bench binary that ran, per test.
-    let best = |f: fn(&llama_bench::External) -> &Vec<f64>| {
+    // The fastest llama-bench binary that ran, per test: its median, its path, and lamina's
+    // ratio to it round by round.
+    let best = |f: fn(&llama_bench::External) -> &Vec<f64>, g: fn(&Sample) -> f64| {
         externals
             .iter()
             .filter(|e| e.failure.is_none())
-            .map(|e| (median(f(e).clone()), e.path.display().to_string()))
+            .map(|e| {
+                let ours: Vec<f64> = lamina.iter().map(g).collect();
+                (median(f(e).clone()), e.path.display().to_string(), per_round_ratio(&ours, f(e)))
+            })
             .max_by(|a, b| a.0.total_cmp(&b.0))
     };
-    let best_pp = best(|e| &e.pp_tokens_per_s);
-    let best_tg = best(|e| &e.tg_tokens_per_s);
+    let best_pp = best(|e| &e.pp_tokens_per_s, |s| s.pp_tokens_per_s);
+    let best_tg = best(|e| &e.tg_tokens_per_s, |s| s.tg_tokens_per_s);
     let med = |xs: &[Sample], f: fn(&Sample) -> f64| median(xs.iter().map(f).collect());
+    // lamina's ratio to another side, round by round (the median of the rounds' ratios).
+    let paired = |xs: &[Sample], f: fn(&Sample) -> f64| {
+        per_round_ratio(&lamina.iter().map(f).collect::<Vec<_>>(), &xs.iter().map(f).collect::<Vec<_>>())
+    };
     type Row = (&'static str, fn(&Sample) -> f64, bool);
     let rows: [Row; 4] = [
         ("load time (ms)", |s| s.load.as_secs_f64() * 1e3, false),
@@ -295,7 +310,12 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
         for (name, f, _) in rows {
             obj.insert(
                 name.to_string(),
-                serde_json::json!({ "lamina": med(&lamina, f), "bare": med(&bare, f), "ratio": med(&lamina, f) / med(&bare, f) }),
+                serde_json::json!({
+                    "lamina": med(&lamina, f),
+                    "bare": med(&bare, f),
+                    "ratio": med(&lamina, f) / med(&bare, f),
+                    "ratio_per_round": paired(&bare, f),
+                }),
             );
         }
         obj.insert(
@@ -303,6 +323,10 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
             serde_json::json!({
                 "prompt processing (tokens/s)": med(&method, |s| s.pp_tokens_per_s),
                 "generation (tokens/s)": med(&method, |s| s.tg_tokens_per_s),
+                "ratio_per_round": {
+                    "prompt processing": paired(&method, |s| s.pp_tokens_per_s),
+                    "generation": paired(&method, |s| s.tg_tokens_per_s),
+                },
             }),
         );
         let externals_json: Vec<serde_json::Value> = externals
@@ -322,8 +346,15 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
         obj.insert(
             "ratio_to_fastest_llama_bench".into(),
             serde_json::json!({
-                "prompt processing": best_pp.as_ref().map(|(v, _)| lamina_pp / v),
-                "generation": best_tg.as_ref().map(|(v, _)| lamina_tg / v),
+                "prompt processing": best_pp.as_ref().map(|(v, _, _)| lamina_pp / v),
+                "generation": best_tg.as_ref().map(|(v, _, _)| lamina_tg / v),
+            }),
+        );
+        obj.insert(
+            "ratio_to_fastest_llama_bench_per_round".into(),
+            serde_json::json!({
+                "prompt processing": best_pp.as_ref().map(|(_, _, r)| r),
+                "generation": best_tg.as_ref().map(|(_, _, r)| r),
             }),
         );
         obj.insert("threads".into(), threads.into());
@@ -336,14 +367,15 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
         return Ok(());
     }
     println!(
-        "lamina bench: {} threads, {placement}, pp{} / tg{}, median of {} runs per side (ratio = lamina / bare llama-cpp-2)",
+        "lamina bench: {} threads, {placement}, pp{} / tg{}, median of {} interleaved rounds per side (ratio = lamina / bare \
+         llama-cpp-2 of the medians; per round: the median of each round's ratio, which a machine whose speed drifts moves less)",
         threads, args.prompt_tokens, args.gen_tokens, args.reps
     );
-    println!("{:<30} {:>12} {:>12} {:>8}", "metric", "lamina", "bare", "ratio");
+    println!("{:<30} {:>12} {:>12} {:>8} {:>10}", "metric", "lamina", "bare", "ratio", "per round");
     for (name, f, higher_is_better) in rows {
         let (l, b) = (med(&lamina, f), med(&bare, f));
         let note = if higher_is_better { "" } else { " (lower is better)" };
-        println!("{name:<30} {l:>12.1} {b:>12.1} {:>8.3}{note}", l / b);
+        println!("{name:<30} {l:>12.1} {b:>12.1} {:>8.3} {:>10.3}{note}", l / b, paired(&bare, f));
     }
     println!("llama-bench's method on the same device (no sampling, the prompt as one batch):");
     for (name, f) in [
@@ -351,7 +383,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
         ("generation (tokens/s)", |s: &Sample| s.tg_tokens_per_s),
     ] {
         let (l, m) = (med(&lamina, f), med(&method, f));
-        println!("{name:<30} {l:>12.1} {m:>12.1} {:>8.3}  (lamina / llama-bench method)", l / m);
+        println!("{name:<30} {l:>12.1} {m:>12.1} {:>8.3} {:>10.3}  (lamina / llama-bench method)", l / m, paired(&method, f));
     }
     if !externals.is_empty() {
         println!("llama.cpp's llama-bench, built outside lamina (median of {} runs each):", args.reps);
@@ -368,13 +400,15 @@ pub fn run(args: &BenchArgs) -> Result<(), Error> {
             }
         }
         // (metric, lamina's value, the fastest llama-bench's value and path)
-        type ExternalRow<'a> = (&'a str, fn(&Sample) -> f64, &'a Option<(f64, String)>);
+        type ExternalRow<'a> = (&'a str, fn(&Sample) -> f64, &'a Option<(f64, String, f64)>);
         let rows: [ExternalRow; 2] =
             [("prompt processing (tokens/s)", |s| s.pp_tokens_per_s, &best_pp), ("generation (tokens/s)", |s| s.tg_tokens_per_s, &best_tg)];
         for (name, f, best) in rows {
             let l = med(&lamina, f);
             match best {
-                Some((b, path)) => println!("{name:<30} {l:>12.1} {b:>12.1} {:>8.3}  (lamina / fastest llama-bench: {path})", l / b),
+                Some((b, path, r)) => {
+                    println!("{name:<30} {l:>12.1} {b:>12.1} {:>8.3} {r:>10.3}  (lamina / fastest llama-bench: {path})", l / b)
+                }
                 None => println!("{name:<30} {l:>12.1} {:>12} {:>8}  (no llama-bench binary ran)", "-", "-"),
             }
         }
