@@ -581,6 +581,17 @@ impl<'m, P: Trainable> Trainer<'m, P> {
                 .sum()
         });
         let norm = sq.sqrt();
+        if !(nll.is_finite() && norm.is_finite()) {
+            // A non-finite loss or gradient would turn every parameter and both Adam moments
+            // into NaN for good. The step is counted with its loss, but its update is withheld:
+            // the parameters stay those of the last good step, and the caller, which sees the
+            // non-finite loss or norm, stops the run ([`run`](Self::run), pretraining).
+            self.state.step += 1;
+            self.state.tokens_seen += tokens;
+            let loss = nll / n_targets as f64;
+            self.state.losses.push(loss);
+            return Ok((loss, norm, tokens));
+        }
         let clip =
             if cfg.max_grad_norm > 0.0 && norm > f64::from(cfg.max_grad_norm) { (f64::from(cfg.max_grad_norm) / norm) as f32 } else { 1.0 };
         let lr = cfg.lr_at(self.state.step);
@@ -624,12 +635,18 @@ impl<'m, P: Trainable> Trainer<'m, P> {
         let first_step = self.state.step;
         let mut tokens_run = 0u64;
         let mut end = RunEnd::Finished;
+        // The newest checkpoint of this run (or the one it resumed from), for a divergence's
+        // message.
+        let mut last_checkpoint = self.resumed_from.as_ref().map(|r| r.path.clone());
         while self.state.step < self.state.config.steps {
             if self.cancel.load(Ordering::SeqCst) {
                 end = RunEnd::Cancelled;
                 break;
             }
             let (loss, grad_norm, tokens) = self.train_step()?;
+            if !(loss.is_finite() && grad_norm.is_finite()) {
+                return Err(self.diverged(loss, grad_norm, last_checkpoint.as_deref(), checkpoint_dir));
+            }
             tokens_run += tokens;
             let step = self.state.step;
             let cfg = &self.state.config;
@@ -645,7 +662,7 @@ impl<'m, P: Trainable> Trainer<'m, P> {
             if let Some(dir) = checkpoint_dir {
                 let every = self.state.config.checkpoint_every;
                 if every > 0 && step.is_multiple_of(every) && step < self.state.config.steps {
-                    self.save_checkpoint(dir)?;
+                    last_checkpoint = Some(self.save_checkpoint(dir)?);
                 }
             }
             let elapsed = start.elapsed().as_secs_f64();
@@ -672,6 +689,28 @@ impl<'m, P: Trainable> Trainer<'m, P> {
             self.save_checkpoint(dir)?;
         }
         Ok(end)
+    }
+
+    /// The error that stops a run whose step `self.state.step` had a non-finite loss or
+    /// gradient norm (its update was withheld, see [`train_step`](Self::train_step)): it says
+    /// which step, what was not finite, and which checkpoint holds the last good state. No
+    /// checkpoint is written for it: the parameters are the previous step's but the data
+    /// position is past this step's batches, so resuming from the named one repeats the run.
+    fn diverged(&self, loss: f64, grad_norm: f64, last_checkpoint: Option<&Path>, checkpoint_dir: Option<&Path>) -> Error {
+        let checkpoint = match (last_checkpoint, checkpoint_dir) {
+            (Some(path), _) => format!("the last good checkpoint is {}", path.display()),
+            (None, Some(dir)) => format!("no checkpoint of this run was written to {} before it", dir.display()),
+            (None, None) => "no checkpoint was written (a checkpoint directory keeps them)".to_string(),
+        };
+        Error::invalid(
+            "learning_rate",
+            format!(
+                "training diverged at step {} (the loss was {loss} and the gradient norm {grad_norm}): stopped before that \
+                 step's update, so nothing was written with non-finite weights; {checkpoint}; lower the learning rate \
+                 (peak {:e}) or lengthen the warmup",
+                self.state.step, self.state.config.learning_rate
+            ),
+        )
     }
 
     /// Write a checkpoint of the parameters, the optimizer moments and the run's position

@@ -505,6 +505,46 @@ fn training_runs_are_bit_identical_across_runs_and_thread_counts() {
     }
 }
 
+/// A run whose loss or gradient stops being finite (here: a learning rate that blows the
+/// adapter's weights up to overflow) stops with an error naming the step and the last good
+/// checkpoint, and the step's update is withheld: the adapter is still finite, so nothing
+/// non-finite is saved, and a checkpoint from before is left as it was.
+#[test]
+fn a_diverging_run_stops_with_finite_weights_and_names_its_last_checkpoint() {
+    use lamina::native::train::{TrainConfig, Trainer};
+    let path = tiny_model("tiny-diverge.gguf", true);
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let config = TrainConfig {
+        rank: 4,
+        alpha: 8.0,
+        batch_size: 2,
+        steps: 50,
+        warmup_steps: 0,
+        learning_rate: 1e30,
+        checkpoint_every: 1,
+        seed: 1,
+        ..TrainConfig::default()
+    };
+    let dir = std::env::temp_dir().join(format!("lamina-diverge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut trainer = Trainer::new(&model, config, examples(), Vec::new()).unwrap();
+    let err = trainer.run(Some(&dir), |_| true).expect_err("a learning rate of 1e30 must diverge");
+    let message = err.to_string();
+    println!("{message}");
+    let step = trainer.step();
+    assert!(step >= 2 && step < 50, "diverged at step {step}");
+    assert!(message.contains(&format!("diverged at step {step}")), "{message}");
+    let last = dir.join(format!("checkpoint-{:08}.safetensors", step - 1));
+    assert!(last.is_file() && message.contains(&last.display().to_string()), "{message}");
+    assert!(!trainer.losses()[step - 1].is_finite(), "the stopping step's loss: {:?}", trainer.losses());
+    assert!(trainer.losses()[..step - 1].iter().all(|l| l.is_finite()), "{:?}", trainer.losses());
+    let mut finite = true;
+    trainer.lora().for_each_tensor(|_, _, _, values| finite &= values.iter().all(|v| v.is_finite()));
+    assert!(finite, "the withheld update left non-finite adapter weights");
+    assert!(!dir.join(format!("checkpoint-{step:08}.safetensors")).exists(), "a checkpoint of the diverged step was written");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A full fine-tune through the trainer: the loss falls on a batch it trains on, a run stopped
 /// at a checkpoint and resumed ends with exactly the weights of an uninterrupted run, and the
 /// exported GGUF loads back with the trained weights (F32) and the same loss. A LoRA checkpoint
