@@ -2,7 +2,8 @@
 sequences per step, a few steps) on tests/data/made_up_facts.jsonl with the default model:
 the contract, not what the adapter learns. Covered: progress reports, stopping by returning
 False and by cancel() from another thread, an exception in the callback, step/evaluate,
-checkpoint and resume, GGUF and PEFT adapters that Model.load_adapter reads, bad options."""
+checkpoint and resume, GGUF and PEFT adapters that Model.load_adapter reads, a run that
+diverges, bad options."""
 
 import math
 import os
@@ -95,6 +96,24 @@ def test_cancel_from_another_thread_and_callback_errors():
         with pytest.raises(RuntimeError, match="from the callback"):
             trainer.run(boom)
         assert trainer.steps()[0] == done + 1
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_the_trainer_keeps_working(tmp_path):
+    """A learning rate that overflows the weights: run() raises InvalidArgumentError naming the
+    step and the last good checkpoint, the non-finite update is not applied, and the trainer
+    still saves an adapter (of the last good step) that llama.cpp loads."""
+    options = dict(TINY, targets="q,k,v,o,gate,up,down", learning_rate=1e30, warmup_steps=0, val_fraction=0.0, checkpoint_every=1)
+    with lamina.Trainer(None, DATA, steps=20, **options) as trainer:
+        ckpt = tmp_path / "ckpt"
+        with pytest.raises(lamina.InvalidArgumentError, match=r"diverged at step \d+ .*last good checkpoint is .*checkpoint-0000000\d\.safetensors"):
+            trainer.run(checkpoint_dir=ckpt)
+        done, _ = trainer.steps()
+        assert 2 <= done < 20
+        assert not (ckpt / f"checkpoint-{done:08d}.safetensors").exists()
+        gguf = tmp_path / "last-good.gguf"
+        trainer.save_adapter(gguf)
+    with lamina.Model() as model, model.load_adapter(gguf) as adapter:
+        assert adapter.rank == 2
 
 
 def test_bad_options(tmp_path):
