@@ -1359,7 +1359,9 @@ lamina_status lamina_trainer_resume(const char *model_path,
 // Ownership: nothing is taken or returned; the checkpoints written belong to the caller.
 // NULL: `trainer` is required; `progress`, `user_data` and `checkpoint_dir` may be NULL.
 // Errors: _NULL_ARGUMENT, _INVALID_HANDLE, _BUSY, _INVALID_UTF8, _IO (the checkpoint could
-// not be written), _INVALID_ARGUMENT (a step had no target token).
+// not be written), _INVALID_ARGUMENT (a step had no target token, or its loss or gradient
+// was not finite: the run stops before that step's update, the message names the step and
+// the last good checkpoint, and the trainer keeps the previous step's weights).
 // Threads: one call at a time per trainer; a call while another thread is inside one (a run,
 // say) gets _BUSY (lamina_trainer_cancel is the exception).
 // The progress callback runs on the calling thread.
