@@ -20,8 +20,9 @@
 # It builds nothing: a missing release build is an error that says what to run
 # (LAMINA_CARGO_BUILD=0), not a 10-minute cargo build hidden inside pip. Needs the default
 # model (scripts/fetch-model.sh), a package index or wheelhouse for pip's isolated build
-# environment (setuptools), and pytest, jsonschema (the structured-output tests' validator) and
-# openai (the client the server tests talk to `lamina serve` with):
+# environment (setuptools), and pytest, jsonschema (the structured-output tests' validator),
+# openai (the client the server tests talk to `lamina serve` with) and sacrebleu (the
+# reference of the BLEU/chrF test):
 # installed into the venv by pip, or, where pip cannot get them, from the system's
 # site-packages (the venv is then made with --system-site-packages). About two minutes on two
 # cores.
@@ -40,19 +41,19 @@ PY="$VENV/bin/python"
 # Cargo target directory.
 CLEAN=(env -u LAMINA_LIBRARY -u CARGO_TARGET_DIR -u PYTHONPATH PYTHONDONTWRITEBYTECODE=1)
 
-step "fresh virtual environment, with pytest, jsonschema and openai"
+step "fresh virtual environment, with pytest, jsonschema, openai and sacrebleu"
 # The test tools come from the system's site-packages when it has them all (scripts/setup.sh
 # installs them): lamina itself is never there, so the venv still holds only the lamina that
-# pip installs below, and the suite skips downloading and installing three packages with
+# pip installs below, and the suite skips downloading and installing four packages with
 # their dependencies again. Otherwise pip installs them into the venv.
-if (cd "$TMP" && "${CLEAN[@]}" python3 -c "import pytest, jsonschema, openai") >/dev/null 2>&1 \
+if (cd "$TMP" && "${CLEAN[@]}" python3 -c "import pytest, jsonschema, openai, sacrebleu") >/dev/null 2>&1 \
     && ! (cd "$TMP" && "${CLEAN[@]}" python3 -c "import lamina") >/dev/null 2>&1; then
-    echo "pytest, jsonschema and openai: the system's (venv with --system-site-packages)"
+    echo "pytest, jsonschema, openai and sacrebleu: the system's (venv with --system-site-packages)"
     python3 -m venv --system-site-packages "$VENV"
 else
     python3 -m venv "$VENV"
-    "$PY" -m pip install -q pytest jsonschema openai >"$TMP/pip-pytest.log" 2>&1 \
-        || fail "pip could not install pytest, jsonschema and openai (no package index?): $(tail -n 3 "$TMP/pip-pytest.log")"
+    "$PY" -m pip install -q pytest jsonschema openai sacrebleu >"$TMP/pip-pytest.log" 2>&1 \
+        || fail "pip could not install pytest, jsonschema, openai and sacrebleu (no package index?): $(tail -n 3 "$TMP/pip-pytest.log")"
 fi
 
 step "pip install ./bindings/python"

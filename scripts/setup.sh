@@ -31,9 +31,10 @@ if ! python3 -c "import pytest" >/dev/null 2>&1; then
     python3 -m pip install --quiet pytest
 fi
 # The structured-output tests validate every output with a real JSON-schema validator; the
-# server tests talk to `lamina serve` through OpenAI's own client. (scripts/test.sh runs the
-# suite in a fresh venv that installs these itself; this is for running it from the checkout.)
-for module in jsonschema openai; do
+# server tests talk to `lamina serve` through OpenAI's own client; the BLEU/chrF test compares
+# lamina's scores with sacreBLEU's own. (scripts/test.sh runs the suite in a venv that sees
+# these or installs them itself; this is also for running it from the checkout.)
+for module in jsonschema openai sacrebleu; do
     if ! python3 -c "import $module" >/dev/null 2>&1; then
         echo "setup: installing $module" >&2
         python3 -m pip install --quiet "$module"
