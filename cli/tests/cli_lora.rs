@@ -17,7 +17,14 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The adapter's path, written by the first test that asks: the tests run in parallel, and two
+/// writers of one file race on its temporary name.
 fn adapter() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(write_adapter).clone()
+}
+
+fn write_adapter() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lamina-cli-lora-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let g = Gguf::open(lamina::paths::default_model_path()).unwrap();
