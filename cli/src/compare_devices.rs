@@ -80,7 +80,11 @@ pub fn run(args: &CompareDevicesArgs) -> Result<(), Error> {
     let native = if args.native_reference {
         Some(lamina::native::NativeModel::load(
             args.model.model_path(),
-            &lamina::native::NativeParams { n_threads: args.model.threads as usize, precision: lamina::native::Precision::F32 },
+            &lamina::native::NativeParams {
+                n_threads: args.model.threads as usize,
+                precision: lamina::native::Precision::F32,
+                ..Default::default()
+            },
         )?)
     } else {
         None

@@ -223,7 +223,11 @@ pub fn run(args: &FinetuneArgs) -> Result<(), Error> {
     let options = RunOptions {
         config,
         data: args.data_options(),
-        engine: NativeParams { n_threads: args.threads, precision: lamina::native::Precision::parse(&args.precision)? },
+        engine: NativeParams {
+            n_threads: args.threads,
+            precision: lamina::native::Precision::parse(&args.precision)?,
+            ..Default::default()
+        },
         full: args.full,
     };
     options.data.validate()?;

@@ -186,12 +186,17 @@ impl TokenScorer for AdaptedScorer<'_> {
         }
         let ids: Vec<u32> = tokens.iter().map(|&t| t as u32).collect();
         let logits = self.model.logits_with_lora(Some(&self.lora), &ids[..ids.len() - 1], first - 1)?;
-        Ok(Some((0..logits.rows()).map(|i| log_softmax_at(logits.row(i), ids[first + i] as usize)).collect()))
+        let logprobs = (0..logits.rows()).map(|i| log_softmax_at(logits.row(i), ids[first + i] as usize)).collect();
+        self.model.recycle(logits);
+        Ok(Some(logprobs))
     }
 }
 
 fn load_native(path: &Path, threads: usize, precision: &str) -> Result<NativeModel, Error> {
-    NativeModel::load(path, &NativeParams { n_threads: threads, precision: lamina::native::Precision::parse(precision)? })
+    NativeModel::load(
+        path,
+        &NativeParams { n_threads: threads, precision: lamina::native::Precision::parse(precision)?, ..Default::default() },
+    )
 }
 
 /// Set by Ctrl-C (the handler is installed on first use; a process has only one).

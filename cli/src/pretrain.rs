@@ -183,7 +183,11 @@ impl PretrainArgs {
             seed: self.seed,
             activation_memory_mib: self.activation_memory,
             checkpointing: self.checkpointing,
-            engine: NativeParams { n_threads: self.threads, precision: lamina::native::Precision::parse(&self.precision)? },
+            engine: NativeParams {
+                n_threads: self.threads,
+                precision: lamina::native::Precision::parse(&self.precision)?,
+                ..Default::default()
+            },
             dump_batches: self.dump_batches.clone(),
         };
         options.validate()?;

@@ -937,7 +937,7 @@ unsafe fn pretrain_options(p: &lamina_pretrain_params) -> Result<PretrainOptions
         seed: p.seed,
         activation_memory_mib: p.activation_memory_mib as usize,
         checkpointing: p.checkpointing,
-        engine: NativeParams { n_threads: p.n_threads as usize, precision },
+        engine: NativeParams { n_threads: p.n_threads as usize, precision, ..Default::default() },
         dump_batches: None,
     })
 }

@@ -49,7 +49,10 @@ impl TokenScorer for NativeModel {
         }
         // Logits of positions first-1 .. len-2 predict tokens first .. len-1.
         let logits = self.forward(&[&ids[..ids.len() - 1]], std::slice::from_ref(&(first - 1..ids.len() - 1)))?;
-        Ok(Some((0..logits.rows()).into_par_iter().map(|i| log_softmax_at(logits.row(i), ids[first + i] as usize)).collect()))
+        let logprobs = (0..logits.rows()).into_par_iter().map(|i| log_softmax_at(logits.row(i), ids[first + i] as usize)).collect();
+        // The next chunk's pass reuses this one's logits buffer.
+        self.recycle(logits);
+        Ok(Some(logprobs))
     }
 }
 

@@ -210,7 +210,7 @@ pub fn export_full_gguf(weights: &FullWeights, model: &NativeModel, out: &std::p
 }
 
 /// `MemAvailable` in bytes, where /proc/meminfo gives it.
-fn available_memory() -> Option<u64> {
+pub(crate) fn available_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let kib: u64 = info.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kib * 1024)

@@ -125,7 +125,7 @@ impl NativeModel {
                 let pair = LoraPair { n_in, n_out, rank, a: activations(rank * n_in, 6), b: activations(n_out * rank, 7) };
                 let mut grad = LoraPair { a: vec![0.0; rank * n_in], b: vec![0.0; n_out * rank], ..pair.clone() };
                 let w = self.blocks[0].weight(t);
-                let linear = Linear { w, file, precision: self.precision, lora: Some(&pair), scale: 2.0, dropout: None };
+                let linear = Linear { w, file, packed: None, precision: self.precision, lora: Some(&pair), scale: 2.0, dropout: None };
                 let x = activations(n * n_in, 8);
                 let mut y = vec![0.0f32; n * n_out];
                 let mut tape = None;

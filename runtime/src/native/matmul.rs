@@ -7,10 +7,10 @@
 //! are read in place), else through the `gemm` crate. The backward product
 //! through W cuts W into blocks of columns instead, so that it too writes disjoint outputs and
 //! sums in an order that does not depend on the thread count. Peak memory is the activations
-//! plus one tile per thread,
-//! never an f32 copy of the model, and each weight is dequantized once per call however many
-//! tokens the call carries: with hundreds of tokens per call the dequantization cost is small
-//! next to the multiplication.
+//! plus one tile per thread, never an f32 copy of the model, and each weight is dequantized
+//! once per call however many tokens the call carries. In bf16 a model may instead keep its
+//! weights packed once ([`pack_weight_bf16`], see `packed.rs`): a product given those panels
+//! reads its tiles from them and packs nothing.
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -228,7 +228,7 @@ fn task_width(len: usize, unit: usize) -> usize {
 /// file `w.range` refers to. Each task owns a block of output columns (a tile of W's rows), so
 /// the result does not depend on the thread count.
 pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f32], precision: Precision) {
-    matmul_wt_many(x, n, &mut [WtProduct { w, file, y }], precision);
+    matmul_wt_many(x, n, &mut [WtProduct { w, file, y, packed: None }], precision);
 }
 
 /// One product of [`matmul_wt_many`]: `y = x · Wᵀ`, W read from `file`.
@@ -236,6 +236,52 @@ pub struct WtProduct<'a> {
     pub w: &'a WeightMatrix,
     pub file: &'a [u8],
     pub y: &'a mut [f32],
+    /// W's bf16 panels packed once ([`pack_weight_bf16`]), used instead of packing each tile
+    /// again when the product runs in bf16 (ignored in f32). The same values as the tiles the
+    /// product would pack, so the same result, bit for bit.
+    pub packed: Option<&'a [u16]>,
+}
+
+/// Rows of W per parallel step of [`pack_weight_bf16`]: a whole number of kernel panels.
+const PACK_CHUNK: usize = 4 * avx512::NR;
+
+/// W's forward operand (B = Wᵀ) as the bf16 kernel reads it, for the whole matrix: the panels
+/// of [`NR`](avx512::NR) rows of W one after another, each `[kp/2][NR][2]`
+/// ([`bf16::packed_b_len`]`(w.cols, w.rows)` elements, 2 bytes per weight). A tile of rows
+/// `r0 .. r0 + rows` (r0 a multiple of NR) is then the contiguous run from `r0 · kp`, which
+/// is what [`matmul_wt_many`] packs for that tile itself when it has no packed weight. Runs on
+/// the current rayon pool.
+pub fn pack_weight_bf16(w: &WeightMatrix, file: &[u8]) -> Vec<u16> {
+    let kp = bf16::padded(w.cols);
+    let mut out = vec![0u16; bf16::packed_b_len(w.cols, w.rows)];
+    out.par_chunks_mut(PACK_CHUNK * kp).enumerate().for_each(|(c, dst)| {
+        let r0 = c * PACK_CHUNK;
+        let rows = PACK_CHUNK.min(w.rows - r0);
+        with_tile(|b| {
+            pack_tile_bf16(w, file, r0, rows, b);
+            dst.copy_from_slice(&b.panels_bf16[..dst.len()]);
+        });
+    });
+    out
+}
+
+/// Rows `r0 .. r0 + rows` of W as the bf16 kernel's B panels, into `b.panels_bf16`: straight
+/// from the blocks where the type allows, else row by row through one f32 row that stays in
+/// L1 into bf16 rows, then into panels.
+fn pack_tile_bf16(w: &WeightMatrix, file: &[u8], r0: usize, rows: usize, b: &mut TileBuffers) {
+    if bf16::pack_b_from_weight_rows(w, file, r0, rows, &mut b.panels_bf16) {
+        return;
+    }
+    let k = w.cols;
+    let kp = bf16::padded(k);
+    b.tile.resize(k, 0.0);
+    b.rows_bf16.clear();
+    b.rows_bf16.resize(rows * kp, 0);
+    for (i, dst) in b.rows_bf16.chunks_exact_mut(kp).enumerate() {
+        w.dequantize_row_into(file, r0 + i, &mut b.tile);
+        bf16::convert(&b.tile, &mut dst[..k]);
+    }
+    bf16::pack_b_from_bf16_rows(&b.rows_bf16, k, rows, &mut b.panels_bf16);
 }
 
 /// Several products of the same input (a layer's q, k and v projections, or its gate and
@@ -248,6 +294,9 @@ pub fn matmul_wt_many(x: &[f32], n: usize, products: &mut [WtProduct<'_>], preci
     for p in products.iter() {
         assert_eq!(p.w.cols, k, "matmul_wt_many: the products do not share their input width");
         assert_eq!(p.y.len(), n * p.w.rows, "matmul_wt: y is not n × rows");
+        if let Some(packed) = p.packed {
+            assert_eq!(packed.len(), bf16::packed_b_len(p.w.cols, p.w.rows), "matmul_wt: packed panels of another shape");
+        }
     }
     if n == 0 {
         return;
@@ -258,38 +307,39 @@ pub fn matmul_wt_many(x: &[f32], n: usize, products: &mut [WtProduct<'_>], preci
         bf16::convert_rows_par(x, n, k, 0, k, &mut x_bf16);
     }
     // (product, first row of W, rows): every product's tiles, one list.
-    let outs: Vec<(&WeightMatrix, &[u8], SharedMut)> = products.iter_mut().map(|p| (p.w, p.file, SharedMut(p.y.as_mut_ptr()))).collect();
+    let outs: Vec<(&WeightMatrix, &[u8], SharedMut, Option<&[u16]>)> =
+        products.iter_mut().map(|p| (p.w, p.file, SharedMut(p.y.as_mut_ptr()), p.packed)).collect();
     let tasks: Vec<(usize, usize, usize)> = outs
         .iter()
         .enumerate()
-        .flat_map(|(i, (w, _, _))| {
+        .flat_map(|(i, (w, _, _, _))| {
             let width = task_width(w.rows, 1);
             (0..w.rows.div_ceil(width)).map(move |t| (i, t * width, width.min(w.rows - t * width)))
         })
         .collect();
     let run = |packed_x: Option<&[f32]>| {
         tasks.par_iter().for_each(|&(i, r0, rows)| {
-            let (w, file, out) = (outs[i].0, outs[i].1, outs[i].2);
+            let (w, file, out, packed) = outs[i];
             let m = w.rows;
             with_tile(|b| {
                 #[cfg(target_arch = "x86_64")]
                 if use_bf16 {
-                    // Straight from the blocks where the type allows, else row by row through one
-                    // f32 row that stays in L1 into bf16 rows, then into panels.
-                    if !bf16::pack_b_from_weight_rows(w, file, r0, rows, &mut b.panels_bf16) {
-                        let kp = bf16::padded(k);
-                        b.tile.resize(k, 0.0);
-                        b.rows_bf16.clear();
-                        b.rows_bf16.resize(rows * kp, 0);
-                        for (i, dst) in b.rows_bf16.chunks_exact_mut(kp).enumerate() {
-                            w.dequantize_row_into(file, r0 + i, &mut b.tile);
-                            bf16::convert(&b.tile, &mut dst[..k]);
+                    let kp = bf16::padded(k);
+                    // The tile's run of the panels packed once (r0 is a whole number of
+                    // panels: see task_width), else the tile packed now.
+                    let panels = match packed {
+                        Some(all) => {
+                            debug_assert!(r0.is_multiple_of(avx512::NR), "tiles start on a panel");
+                            &all[r0 * kp..r0 * kp + bf16::packed_b_len(k, rows)]
                         }
-                        bf16::pack_b_from_bf16_rows(&b.rows_bf16, k, rows, &mut b.panels_bf16);
-                    }
+                        None => {
+                            pack_tile_bf16(w, file, r0, rows, b);
+                            &b.panels_bf16[..]
+                        }
+                    };
                     // SAFETY: x_bf16 is n rows of padded(k); columns r0..r0+rows of this
                     // product's y (n × m) belong to this task.
-                    unsafe { bf16::gemm(n, rows, k, &x_bf16, bf16::padded(k), &b.panels_bf16, out.at(r0), m, false) };
+                    unsafe { bf16::gemm(n, rows, k, &x_bf16, kp, panels, out.at(r0), m, false) };
                     return;
                 }
                 b.tile.resize(rows * k, 0.0);
@@ -559,6 +609,48 @@ mod tests {
         }
     }
 
+    /// A weight packed once gives, bit for bit, the product that packs each tile itself: on
+    /// row counts that leave a partial panel and a partial chunk, alone and grouped, for a
+    /// type packed straight from its blocks (Q4_1) and one that goes through f32 rows (F32).
+    #[test]
+    fn weights_packed_once_give_the_per_tile_product() {
+        if !bf16::available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let (n, k) = (29, 96);
+        let x: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 300.0).collect();
+        let f32_rows = 70;
+        let f32_bytes: Vec<u8> = (0..f32_rows * k).flat_map(|i| (((i * 104729 % 2003) as f32 - 1001.0) / 900.0).to_le_bytes()).collect();
+        let f32_w = WeightMatrix { name: "f".into(), ty: GgmlType::F32, rows: f32_rows, cols: k, range: 0..f32_bytes.len() };
+        let mut mats: Vec<(WeightMatrix, Vec<u8>)> = [(200usize, 3usize), (32, 5), (161, 0)]
+            .iter()
+            .map(|&(rows, off)| q4_1_matrix("w", rows, k, off, rows as u64 * 17 + off as u64))
+            .collect();
+        mats.push((f32_w, f32_bytes));
+        let packed: Vec<Vec<u16>> = mats.iter().map(|(w, file)| pack_weight_bf16(w, file)).collect();
+        let mut per_tile: Vec<Vec<f32>> = mats.iter().map(|(w, _)| vec![f32::NAN; n * w.rows]).collect();
+        for ((w, file), y) in mats.iter().zip(&mut per_tile) {
+            matmul_wt(&x, n, w, file, y, Precision::Bf16);
+        }
+        for ((w, file), (panels, expect)) in mats.iter().zip(packed.iter().zip(&per_tile)) {
+            let mut y = vec![f32::NAN; n * w.rows];
+            matmul_wt_many(&x, n, &mut [WtProduct { w, file, y: &mut y, packed: Some(panels) }], Precision::Bf16);
+            assert_eq!(bits(&y), bits(expect), "{} rows of {}", w.rows, w.ty);
+        }
+        let mut grouped: Vec<Vec<f32>> = mats.iter().map(|(w, _)| vec![f32::NAN; n * w.rows]).collect();
+        let mut products: Vec<WtProduct<'_>> = mats
+            .iter()
+            .zip(&packed)
+            .zip(&mut grouped)
+            .map(|(((w, file), panels), y)| WtProduct { w, file, y, packed: Some(panels) })
+            .collect();
+        matmul_wt_many(&x, n, &mut products, Precision::Bf16);
+        for (a, b) in per_tile.iter().zip(&grouped) {
+            assert_eq!(bits(a), bits(b), "grouped products with packed weights");
+        }
+    }
+
     /// Grouped products give exactly what one call per product gives, in both precisions.
     #[test]
     fn grouped_products_equal_one_call_each() {
@@ -574,7 +666,8 @@ mod tests {
                 matmul_wt(&x, n, w, file, y, precision);
             }
             let mut grouped: Vec<Vec<f32>> = mats.iter().map(|(w, _)| vec![f32::NAN; n * w.rows]).collect();
-            let mut products: Vec<WtProduct<'_>> = mats.iter().zip(&mut grouped).map(|((w, file), y)| WtProduct { w, file, y }).collect();
+            let mut products: Vec<WtProduct<'_>> =
+                mats.iter().zip(&mut grouped).map(|((w, file), y)| WtProduct { w, file, y, packed: None }).collect();
             matmul_wt_many(&x, n, &mut products, precision);
             for (a, b) in separate.iter().zip(&grouped) {
                 assert_eq!(bits(a), bits(b), "matmul_wt_many, {precision:?}");

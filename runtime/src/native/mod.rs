@@ -35,6 +35,7 @@ pub mod lora_io;
 pub mod matmul;
 pub mod model;
 pub mod optim;
+pub(crate) mod packed;
 pub mod pass;
 pub mod peak;
 pub mod tokenizer;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use super::buffer_pool::BufferPool;
 use super::layers::rope::{rope_frequencies, RopeLayout};
 use super::matmul::{Precision, WeightMatrix};
+use super::packed::PackedWeights;
 use super::tokenizer::{SpecialTokens, Tokenizer};
 use crate::error::{Error, Result};
 use crate::weights::gguf::Gguf;
@@ -23,12 +24,24 @@ use crate::weights::safetensors::{Dtype, SafeTensors};
 use crate::weights::GgmlType;
 
 /// Options for [`NativeModel::load`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NativeParams {
     /// Worker threads for the forward pass; 0 = one per available core.
     pub n_threads: usize,
     /// Precision of the frozen-weight products (Auto: bf16 where the CPU has AVX512-BF16).
     pub precision: Precision,
+    /// With the bf16 path, pack every frozen weight into the kernel's panels once at load
+    /// (2 bytes per weight, on top of the mapped file) instead of on every pass: faster
+    /// inference and scoring, the same results bit for bit. Skipped when the panels would
+    /// take more than a quarter of the available memory; [`NativeModel::packed_weight_bytes`]
+    /// says whether it happened. Default on. Trainers load their model with it off.
+    pub pack_weights: bool,
+}
+
+impl Default for NativeParams {
+    fn default() -> NativeParams {
+        NativeParams { n_threads: 0, precision: Precision::Auto, pack_weights: true }
+    }
 }
 
 /// The mapped file the weight ranges point into.
@@ -99,6 +112,10 @@ pub struct NativeModel {
     pub(crate) precision_note: Option<String>,
     /// Activation buffers kept from one pass to the next (see `buffer_pool`).
     pub(crate) buffers: BufferPool,
+    /// The frozen weights packed for the bf16 kernel, when they are (see `packed`).
+    pub(crate) packed: Option<PackedWeights>,
+    /// Why the weights are not kept packed although that was asked for, when so.
+    pub(crate) packing_note: Option<String>,
 }
 
 impl std::fmt::Debug for NativeModel {
@@ -164,6 +181,18 @@ impl NativeModel {
             }
         };
         (model.precision, model.precision_note) = params.precision.resolve();
+        if params.pack_weights && model.precision == Precision::Bf16 {
+            let bytes = PackedWeights::bytes_for(&model.blocks, &model.lm_head);
+            if PackedWeights::fits(bytes) {
+                let file = model.file.bytes();
+                model.packed = Some(model.pool.install(|| PackedWeights::pack(&model.blocks, &model.lm_head, file)));
+            } else {
+                model.packing_note = Some(format!(
+                    "weights packed per pass: keeping them packed would take {:.0} MiB, over a quarter of the available memory",
+                    bytes as f64 / (1u64 << 20) as f64
+                ));
+            }
+        }
         Ok(model)
     }
 
@@ -206,6 +235,8 @@ impl NativeModel {
             precision: Precision::F32,
             precision_note: None,
             buffers: BufferPool::default(),
+            packed: None,
+            packing_note: None,
         })
     }
 
@@ -253,6 +284,8 @@ impl NativeModel {
             precision: Precision::F32,
             precision_note: None,
             buffers: BufferPool::default(),
+            packed: None,
+            packing_note: None,
         })
     }
 
@@ -314,9 +347,28 @@ impl NativeModel {
         self.buffers.clear();
     }
 
-    /// One line for reports: the precision and the kernels behind it.
+    /// One line for reports: the precision, the kernels behind it, and whether the weights
+    /// are kept packed.
     pub fn describe_kernels(&self) -> String {
-        describe_kernels(self.precision)
+        let kernels = describe_kernels(self.precision);
+        match (&self.packed, &self.packing_note) {
+            (Some(p), _) => format!("{kernels}; weights kept packed in bf16 ({:.0} MiB)", p.bytes() as f64 / (1u64 << 20) as f64),
+            (None, Some(note)) => format!("{kernels}; {note}"),
+            (None, None) => kernels,
+        }
+    }
+
+    /// Bytes of bf16 panels the model keeps its frozen weights packed in (see
+    /// [`NativeParams::pack_weights`]); 0 when the passes pack per tile.
+    pub fn packed_weight_bytes(&self) -> u64 {
+        self.packed.as_ref().map_or(0, PackedWeights::bytes)
+    }
+
+    /// Give a pass's logits back so that the next [`forward`](Self::forward) or
+    /// [`logits`](Self::logits) call reuses their memory instead of faulting in fresh pages
+    /// (50 MB for 256 positions of the default model's vocabulary).
+    pub fn recycle(&self, logits: Logits) {
+        self.buffers.give(logits.data);
     }
 
     /// Worker threads of the forward pass.

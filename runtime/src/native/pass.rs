@@ -451,11 +451,12 @@ impl<'a> Pass<'a> {
         (loss, dx)
     }
 
-    /// Weight matrix `t` of block `l` and the bytes it reads.
-    fn proj(&self, l: usize, t: LoraTarget) -> (&WeightMatrix, &[u8]) {
+    /// Weight matrix `t` of block `l`, the bytes it reads, and its panels when the model keeps
+    /// the mapped weights packed (never for the trainable weights of full-parameter training).
+    fn proj(&self, l: usize, t: LoraTarget) -> (&WeightMatrix, &[u8], Option<&[u16]>) {
         match &self.full {
-            Some(f) => (&f.proj[l][t.index()], as_bytes(&f.weights.blocks[l].proj[t.index()])),
-            None => (self.model.blocks[l].weight(t), self.file),
+            Some(f) => (&f.proj[l][t.index()], as_bytes(&f.weights.blocks[l].proj[t.index()]), None),
+            None => (self.model.blocks[l].weight(t), self.file, self.model.packed.as_ref().map(|p| p.proj(l, t))),
         }
     }
 
@@ -509,11 +510,20 @@ impl<'a> Pass<'a> {
                     eps,
                     lm_head: &f.embed,
                     file: as_bytes(head),
+                    packed: None,
                     precision: m.precision,
                     buffers: &m.buffers,
                 }
             }
-            None => Head { norm: &m.final_norm, eps, lm_head: &m.lm_head, file: self.file, precision: m.precision, buffers: &m.buffers },
+            None => Head {
+                norm: &m.final_norm,
+                eps,
+                lm_head: &m.lm_head,
+                file: self.file,
+                packed: m.packed.as_ref().map(|p| p.lm_head()),
+                precision: m.precision,
+                buffers: &m.buffers,
+            },
         }
     }
 
@@ -550,8 +560,8 @@ impl<'a> Pass<'a> {
     fn linear(&self, l: usize, t: LoraTarget) -> Linear<'_> {
         let pair = self.lora.and_then(|w| w.pair(l, t));
         let dropout = self.dropout.map(|(prob, seed)| (prob, seed ^ ((l as u64) << 32) ^ ((t.index() as u64 + 1) << 48)));
-        let (w, file) = self.proj(l, t);
-        Linear { w, file, precision: self.model.precision, lora: pair, scale: self.scale, dropout }
+        let (w, file, packed) = self.proj(l, t);
+        Linear { w, file, packed, precision: self.model.precision, lora: pair, scale: self.scale, dropout }
     }
 
     /// One block forward, updating the residual stream `x` in place; with `keep`, returns

@@ -84,7 +84,11 @@ impl TrainingRun {
             options.config.validate()?;
         }
         options.data.validate()?;
-        let model = Arc::new(NativeModel::load(model_path, &options.engine)?);
+        // Weights packed per pass: a full-parameter run multiplies its own f32 copies, and a
+        // LoRA step would gain little (its backward products pack W the other way round) for
+        // 2 bytes per weight on top of its activations.
+        let engine = NativeParams { pack_weights: false, ..options.engine.clone() };
+        let model = Arc::new(NativeModel::load(model_path, &engine)?);
         let tokenizer = model.load_tokenizer()?;
         let template = Gguf::open(model_path).ok().and_then(|g| chat_template_from_gguf(&g, &tokenizer));
         let data = load_dataset(data_path, &tokenizer, template.as_ref(), &options.data)?;

@@ -684,7 +684,8 @@ pub fn pretrain(options: &PretrainOptions, mut progress: impl FnMut(&PretrainPro
         }
         ModelSource::Gguf(path) => path.clone(),
     };
-    let model = Arc::new(NativeModel::load(&base, &options.engine)?);
+    // Training multiplies its own f32 copies of the weights, never the mapped ones' panels.
+    let model = Arc::new(NativeModel::load(&base, &NativeParams { pack_weights: false, ..options.engine.clone() })?);
     let config = model.config().clone();
     if options.seq_len > config.max_position_embeddings {
         return Err(Error::invalid(

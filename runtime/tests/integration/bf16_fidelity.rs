@@ -8,7 +8,7 @@ use lamina::native::bf16;
 use lamina::native::{Example, LoraConfig, LoraWeights, NativeModel, NativeParams, PassOptions, Precision};
 
 fn load(precision: Precision) -> NativeModel {
-    NativeModel::load(lamina::paths::default_model_path(), &NativeParams { n_threads: 2, precision }).unwrap()
+    NativeModel::load(lamina::paths::default_model_path(), &NativeParams { n_threads: 2, precision, ..Default::default() }).unwrap()
 }
 
 /// GPL-3 cut into `n` windows of `len` tokens, every position after the first a target.

@@ -244,7 +244,7 @@ fn examples() -> Vec<Example> {
 
 fn check_gradients(quantized: bool) {
     let path = tiny_model(if quantized { "tiny-q.gguf" } else { "tiny-f32.gguf" }, quantized);
-    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() }).unwrap();
     let reference = load_ref(&path);
     let config = LoraConfig { rank: 3, alpha: 6.0, dropout: 0.0, rslora: false, targets: LoraTarget::ALL.to_vec() };
     let mut lora = LoraWeights::new(model.config(), &config, 42).unwrap();
@@ -310,7 +310,7 @@ fn check_gradients(quantized: bool) {
 /// central differences of the f64 reference, starting from the file's weights.
 fn check_full_gradients(quantized: bool) {
     let path = tiny_model(if quantized { "tiny-full-q.gguf" } else { "tiny-full-f32.gguf" }, quantized);
-    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() }).unwrap();
     let reference = load_ref(&path);
     let weights = model.full_weights();
     assert!(weights.lm_head.is_none(), "the tiny model ties its LM head to the embedding");
@@ -373,7 +373,7 @@ fn full_gradients_match_finite_differences_on_an_f32_base() {
 #[test]
 fn full_training_rejects_mismatched_weights_and_estimates_its_memory() {
     let path = tiny_model("tiny-full-bad.gguf", true);
-    let model = NativeModel::load(&path, &NativeParams { n_threads: 1, precision: Precision::F32 }).unwrap();
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 1, precision: Precision::F32, ..Default::default() }).unwrap();
     let weights = model.full_weights();
     let mut bad = weights.clone();
     bad.blocks[1].proj[2].pop();
@@ -404,7 +404,7 @@ fn lora_gradients_match_finite_differences_on_an_f32_base() {
 #[test]
 fn checkpointing_and_dropout_masks_are_reproducible() {
     let path = tiny_model("tiny-ckpt.gguf", true);
-    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() }).unwrap();
     let config =
         LoraConfig { rank: 2, alpha: 4.0, dropout: 0.25, rslora: true, targets: vec![LoraTarget::Q, LoraTarget::V, LoraTarget::Down] };
     let mut lora = LoraWeights::new(model.config(), &config, 1).unwrap();
@@ -432,7 +432,7 @@ fn checkpointing_and_dropout_masks_are_reproducible() {
     let (l4, g4) = run_with(&model, false, Some(one_block), 5);
     assert!(l4 == l1 && g4 == g1, "a partial activation budget changed the result");
     // Every sum runs in an order that does not depend on the thread count.
-    let three = NativeModel::load(&path, &NativeParams { n_threads: 3, precision: Precision::F32 }).unwrap();
+    let three = NativeModel::load(&path, &NativeParams { n_threads: 3, precision: Precision::F32, ..Default::default() }).unwrap();
     let (l5, g5) = run_with(&three, false, None, 5);
     assert!(l5 == l1 && g5 == g1, "the thread count changed the result");
     let (l3, _) = run(false, 6);
@@ -447,7 +447,7 @@ fn checkpointing_and_dropout_masks_are_reproducible() {
 #[test]
 fn bad_batches_are_rejected() {
     let path = tiny_model("tiny-bad.gguf", false);
-    let model = NativeModel::load(&path, &NativeParams { n_threads: 1, precision: Precision::F32 }).unwrap();
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 1, precision: Precision::F32, ..Default::default() }).unwrap();
     let lora = LoraWeights::new(model.config(), &LoraConfig::default(), 0).unwrap();
     let mut g = lora.zeros_like();
     let opts = PassOptions::default();
@@ -490,7 +490,8 @@ fn training_runs_are_bit_identical_across_runs_and_thread_counts() {
         ..TrainConfig::default()
     };
     let run = |threads: usize| {
-        let model = NativeModel::load(&path, &NativeParams { n_threads: threads, precision: Precision::F32 }).unwrap();
+        let model =
+            NativeModel::load(&path, &NativeParams { n_threads: threads, precision: Precision::F32, ..Default::default() }).unwrap();
         let mut trainer = Trainer::new(&model, config.clone(), examples(), Vec::new()).unwrap();
         for _ in 0..config.steps {
             trainer.train_step().unwrap();
@@ -513,7 +514,7 @@ fn training_runs_are_bit_identical_across_runs_and_thread_counts() {
 fn a_diverging_run_stops_with_finite_weights_and_names_its_last_checkpoint() {
     use lamina::native::train::{TrainConfig, Trainer};
     let path = tiny_model("tiny-diverge.gguf", true);
-    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() }).unwrap();
     let config = TrainConfig {
         rank: 4,
         alpha: 8.0,
@@ -555,7 +556,7 @@ fn full_fine_tuning_trains_resumes_exactly_and_exports_a_model() {
     use lamina::native::train::{Schedule, TrainConfig, Trainer};
     use lamina::native::FullWeights;
     let path = tiny_model("tiny-full-train.gguf", true);
-    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let model = NativeModel::load(&path, &NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() }).unwrap();
     let config = TrainConfig {
         batch_size: 2,
         steps: 6,
@@ -594,7 +595,7 @@ fn full_fine_tuning_trains_resumes_exactly_and_exports_a_model() {
 
     let out = tmp("tiny-full-trained.gguf");
     export_full_gguf(trainer.params(), &model, &out).unwrap();
-    let back = NativeModel::load(&out, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let back = NativeModel::load(&out, &NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() }).unwrap();
     assert!(&back.full_weights() == trainer.params(), "the exported model holds other weights");
     assert_eq!(back.loss(None, &batch).unwrap().nll_sum, after, "the exported model scores differently");
 }

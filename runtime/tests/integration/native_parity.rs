@@ -74,7 +74,7 @@ fn native_engine_matches_llama_cpp_on_the_default_model() {
     let tokens = prose_tokens();
     assert!(tokens.len() >= 256, "the parity text must have at least 256 tokens, has {}", tokens.len());
     let gguf = lamina::paths::default_model_path();
-    let params = NativeParams { n_threads: 2, precision: Precision::F32 };
+    let params = NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() };
 
     // 1. The quantized default model.
     let reference_q = llama_logits(common::model(), &tokens);
@@ -139,7 +139,11 @@ fn native_engine_matches_llama_cpp_on_the_default_model() {
 #[test]
 fn batched_sequences_give_the_same_logits_as_single_ones() {
     let tokens: Vec<u32> = prose_tokens().iter().map(|&t| t as u32).collect();
-    let native = NativeModel::load(lamina::paths::default_model_path(), &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let native = NativeModel::load(
+        lamina::paths::default_model_path(),
+        &NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() },
+    )
+    .unwrap();
     let (a, b) = (&tokens[..40], &tokens[40..100]);
     let single_a = native.logits(a, 0).unwrap();
     let single_b = native.logits(b, 0).unwrap();
@@ -152,8 +156,11 @@ fn batched_sequences_give_the_same_logits_as_single_ones() {
 
 #[test]
 fn native_scorer_rejects_bad_input() {
-    let mut native =
-        NativeModel::load(lamina::paths::default_model_path(), &NativeParams { n_threads: 1, precision: Precision::F32 }).unwrap();
+    let mut native = NativeModel::load(
+        lamina::paths::default_model_path(),
+        &NativeParams { n_threads: 1, precision: Precision::F32, ..Default::default() },
+    )
+    .unwrap();
     let vocab = native.config().vocab_size as i32;
     let err = native.token_logprobs(&[1, vocab], 1).unwrap_err();
     assert!(err.to_string().contains("outside the vocabulary"), "{err}");

@@ -9,7 +9,8 @@ use lamina::native::{Example, LoraConfig, LoraWeights, NativeModel, NativeParams
 fn inference_scoring_and_training_paths_agree_with_a_zero_b_adapter() {
     // Bf16 falls back to f32 (with a note) on a CPU without AVX512-BF16.
     for precision in [Precision::F32, Precision::Bf16] {
-        let model = NativeModel::load(lamina::paths::default_model_path(), &NativeParams { n_threads: 2, precision }).unwrap();
+        let model = NativeModel::load(lamina::paths::default_model_path(), &NativeParams { n_threads: 2, precision, ..Default::default() })
+            .unwrap();
         let tokenizer = model.load_tokenizer().unwrap();
         let tokens = tokenizer
             .encode("The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst of times.", false)
@@ -54,7 +55,7 @@ fn inference_scoring_and_training_paths_agree_with_a_zero_b_adapter() {
 /// repeated training pass settles on the buffers it already has, and releasing them works.
 #[test]
 fn kept_buffers_change_no_result_and_settle_from_step_to_step() {
-    let params = NativeParams { n_threads: 2, precision: Precision::Auto };
+    let params = NativeParams { n_threads: 2, precision: Precision::Auto, ..Default::default() };
     let fresh = NativeModel::load(lamina::paths::default_model_path(), &params).unwrap();
     let used = NativeModel::load(lamina::paths::default_model_path(), &params).unwrap();
     let tokenizer = fresh.load_tokenizer().unwrap();
@@ -97,4 +98,64 @@ fn kept_buffers_change_no_result_and_settle_from_step_to_step() {
     used.release_buffers();
     assert_eq!(used.kept_buffer_bytes(), 0);
     assert_eq!(used.logits(&short, 0).unwrap().data, expected_logits.data, "after a release");
+}
+
+/// A model that keeps its weights packed for the bf16 kernel (the default) gives the same
+/// bits as one that packs every tile on every pass: logits, loss and LoRA gradients. Logits
+/// given back with `recycle` and reused by the next pass change nothing either. Where the CPU
+/// has no bf16 path nothing is packed, and the model says so.
+#[test]
+fn weights_packed_at_load_and_recycled_logits_change_no_result() {
+    let load = |pack_weights| {
+        let params = NativeParams { n_threads: 2, precision: Precision::Auto, pack_weights };
+        NativeModel::load(lamina::paths::default_model_path(), &params).unwrap()
+    };
+    let (packed, per_pass) = (load(true), load(false));
+    assert_eq!(per_pass.packed_weight_bytes(), 0, "pack_weights: false packs nothing");
+    let f32_model = NativeModel::load(
+        lamina::paths::default_model_path(),
+        &NativeParams { n_threads: 2, precision: Precision::F32, pack_weights: true },
+    )
+    .unwrap();
+    assert_eq!(f32_model.packed_weight_bytes(), 0, "the f32 path keeps no bf16 panels");
+    println!("{}: {}", packed.precision().name(), packed.describe_kernels());
+    if packed.precision() != Precision::Bf16 {
+        assert_eq!(packed.packed_weight_bytes(), 0);
+        println!("skipped the comparison: this CPU runs f32, which keeps no packed weights");
+        return;
+    }
+    // 2 bytes per weight of the 30 blocks' projections and the (tied) 49,152 × 576 LM head.
+    let c = packed.config();
+    let per_block = c.hidden_size * (2 * c.n_heads * c.head_dim + 2 * c.n_kv_heads * c.head_dim + 3 * c.intermediate_size);
+    let weights = (per_block * c.n_layers + c.vocab_size * c.hidden_size) as u64;
+    assert_eq!(packed.packed_weight_bytes(), 2 * weights, "panels of every projection and the LM head");
+    assert!(packed.describe_kernels().contains("weights kept packed in bf16"), "{}", packed.describe_kernels());
+
+    let tokenizer = packed.load_tokenizer().unwrap();
+    let a = tokenizer.encode("Packed weights must give the very same logits as packing per pass.", false).unwrap();
+    let b =
+        tokenizer.encode(&"A longer and different sequence, so that the recycled buffer holds other values. ".repeat(3), false).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    let expected = per_pass.logits(&a, 0).unwrap();
+    let first = packed.logits(&a, 0).unwrap();
+    assert_eq!(bits(&first.data), bits(&expected.data), "logits: packed at load vs packed per pass");
+    packed.recycle(first);
+    let other = packed.logits(&b, 0).unwrap();
+    assert_eq!(bits(&other.data), bits(&per_pass.logits(&b, 0).unwrap().data), "logits of a second sequence");
+    packed.recycle(other);
+    let again = packed.logits(&a, 0).unwrap();
+    assert_eq!(bits(&again.data), bits(&expected.data), "logits in a recycled buffer");
+
+    let mut lora = LoraWeights::new(c, &LoraConfig::default(), 3).unwrap();
+    lora.layers.iter_mut().flatten().flatten().for_each(|p| p.b.iter_mut().enumerate().for_each(|(j, v)| *v = (j % 7) as f32 * 1e-3));
+    let batch = [Example { tokens: b.clone(), targets: vec![true; b.len()] }];
+    assert_eq!(packed.loss(Some(&lora), &batch).unwrap(), per_pass.loss(Some(&lora), &batch).unwrap(), "scoring");
+    let (mut g_packed, mut g_per_pass) = (lora.zeros_like(), lora.zeros_like());
+    let l_packed = packed.loss_and_grads(&lora, &batch, PassOptions::default(), &mut g_packed).unwrap();
+    let l_per_pass = per_pass.loss_and_grads(&lora, &batch, PassOptions::default(), &mut g_per_pass).unwrap();
+    assert_eq!(l_packed, l_per_pass, "training loss");
+    for (x, y) in g_packed.layers.iter().flatten().flatten().zip(g_per_pass.layers.iter().flatten().flatten()) {
+        assert_eq!(bits(&x.a), bits(&y.a), "LoRA A gradients");
+        assert_eq!(bits(&x.b), bits(&y.b), "LoRA B gradients");
+    }
 }

@@ -202,7 +202,7 @@ fn gguf_loads_in_llama_cpp_and_the_native_engine_with_the_same_logits() {
         let tokens = llama.tokenize(text, false, false);
         assert!(tokens.len() >= 16, "{} tokens", tokens.len());
         let reference = llama_logits(&llama, &tokens);
-        let params = NativeParams { n_threads: 2, precision: Precision::F32 };
+        let params = NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() };
         let native = NativeModel::load(&gguf, &params).unwrap();
         let ours = native_logits(&native, &tokens);
         let (kl, top1, max_diff) = compare(&reference, &ours);

@@ -41,7 +41,7 @@ fn options(out: &Path) -> PretrainOptions {
         batch_size: 8,
         learning_rate: 3e-3,
         warmup_steps: 20,
-        engine: NativeParams { n_threads: 2, precision: Precision::F32 },
+        engine: NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() },
         ..PretrainOptions::default()
     }
 }
@@ -135,7 +135,7 @@ fn a_model_trained_from_scratch_learns_and_loads_in_llama_cpp() {
     println!("llama.cpp, greedy after {prompt:?}: {:?} ({} tokens)", generated.text, generated.generated_tokens);
     assert!(generated.generated_tokens >= 2 && !generated.text.trim().is_empty(), "{generated:?}");
     // Its first token is the native engine's most likely one.
-    let from_gguf = NativeModel::load(&gguf, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let from_gguf = NativeModel::load(&gguf, &NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() }).unwrap();
     let tokenizer = from_gguf.load_tokenizer().unwrap();
     let ids = tokenizer.encode(prompt, false).unwrap();
     let logits = from_gguf.logits(&ids, ids.len() - 1).unwrap();
@@ -143,7 +143,7 @@ fn a_model_trained_from_scratch_learns_and_loads_in_llama_cpp() {
     let best = (0..row.len()).fold(0, |b, i| if row[i] > row[b] { i } else { b });
     let piece = tokenizer.decode(&[best as u32]).unwrap();
     assert!(generated.text.starts_with(&piece), "native {piece:?}, llama.cpp {:?}", generated.text);
-    let from_hf = NativeModel::load(&hf, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let from_hf = NativeModel::load(&hf, &NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() }).unwrap();
     let (a, b) = (from_gguf.logits(&ids, 0).unwrap(), from_hf.logits(&ids, 0).unwrap());
     let diff = a.data.iter().zip(&b.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(diff < 1e-3, "the Hugging Face export computes another function: max |logit diff| {diff}");
@@ -163,7 +163,7 @@ fn the_trained_model_works_with_the_other_commands(llama: &Model, gguf: &Path, d
     let text = std::fs::read_to_string(corpus_and_tokenizer().0.join("test.jsonl")).unwrap();
     let docs: Vec<String> =
         text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string()).collect();
-    let mut native = NativeModel::load(gguf, &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let mut native = NativeModel::load(gguf, &NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() }).unwrap();
     let tokens: Vec<i32> = native.load_tokenizer().unwrap().encode(&docs.join("\n\n"), false).unwrap().iter().map(|&t| t as i32).collect();
     let mut session = Session::new(llama, &SessionParams { n_ctx: 128, n_threads: 2, ..SessionParams::default() }).unwrap();
     let ppl_llama = perplexity(&mut session, &tokens, 64, None, |_, _| true).unwrap().unwrap().ppl;
@@ -181,7 +181,7 @@ fn the_trained_model_works_with_the_other_commands(llama: &Model, gguf: &Path, d
         let options = RunOptions {
             config: TrainConfig { rank: 4, batch_size: 2, steps: 3, ..TrainConfig::default() },
             data: DataOptions { max_len: 64, truncate: true, ..DataOptions::default() },
-            engine: NativeParams { n_threads: 2, precision: Precision::F32 },
+            engine: NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() },
             full,
         };
         let mut run = TrainingRun::new(gguf, &data, &options, Start::Fresh).unwrap();
@@ -568,7 +568,11 @@ fn ref_loss(m: &RefModel, ex: &Example, start: usize, dropout: &BlockDropout, se
 #[test]
 fn residual_and_attention_dropout_have_the_gradients_of_finite_differences() {
     let dir = tmp("dropout-grad");
-    let model = NativeModel::load(tiny_model(&dir.join("tiny.gguf")), &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let model = NativeModel::load(
+        tiny_model(&dir.join("tiny.gguf")),
+        &NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() },
+    )
+    .unwrap();
     let weights = model.full_weights();
     let batch = examples();
     let starts = [0, batch[0].tokens.len()];
@@ -626,7 +630,11 @@ fn residual_and_attention_dropout_have_the_gradients_of_finite_differences() {
 #[test]
 fn weight_decay_leaves_norms_and_embeddings_alone_unless_asked() {
     let dir = tmp("decay");
-    let model = NativeModel::load(tiny_model(&dir.join("tiny.gguf")), &NativeParams { n_threads: 2, precision: Precision::F32 }).unwrap();
+    let model = NativeModel::load(
+        tiny_model(&dir.join("tiny.gguf")),
+        &NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() },
+    )
+    .unwrap();
     let flags = model.full_weights().norms_and_embeddings();
     let names: Vec<String> = model.full_weights().named_tensors().into_iter().map(|(n, _)| n).collect();
     let flagged: Vec<&str> = names.iter().zip(&flags).filter(|(_, &f)| f).map(|(n, _)| n.as_str()).collect();

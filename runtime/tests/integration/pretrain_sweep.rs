@@ -36,7 +36,7 @@ fn base() -> PretrainOptions {
         eval_every: 10,
         eval_sequences: 16,
         seed: 7,
-        engine: NativeParams { n_threads: 2, precision: Precision::F32 },
+        engine: NativeParams { n_threads: 2, precision: Precision::F32, ..Default::default() },
         ..PretrainOptions::default()
     }
 }

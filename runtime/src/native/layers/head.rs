@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::norm::{rms_norm, rms_norm_backward, rms_norm_weight_grad};
 use crate::native::buffer_pool::BufferPool;
 use crate::native::gemm::{sgemm_par, Out, View};
-use crate::native::matmul::{matmul_w_acc, matmul_wt, Precision, WeightMatrix};
+use crate::native::matmul::{matmul_w_acc, matmul_wt_many, Precision, WeightMatrix, WtProduct};
 use crate::native::vexp;
 
 /// Rows per LM-head chunk.
@@ -30,6 +30,8 @@ pub(crate) struct Head<'a> {
     pub eps: f32,
     pub lm_head: &'a WeightMatrix,
     pub file: &'a [u8],
+    /// The LM head packed for the bf16 kernel once at load, when the model keeps it so.
+    pub packed: Option<&'a [u16]>,
     pub precision: Precision,
     /// Where the loss's logits chunk comes from and goes back to.
     pub buffers: &'a BufferPool,
@@ -45,11 +47,19 @@ impl Head<'_> {
         (picked, normed)
     }
 
-    /// Logits of rows `rows` of x, `[rows.len() × vocab]`.
+    /// `logits = normed · lm_headᵀ`, overwriting `logits`.
+    fn project(&self, normed: &[f32], n: usize, logits: &mut [f32]) {
+        let product = WtProduct { w: self.lm_head, file: self.file, y: logits, packed: self.packed };
+        matmul_wt_many(normed, n, &mut [product], self.precision);
+    }
+
+    /// Logits of rows `rows` of x, `[rows.len() × vocab]`, in a buffer from the pool (which
+    /// [`NativeModel::recycle`](crate::native::NativeModel::recycle) gives back).
     pub fn logits(&self, x: &[f32], rows: &[usize]) -> Vec<f32> {
         let (_, normed) = self.normed(x, rows);
-        let mut logits = crate::native::big_buffer::zeroed(rows.len() * self.lm_head.rows);
-        matmul_wt(&normed, rows.len(), self.lm_head, self.file, &mut logits, self.precision);
+        // The product overwrites every element.
+        let mut logits = self.buffers.take_for_overwrite(rows.len() * self.lm_head.rows);
+        self.project(&normed, rows.len(), &mut logits);
         logits
     }
 
@@ -63,7 +73,7 @@ impl Head<'_> {
         for (rows, labels) in rows.chunks(CHUNK).zip(labels.chunks(CHUNK)) {
             let (picked, normed) = self.normed(x, rows);
             logits.truncate(rows.len() * vocab);
-            matmul_wt(&normed, rows.len(), self.lm_head, self.file, &mut logits, self.precision);
+            self.project(&normed, rows.len(), &mut logits);
             // Softmax in place (turning logits into the gradient softmax − onehot), NLL per row.
             nll += logits
                 .par_chunks_mut(vocab)

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::native::gemm::{sgemm_par, Out, View};
 use crate::native::lora::{LoraPair, SplitMix64};
-use crate::native::matmul::{matmul_w_acc, matmul_w_acc_many, matmul_wt, matmul_wt_many, Precision, WAccProduct, WeightMatrix, WtProduct};
+use crate::native::matmul::{matmul_w_acc, matmul_w_acc_many, matmul_wt_many, Precision, WAccProduct, WeightMatrix, WtProduct};
 
 /// What the backward pass needs of a LoRA branch: the dropout mask and the input after
 /// dropout (when dropout is on), and `u = x̃ Aᵀ`.
@@ -21,6 +21,8 @@ pub(crate) struct BranchTape {
 pub(crate) struct Linear<'a> {
     pub w: &'a WeightMatrix,
     pub file: &'a [u8],
+    /// W packed for the bf16 kernel once at load, when the model keeps it so.
+    pub packed: Option<&'a [u16]>,
     pub precision: Precision,
     pub lora: Option<&'a LoraPair>,
     /// The branch's scale `s`.
@@ -32,7 +34,7 @@ pub(crate) struct Linear<'a> {
 impl Linear<'_> {
     /// `y = x Wᵀ (+ branch)`, overwriting `y`; returns the branch's tape when adapted.
     pub fn forward(&self, x: &[f32], n: usize, y: &mut [f32]) -> Option<BranchTape> {
-        matmul_wt(x, n, self.w, self.file, y, self.precision);
+        matmul_wt_many(x, n, &mut [WtProduct { w: self.w, file: self.file, y, packed: self.packed }], self.precision);
         self.branch_forward(x, n, y)
     }
 
@@ -43,7 +45,7 @@ impl Linear<'_> {
         let precision = linears[0].precision;
         let mut ys = ys;
         let mut products: Vec<WtProduct<'_>> =
-            linears.iter().zip(ys.iter_mut()).map(|(l, y)| WtProduct { w: l.w, file: l.file, y }).collect();
+            linears.iter().zip(ys.iter_mut()).map(|(l, y)| WtProduct { w: l.w, file: l.file, y, packed: l.packed }).collect();
         matmul_wt_many(x, n, &mut products, precision);
         drop(products);
         if let Some(group) = BranchGroup::of(&linears) {
@@ -329,7 +331,8 @@ mod tests {
         let outs = [48usize, 16, 16];
         let pairs = [pair(n_in, outs[0], 8, 1), pair(n_in, outs[1], 4, 2), pair(n_in, outs[2], 8, 3)];
         let frozen = WeightMatrix { name: "unused".into(), ty: GgmlType::F32, rows: 0, cols: 0, range: 0..0 };
-        let linear = |p| Linear { w: &frozen, file: &[], precision: Precision::F32, lora: Some(p), scale: 0.75, dropout: None };
+        let linear =
+            |p| Linear { w: &frozen, file: &[], packed: None, precision: Precision::F32, lora: Some(p), scale: 0.75, dropout: None };
         let lins = [linear(&pairs[0]), linear(&pairs[1]), linear(&pairs[2])];
         let refs = [&lins[0], &lins[1], &lins[2]];
         let x = values(n * n_in, 5);
