@@ -38,6 +38,11 @@ pub struct NativeBenchArgs {
     /// Also time every product shape on its own (GFLOP/s per shape, forward and backward).
     #[arg(long)]
     products: bool,
+    /// Time the native forward pass alone: no llama.cpp model in the process and no training
+    /// pass, so that its speed and peak memory compare with another runtime's forward measured
+    /// in a process of its own (what scripts/bench-vs-pytorch.sh does).
+    #[arg(long, conflicts_with = "products")]
+    forward_only: bool,
 }
 
 const TEXT: &str = include_str!("../../tests/data/prose.txt");
@@ -62,6 +67,9 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
     } else {
         args.model.threads as usize
     };
+    if args.forward_only {
+        return forward_only(args, threads);
+    }
     let model = args.model.load()?;
     let mut tokens = Vec::new();
     while tokens.len() < args.seq_len {
@@ -108,10 +116,7 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
     }
     let (lt, nt) = (median(llama_t), median(native_t));
     let n = args.seq_len as f64;
-    let c = native.config();
-    // Causal attention: QKᵀ and PV over the lower triangle, per layer and query head.
-    let attention_flops = 2.0 * 2.0 * (c.n_layers * c.n_heads * c.head_dim) as f64 * n * (n + 1.0) / 2.0;
-    let flops = native.matmul_flops_per_token() as f64 * n + attention_flops;
+    let (flops, attention_flops) = forward_flops(&native, n);
     let achieved = flops / nt / 1e9;
     let peak = measure_fma_peak(threads, Duration::from_millis(500));
 
@@ -192,6 +197,67 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
                 p.gflops() / peak.gflops * 100.0
             );
         }
+    }
+    Ok(())
+}
+
+/// FLOPs of one forward pass over `n` tokens, and the part of them in attention: 2 per weight
+/// per token, plus causal attention's QKᵀ and PV over the lower triangle, per layer and query
+/// head.
+fn forward_flops(native: &NativeModel, n: f64) -> (f64, f64) {
+    let c = native.config();
+    let attention = 2.0 * 2.0 * (c.n_layers * c.n_heads * c.head_dim) as f64 * n * (n + 1.0) / 2.0;
+    (native.matmul_flops_per_token() as f64 * n + attention, attention)
+}
+
+/// `--forward-only`: the native forward pass over the same prose, tokenized by the native
+/// engine's own tokenizer (the same ids llama.cpp gives: see the tokenizer parity tests), each
+/// pass's logits recycled into the next as in the full benchmark.
+fn forward_only(args: &NativeBenchArgs, threads: usize) -> Result<(), Error> {
+    let native = NativeModel::load(
+        args.model.model_path(),
+        &NativeParams { n_threads: threads, precision: lamina::native::Precision::parse(&args.precision)?, ..Default::default() },
+    )?;
+    let tokenizer = native.load_tokenizer()?;
+    let mut ids = Vec::new();
+    while ids.len() < args.seq_len {
+        ids.extend(tokenizer.encode(TEXT, false)?);
+    }
+    ids.truncate(args.seq_len);
+    let native_once = || -> Result<f64, Error> {
+        let start = Instant::now();
+        let logits = native.logits(&ids, 0)?;
+        std::hint::black_box(&logits);
+        let elapsed = start.elapsed().as_secs_f64();
+        native.recycle(logits);
+        Ok(elapsed)
+    };
+    native_once()?;
+    let times = (0..args.reps).map(|_| native_once()).collect::<Result<Vec<f64>, Error>>()?;
+    let nt = median(times);
+    let n = args.seq_len as f64;
+    let achieved = forward_flops(&native, n).0 / nt / 1e9;
+    let peak_rss_mib = peak_rss_kib().map(|k| k as f64 / 1024.0);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "threads": threads, "seq_len": args.seq_len, "reps": args.reps, "forward_only": true,
+                "native_tokens_per_s": n / nt, "native_gflops": achieved, "peak_rss_mib": peak_rss_mib,
+                "kernel_path": native.describe_kernels(), "precision": native.precision().name(),
+            })
+        );
+        return Ok(());
+    }
+    println!("lamina bench-native --forward-only: {threads} threads, {}-token sequence, median of {} runs", args.seq_len, args.reps);
+    println!("{:<44} {:>12}", "native forward, all logits (tokens/s)", format!("{:.1}", n / nt));
+    println!("{:<44} {:>12}", "native achieved (GFLOP/s)", format!("{achieved:.1}"));
+    if let Some(rss) = peak_rss_mib {
+        println!("{:<44} {:>12}", "peak resident memory (MiB)", format!("{rss:.0}"));
+    }
+    println!("kernels: {}", native.describe_kernels());
+    if let Some(note) = native.precision_note() {
+        println!("note: {note}");
     }
     Ok(())
 }

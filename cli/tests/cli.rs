@@ -255,3 +255,20 @@ fn bench_native_prints_ratio_and_gflops() {
         assert!(out.contains(needle), "missing `{needle}` in {out}");
     }
 }
+
+/// `--forward-only` times the native forward alone: its JSON has the forward's figures and
+/// none of llama.cpp's or the training pass's, and it refuses `--products`.
+#[test]
+fn bench_native_forward_only_runs_the_native_forward_alone() {
+    let o = lamina(&["bench-native", "--forward-only", "--seq-len", "48", "--reps", "2", "--threads", "2", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(json["forward_only"], true);
+    assert!(json["native_tokens_per_s"].as_f64().is_some_and(|t| t > 0.0), "{json}");
+    assert!(json["kernel_path"].as_str().is_some_and(|k| !k.is_empty()), "{json}");
+    assert!(json.get("llama_pp_tokens_per_s").is_none() && json.get("train_tokens_per_s").is_none(), "{json}");
+    let o = lamina(&["bench-native", "--forward-only", "--products"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--products"), "{}", stderr(&o));
+}
