@@ -96,16 +96,7 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
         let g = session.generate_from_tokens(&tokens, &Sampling::greedy(1), |_| true)?;
         Ok(g.prompt_time.as_secs_f64())
     };
-    // Each pass's logits are given back for the next pass to reuse, as a program that runs
-    // forward passes in a loop does (see NativeModel::recycle).
-    let native_once = || -> Result<f64, Error> {
-        let start = Instant::now();
-        let logits = native.logits(&ids, 0)?;
-        std::hint::black_box(&logits);
-        let elapsed = start.elapsed().as_secs_f64();
-        native.recycle(logits);
-        Ok(elapsed)
-    };
+    let native_once = || timed_forward(&native, &ids);
     // Warm-up (page cache, thread pools, buffers), not counted.
     llama_once(&mut session)?;
     native_once()?;
@@ -201,6 +192,18 @@ pub fn run(args: &NativeBenchArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// Seconds of one native forward pass over `ids` with every position's logits. The logits are
+/// given back for the next pass to reuse, as a program that runs forward passes in a loop does
+/// (see NativeModel::recycle).
+fn timed_forward(native: &NativeModel, ids: &[u32]) -> Result<f64, Error> {
+    let start = Instant::now();
+    let logits = native.logits(ids, 0)?;
+    std::hint::black_box(&logits);
+    let elapsed = start.elapsed().as_secs_f64();
+    native.recycle(logits);
+    Ok(elapsed)
+}
+
 /// FLOPs of one forward pass over `n` tokens, and the part of them in attention: 2 per weight
 /// per token, plus causal attention's QKᵀ and PV over the lower triangle, per layer and query
 /// head.
@@ -224,14 +227,7 @@ fn forward_only(args: &NativeBenchArgs, threads: usize) -> Result<(), Error> {
         ids.extend(tokenizer.encode(TEXT, false)?);
     }
     ids.truncate(args.seq_len);
-    let native_once = || -> Result<f64, Error> {
-        let start = Instant::now();
-        let logits = native.logits(&ids, 0)?;
-        std::hint::black_box(&logits);
-        let elapsed = start.elapsed().as_secs_f64();
-        native.recycle(logits);
-        Ok(elapsed)
-    };
+    let native_once = || timed_forward(&native, &ids);
     native_once()?;
     let times = (0..args.reps).map(|_| native_once()).collect::<Result<Vec<f64>, Error>>()?;
     let nt = median(times);
