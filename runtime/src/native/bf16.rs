@@ -1,8 +1,9 @@
 //! The bf16 path of the frozen-weight products: inputs rounded to bfloat16, products summed in
 //! f32 with AVX512-BF16's `vdpbf16ps`, which does two multiply-adds per lane where an f32 FMA
 //! does one. It is what PyTorch's bf16 autocast does on such CPUs: the same rounding of both
-//! operands, f32 accumulation, f32 outputs. Everything trainable (LoRA matrices, optimizer
-//! state), the LoRA and attention products, norms and softmaxes stay in f32.
+//! operands, f32 accumulation, f32 outputs. The attention products take it too
+//! (`layers/attention_bf16.rs`, through [`gemm_lhs`]). Everything trainable (LoRA matrices,
+//! optimizer state), the LoRA products, norms and softmaxes stay in f32.
 //!
 //! Layouts (`kp` is the depth rounded up to even, padded with zeros):
 //! - A: bf16 rows of stride `lda` (≥ kp): each step broadcasts the pair (A[r][2p], A[r][2p+1])
@@ -15,7 +16,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::avx512::{self, transpose_16x16, MR, NR};
+use super::avx512::{self, transpose_16x16, Causal, MR, NR};
 use super::matmul::WeightMatrix;
 #[cfg(target_arch = "x86_64")]
 use crate::weights::dequant::simd::Block32;
@@ -155,17 +156,26 @@ pub fn pack_b_from_rows(tile: &[f32], depth: usize, cols: usize, rows_bf16: &mut
 /// [`pack_b_from_rows`] for rows already in bf16 (`cols` rows of stride `padded(depth)`, the
 /// padding zero).
 pub fn pack_b_from_bf16_rows(rows_bf16: &[u16], depth: usize, cols: usize, out: &mut Vec<u16>) {
-    assert!(rows_bf16.len() >= cols * padded(depth), "pack_b_from_bf16_rows: fewer than cols rows");
+    pack_b_from_bf16_rows_strided(rows_bf16, padded(depth), depth, cols, out);
+}
+
+/// [`pack_b_from_bf16_rows`] for `cols` bf16 rows of stride `ld` (even), each read for its
+/// first `depth` elements: a head's keys or values inside a whole projection's rows
+/// (attention's `Kᵀ` and `Vᵀ`). An odd depth reads one element past it, which the panels
+/// then carry: callers give an even depth unless that element is zero.
+pub fn pack_b_from_bf16_rows_strided(rows_bf16: &[u16], ld: usize, depth: usize, cols: usize, out: &mut Vec<u16>) {
+    assert!(ld.is_multiple_of(2) && ld >= padded(depth), "pack_b_from_bf16_rows: the row stride must be even and hold the depth");
+    assert!(cols == 0 || rows_bf16.len() >= (cols - 1) * ld + padded(depth), "pack_b_from_bf16_rows: fewer than cols rows");
     out.clear();
     out.resize(packed_b_len(depth, cols), 0);
     #[cfg(target_arch = "x86_64")]
     if available() {
-        // SAFETY: the CPU has AVX-512; rows_bf16 holds cols rows of padded(depth), and out the
+        // SAFETY: the CPU has AVX-512; rows_bf16 holds cols rows of stride ld, and out the
         // panels of depth × cols.
-        unsafe { transpose_pairs_avx512(rows_bf16, depth, cols, out) };
+        unsafe { transpose_pairs_avx512(rows_bf16, ld, depth, cols, out) };
         return;
     }
-    transpose_pairs_portable(rows_bf16, depth, cols, out);
+    transpose_pairs_portable(rows_bf16, ld, depth, cols, out);
 }
 
 /// Pack B = Wᵀ for rows `r0 .. r0 + cols` of `w` (Q4_0, Q4_1 or Q8_0) straight from their
@@ -250,13 +260,13 @@ fn reuse_for_overwrite(out: &mut Vec<u16>, len: usize) {
     out.resize(len, 0);
 }
 
-/// Pair p of bf16 row j (stride `padded(depth)`) into panel position (p, j).
-fn transpose_pairs_portable(rows: &[u16], depth: usize, cols: usize, out: &mut [u16]) {
+/// Pair p of bf16 row j (stride `ld`) into panel position (p, j).
+fn transpose_pairs_portable(rows: &[u16], ld: usize, depth: usize, cols: usize, out: &mut [u16]) {
     let kp = padded(depth);
     for j in 0..cols {
         let panel = &mut out[(j / NR) * NR * kp..(j / NR + 1) * NR * kp];
         let col = j % NR;
-        for (p, pair) in rows[j * kp..(j + 1) * kp].chunks_exact(2).enumerate() {
+        for (p, pair) in rows[j * ld..j * ld + kp].chunks_exact(2).enumerate() {
             panel[p * 2 * NR + 2 * col] = pair[0];
             panel[p * 2 * NR + 2 * col + 1] = pair[1];
         }
@@ -267,12 +277,14 @@ fn transpose_pairs_portable(rows: &[u16], depth: usize, cols: usize, out: &mut [
 /// zero, pairs past the depth are masked off.
 ///
 /// # Safety
-/// AVX-512F; `rows` holds `cols` rows of `padded(depth)`, `out` [`packed_b_len`]`(depth, cols)`.
+/// AVX-512F; `rows` holds `cols` rows of stride `ld` (even), `out`
+/// [`packed_b_len`]`(depth, cols)`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose_pairs_avx512(rows: &[u16], depth: usize, cols: usize, out: &mut [u16]) {
+unsafe fn transpose_pairs_avx512(rows: &[u16], ld: usize, depth: usize, cols: usize, out: &mut [u16]) {
     let pairs = padded(depth) / 2;
-    debug_assert!(rows.len() >= cols * 2 * pairs && out.len() >= packed_b_len(depth, cols));
+    let row_units = ld / 2;
+    debug_assert!((cols == 0 || rows.len() >= (cols - 1) * ld + 2 * pairs) && out.len() >= packed_b_len(depth, cols));
     let (src, dst) = (rows.as_ptr() as *const u32, out.as_mut_ptr() as *mut u32);
     for g in (0..cols).step_by(16) {
         let live_rows = 16.min(cols - g);
@@ -284,7 +296,7 @@ unsafe fn transpose_pairs_avx512(rows: &[u16], depth: usize, cols: usize, out: &
             let mut r = [_mm512_setzero_si512(); 16];
             for (i, ri) in r.iter_mut().enumerate().take(live_rows) {
                 // SAFETY: row g + i < cols, pairs p0 .. p0 + live of it.
-                *ri = unsafe { _mm512_maskz_loadu_epi32(mask, src.add((g + i) * pairs + p0) as *const i32) };
+                *ri = unsafe { _mm512_maskz_loadu_epi32(mask, src.add((g + i) * row_units + p0) as *const i32) };
             }
             let t = transpose_16x16(r);
             for (pp, tp) in t.iter().enumerate().take(live) {
@@ -307,23 +319,47 @@ fn to_lanes(v: __m512) -> __m512i {
 /// backward product's slab of W) into bf16 panels `[kp/2][NR][2]`: consecutive rows are
 /// interleaved into pairs.
 pub fn pack_b_from_depth_rows(slab: &[f32], depth: usize, cols: usize, out: &mut Vec<u16>) {
+    pack_b_from_depth_rows_strided(slab, cols, depth, cols, out);
+}
+
+/// [`pack_b_from_depth_rows`] for rows of stride `ld` (element (kk, j) at `src[kk·ld + j]`):
+/// one head's columns of a projection (attention's `V`, `K`, `Q` and `dO` as right operands).
+pub fn pack_b_from_depth_rows_strided(src: &[f32], ld: usize, depth: usize, cols: usize, out: &mut Vec<u16>) {
     out.clear();
     out.resize(packed_b_len(depth, cols), 0);
-    assert!(slab.len() >= depth * cols, "pack_b_from_depth_rows: slab is not depth × cols");
+    interleave_row_pairs::<true>(src, ld, depth, cols, out);
+}
+
+/// The transpose `Mᵀ` (`cols × depth`) of the f32 matrix M (`depth` rows of `cols`, stride
+/// `ld`) as the left operand [`Lhs::Pairs`] of [`gemm_lhs`] with `ld = cols`: its rows' depth
+/// pairs `(M[2p][j], M[2p+1][j])` rounded to bf16 and stored as 32-bit units at `p·cols + j`
+/// (zero past an odd depth). One pass over M, with no transpose: attention's `Pᵀ` and `dSᵀ`.
+pub fn transpose_to_pairs(src: &[f32], ld: usize, depth: usize, cols: usize, out: &mut Vec<u16>) {
+    out.clear();
+    out.resize(padded(depth) * cols, 0);
+    interleave_row_pairs::<false>(src, ld, depth, cols, out);
+}
+
+/// Rows 2p and 2p + 1 of M (`depth` f32 rows of `cols`, stride `ld`) rounded to bf16 and
+/// interleaved into 32-bit pairs, stored in B's panels (`PANELS`) or as `[pairs][cols]`.
+fn interleave_row_pairs<const PANELS: bool>(src: &[f32], ld: usize, depth: usize, cols: usize, out: &mut [u16]) {
+    assert!(depth == 0 || cols == 0 || (ld >= cols && src.len() >= (depth - 1) * ld + cols), "bf16 interleave: source too small");
+    let pairs = padded(depth) / 2;
+    let at = |p: usize, j: usize| if PANELS { (j / NR) * NR * pairs + p * NR + j % NR } else { p * cols + j };
     #[cfg(target_arch = "x86_64")]
     if available() {
-        // SAFETY: the CPU has AVX512-BF16; slab and out have the sizes checked above.
-        unsafe { interleave_rows_avx512(slab, depth, cols, out) };
+        // SAFETY: the CPU has AVX512-BF16; src holds the rows checked above, and every unit
+        // `at` addresses lies inside `out` (its callers size it for the layout).
+        unsafe { interleave_rows_avx512(src, ld, depth, cols, out, at) };
         return;
     }
-    let kp = padded(depth);
-    for p in 0..kp / 2 {
-        let r0 = &slab[2 * p * cols..(2 * p + 1) * cols];
-        let r1 = if 2 * p + 1 < depth { Some(&slab[(2 * p + 1) * cols..(2 * p + 2) * cols]) } else { None };
+    for p in 0..pairs {
+        let r0 = &src[2 * p * ld..2 * p * ld + cols];
+        let r1 = (2 * p + 1 < depth).then(|| &src[(2 * p + 1) * ld..(2 * p + 1) * ld + cols]);
         for j in 0..cols {
-            let at = (j / NR) * NR * kp + p * 2 * NR + 2 * (j % NR);
-            out[at] = to_bf16(r0[j]);
-            out[at + 1] = r1.map_or(0, |r| to_bf16(r[j]));
+            let u = at(p, j);
+            out[2 * u] = to_bf16(r0[j]);
+            out[2 * u + 1] = r1.map_or(0, |r| to_bf16(r[j]));
         }
     }
 }
@@ -418,18 +454,19 @@ unsafe fn interleave_blocks_avx512(
     }
 }
 
-/// [`pack_b_from_depth_rows`], 16 columns of a row pair at a time: both rows rounded to bf16,
-/// the second shifted into the high half of each 32-bit pair.
+/// [`interleave_row_pairs`], 16 columns of a row pair at a time: both rows rounded to bf16,
+/// the second shifted into the high half of each 32-bit pair, stored at unit `at(p, j)`.
 ///
 /// # Safety
-/// AVX512-BF16; `slab` holds `depth × cols`, `out` [`packed_b_len`]`(depth, cols)`.
+/// AVX512-BF16; `src` holds `depth` rows of stride `ld` with `cols` elements each; `at`
+/// keeps 16 consecutive columns from a multiple of 16 contiguous and inside `out`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn interleave_rows_avx512(slab: &[f32], depth: usize, cols: usize, out: &mut [u16]) {
+unsafe fn interleave_rows_avx512(src: &[f32], ld: usize, depth: usize, cols: usize, out: &mut [u16], at: impl Fn(usize, usize) -> usize) {
     let pairs = padded(depth) / 2;
     let dst = out.as_mut_ptr() as *mut u32;
     for p in 0..pairs {
-        let r0 = slab.as_ptr().wrapping_add(2 * p * cols);
+        let r0 = src.as_ptr().wrapping_add(2 * p * ld);
         let second = 2 * p + 1 < depth;
         for j in (0..cols).step_by(16) {
             let live = 16.min(cols - j);
@@ -438,13 +475,13 @@ unsafe fn interleave_rows_avx512(slab: &[f32], depth: usize, cols: usize, out: &
             unsafe {
                 let lo = to_lanes(_mm512_maskz_loadu_ps(mask, r0.add(j)));
                 let hi = if second {
-                    _mm512_slli_epi32::<16>(to_lanes(_mm512_maskz_loadu_ps(mask, r0.add(cols + j))))
+                    _mm512_slli_epi32::<16>(to_lanes(_mm512_maskz_loadu_ps(mask, r0.add(ld + j))))
                 } else {
                     _mm512_setzero_si512()
                 };
-                // Panel j / NR, pair p, columns j % NR .. + live (16 columns never straddle two
-                // panels: j is a multiple of 16).
-                _mm512_mask_storeu_epi32(dst.add((j / NR) * NR * pairs + p * NR + j % NR) as *mut i32, mask, _mm512_or_si512(lo, hi));
+                // Pair p, columns j .. j + live: contiguous in either layout (in the panels,
+                // 16 columns from a multiple of 16 never straddle two of them).
+                _mm512_mask_storeu_epi32(dst.add(at(p, j)) as *mut i32, mask, _mm512_or_si512(lo, hi));
             }
         }
     }
@@ -460,40 +497,109 @@ unsafe fn interleave_rows_avx512(slab: &[f32], depth: usize, cols: usize, out: &
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm(rows: usize, cols: usize, depth: usize, a: &[u16], lda: usize, b: &[u16], c: *mut f32, ldc: usize, accumulate: bool) {
+    // SAFETY: forwarded.
+    unsafe { gemm_lhs(rows, cols, depth, Lhs::Rows { a, ld: lda }, b, c, ldc, accumulate, Causal::None) }
+}
+
+/// The left operand of [`gemm_lhs`]: where the depth pair `(A[i][2p], A[i][2p+1])` lies.
+#[derive(Clone, Copy)]
+pub enum Lhs<'a> {
+    /// At `a[i·ld + 2p]`: bf16 rows (activations, a head's queries, probabilities).
+    Rows { a: &'a [u16], ld: usize },
+    /// At `a[2(p·ld + i)]`: the layout [`transpose_to_pairs`] writes for the transpose of a
+    /// matrix, so that `Pᵀ` and `dSᵀ` need no transpose pass.
+    Pairs { a: &'a [u16], ld: usize },
+}
+
+/// [`gemm`] with either layout of A, skipping what `causal` says is not needed or zero (the
+/// attention products; [`Causal`] as for the f32 kernel). With `Cols`, the blocks of C above
+/// the diagonal are not written; with `DepthTo` and `DepthFrom`, the skipped part of A's depth
+/// must be zero (it is what makes skipping exact), and each row block sums only the rest.
+///
+/// # Safety
+/// As for [`gemm`], with `a` holding what `Lhs` addresses for `rows` rows of `padded(depth)`
+/// elements; the causal modes need a square product's geometry (`rows` = `cols` for `Cols`,
+/// `rows` = `depth` for the depth modes).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_lhs(
+    rows: usize,
+    cols: usize,
+    depth: usize,
+    lhs: Lhs<'_>,
+    b: &[u16],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    causal: Causal,
+) {
     let pairs = padded(depth) / 2;
     let panels = cols.div_ceil(NR);
-    assert!(b.len() >= panels * NR * 2 * pairs && (rows == 0 || a.len() >= (rows - 1) * lda + 2 * pairs), "bf16 gemm: operands too small");
+    assert!(b.len() >= panels * NR * 2 * pairs, "bf16 gemm: B too small");
+    match lhs {
+        Lhs::Rows { a, ld } => assert!(rows == 0 || a.len() >= (rows - 1) * ld + 2 * pairs, "bf16 gemm: A too small"),
+        Lhs::Pairs { a, ld } => assert!(rows <= ld && (pairs == 0 || a.len() >= 2 * ((pairs - 1) * ld + rows)), "bf16 gemm: A too small"),
+    }
     let block = pairs.div_ceil(pairs.div_ceil(KP).max(1)).max(1);
     let mut p0 = 0;
     while p0 < pairs {
         let np = block.min(pairs - p0);
-        let add = accumulate || p0 > 0;
         for p in 0..panels {
             let width = NR.min(cols - p * NR);
-            let panel = b[p * NR * 2 * pairs + p0 * 2 * NR..].as_ptr();
             for i0 in (0..rows).step_by(MR) {
                 let live = MR.min(rows - i0);
+                // This row block's depth pairs: all, or cut by the causal zeros of A.
+                let (first, end) = match causal {
+                    Causal::None => (0, pairs),
+                    // Every column of the panel lies right of every row of the block.
+                    Causal::Cols if p * NR > i0 + live - 1 => continue,
+                    Causal::Cols => (0, pairs),
+                    Causal::DepthTo => (0, (i0 + live).div_ceil(2).min(pairs)),
+                    Causal::DepthFrom => (i0 / 2, pairs),
+                };
+                let (from, to) = (first.max(p0), end.min(p0 + np));
+                if from >= to {
+                    continue;
+                }
+                // Whether an earlier depth block (or the caller) already wrote this block.
+                let add = accumulate || first < p0;
+                let panel = b[p * NR * 2 * pairs + from * 2 * NR..].as_ptr();
+                // SAFETY: row i0, column p·NR of C: inside it by the caller's contract.
+                let out = unsafe { c.add(i0 * ldc + p * NR) };
                 macro_rules! dispatch {
-                    ($($n:literal)*) => {
+                    ($pairs_layout:literal, $a:expr, $ld:expr; $($n:literal)*) => {
                         match live {
                             // SAFETY (every arm): forwarded from this function's contract.
-                            $($n => unsafe { kernel::<$n>(np, a[i0 * lda + 2 * p0..].as_ptr(), lda, panel, c.add(i0 * ldc + p * NR), ldc, width, add) },)*
+                            $($n => unsafe { kernel::<$n, $pairs_layout>(to - from, $a, $ld, panel, out, ldc, width, add) },)*
                             _ => unreachable!("a row block has 1..=MR live rows"),
                         }
                     };
                 }
-                dispatch!(1 2 3 4 5 6 7 8 9 10 11 12);
+                match lhs {
+                    Lhs::Rows { a, ld } => dispatch!(false, a[i0 * ld + 2 * from..].as_ptr(), ld; 1 2 3 4 5 6 7 8 9 10 11 12),
+                    Lhs::Pairs { a, ld } => dispatch!(true, a[2 * (from * ld + i0)..].as_ptr(), ld; 1 2 3 4 5 6 7 8 9 10 11 12),
+                }
             }
         }
         p0 += np;
     }
 }
 
-/// One `R × NR` block over `np` depth pairs.
+/// One `R × NR` block over `np` depth pairs; A's pair (r, p) at `a[r·lda + 2p]`, or with
+/// `PAIRS` at `a[2(p·lda + r)]` (see [`Lhs`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel<const R: usize>(np: usize, a: *const u16, lda: usize, b: *const u16, c: *mut f32, ldc: usize, width: usize, add: bool) {
+unsafe fn kernel<const R: usize, const PAIRS: bool>(
+    np: usize,
+    a: *const u16,
+    lda: usize,
+    b: *const u16,
+    c: *mut f32,
+    ldc: usize,
+    width: usize,
+    add: bool,
+) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for p in 0..np {
         // SAFETY (whole loop): b holds np × NR pairs; a holds R rows of 2·np elements.
@@ -504,7 +610,8 @@ unsafe fn kernel<const R: usize>(np: usize, a: *const u16, lda: usize, b: *const
             )
         };
         for (r, acc_r) in acc.iter_mut().enumerate() {
-            let pair = unsafe { (a.add(r * lda + 2 * p) as *const i32).read_unaligned() };
+            let at = if PAIRS { 2 * (p * lda + r) } else { r * lda + 2 * p };
+            let pair = unsafe { (a.add(at) as *const i32).read_unaligned() };
             let av: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(pair)) };
             acc_r[0] = _mm512_dpbf16_ps(acc_r[0], av, b0);
             acc_r[1] = _mm512_dpbf16_ps(acc_r[1], av, b1);
@@ -544,7 +651,7 @@ mod tests {
             let (mut rows, mut fast) = (Vec::new(), Vec::new());
             pack_b_from_rows(&tile, depth, cols, &mut rows, &mut fast);
             let mut slow = vec![0u16; packed_b_len(depth, cols)];
-            transpose_pairs_portable(&rows, depth, cols, &mut slow);
+            transpose_pairs_portable(&rows, padded(depth), depth, cols, &mut slow);
             assert_eq!(fast, slow, "rows → panels, {depth} × {cols}");
 
             let mut fast = Vec::new();

@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use super::layers::attention::{causal_attention, causal_attention_backward, AttentionShape};
+use super::layers::attention::{causal_attention, causal_attention_backward, uses_bf16, AttentionShape};
 use super::layers::linear::Linear;
 use super::lora::{LoraPair, LoraTarget};
 use super::matmul::{matmul_w_acc, matmul_wt, WeightMatrix};
@@ -154,7 +154,7 @@ impl NativeModel {
                 });
             }
             let c = &self.config;
-            let shape = AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim };
+            let shape = AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, precision: self.precision };
             let (qw, kw) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
             let (q, k, v) = (activations(n * qw, 3), activations(n * kw, 4), activations(n * kw, 5));
             // The training batch's shape: 4 sequences of n / 4 tokens.
@@ -163,13 +163,14 @@ impl NativeModel {
             // QKᵀ and PV over the causal triangle: 2 products × 2 FLOPs × d per (i, j ≤ i) pair.
             let flops = seqs.len() as f64 * 2.0 * 2.0 * (c.n_heads * c.head_dim) as f64 * (len * (len + 1) / 2) as f64;
             let mut att = vec![0.0f32; n * qw];
+            let attention_type = if uses_bf16(&shape) { "bf16" } else { "f32" };
             let t = time(reps, || causal_attention(&q, &k, &v, &seqs, shape, &mut att));
             out.push(ProductTiming {
                 name: format!("attention fwd x{}", seqs.len()),
                 m: len,
                 n: len,
                 k: c.head_dim,
-                weight_type: "f32".into(),
+                weight_type: attention_type.into(),
                 seconds: t,
                 flops,
             });
@@ -182,7 +183,7 @@ impl NativeModel {
                 m: len,
                 n: len,
                 k: c.head_dim,
-                weight_type: "f32".into(),
+                weight_type: attention_type.into(),
                 seconds: t,
                 flops: 2.5 * flops,
             });

@@ -380,7 +380,7 @@ impl<'a> Pass<'a> {
             seqs: ranges,
             positions,
             rope: RopeTable::new(&model.rope_freqs, max_len, model.rope_layout),
-            shape: AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim },
+            shape: AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, precision: model.precision },
             scale,
             dropout,
             block_dropout: None,

@@ -28,17 +28,21 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::attention_bf16;
 use super::dropout::Dropout;
 use crate::native::gemm::{sgemm, Causal, Out, View};
-use crate::native::matmul::SharedMut;
+use crate::native::matmul::{Precision, SharedMut};
 use crate::native::vexp;
 
-/// Attention geometry.
+/// Attention geometry, and the precision of its products.
 #[derive(Debug, Clone, Copy)]
 pub struct AttentionShape {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+    /// `Bf16`: the products run on the bf16 path where the CPU has it (`attention_bf16.rs`),
+    /// as the model's weight products do; anything else: f32.
+    pub precision: Precision,
 }
 
 thread_local! {
@@ -66,6 +70,21 @@ pub fn causal_attention_with(
 ) {
     check_sizes(q, k, v, out, seqs, shape);
     let dst = SharedMut(out.as_mut_ptr());
+    if attention_bf16::applies(&shape) {
+        let (qb, kb) =
+            (attention_bf16::converted(q, shape.n_heads * shape.head_dim), attention_bf16::converted(k, shape.n_kv_heads * shape.head_dim));
+        tasks(seqs, shape.n_heads).into_par_iter().for_each(|(seq, h)| {
+            SCORES.with(|cell| {
+                let mut scores = cell.borrow_mut();
+                let mask = dropout.map(|d| head_dropout(d, seq.start, h));
+                let apply = |p: &mut [f32]| mask.iter().for_each(|m| drop_probabilities(p, seq.len(), m));
+                // SAFETY: sizes checked, the path's CPU features checked by `applies`; this
+                // (sequence, head) task owns its output block.
+                unsafe { attention_bf16::attend(&qb, &kb, v, &seq, h, &shape, apply, dst, &mut scores) };
+            });
+        });
+        return;
+    }
     tasks(seqs, shape.n_heads).into_par_iter().for_each(|(seq, h)| {
         SCORES.with(|cell| {
             let mut scores = cell.borrow_mut();
@@ -131,16 +150,49 @@ pub fn causal_attention_backward_with(
     dv: &mut [f32],
 ) {
     check_sizes(q, k, v, d_out, seqs, shape);
-    let AttentionShape { n_heads, n_kv_heads, head_dim: d } = shape;
+    let AttentionShape { n_heads, n_kv_heads, head_dim: d, .. } = shape;
     let (qw, kw) = (n_heads * d, n_kv_heads * d);
     assert!(dq.len() >= q.len() && dk.len() >= k.len() && dv.len() >= v.len(), "attention backward: gradient buffers too small");
     let group = n_heads / n_kv_heads;
     let scale = 1.0 / (d as f32).sqrt();
     let dq_p = SharedMut(dq.as_mut_ptr());
+    let bf16_inputs = attention_bf16::applies(&shape).then(|| {
+        (
+            attention_bf16::converted(q, qw),
+            attention_bf16::converted(k, kw),
+            attention_bf16::converted(v, kw),
+            attention_bf16::converted(d_out, qw),
+        )
+    });
     // Per (sequence, head): its `len × d` parts of dK and dV.
     let parts: Vec<(Vec<f32>, Vec<f32>)> = tasks(seqs, n_heads)
         .into_par_iter()
         .map(|(seq, h)| {
+            if let Some((qb, kb, vb, d_out_b)) = &bf16_inputs {
+                let inputs = attention_bf16::BackwardInputs { q, k, d_out, qb, kb, vb, d_out_b };
+                let mask = dropout.map(|m| head_dropout(m, seq.start, h));
+                let apply = |p: &mut [f32]| mask.iter().for_each(|m| drop_probabilities(p, seq.len(), m));
+                let (mut probs, mut dp) = (SCORES.with(|cell| cell.take()), SCORE_GRADS.with(|cell| cell.take()));
+                let len = seq.len();
+                // SAFETY: sizes checked by check_sizes, the CPU's features by `applies`; dq's
+                // columns of head h are written by this task alone.
+                let part = unsafe {
+                    attention_bf16::backward_head(
+                        &inputs,
+                        &seq,
+                        h,
+                        &shape,
+                        apply,
+                        |p, g| causal_softmax_backward(p, g, len),
+                        dq_p,
+                        &mut probs,
+                        &mut dp,
+                    )
+                };
+                SCORE_GRADS.with(|cell| cell.replace(dp));
+                SCORES.with(|cell| cell.replace(probs));
+                return part;
+            }
             let len = seq.len();
             let kv = h / group;
             let (mut dk_h, mut dv_h) = (vec![0.0f32; len * d], vec![0.0f32; len * d]);
@@ -176,13 +228,7 @@ pub fn causal_attention_backward_with(
             if let Some(m) = &mask {
                 drop_probabilities(dp, len, m);
             }
-            // dS = P ∘ (dP − rowsum(P ∘ dP)), in place in dp; zero above the diagonal, where
-            // dP was not computed.
-            for (i, (prow, dprow)) in probs.chunks_exact(len).zip(dp.chunks_exact_mut(len)).enumerate() {
-                let (live, masked) = dprow.split_at_mut(i + 1);
-                vexp::softmax_backward(&prow[..=i], live);
-                masked.fill(0.0);
-            }
+            causal_softmax_backward(&probs[..len * len], dp, len);
             // P is not needed any more: the values saw P ∘ M.
             if let Some(m) = &mask {
                 drop_probabilities(&mut probs[..len * len], len, m);
@@ -248,6 +294,11 @@ pub fn causal_attention_backward_with(
     });
 }
 
+/// Whether attention of `shape` runs on the bf16 path on this CPU (for reports).
+pub fn uses_bf16(shape: &AttentionShape) -> bool {
+    attention_bf16::applies(shape)
+}
+
 fn check_sizes(q: &[f32], k: &[f32], v: &[f32], out: &[f32], seqs: &[Range<usize>], shape: AttentionShape) {
     let (qw, kw) = (shape.n_heads * shape.head_dim, shape.n_kv_heads * shape.head_dim);
     let n = seqs.iter().map(|r| r.end).max().unwrap_or(0);
@@ -277,7 +328,7 @@ unsafe fn attend(
     dst: SharedMut,
     scores: &mut Vec<f32>,
 ) {
-    let AttentionShape { n_heads, n_kv_heads, head_dim: d } = shape;
+    let AttentionShape { n_heads, n_kv_heads, head_dim: d, .. } = shape;
     let (qw, kw) = (n_heads * d, n_kv_heads * d);
     let kv = h / (n_heads / n_kv_heads);
     let len = seq.len();
@@ -303,7 +354,7 @@ unsafe fn attend(
 /// # Safety
 /// Buffer sizes as checked by `check_sizes`.
 unsafe fn probabilities(q: &[f32], k: &[f32], seq: &Range<usize>, h: usize, shape: AttentionShape, scores: &mut Vec<f32>) {
-    let AttentionShape { n_heads, n_kv_heads, head_dim: d } = shape;
+    let AttentionShape { n_heads, n_kv_heads, head_dim: d, .. } = shape;
     let (qw, kw) = (n_heads * d, n_kv_heads * d);
     let kv = h / (n_heads / n_kv_heads);
     let len = seq.len();
@@ -322,8 +373,18 @@ unsafe fn probabilities(q: &[f32], k: &[f32], seq: &Range<usize>, h: usize, shap
     }
 }
 
+/// dS = P ∘ (dP − rowsum(P ∘ dP)) in place in `dp` (both `len × len`); zero above the
+/// diagonal, where dP need not have been computed.
+fn causal_softmax_backward(p: &[f32], dp: &mut [f32], len: usize) {
+    for (i, (prow, dprow)) in p.chunks_exact(len).zip(dp.chunks_exact_mut(len)).enumerate() {
+        let (live, masked) = dprow.split_at_mut(i + 1);
+        vexp::softmax_backward(&prow[..=i], live);
+        masked.fill(0.0);
+    }
+}
+
 /// Softmax over `row[..=i]`, zeros after (the causal mask).
-fn causal_softmax_row(row: &mut [f32], i: usize) {
+pub(super) fn causal_softmax_row(row: &mut [f32], i: usize) {
     let (live, masked) = row.split_at_mut(i + 1);
     let max = vexp::max(live);
     let inv = 1.0 / vexp::exp_shifted_sum(live, max);
@@ -365,7 +426,7 @@ mod tests {
     /// and v checked; and the same gradients on one thread and on three.
     #[test]
     fn backward_matches_finite_differences() {
-        let shape = AttentionShape { n_heads: 4, n_kv_heads: 2, head_dim: 8 };
+        let shape = AttentionShape { n_heads: 4, n_kv_heads: 2, head_dim: 8, precision: Precision::F32 };
         let (qw, kw) = (32, 16);
         let seqs = [0..5, 5..12];
         let n = 12;
@@ -418,7 +479,7 @@ mod tests {
 
     #[test]
     fn matches_naive_reference_with_two_sequences() {
-        let shape = AttentionShape { n_heads: 4, n_kv_heads: 2, head_dim: 8 };
+        let shape = AttentionShape { n_heads: 4, n_kv_heads: 2, head_dim: 8, precision: Precision::F32 };
         let (qw, kw) = (32, 16);
         let n = 11;
         let val = |i: usize| ((i * 7919 % 1000) as f32 / 500.0) - 1.0;
@@ -432,5 +493,58 @@ mod tests {
         let expected: Vec<f32> = first.into_iter().chain(second).collect();
         let max_diff = out.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(max_diff < 1e-5, "max diff {max_diff}");
+    }
+
+    /// The bf16 path against the f32 path, forward and backward, with and without attention
+    /// dropout: sequences of 1, 37 and 100 rows (partial row blocks and panels, odd depths),
+    /// 64-wide heads, three query heads per key/value head. The two paths may differ only by
+    /// bf16's rounding of the operands: each output is compared with the f32 one relative to
+    /// that output's largest magnitude, and the gradients must point the same way (cosine).
+    /// The bf16 path must also give the same bits on one thread and on three.
+    #[test]
+    fn bf16_path_agrees_with_f32() {
+        if !crate::native::bf16::available() {
+            println!("skipped: this CPU has no AVX512-BF16, so attention has no bf16 path here");
+            return;
+        }
+        let f32_shape = AttentionShape { n_heads: 6, n_kv_heads: 2, head_dim: 64, precision: Precision::F32 };
+        let bf16_shape = AttentionShape { precision: Precision::Bf16, ..f32_shape };
+        assert!(attention_bf16::applies(&bf16_shape) && !attention_bf16::applies(&f32_shape));
+        let (qw, kw) = (6 * 64, 2 * 64);
+        let seqs = [0..1, 1..38, 38..138];
+        let n = 138;
+        let mut rng = crate::native::lora::SplitMix64(11);
+        let mut draw = |len: usize, amp: f32| (0..len).map(|_| (rng.next_f32() - 0.5) * amp).collect::<Vec<f32>>();
+        // Queries and keys large enough that the softmax is far from uniform.
+        let (q, k, v, w) = (draw(n * qw, 4.0), draw(n * kw, 4.0), draw(n * kw, 2.0), draw(n * qw, 2.0));
+        let run = |shape: AttentionShape, dropout: Option<&Dropout>, threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut out = vec![f32::NAN; n * qw];
+                causal_attention_with(&q, &k, &v, &seqs, shape, dropout, &mut out);
+                let (mut dq, mut dk, mut dv) = (vec![f32::NAN; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
+                causal_attention_backward_with(&q, &k, &v, &w, &seqs, shape, dropout, &mut dq, &mut dk, &mut dv);
+                [out, dq, dk, dv]
+            })
+        };
+        let mask = Dropout { prob: 0.2, seed: 5 };
+        for dropout in [None, Some(&mask)] {
+            let (exact, rounded) = (run(f32_shape, dropout, 2), run(bf16_shape, dropout, 2));
+            assert_eq!(rounded, run(bf16_shape, dropout, 3), "the bf16 path depends on the thread count");
+            for (name, (e, r)) in ["out", "dq", "dk", "dv"].iter().zip(exact.iter().zip(&rounded)) {
+                assert!(r.iter().all(|x| x.is_finite()), "{name}: the bf16 path left an element unwritten");
+                let scale = e.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                let worst = e.iter().zip(r).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / scale;
+                let dot: f64 = e.iter().zip(r).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+                let norm = |x: &[f32]| x.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
+                let cosine = dot / (norm(e) * norm(r));
+                println!(
+                    "attention bf16 vs f32, dropout {}: {name} max |diff| / max |f32| {worst:.2e}, cosine {cosine:.6}",
+                    dropout.is_some()
+                );
+                assert!(e != r, "{name}: the bf16 path gave the f32 bits: it did not run");
+                assert!(worst < 2e-2 && cosine > 0.9999, "{name}: max relative diff {worst}, cosine {cosine}");
+            }
+        }
     }
 }

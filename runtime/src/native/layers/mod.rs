@@ -5,7 +5,8 @@
 //! - `linear`: a frozen projection with an optional LoRA branch (and its dropout);
 //! - `norm`: RMSNorm;
 //! - `rope`: rotary position embeddings;
-//! - `attention`: causal grouped-query attention, with optional dropout on its probabilities;
+//! - `attention`: causal grouped-query attention, with optional dropout on its probabilities
+//!   (`attention_bf16`: its products on the bf16 path);
 //! - `dropout`: counter-based dropout masks (residual and attention dropout);
 //! - `swiglu`: the MLP's gate;
 //! - `head`: final norm, LM head and the next-token loss.
@@ -13,6 +14,7 @@
 //! `pass.rs` chains them into the one model pass that inference, scoring and training share.
 
 pub mod attention;
+mod attention_bf16;
 pub mod dropout;
 pub mod embedding;
 pub(crate) mod head;
