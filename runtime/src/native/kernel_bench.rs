@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::layers::attention::{causal_attention, causal_attention_backward, uses_bf16, AttentionShape};
 use super::layers::linear::Linear;
 use super::lora::{LoraPair, LoraTarget};
-use super::matmul::{matmul_w_acc, matmul_wt, WeightMatrix};
+use super::matmul::{matmul_w, matmul_wt, WeightMatrix};
 use super::model::NativeModel;
 
 /// One measured product.
@@ -102,7 +102,7 @@ impl NativeModel {
                 });
                 let dy = activations(n * w.rows, 2);
                 let mut dx = vec![0.0f32; n * w.cols];
-                let t = time(reps, || matmul_w_acc(&dy, n, w, file, &mut dx, self.precision));
+                let t = time(reps, || matmul_w(&dy, n, w, file, &mut dx, self.precision, false));
                 out.push(ProductTiming {
                     name: format!("{name} bwd"),
                     m: n,

@@ -144,7 +144,7 @@ impl Precision {
     }
 }
 
-/// Rows of W per sequential step of [`matmul_w_acc`].
+/// Rows of W per sequential step of [`matmul_w`].
 const DEPTH_BLOCK: usize = 2048;
 
 /// Per-thread buffers, reused across calls: the dequantized tile, its f32 panels, its bf16
@@ -389,16 +389,23 @@ pub fn matmul_wt_many(x: &[f32], n: usize, products: &mut [WtProduct<'_>], preci
     run(None);
 }
 
-/// `dx[n × w.cols] += dy[n × w.rows] · W`, in `precision`: the product the backward pass needs
-/// to carry a gradient through a frozen weight. Each task owns a block of `dx`'s columns: it
+/// `dx[n × w.cols] (+)= dy[n × w.rows] · W`, in `precision`: the product the backward pass
+/// needs to carry a gradient through a frozen weight, added into `dx` with `accumulate`, else
+/// overwriting it (so that callers need not zero it first). Each task owns a block of `dx`'s columns: it
 /// dequantizes that block of every W row (whole quantization blocks) and multiplies it with
 /// all of `dy`. No partial sums are reduced across threads, so the result does not depend on
 /// the thread count, and memory beyond `dx` is one slab per thread.
-pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mut [f32], precision: Precision) {
+pub fn matmul_w(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mut [f32], precision: Precision, accumulate: bool) {
     let (k, m) = (w.cols, w.rows);
-    assert_eq!(dy.len(), n * m, "matmul_w_acc: dy is not n × rows");
-    assert_eq!(dx.len(), n * k, "matmul_w_acc: dx is not n × cols");
-    if n == 0 || m == 0 {
+    assert_eq!(dy.len(), n * m, "matmul_w: dy is not n × rows");
+    assert_eq!(dx.len(), n * k, "matmul_w: dx is not n × cols");
+    if n == 0 {
+        return;
+    }
+    if m == 0 {
+        if !accumulate {
+            dx.fill(0.0);
+        }
         return;
     }
     let (fast, use_bf16) = (avx512::available(), precision == Precision::Bf16 && bf16::available());
@@ -414,6 +421,8 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
     let mut d0 = 0;
     while d0 < m {
         let depth = DEPTH_BLOCK.min(m - d0);
+        // The first depth block overwrites dx unless the caller's values are to be kept.
+        let add = accumulate || d0 > 0;
         if use_bf16 {
             bf16::convert_rows_par(dy, n, m, d0, depth, &mut dy_bf16);
         }
@@ -436,7 +445,7 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
                     }
                     // SAFETY: dy_bf16 is n rows of padded(depth) (dy's columns d0..d0+depth);
                     // columns c0..c0+cols of dx (n × k) belong to this task.
-                    unsafe { bf16::gemm(n, cols, depth, &dy_bf16, bf16::padded(depth), &b.panels_bf16, out.at(c0), k, true) };
+                    unsafe { bf16::gemm(n, cols, depth, &dy_bf16, bf16::padded(depth), &b.panels_bf16, out.at(c0), k, add) };
                     return;
                 }
                 dequantize_slab(b);
@@ -458,7 +467,7 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
                             out.at(c0),
                             k,
                             1.0,
-                            true,
+                            add,
                             avx512::Causal::None,
                         );
                     }
@@ -467,7 +476,7 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
                 // SAFETY: as above, through the `gemm` crate with strides.
                 unsafe {
                     let lhs = View { ptr: dy.as_ptr().add(d0), rs: m, cs: 1 };
-                    sgemm(n, cols, depth, lhs, View::rows(&b.tile, cols), gemm_out(out.at(c0), k), 1.0, true, Causal::None)
+                    sgemm(n, cols, depth, lhs, View::rows(&b.tile, cols), gemm_out(out.at(c0), k), 1.0, add, Causal::None)
                 };
             });
         });
@@ -475,29 +484,35 @@ pub fn matmul_w_acc(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mu
     }
 }
 
-/// One product of [`matmul_w_acc_many`]: `dy · W`, W read from `file`.
-pub struct WAccProduct<'a> {
+/// One product of [`matmul_w_many`]: `dy · W`, W read from `file`.
+pub struct WProduct<'a> {
     pub dy: &'a [f32],
     pub w: &'a WeightMatrix,
     pub file: &'a [u8],
 }
 
-/// `dx += Σ_i dy_i · W_i`: the gradients of several projections of one input (a block's q, k
-/// and v, or its gate and up) carried back into it, each product added as [`matmul_w_acc`]
-/// adds it and in the order given, so the sums are the same as one call per product. When
+/// `dx (+)= Σ_i dy_i · W_i`: the gradients of several projections of one input (a block's q,
+/// k and v, or its gate and up) carried back into it, each product added as [`matmul_w`] adds
+/// it and in the order given (the first overwriting `dx` unless `accumulate`), so the sums are
+/// the same as one call per product. When
 /// every W fits one depth block, the inputs are converted together and each task runs every
 /// product on its columns, so the threads meet once rather than once per product.
-pub fn matmul_w_acc_many(products: &[WAccProduct<'_>], n: usize, dx: &mut [f32], precision: Precision) {
-    let Some(k) = products.first().map(|p| p.w.cols) else { return };
+pub fn matmul_w_many(products: &[WProduct<'_>], n: usize, dx: &mut [f32], precision: Precision, accumulate: bool) {
+    let Some(k) = products.first().map(|p| p.w.cols) else {
+        if !accumulate {
+            dx.fill(0.0);
+        }
+        return;
+    };
     for p in products {
-        assert_eq!(p.w.cols, k, "matmul_w_acc_many: the products do not share their output width");
-        assert_eq!(p.dy.len(), n * p.w.rows, "matmul_w_acc: dy is not n × rows");
+        assert_eq!(p.w.cols, k, "matmul_w_many: the products do not share their output width");
+        assert_eq!(p.dy.len(), n * p.w.rows, "matmul_w: dy is not n × rows");
     }
-    assert_eq!(dx.len(), n * k, "matmul_w_acc: dx is not n × cols");
+    assert_eq!(dx.len(), n * k, "matmul_w: dx is not n × cols");
     let use_bf16 = precision == Precision::Bf16 && bf16::available();
     if !use_bf16 || n == 0 || products.iter().any(|p| p.w.rows > DEPTH_BLOCK || p.w.rows == 0) {
-        for p in products {
-            matmul_w_acc(p.dy, n, p.w, p.file, dx, precision);
+        for (i, p) in products.iter().enumerate() {
+            matmul_w(p.dy, n, p.w, p.file, dx, precision, accumulate || i > 0);
         }
         return;
     }
@@ -517,7 +532,7 @@ pub fn matmul_w_acc_many(products: &[WAccProduct<'_>], n: usize, dx: &mut [f32],
         let c0 = t * width;
         let cols = width.min(k - c0);
         with_tile(|b| {
-            for (p, dy_bf16) in products.iter().zip(&inputs) {
+            for (i, (p, dy_bf16)) in products.iter().zip(&inputs).enumerate() {
                 let depth = p.w.rows;
                 if !bf16::pack_b_from_weight_depth_rows(p.w, p.file, 0, depth, c0, cols, &mut b.panels_bf16) {
                     b.tile.resize(depth * cols, 0.0);
@@ -530,7 +545,7 @@ pub fn matmul_w_acc_many(products: &[WAccProduct<'_>], n: usize, dx: &mut [f32],
                 // belong to this task.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    bf16::gemm(n, cols, depth, dy_bf16, bf16::padded(depth), &b.panels_bf16, out.at(c0), k, true)
+                    bf16::gemm(n, cols, depth, dy_bf16, bf16::padded(depth), &b.panels_bf16, out.at(c0), k, accumulate || i > 0)
                 };
             }
         });
@@ -679,14 +694,33 @@ mod tests {
             let start: Vec<f32> = (0..n * k).map(|i| (i % 13) as f32 / 7.0).collect();
             let mut one_each = start.clone();
             for ((w, file), dy) in mats.iter().zip(&dys) {
-                matmul_w_acc(dy, n, w, file, &mut one_each, precision);
+                matmul_w(dy, n, w, file, &mut one_each, precision, true);
             }
             let mut grouped = start.clone();
-            let products: Vec<WAccProduct<'_>> = mats.iter().zip(&dys).map(|((w, file), dy)| WAccProduct { dy, w, file }).collect();
-            matmul_w_acc_many(&products, n, &mut grouped, precision);
-            assert_eq!(bits(&one_each), bits(&grouped), "matmul_w_acc_many, {precision:?}");
+            let products: Vec<WProduct<'_>> = mats.iter().zip(&dys).map(|((w, file), dy)| WProduct { dy, w, file }).collect();
+            matmul_w_many(&products, n, &mut grouped, precision, true);
+            assert_eq!(bits(&one_each), bits(&grouped), "matmul_w_many, {precision:?}");
             let moved = one_each.iter().zip(&start).filter(|(a, b)| a != b).count();
             assert!(moved > n * k / 2, "the products changed dx ({moved} of {} elements)", n * k);
+
+            // Overwriting: the same as adding into zeros, whatever dx held (NaN included).
+            let mut zeros = vec![0.0f32; n * k];
+            matmul_w_many(&products, n, &mut zeros, precision, true);
+            let mut overwritten = vec![f32::NAN; n * k];
+            matmul_w_many(&products, n, &mut overwritten, precision, false);
+            assert_eq!(bits(&zeros), bits(&overwritten), "matmul_w_many overwriting, {precision:?}");
+            let (w, file) = &mats[0];
+            let (mut zeros, mut overwritten) = (vec![0.0f32; n * k], vec![f32::NAN; n * k]);
+            matmul_w(&dys[0], n, w, file, &mut zeros, precision, true);
+            matmul_w(&dys[0], n, w, file, &mut overwritten, precision, false);
+            assert_eq!(bits(&zeros), bits(&overwritten), "matmul_w overwriting, {precision:?}");
+            // A W of more rows than one depth block (the LM head's case): the later blocks add.
+            let (tall, tall_file) = q4_1_matrix("tall", 2 * DEPTH_BLOCK + 40, k, 1, 99);
+            let dy: Vec<f32> = (0..n * tall.rows).map(|i| ((i * 7919 % 2011) as f32 - 1005.0) / 1500.0).collect();
+            let (mut zeros, mut overwritten) = (vec![0.0f32; n * k], vec![f32::NAN; n * k]);
+            matmul_w(&dy, n, &tall, &tall_file, &mut zeros, precision, true);
+            matmul_w(&dy, n, &tall, &tall_file, &mut overwritten, precision, false);
+            assert_eq!(bits(&zeros), bits(&overwritten), "matmul_w overwriting over {} rows, {precision:?}", tall.rows);
         }
     }
 }

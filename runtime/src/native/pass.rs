@@ -636,7 +636,8 @@ impl<'a> Pass<'a> {
         };
         let mut act = pool.take_for_overwrite(n * ff);
         swiglu(&t.gate, &t.up, &mut act);
-        let mut d_act = pool.take_zeroed(n * ff);
+        // Every buffer below is overwritten whole by its first product (or copy).
+        let mut d_act = pool.take_for_overwrite(n * ff);
         let (lg, dw) = g.target(Down);
         let d_down = masked(self.residual_mask(l, 1), dy);
         self.linear(l, Down).backward(&act, n, br(Down), d_down.as_deref().unwrap_or(dy), &mut d_act, lg, dw);
@@ -647,7 +648,7 @@ impl<'a> Pass<'a> {
         pool.give(d_act);
         let mut h = pool.take_for_overwrite(n * d);
         rms_norm(&t.x_mid, ffn_norm, eps, &mut h);
-        let mut dh = pool.take_zeroed(n * d);
+        let mut dh = pool.take_for_overwrite(n * d);
         let (l_gate, l_up) = (self.linear(l, Gate), self.linear(l, Up));
         Linear::frozen_backward_many([&l_gate, &l_up], [&d_gate, &d_up], n, &mut dh);
         g.trainable_backward_many([&l_gate, &l_up], [Gate, Up], &h, n, [br(Gate), br(Up)], [&d_gate, &d_up], &mut dh);
@@ -660,13 +661,13 @@ impl<'a> Pass<'a> {
         }
 
         // Attention: x_mid = x_in + drop(o(attn(rope(q), rope(k), v))), q/k/v from h1 = norm(x_in).
-        let mut d_att = pool.take_zeroed(n * qw);
+        let mut d_att = pool.take_for_overwrite(n * qw);
         let (lg, dw) = g.target(O);
         let d_o = masked(self.residual_mask(l, 0), &dx_mid);
         self.linear(l, O).backward(&t.att, n, br(O), d_o.as_deref().unwrap_or(&dx_mid), &mut d_att, lg, dw);
         d_o.into_iter().for_each(|b| pool.give(b));
-        // The attention backward overwrites dq and adds into dk and dv.
-        let (mut dq, mut dk, mut dv) = (pool.take_for_overwrite(n * qw), pool.take_zeroed(n * kw), pool.take_zeroed(n * kw));
+        // The attention backward overwrites dq, dk and dv.
+        let (mut dq, mut dk, mut dv) = (pool.take_for_overwrite(n * qw), pool.take_for_overwrite(n * kw), pool.take_for_overwrite(n * kw));
         let mask = self.attention_mask(l);
         causal_attention_backward_with(&t.q, &t.k, &t.v, &d_att, &self.seqs, self.shape, mask.as_ref(), &mut dq, &mut dk, &mut dv);
         pool.give(d_att);
@@ -674,7 +675,6 @@ impl<'a> Pass<'a> {
         self.rope.apply(&mut dq, c.n_heads, &self.positions, true);
         self.rope.apply(&mut dk, c.n_kv_heads, &self.positions, true);
         rms_norm(&t.x_in, attn_norm, eps, &mut h);
-        dh.fill(0.0);
         let (lq, lk, lv) = (self.linear(l, Q), self.linear(l, K), self.linear(l, V));
         Linear::frozen_backward_many([&lq, &lk, &lv], [&dq, &dk, &dv], n, &mut dh);
         g.trainable_backward_many([&lq, &lk, &lv], [Q, K, V], &h, n, [br(Q), br(K), br(V)], [&dq, &dk, &dv], &mut dh);

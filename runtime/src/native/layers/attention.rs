@@ -111,8 +111,8 @@ fn drop_probabilities(p: &mut [f32], len: usize, mask: &Dropout) {
     }
 }
 
-/// Gradients of [`causal_attention`]: given `d_out` and the forward's inputs, write `dq`
-/// (overwritten) and add into `dk`, `dv` (which the caller zeroes). The probabilities are
+/// Gradients of [`causal_attention`]: given `d_out` and the forward's inputs, write `dq`, `dk`
+/// and `dv` (each overwritten). The probabilities are
 /// recomputed per (sequence, head). [`causal_attention_backward_with`] is the backward of
 /// [`causal_attention_with`].
 ///
@@ -271,7 +271,8 @@ pub fn causal_attention_backward_with(
             (dk_h, dv_h)
         })
         .collect();
-    // dK, dV of each (sequence, key/value head) += its query heads' parts, in head order.
+    // dK, dV of each (sequence, key/value head) = the sum of its query heads' parts, in head
+    // order.
     let (dk_p, dv_p) = (SharedMut(dk.as_mut_ptr()), SharedMut(dv.as_mut_ptr()));
     let sums: Vec<(usize, Range<usize>, usize)> =
         seqs.iter().enumerate().flat_map(|(si, s)| (0..n_kv_heads).map(move |kv| (si, s.clone(), kv))).collect();
@@ -287,8 +288,13 @@ pub fn causal_attention_backward_with(
                         std::slice::from_raw_parts_mut(dv_p.at(row * kw + kv * d), d),
                     )
                 };
-                dk_row.iter_mut().zip(&dk_h[r * d..(r + 1) * d]).for_each(|(a, b)| *a += b);
-                dv_row.iter_mut().zip(&dv_h[r * d..(r + 1) * d]).for_each(|(a, b)| *a += b);
+                if h == kv * group {
+                    dk_row.copy_from_slice(&dk_h[r * d..(r + 1) * d]);
+                    dv_row.copy_from_slice(&dv_h[r * d..(r + 1) * d]);
+                } else {
+                    dk_row.iter_mut().zip(&dk_h[r * d..(r + 1) * d]).for_each(|(a, b)| *a += b);
+                    dv_row.iter_mut().zip(&dv_h[r * d..(r + 1) * d]).for_each(|(a, b)| *a += b);
+                }
             }
         }
     });
@@ -440,7 +446,7 @@ mod tests {
             pool.install(|| {
                 let mut out = vec![0.0f32; n * qw];
                 causal_attention(&q, &k, &v, &seqs, shape, &mut out);
-                let (mut dq, mut dk, mut dv) = (vec![f32::NAN; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
+                let (mut dq, mut dk, mut dv) = (vec![f32::NAN; n * qw], vec![f32::NAN; n * kw], vec![f32::NAN; n * kw]);
                 causal_attention_backward(&q, &k, &v, &w, &seqs, shape, &mut dq, &mut dk, &mut dv);
                 (dq, dk, dv)
             })
@@ -522,7 +528,7 @@ mod tests {
             pool.install(|| {
                 let mut out = vec![f32::NAN; n * qw];
                 causal_attention_with(&q, &k, &v, &seqs, shape, dropout, &mut out);
-                let (mut dq, mut dk, mut dv) = (vec![f32::NAN; n * qw], vec![0.0f32; n * kw], vec![0.0f32; n * kw]);
+                let (mut dq, mut dk, mut dv) = (vec![f32::NAN; n * qw], vec![f32::NAN; n * kw], vec![f32::NAN; n * kw]);
                 causal_attention_backward_with(&q, &k, &v, &w, &seqs, shape, dropout, &mut dq, &mut dk, &mut dv);
                 [out, dq, dk, dv]
             })

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use super::norm::{rms_norm, rms_norm_backward, rms_norm_weight_grad};
 use crate::native::buffer_pool::BufferPool;
 use crate::native::gemm::{sgemm_par, Out, View};
-use crate::native::matmul::{matmul_w_acc, matmul_wt_many, Precision, WeightMatrix, WtProduct};
+use crate::native::matmul::{matmul_w, matmul_wt_many, Precision, WeightMatrix, WtProduct};
 use crate::native::vexp;
 
 /// Rows per LM-head chunk.
@@ -91,8 +91,8 @@ impl Head<'_> {
                 .iter()
                 .sum::<f64>();
             if let Some(dx) = dx.as_deref_mut() {
-                let mut d_normed = vec![0.0f32; rows.len() * d];
-                matmul_w_acc(&logits, rows.len(), self.lm_head, self.file, &mut d_normed, self.precision);
+                let mut d_normed = self.buffers.take_for_overwrite(rows.len() * d);
+                matmul_w(&logits, rows.len(), self.lm_head, self.file, &mut d_normed, self.precision, false);
                 let mut d_picked = vec![0.0f32; rows.len() * d];
                 rms_norm_backward(&picked, self.norm, self.eps, &d_normed, &mut d_picked);
                 if let Some(g) = grads.as_mut() {
@@ -115,6 +115,7 @@ impl Head<'_> {
                 for (i, &r) in rows.iter().enumerate() {
                     dx[r * d..(r + 1) * d].iter_mut().zip(&d_picked[i * d..(i + 1) * d]).for_each(|(a, b)| *a += b);
                 }
+                self.buffers.give(d_normed);
             }
         }
         self.buffers.give(logits);

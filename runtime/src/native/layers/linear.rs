@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use crate::native::gemm::{sgemm_par, Out, View};
 use crate::native::lora::{LoraPair, SplitMix64};
-use crate::native::matmul::{matmul_w_acc, matmul_w_acc_many, matmul_wt_many, Precision, WAccProduct, WeightMatrix, WtProduct};
+use crate::native::matmul::{matmul_w, matmul_w_many, matmul_wt_many, Precision, WProduct, WeightMatrix, WtProduct};
 
 /// What the backward pass needs of a LoRA branch: the dropout mask and the input after
 /// dropout (when dropout is on), and `u = x̃ Aᵀ`.
@@ -107,9 +107,10 @@ impl Linear<'_> {
         Some(BranchTape { dropped, u })
     }
 
-    /// Gradient through the projection: `dx += dy W (+ the branch's)`, the branch's A and B
-    /// gradients added into `grad` (the pair's shapes), and, for full-parameter training, W's
-    /// gradient `dw += dyᵀ x` (`out × in`). `x` is the forward input.
+    /// Gradient through the projection: `dx = dy W (+ the branch's)`, overwriting `dx`, the
+    /// branch's A and B gradients added into `grad` (the pair's shapes), and, for
+    /// full-parameter training, W's gradient `dw += dyᵀ x` (`out × in`). `x` is the forward
+    /// input.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -121,16 +122,16 @@ impl Linear<'_> {
         grad: Option<&mut LoraPair>,
         dw: Option<&mut [f32]>,
     ) {
-        matmul_w_acc(dy, n, self.w, self.file, dx, self.precision);
+        matmul_w(dy, n, self.w, self.file, dx, self.precision, false);
         self.trainable_backward(x, n, tape, dy, dx, grad, dw);
     }
 
     /// The frozen part of [`backward`](Self::backward) for several projections of one input,
-    /// `dx += Σ dy_i W_i`, as one parallel loop (see [`matmul_w_acc_many`]); each projection's
-    /// [`trainable_backward`](Self::trainable_backward) does the rest.
+    /// `dx = Σ dy_i W_i` (overwriting `dx`), as one parallel loop (see [`matmul_w_many`]);
+    /// each projection's [`trainable_backward`](Self::trainable_backward) adds the rest.
     pub fn frozen_backward_many<const N: usize>(linears: [&Linear<'_>; N], dys: [&[f32]; N], n: usize, dx: &mut [f32]) {
-        let products: Vec<WAccProduct<'_>> = linears.iter().zip(dys).map(|(l, dy)| WAccProduct { dy, w: l.w, file: l.file }).collect();
-        matmul_w_acc_many(&products, n, dx, linears[0].precision);
+        let products: Vec<WProduct<'_>> = linears.iter().zip(dys).map(|(l, dy)| WProduct { dy, w: l.w, file: l.file }).collect();
+        matmul_w_many(&products, n, dx, linears[0].precision, false);
     }
 
     /// [`backward`](Self::backward) but for the frozen product `dx += dy W`: W's gradient
