@@ -144,8 +144,13 @@ impl Precision {
     }
 }
 
-/// Rows of W per sequential step of [`matmul_w`].
-const DEPTH_BLOCK: usize = 2048;
+/// Rows of W per sequential step of [`matmul_w`]: a multiple of every quantization block
+/// (256), and not of 2048. Why not 2048: the step's slice of dy is converted into bf16 rows of
+/// that many elements, 4 KiB apart, and the kernel reads 12 such rows at once; at a 4 KiB
+/// stride they all fall in the same set of the L1 data cache (8 ways on Zen 4) and evict one
+/// another. With 2048 the LM head's backward product ran at 287-306 GFLOP/s on Zen 4, with
+/// 1792 (rows 3.5 KiB apart) at 339-344 (`lamina bench-native --products`, `output bwd`).
+const DEPTH_BLOCK: usize = 1792;
 
 /// Per-thread buffers, reused across calls: the dequantized tile, its f32 panels, its bf16
 /// panels and its rows in bf16.
