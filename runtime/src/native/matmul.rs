@@ -145,11 +145,10 @@ impl Precision {
 }
 
 /// Rows of W per sequential step of [`matmul_w`]: a multiple of every quantization block
-/// (256), and not of 2048. Why not 2048: the step's slice of dy is converted into bf16 rows of
-/// that many elements, 4 KiB apart, and the kernel reads 12 such rows at once; at a 4 KiB
-/// stride they all fall in the same set of the L1 data cache (8 ways on Zen 4) and evict one
-/// another. With 2048 the LM head's backward product ran at 287-306 GFLOP/s on Zen 4, with
-/// 1792 (rows 3.5 KiB apart) at 339-344 (`lamina bench-native --products`, `output bwd`).
+/// (256). Each step's slice of dy is converted into bf16 rows of this many elements; at 1792
+/// they need no padding against the L1 cache's aliasing (see [`bf16::row_stride`]). Measured
+/// on Zen 4 for the LM head's backward product (`lamina bench-native --products`, `output
+/// bwd`): 339-344 GFLOP/s, against 287-306 with steps of 2048 at an unpadded 4 KiB stride.
 const DEPTH_BLOCK: usize = 1792;
 
 /// Per-thread buffers, reused across calls: the dequantized tile, its f32 panels, its bf16
@@ -342,9 +341,9 @@ pub fn matmul_wt_many(x: &[f32], n: usize, products: &mut [WtProduct<'_>], preci
                             &b.panels_bf16[..]
                         }
                     };
-                    // SAFETY: x_bf16 is n rows of padded(k); columns r0..r0+rows of this
+                    // SAFETY: x_bf16 is n rows of row_stride(k); columns r0..r0+rows of this
                     // product's y (n × m) belong to this task.
-                    unsafe { bf16::gemm(n, rows, k, &x_bf16, kp, panels, out.at(r0), m, false) };
+                    unsafe { bf16::gemm(n, rows, k, &x_bf16, bf16::row_stride(k), panels, out.at(r0), m, false) };
                     return;
                 }
                 b.tile.resize(rows * k, 0.0);
@@ -448,9 +447,9 @@ pub fn matmul_w(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mut [f
                         dequantize_slab(b);
                         bf16::pack_b_from_depth_rows(&b.tile, depth, cols, &mut b.panels_bf16);
                     }
-                    // SAFETY: dy_bf16 is n rows of padded(depth) (dy's columns d0..d0+depth);
+                    // SAFETY: dy_bf16 is n rows of row_stride(depth) (dy's columns d0..d0+depth);
                     // columns c0..c0+cols of dx (n × k) belong to this task.
-                    unsafe { bf16::gemm(n, cols, depth, &dy_bf16, bf16::padded(depth), &b.panels_bf16, out.at(c0), k, add) };
+                    unsafe { bf16::gemm(n, cols, depth, &dy_bf16, bf16::row_stride(depth), &b.panels_bf16, out.at(c0), k, add) };
                     return;
                 }
                 dequantize_slab(b);
@@ -546,11 +545,11 @@ pub fn matmul_w_many(products: &[WProduct<'_>], n: usize, dx: &mut [f32], precis
                     }
                     bf16::pack_b_from_depth_rows(&b.tile, depth, cols, &mut b.panels_bf16);
                 }
-                // SAFETY: dy_bf16 is n rows of padded(depth); columns c0..c0+cols of dx (n × k)
+                // SAFETY: dy_bf16 is n rows of row_stride(depth); columns c0..c0+cols of dx (n × k)
                 // belong to this task.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    bf16::gemm(n, cols, depth, dy_bf16, bf16::padded(depth), &b.panels_bf16, out.at(c0), k, accumulate || i > 0)
+                    bf16::gemm(n, cols, depth, dy_bf16, bf16::row_stride(depth), &b.panels_bf16, out.at(c0), k, accumulate || i > 0)
                 };
             }
         });

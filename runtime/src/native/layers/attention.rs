@@ -8,7 +8,9 @@
 //! For each sequence and query head h (sharing key/value head `h / (n_heads / n_kv_heads)`):
 //! `S = Q_h K_hᵀ / sqrt(d)`, masked to `j <= i`, softmax per row, `O_h = P V_h`. The
 //! products run through `gemm::sgemm` on strided views of the projection buffers (the score
-//! products skip the blocks above the diagonal); (sequence, head) pairs run in parallel, each
+//! products skip the blocks above the diagonal), or, when [`AttentionShape::precision`] is
+//! bf16 and the CPU has AVX512-BF16, through the bf16 kernel (`attention_bf16.rs`, the same
+//! steps); (sequence, head) pairs run in parallel, each
 //! writing its own head's columns of the output (the backward adds the heads' key/value
 //! gradients afterwards, in head order).
 //!
@@ -503,22 +505,30 @@ mod tests {
 
     /// The bf16 path against the f32 path, forward and backward, with and without attention
     /// dropout: sequences of 1, 37 and 100 rows (partial row blocks and panels, odd depths),
-    /// 64-wide heads, three query heads per key/value head. The two paths may differ only by
-    /// bf16's rounding of the operands: each output is compared with the f32 one relative to
-    /// that output's largest magnitude, and the gradients must point the same way (cosine).
-    /// The bf16 path must also give the same bits on one thread and on three.
+    /// 64-wide heads, three query heads per key/value head; then 16 heads of 64 and a sequence
+    /// of 1,024 rows, whose bf16 rows take the padded stride (`bf16::row_stride`). The two
+    /// paths may differ only by bf16's rounding of the operands: each output is compared with
+    /// the f32 one relative to that output's largest magnitude, and the gradients must point
+    /// the same way (cosine). The bf16 path must also give the same bits on one thread and on
+    /// three.
     #[test]
     fn bf16_path_agrees_with_f32() {
         if !crate::native::bf16::available() {
             println!("skipped: this CPU has no AVX512-BF16, so attention has no bf16 path here");
             return;
         }
-        let f32_shape = AttentionShape { n_heads: 6, n_kv_heads: 2, head_dim: 64, precision: Precision::F32 };
+        let small = (AttentionShape { n_heads: 6, n_kv_heads: 2, head_dim: 64, precision: Precision::F32 }, vec![0..1, 1..38, 38..138]);
+        let wide = (AttentionShape { n_heads: 16, n_kv_heads: 16, head_dim: 64, precision: Precision::F32 }, vec![0..1024, 1024..1030]);
+        for (f32_shape, seqs) in [small, wide] {
+            bf16_agrees_with_f32(f32_shape, &seqs);
+        }
+    }
+
+    fn bf16_agrees_with_f32(f32_shape: AttentionShape, seqs: &[Range<usize>]) {
         let bf16_shape = AttentionShape { precision: Precision::Bf16, ..f32_shape };
         assert!(attention_bf16::applies(&bf16_shape) && !attention_bf16::applies(&f32_shape));
-        let (qw, kw) = (6 * 64, 2 * 64);
-        let seqs = [0..1, 1..38, 38..138];
-        let n = 138;
+        let (qw, kw) = (f32_shape.n_heads * f32_shape.head_dim, f32_shape.n_kv_heads * f32_shape.head_dim);
+        let n = seqs.last().unwrap().end;
         let mut rng = crate::native::lora::SplitMix64(11);
         let mut draw = |len: usize, amp: f32| (0..len).map(|_| (rng.next_f32() - 0.5) * amp).collect::<Vec<f32>>();
         // Queries and keys large enough that the softmax is far from uniform.
@@ -527,9 +537,9 @@ mod tests {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
                 let mut out = vec![f32::NAN; n * qw];
-                causal_attention_with(&q, &k, &v, &seqs, shape, dropout, &mut out);
+                causal_attention_with(&q, &k, &v, seqs, shape, dropout, &mut out);
                 let (mut dq, mut dk, mut dv) = (vec![f32::NAN; n * qw], vec![f32::NAN; n * kw], vec![f32::NAN; n * kw]);
-                causal_attention_backward_with(&q, &k, &v, &w, &seqs, shape, dropout, &mut dq, &mut dk, &mut dv);
+                causal_attention_backward_with(&q, &k, &v, &w, seqs, shape, dropout, &mut dq, &mut dk, &mut dv);
                 [out, dq, dk, dv]
             })
         };
@@ -545,7 +555,8 @@ mod tests {
                 let norm = |x: &[f32]| x.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
                 let cosine = dot / (norm(e) * norm(r));
                 println!(
-                    "attention bf16 vs f32, dropout {}: {name} max |diff| / max |f32| {worst:.2e}, cosine {cosine:.6}",
+                    "attention bf16 vs f32, {} heads, {n} rows, dropout {}: {name} max |diff| / max |f32| {worst:.2e}, cosine {cosine:.6}",
+                    f32_shape.n_heads,
                     dropout.is_some()
                 );
                 assert!(e != r, "{name}: the bf16 path gave the f32 bits: it did not run");

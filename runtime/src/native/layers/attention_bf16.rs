@@ -41,7 +41,8 @@ pub(super) fn applies(shape: &AttentionShape) -> bool {
     shape.precision == crate::native::matmul::Precision::Bf16 && bf16::available() && shape.head_dim.is_multiple_of(2)
 }
 
-/// The whole buffer `x` (`rows × width` f32) as bf16 rows of the same stride.
+/// The whole buffer `x` (`rows × width` f32) as bf16 rows of stride
+/// [`bf16::row_stride`]`(width)`.
 pub(super) fn converted(x: &[f32], width: usize) -> Vec<u16> {
     let rows = x.len() / width;
     let mut out = Vec::new();
@@ -61,11 +62,16 @@ fn with_scratch<T>(f: impl FnOnce(&mut Vec<u16>, &mut Vec<u16>) -> T) -> T {
 struct Head {
     len: usize,
     /// Offsets of the head's first row in the query-side (`n × n_heads·d`) and key/value-side
-    /// (`n × n_kv·d`) buffers.
+    /// (`n × n_kv·d`) f32 buffers, whose row strides are `qw` and `kw`.
     q_at: usize,
     kv_at: usize,
     qw: usize,
     kw: usize,
+    /// The same for the converted bf16 buffers ([`converted`]), of strides `qb_ld`, `kb_ld`.
+    qb_at: usize,
+    kvb_at: usize,
+    qb_ld: usize,
+    kb_ld: usize,
     d: usize,
 }
 
@@ -73,8 +79,20 @@ impl Head {
     fn new(seq: &Range<usize>, h: usize, shape: &AttentionShape) -> Head {
         let AttentionShape { n_heads, n_kv_heads, head_dim: d, .. } = *shape;
         let (qw, kw) = (n_heads * d, n_kv_heads * d);
+        let (qb_ld, kb_ld) = (bf16::row_stride(qw), bf16::row_stride(kw));
         let kv = h / (n_heads / n_kv_heads);
-        Head { len: seq.len(), q_at: seq.start * qw + h * d, kv_at: seq.start * kw + kv * d, qw, kw, d }
+        Head {
+            len: seq.len(),
+            q_at: seq.start * qw + h * d,
+            kv_at: seq.start * kw + kv * d,
+            qw,
+            kw,
+            qb_at: seq.start * qb_ld + h * d,
+            kvb_at: seq.start * kb_ld + kv * d,
+            qb_ld,
+            kb_ld,
+            d,
+        }
     }
 }
 
@@ -87,11 +105,21 @@ unsafe fn probabilities(qb: &[u16], kb: &[u16], head: &Head, scores: &mut Vec<f3
     let Head { len, d, .. } = *head;
     let scale = 1.0 / (d as f32).sqrt();
     scores.resize(len * len, 0.0);
-    bf16::pack_b_from_bf16_rows_strided(&kb[head.kv_at..], head.kw, d, len, panels);
+    bf16::pack_b_from_bf16_rows_strided(&kb[head.kvb_at..], head.kb_ld, d, len, panels);
     // SAFETY: A is the head's len query rows (stride qw, d wide); the output is len × len.
     // Causal: the blocks above the diagonal are not written, and the softmax never reads them.
     unsafe {
-        bf16::gemm_lhs(len, len, d, Lhs::Rows { a: &qb[head.q_at..], ld: head.qw }, panels, scores.as_mut_ptr(), len, false, Causal::Cols)
+        bf16::gemm_lhs(
+            len,
+            len,
+            d,
+            Lhs::Rows { a: &qb[head.qb_at..], ld: head.qb_ld },
+            panels,
+            scores.as_mut_ptr(),
+            len,
+            false,
+            Causal::Cols,
+        )
     };
     for (i, row) in scores.chunks_exact_mut(len).enumerate() {
         row[..=i].iter_mut().for_each(|s| *s *= scale);
@@ -124,9 +152,10 @@ pub(super) unsafe fn attend(
         apply_mask(&mut scores[..len * len]);
         bf16::convert_rows(scores, len, len, 0, len, lhs);
         bf16::pack_b_from_depth_rows_strided(&v[head.kv_at..], head.kw, len, d, panels);
-        // SAFETY: P (len rows of padded(len)) times V_h (len × d); P is zero above the diagonal.
+        // SAFETY: P (len rows of row_stride(len)) times V_h (len × d); P is zero above the
+        // diagonal.
         unsafe {
-            let a = Lhs::Rows { a: lhs, ld: bf16::padded(len) };
+            let a = Lhs::Rows { a: lhs, ld: bf16::row_stride(len) };
             bf16::gemm_lhs(len, d, len, a, panels, dst.at(head.q_at), head.qw, false, Causal::DepthTo)
         };
     });
@@ -173,8 +202,8 @@ pub(super) unsafe fn backward_head(
             probabilities(x.qb, x.kb, &head, probs, panels);
             // dP = dO · Vᵀ, the lower triangle (dS is zeroed above it below).
             dp.resize(len * len, 0.0);
-            bf16::pack_b_from_bf16_rows_strided(&x.vb[head.kv_at..], head.kw, d, len, panels);
-            let d_out_h = Lhs::Rows { a: &x.d_out_b[head.q_at..], ld: head.qw };
+            bf16::pack_b_from_bf16_rows_strided(&x.vb[head.kvb_at..], head.kb_ld, d, len, panels);
+            let d_out_h = Lhs::Rows { a: &x.d_out_b[head.qb_at..], ld: head.qb_ld };
             bf16::gemm_lhs(len, len, d, d_out_h, panels, dp.as_mut_ptr(), len, false, Causal::Cols);
             mask(&mut dp[..len * len]);
             softmax_backward(&probs[..len * len], &mut dp[..len * len]);
@@ -190,7 +219,7 @@ pub(super) unsafe fn backward_head(
             // dQ_h = dS · K_h (dS is zero above its diagonal).
             bf16::convert_rows(dp, len, len, 0, len, lhs);
             bf16::pack_b_from_depth_rows_strided(&x.k[head.kv_at..], head.kw, len, d, panels);
-            let ds = Lhs::Rows { a: lhs, ld: bf16::padded(len) };
+            let ds = Lhs::Rows { a: lhs, ld: bf16::row_stride(len) };
             bf16::gemm_lhs(len, d, len, ds, panels, dq.at(head.q_at), head.qw, false, Causal::DepthTo);
             // dK_h = dSᵀ · Q_h.
             bf16::transpose_to_pairs(dp, len, len, len, lhs);
