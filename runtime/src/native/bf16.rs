@@ -507,16 +507,56 @@ unsafe fn interleave_rows_avx512(src: &[f32], ld: usize, depth: usize, cols: usi
 /// `C[i][j] (+)= Σ_kk A[i][kk] · B[kk][j]` for i < rows, j < cols; A bf16 rows of stride `lda`
 /// (best [`row_stride`]`(depth)`, what [`convert_rows`] writes) holding `padded(depth)`
 /// elements each, B packed by [`pack_b_from_rows`] or
-/// [`pack_b_from_depth_rows`]; C f32 with row stride `ldc`.
+/// [`pack_b_from_depth_rows`]; C f32 with row stride `ldc`. With `low_rank`, its term is
+/// added too (see [`LowRank`]).
 ///
 /// # Safety
 /// [`available`] must be true; `a` holds `rows` rows of stride `lda`; C addresses `rows` rows of
-/// stride `ldc` with `cols <= ldc`, written by no one else during the call.
+/// stride `ldc` with `cols <= ldc`, written by no one else during the call; `low_rank` as its
+/// type says, for these `rows` and `cols`.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn gemm(rows: usize, cols: usize, depth: usize, a: &[u16], lda: usize, b: &[u16], c: *mut f32, ldc: usize, accumulate: bool) {
+pub unsafe fn gemm(
+    rows: usize,
+    cols: usize,
+    depth: usize,
+    a: &[u16],
+    lda: usize,
+    b: &[u16],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    low_rank: Option<LowRank>,
+) {
     // SAFETY: forwarded.
-    unsafe { gemm_lhs(rows, cols, depth, Lhs::Rows { a, ld: lda }, b, c, ldc, accumulate, Causal::None) }
+    unsafe { gemm_inner(rows, cols, depth, Lhs::Rows { a, ld: lda }, b, c, ldc, accumulate, Causal::None, low_rank) }
+}
+
+/// A low-rank term that [`gemm`] adds to C as it stores each output block:
+/// `C[i][j] += scale · Σ_q u[i·ldu + q] · v[q·ldv + j]`, in f32 FMAs on the block's f32 sums
+/// (nothing of it is rounded to bf16). It is how a LoRA branch's `s · (x̃ Aᵀ) Bᵀ` (and its
+/// backward `du A`) joins the frozen product: as a second product it would read and write the
+/// whole `rows × cols` output again for 2·rank FLOPs per element, which at rank 8 is bound by
+/// memory and cost more than the branch's other products together.
+///
+/// Safety contract of every function that takes one: `u` addresses `rows` rows of `rank`
+/// readable f32 at stride `ldu`, `v` `rank` rows of `cols` readable f32 at stride `ldv`, and
+/// neither overlaps C.
+#[derive(Clone, Copy, Debug)]
+pub struct LowRank {
+    pub u: *const f32,
+    pub ldu: usize,
+    pub v: *const f32,
+    pub ldv: usize,
+    pub rank: usize,
+    pub scale: f32,
+}
+
+impl LowRank {
+    /// The term of the output block from row `i` and column `j` on.
+    fn at(self, i: usize, j: usize) -> LowRank {
+        LowRank { u: self.u.wrapping_add(i * self.ldu), v: self.v.wrapping_add(j), ..self }
+    }
 }
 
 /// The left operand of [`gemm_lhs`]: where the depth pair `(A[i][2p], A[i][2p+1])` lies.
@@ -551,6 +591,30 @@ pub unsafe fn gemm_lhs(
     accumulate: bool,
     causal: Causal,
 ) {
+    // SAFETY: forwarded.
+    unsafe { gemm_inner(rows, cols, depth, lhs, b, c, ldc, accumulate, causal, None) }
+}
+
+/// [`gemm_lhs`] with [`gemm`]'s optional low-rank term, added in the last depth block (only
+/// without causal skips, which would leave blocks unvisited).
+///
+/// # Safety
+/// As for [`gemm_lhs`] and [`LowRank`].
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_inner(
+    rows: usize,
+    cols: usize,
+    depth: usize,
+    lhs: Lhs<'_>,
+    b: &[u16],
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+    causal: Causal,
+    low_rank: Option<LowRank>,
+) {
+    assert!(low_rank.is_none() || causal == Causal::None, "bf16 gemm: a low-rank term with causal skips");
     let pairs = padded(depth) / 2;
     let panels = cols.div_ceil(NR);
     assert!(b.len() >= panels * NR * 2 * pairs, "bf16 gemm: B too small");
@@ -559,9 +623,16 @@ pub unsafe fn gemm_lhs(
         Lhs::Pairs { a, ld } => assert!(rows <= ld && (pairs == 0 || a.len() >= 2 * ((pairs - 1) * ld + rows)), "bf16 gemm: A too small"),
     }
     let block = pairs.div_ceil(pairs.div_ceil(KP).max(1)).max(1);
+    // No depth at all: the low-rank term still has to reach C (as one empty depth block).
+    if pairs == 0 && low_rank.is_some() {
+        // SAFETY: forwarded; a kernel over zero pairs reads nothing of A or B.
+        unsafe { low_rank_only(rows, cols, c, ldc, accumulate, low_rank) };
+        return;
+    }
     let mut p0 = 0;
     while p0 < pairs {
         let np = block.min(pairs - p0);
+        let last_block = p0 + np == pairs;
         for p in 0..panels {
             let width = NR.min(cols - p * NR);
             for i0 in (0..rows).step_by(MR) {
@@ -584,11 +655,12 @@ pub unsafe fn gemm_lhs(
                 let panel = b[p * NR * 2 * pairs + from * 2 * NR..].as_ptr();
                 // SAFETY: row i0, column p·NR of C: inside it by the caller's contract.
                 let out = unsafe { c.add(i0 * ldc + p * NR) };
+                let term = low_rank.filter(|_| last_block).map(|t| t.at(i0, p * NR));
                 macro_rules! dispatch {
                     ($pairs_layout:literal, $a:expr, $ld:expr; $($n:literal)*) => {
                         match live {
                             // SAFETY (every arm): forwarded from this function's contract.
-                            $($n => unsafe { kernel::<$n, $pairs_layout>(to - from, $a, $ld, panel, out, ldc, width, add) },)*
+                            $($n => unsafe { kernel::<$n, $pairs_layout>(to - from, $a, $ld, panel, out, ldc, width, add, term) },)*
                             _ => unreachable!("a row block has 1..=MR live rows"),
                         }
                     };
@@ -638,6 +710,7 @@ unsafe fn kernel<const R: usize, const PAIRS: bool>(
     ldc: usize,
     width: usize,
     add: bool,
+    low_rank: Option<LowRank>,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for p in 0..np {
@@ -657,9 +730,54 @@ unsafe fn kernel<const R: usize, const PAIRS: bool>(
         }
     }
     let (lo, hi) = avx512::panel_masks(width);
+    if let Some(t) = low_rank {
+        // SAFETY: the term's rows r < R and columns < width are readable (LowRank's contract).
+        unsafe { add_low_rank(&mut acc, t, lo, hi) };
+    }
     for (r, acc_r) in acc.iter().enumerate() {
         // SAFETY: row r < R of the caller's output block; the masks limit the columns.
         unsafe { avx512::store_row(c.add(r * ldc), acc_r[0], acc_r[1], lo, hi, add) };
+    }
+}
+
+/// `acc[r] += scale · Σ_q u[r][q] · v[q][..]` for one `R × NR` block, v's columns masked by
+/// `lo` and `hi`.
+///
+/// # Safety
+/// As for [`LowRank`], for `R` rows and the columns the masks keep.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn add_low_rank<const R: usize>(acc: &mut [[__m512; 2]; R], t: LowRank, lo: __mmask16, hi: __mmask16) {
+    for q in 0..t.rank {
+        // SAFETY (whole loop): within the term's rows and kept columns; masked lanes are not read.
+        let row = t.v.wrapping_add(q * t.ldv);
+        let (v0, v1) = unsafe { (_mm512_maskz_loadu_ps(lo, row), _mm512_maskz_loadu_ps(hi, row.wrapping_add(16))) };
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let s = _mm512_set1_ps(t.scale * unsafe { *t.u.add(r * t.ldu + q) });
+            acc_r[0] = _mm512_fmadd_ps(s, v0, acc_r[0]);
+            acc_r[1] = _mm512_fmadd_ps(s, v1, acc_r[1]);
+        }
+    }
+}
+
+/// C (+)= the low-rank term alone, for a product without depth.
+///
+/// # Safety
+/// As for [`gemm`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn low_rank_only(rows: usize, cols: usize, c: *mut f32, ldc: usize, accumulate: bool, low_rank: Option<LowRank>) {
+    let Some(t) = low_rank else { return };
+    for p in 0..cols.div_ceil(NR) {
+        let (lo, hi) = avx512::panel_masks(NR.min(cols - p * NR));
+        for i in 0..rows {
+            let mut acc = [[_mm512_setzero_ps(); 2]; 1];
+            // SAFETY: row i, panel p of the term and of C: inside them by the contract.
+            unsafe {
+                add_low_rank(&mut acc, t.at(i, p * NR), lo, hi);
+                avx512::store_row(c.add(i * ldc + p * NR), acc[0][0], acc[0][1], lo, hi, accumulate);
+            }
+        }
     }
 }
 
@@ -792,7 +910,7 @@ mod tests {
             assert_eq!(pb, pb2, "both packings give the same panels");
             let ld = n + 2;
             let mut c = vec![f32::NAN; m * ld];
-            unsafe { gemm(m, n, k, &ab, row_stride(k), &pb, c.as_mut_ptr(), ld, false) };
+            unsafe { gemm(m, n, k, &ab, row_stride(k), &pb, c.as_mut_ptr(), ld, false, None) };
             for i in 0..m {
                 for j in 0..n {
                     let expect: f64 =
@@ -806,5 +924,52 @@ mod tests {
             }
         }
         println!("bf16 kernel vs f64 product of the rounded operands: max relative diff {max_rel:.2e}");
+    }
+
+    /// The low-rank term added as blocks are stored: against an f64 reference of the rounded
+    /// product plus the f32 term, over partial panels and row blocks, several depth blocks
+    /// (depth 2100 > 2·KP), no depth at all, with and without accumulate, and strided u and v.
+    #[test]
+    fn low_rank_term_joins_the_stores() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-BF16");
+            return;
+        }
+        let mut max_rel = 0.0f64;
+        for &(m, n, k, rank) in &[(1usize, 1usize, 1usize, 1usize), (13, 33, 301, 8), (25, 64, 576, 24), (7, 5, 0, 3), (14, 40, 2100, 8)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 40.0).collect();
+            let (ldu, ldv) = (rank + 3, n + 5);
+            let u: Vec<f32> = (0..m * ldu).map(|i| ((i * 29 % 89) as f32 - 44.0) / 30.0).collect();
+            let v: Vec<f32> = (0..rank * ldv).map(|i| ((i * 31 % 83) as f32 - 41.0) / 20.0).collect();
+            let scale = 0.75f32;
+            let mut ab = Vec::new();
+            convert_rows(&a, m, k, 0, k, &mut ab);
+            let mut pb = Vec::new();
+            pack_b_from_depth_rows(&b, k, n, &mut pb);
+            let term = LowRank { u: u.as_ptr(), ldu, v: v.as_ptr(), ldv, rank, scale };
+            for accumulate in [false, true] {
+                let ld = n + 2;
+                let start = |i: usize, j: usize| if accumulate { (i * 7 + j) as f32 / 16.0 } else { f32::NAN };
+                let mut c: Vec<f32> = (0..m * ld).map(|e| start(e / ld, e % ld)).collect();
+                unsafe { gemm(m, n, k, &ab, row_stride(k), &pb, c.as_mut_ptr(), ld, accumulate, Some(term)) };
+                for i in 0..m {
+                    for j in 0..n {
+                        let product: f64 = (0..k)
+                            .map(|kk| f64::from(from_bf16(to_bf16(a[i * k + kk]))) * f64::from(from_bf16(to_bf16(b[kk * n + j]))))
+                            .sum();
+                        let low: f64 = (0..rank).map(|q| f64::from(scale) * f64::from(u[i * ldu + q]) * f64::from(v[q * ldv + j])).sum();
+                        let before = if accumulate { f64::from(start(i, j)) } else { 0.0 };
+                        let expect = before + product + low;
+                        let got = f64::from(c[i * ld + j]);
+                        let rel = (got - expect).abs() / (1.0 + expect.abs());
+                        max_rel = max_rel.max(rel);
+                        assert!(rel < 1e-5, "{m}x{n}x{k} rank {rank} ({i},{j}), accumulate {accumulate}: {got} vs {expect}");
+                    }
+                    assert!(c[i * ld + n].to_bits() == start(i, n).to_bits(), "columns past the block are untouched");
+                }
+            }
+        }
+        println!("bf16 kernel with a low-rank term vs f64: max relative diff {max_rel:.2e}");
     }
 }

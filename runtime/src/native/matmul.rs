@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::avx512;
 use super::bf16;
-use super::gemm::{sgemm, Causal, Out, View};
+use super::gemm::{sgemm, sgemm_par, Causal, Out, View};
 use crate::weights::dequant::dequantize_row;
 use crate::weights::GgmlType;
 
@@ -232,10 +232,82 @@ fn task_width(len: usize, unit: usize) -> usize {
 /// file `w.range` refers to. Each task owns a block of output columns (a tile of W's rows), so
 /// the result does not depend on the thread count.
 pub fn matmul_wt(x: &[f32], n: usize, w: &WeightMatrix, file: &[u8], y: &mut [f32], precision: Precision) {
-    matmul_wt_many(x, n, &mut [WtProduct { w, file, y, packed: None }], precision);
+    matmul_wt_many(x, n, &mut [WtProduct { w, file, y, packed: None, low_rank: None }], precision);
 }
 
-/// One product of [`matmul_wt_many`]: `y = x · Wᵀ`, W read from `file`.
+/// A low-rank term added to a weight product's output, `out += scale · u · v`: u is `n × rank`
+/// (row i at `u[i·ldu..]`), v `rank × out-columns` with element (q, j) at `v[q·vs.0 + j·vs.1]`. A LoRA branch's forward adds
+/// `s · (x̃ Aᵀ) Bᵀ` this way, and its backward `du · A`. On the bf16 path the kernel adds it to
+/// each output block in f32 before storing the block (see [`bf16::LowRank`]): the output is
+/// written once. Elsewhere it is a second product after the frozen one, as a branch computed
+/// alone would do it (the same result, bit for bit).
+#[derive(Clone, Copy)]
+pub(crate) struct LowRankTerm<'a> {
+    pub u: &'a [f32],
+    pub ldu: usize,
+    pub v: &'a [f32],
+    /// v's (row, column) strides.
+    pub vs: (usize, usize),
+    pub rank: usize,
+    pub scale: f32,
+}
+
+impl LowRankTerm<'_> {
+    /// Panics unless u holds `n × rank` and v `rank × cols` elements at their strides.
+    fn check(&self, n: usize, cols: usize) {
+        assert!(n == 0 || self.rank == 0 || self.u.len() >= (n - 1) * self.ldu + self.rank, "low-rank term: u is not n × rank");
+        assert!(
+            cols == 0 || self.rank == 0 || self.v.len() > (self.rank - 1) * self.vs.0 + (cols - 1) * self.vs.1,
+            "low-rank term: v is not rank × cols"
+        );
+    }
+
+    fn v_view(&self) -> View {
+        View { ptr: self.v.as_ptr(), rs: self.vs.0, cs: self.vs.1 }
+    }
+
+    /// `out[n × cols] += the term`, as a product of its own.
+    pub(crate) fn add_f32_into(&self, n: usize, cols: usize, out: &mut [f32]) {
+        self.check(n, cols);
+        assert_eq!(out.len(), n * cols, "low-rank term: out is not n × cols");
+        let u = View { ptr: self.u.as_ptr(), rs: self.ldu, cs: 1 };
+        // SAFETY: u is n × rank and v rank × cols (checked), out n × cols.
+        unsafe { sgemm_par(n, cols, self.rank, u, self.v_view(), Out::rows(out, cols), self.scale, true) };
+    }
+
+    /// The term as the bf16 kernel adds it, v as rows it can load 16 columns at a time: in
+    /// place when they already are, else copied into `copy` (which must outlive the result).
+    /// Call [`check`](Self::check) for these `cols` first.
+    fn kernel_term(&self, cols: usize, copy: &mut Vec<f32>) -> bf16::LowRank {
+        let (v, ldv) = if self.vs.1 == 1 {
+            (self.v.as_ptr(), self.vs.0)
+        } else {
+            copy.clear();
+            copy.reserve(self.rank * cols);
+            for q in 0..self.rank {
+                copy.extend((0..cols).map(|j| self.v[q * self.vs.0 + j * self.vs.1]));
+            }
+            (copy.as_ptr(), cols)
+        };
+        bf16::LowRank { u: self.u.as_ptr(), ldu: self.ldu, v, ldv, rank: self.rank, scale: self.scale }
+    }
+}
+
+/// A [`bf16::LowRank`] that rayon tasks may share: it only reads buffers that outlive the
+/// parallel loop.
+#[derive(Clone, Copy)]
+struct SharedTerm(Option<bf16::LowRank>);
+// SAFETY: as for SharedConst.
+unsafe impl Send for SharedTerm {}
+unsafe impl Sync for SharedTerm {}
+impl SharedTerm {
+    /// The term of the output columns from `c0` on.
+    fn at_col(self, c0: usize) -> Option<bf16::LowRank> {
+        self.0.map(|t| bf16::LowRank { v: t.v.wrapping_add(c0), ..t })
+    }
+}
+
+/// One product of [`matmul_wt_many`]: `y = x · Wᵀ (+ low_rank)`, W read from `file`.
 pub struct WtProduct<'a> {
     pub w: &'a WeightMatrix,
     pub file: &'a [u8],
@@ -244,6 +316,8 @@ pub struct WtProduct<'a> {
     /// again when the product runs in bf16 (ignored in f32). The same values as the tiles the
     /// product would pack, so the same result, bit for bit.
     pub packed: Option<&'a [u16]>,
+    /// A term added to y (see [`LowRankTerm`]); its v must be `rank × w.rows`.
+    pub(crate) low_rank: Option<LowRankTerm<'a>>,
 }
 
 /// Rows of W per parallel step of [`pack_weight_bf16`]: a whole number of kernel panels.
@@ -301,6 +375,9 @@ pub fn matmul_wt_many(x: &[f32], n: usize, products: &mut [WtProduct<'_>], preci
         if let Some(packed) = p.packed {
             assert_eq!(packed.len(), bf16::packed_b_len(p.w.cols, p.w.rows), "matmul_wt: packed panels of another shape");
         }
+        if let Some(t) = &p.low_rank {
+            t.check(n, p.w.rows);
+        }
     }
     if n == 0 {
         return;
@@ -310,6 +387,13 @@ pub fn matmul_wt_many(x: &[f32], n: usize, products: &mut [WtProduct<'_>], preci
     if use_bf16 {
         bf16::convert_rows_par(x, n, k, 0, k, &mut x_bf16);
     }
+    // Each product's low-rank term as the bf16 kernel adds it (v copied into rows if needed).
+    let mut v_copies: Vec<Vec<f32>> = products.iter().map(|_| Vec::new()).collect();
+    let terms: Vec<SharedTerm> = products
+        .iter()
+        .zip(&mut v_copies)
+        .map(|(p, copy)| SharedTerm(p.low_rank.filter(|_| use_bf16).map(|t| t.kernel_term(p.w.rows, copy))))
+        .collect();
     // (product, first row of W, rows): every product's tiles, one list.
     let outs: Vec<(&WeightMatrix, &[u8], SharedMut, Option<&[u16]>)> =
         products.iter_mut().map(|p| (p.w, p.file, SharedMut(p.y.as_mut_ptr()), p.packed)).collect();
@@ -343,7 +427,8 @@ pub fn matmul_wt_many(x: &[f32], n: usize, products: &mut [WtProduct<'_>], preci
                     };
                     // SAFETY: x_bf16 is n rows of row_stride(k); columns r0..r0+rows of this
                     // product's y (n × m) belong to this task.
-                    unsafe { bf16::gemm(n, rows, k, &x_bf16, bf16::row_stride(k), panels, out.at(r0), m, false) };
+                    // The low-rank term's columns r0.. are this tile's.
+                    unsafe { bf16::gemm(n, rows, k, &x_bf16, bf16::row_stride(k), panels, out.at(r0), m, false, terms[i].at_col(r0)) };
                     return;
                 }
                 b.tile.resize(rows * k, 0.0);
@@ -388,9 +473,18 @@ pub fn matmul_wt_many(x: &[f32], n: usize, products: &mut [WtProduct<'_>], preci
     if fast && !use_bf16 {
         // SAFETY: x is n × k.
         unsafe { packed_lhs(x.as_ptr(), k, n, k, |packed| run(Some(packed))) };
-        return;
+    } else {
+        run(None);
     }
+    #[cfg(not(target_arch = "x86_64"))]
     run(None);
+    if !use_bf16 {
+        for p in products.iter_mut() {
+            if let Some(t) = p.low_rank {
+                t.add_f32_into(n, p.w.rows, p.y);
+            }
+        }
+    }
 }
 
 /// `dx[n × w.cols] (+)= dy[n × w.rows] · W`, in `precision`: the product the backward pass
@@ -400,9 +494,28 @@ pub fn matmul_wt_many(x: &[f32], n: usize, products: &mut [WtProduct<'_>], preci
 /// all of `dy`. No partial sums are reduced across threads, so the result does not depend on
 /// the thread count, and memory beyond `dx` is one slab per thread.
 pub fn matmul_w(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mut [f32], precision: Precision, accumulate: bool) {
+    matmul_w_plus(dy, n, w, file, dx, precision, accumulate, None);
+}
+
+/// [`matmul_w`] with a low-rank term added to `dx` (see [`LowRankTerm`]; its v is
+/// `rank × w.cols`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_w_plus(
+    dy: &[f32],
+    n: usize,
+    w: &WeightMatrix,
+    file: &[u8],
+    dx: &mut [f32],
+    precision: Precision,
+    accumulate: bool,
+    low_rank: Option<LowRankTerm<'_>>,
+) {
     let (k, m) = (w.cols, w.rows);
     assert_eq!(dy.len(), n * m, "matmul_w: dy is not n × rows");
     assert_eq!(dx.len(), n * k, "matmul_w: dx is not n × cols");
+    if let Some(t) = &low_rank {
+        t.check(n, k);
+    }
     if n == 0 {
         return;
     }
@@ -410,9 +523,14 @@ pub fn matmul_w(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mut [f
         if !accumulate {
             dx.fill(0.0);
         }
+        if let Some(t) = low_rank {
+            t.add_f32_into(n, k, dx);
+        }
         return;
     }
     let (fast, use_bf16) = (avx512::available(), precision == Precision::Bf16 && bf16::available());
+    let mut v_copy = Vec::new();
+    let term = SharedTerm(low_rank.filter(|_| use_bf16).map(|t| t.kernel_term(k, &mut v_copy)));
     let out = SharedMut(dx.as_mut_ptr());
     let bs = w.ty.block_size();
     // A whole number of quantization blocks and of kernel panels (block sizes are 1, 32, 256).
@@ -427,6 +545,8 @@ pub fn matmul_w(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mut [f
         let depth = DEPTH_BLOCK.min(m - d0);
         // The first depth block overwrites dx unless the caller's values are to be kept.
         let add = accumulate || d0 > 0;
+        // The low-rank term joins the last depth block's stores.
+        let last_block = d0 + depth == m;
         if use_bf16 {
             bf16::convert_rows_par(dy, n, m, d0, depth, &mut dy_bf16);
         }
@@ -449,7 +569,10 @@ pub fn matmul_w(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mut [f
                     }
                     // SAFETY: dy_bf16 is n rows of row_stride(depth) (dy's columns d0..d0+depth);
                     // columns c0..c0+cols of dx (n × k) belong to this task.
-                    unsafe { bf16::gemm(n, cols, depth, &dy_bf16, bf16::row_stride(depth), &b.panels_bf16, out.at(c0), k, add) };
+                    unsafe {
+                        let term = if last_block { term.at_col(c0) } else { None };
+                        bf16::gemm(n, cols, depth, &dy_bf16, bf16::row_stride(depth), &b.panels_bf16, out.at(c0), k, add, term)
+                    };
                     return;
                 }
                 dequantize_slab(b);
@@ -486,6 +609,9 @@ pub fn matmul_w(dy: &[f32], n: usize, w: &WeightMatrix, file: &[u8], dx: &mut [f
         });
         d0 += depth;
     }
+    if let Some(t) = low_rank.filter(|_| !use_bf16) {
+        t.add_f32_into(n, k, dx);
+    }
 }
 
 /// One product of [`matmul_w_many`]: `dy · W`, W read from `file`.
@@ -502,9 +628,25 @@ pub struct WProduct<'a> {
 /// every W fits one depth block, the inputs are converted together and each task runs every
 /// product on its columns, so the threads meet once rather than once per product.
 pub fn matmul_w_many(products: &[WProduct<'_>], n: usize, dx: &mut [f32], precision: Precision, accumulate: bool) {
+    matmul_w_many_plus(products, n, dx, precision, accumulate, None);
+}
+
+/// [`matmul_w_many`] with a low-rank term added to `dx` after the last product (see
+/// [`LowRankTerm`]; its v is `rank × cols`).
+pub(crate) fn matmul_w_many_plus(
+    products: &[WProduct<'_>],
+    n: usize,
+    dx: &mut [f32],
+    precision: Precision,
+    accumulate: bool,
+    low_rank: Option<LowRankTerm<'_>>,
+) {
     let Some(k) = products.first().map(|p| p.w.cols) else {
         if !accumulate {
             dx.fill(0.0);
+        }
+        if let Some(t) = low_rank {
+            t.add_f32_into(n, dx.len().checked_div(n).unwrap_or(0), dx);
         }
         return;
     };
@@ -513,13 +655,21 @@ pub fn matmul_w_many(products: &[WProduct<'_>], n: usize, dx: &mut [f32], precis
         assert_eq!(p.dy.len(), n * p.w.rows, "matmul_w: dy is not n × rows");
     }
     assert_eq!(dx.len(), n * k, "matmul_w: dx is not n × cols");
+    if let Some(t) = &low_rank {
+        t.check(n, k);
+    }
     let use_bf16 = precision == Precision::Bf16 && bf16::available();
     if !use_bf16 || n == 0 || products.iter().any(|p| p.w.rows > DEPTH_BLOCK || p.w.rows == 0) {
+        let last = products.len() - 1;
         for (i, p) in products.iter().enumerate() {
-            matmul_w(p.dy, n, p.w, p.file, dx, precision, accumulate || i > 0);
+            let term = if i == last { low_rank } else { None };
+            matmul_w_plus(p.dy, n, p.w, p.file, dx, precision, accumulate || i > 0, term);
         }
         return;
     }
+    let mut v_copy = Vec::new();
+    let term = SharedTerm(low_rank.map(|t| t.kernel_term(k, &mut v_copy)));
+    let last = products.len() - 1;
     let inputs: Vec<Vec<u16>> = products
         .iter()
         .map(|p| {
@@ -549,7 +699,8 @@ pub fn matmul_w_many(products: &[WProduct<'_>], n: usize, dx: &mut [f32], precis
                 // belong to this task.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    bf16::gemm(n, cols, depth, dy_bf16, bf16::row_stride(depth), &b.panels_bf16, out.at(c0), k, accumulate || i > 0)
+                    let term = if i == last { term.at_col(c0) } else { None };
+                    bf16::gemm(n, cols, depth, dy_bf16, bf16::row_stride(depth), &b.panels_bf16, out.at(c0), k, accumulate || i > 0, term)
                 };
             }
         });
@@ -654,7 +805,7 @@ mod tests {
         }
         for ((w, file), (panels, expect)) in mats.iter().zip(packed.iter().zip(&per_tile)) {
             let mut y = vec![f32::NAN; n * w.rows];
-            matmul_wt_many(&x, n, &mut [WtProduct { w, file, y: &mut y, packed: Some(panels) }], Precision::Bf16);
+            matmul_wt_many(&x, n, &mut [WtProduct { w, file, y: &mut y, packed: Some(panels), low_rank: None }], Precision::Bf16);
             assert_eq!(bits(&y), bits(expect), "{} rows of {}", w.rows, w.ty);
         }
         let mut grouped: Vec<Vec<f32>> = mats.iter().map(|(w, _)| vec![f32::NAN; n * w.rows]).collect();
@@ -662,7 +813,7 @@ mod tests {
             .iter()
             .zip(&packed)
             .zip(&mut grouped)
-            .map(|(((w, file), panels), y)| WtProduct { w, file, y, packed: Some(panels) })
+            .map(|(((w, file), panels), y)| WtProduct { w, file, y, packed: Some(panels), low_rank: None })
             .collect();
         matmul_wt_many(&x, n, &mut products, Precision::Bf16);
         for (a, b) in per_tile.iter().zip(&grouped) {
@@ -686,7 +837,7 @@ mod tests {
             }
             let mut grouped: Vec<Vec<f32>> = mats.iter().map(|(w, _)| vec![f32::NAN; n * w.rows]).collect();
             let mut products: Vec<WtProduct<'_>> =
-                mats.iter().zip(&mut grouped).map(|((w, file), y)| WtProduct { w, file, y, packed: None }).collect();
+                mats.iter().zip(&mut grouped).map(|((w, file), y)| WtProduct { w, file, y, packed: None, low_rank: None }).collect();
             matmul_wt_many(&x, n, &mut products, precision);
             for (a, b) in separate.iter().zip(&grouped) {
                 assert_eq!(bits(a), bits(b), "matmul_wt_many, {precision:?}");
@@ -726,5 +877,76 @@ mod tests {
             matmul_w(&dy, n, &tall, &tall_file, &mut overwritten, precision, false);
             assert_eq!(bits(&zeros), bits(&overwritten), "matmul_w overwriting over {} rows, {precision:?}", tall.rows);
         }
+    }
+
+    /// A low-rank term given to a product equals the product without it followed by the term
+    /// as a product of its own: bit for bit in f32 (the same products in the same order), to
+    /// f32 rounding in bf16 (where the kernel adds it to its sums before storing). Forward
+    /// (grouped, u read from a stack, v transposed), backward (one W, a W of several depth
+    /// blocks, grouped), each output dirty before it is overwritten.
+    #[test]
+    fn low_rank_terms_equal_a_second_product() {
+        let (n, k, rank) = (29, 96, 8);
+        let mats: Vec<(WeightMatrix, Vec<u8>)> =
+            [(64usize, 3usize), (40, 5)].iter().map(|&(rows, off)| q4_1_matrix("w", rows, k, off, rows as u64 * 17 + off as u64)).collect();
+        let values =
+            |len: usize, seed: usize| -> Vec<f32> { (0..len).map(|i| (((i + seed) * 7919 % 1013) as f32 - 506.0) / 300.0).collect() };
+        let x = values(n * k, 1);
+        // Stacked u: n × 2·rank, product i's columns at i·rank.
+        let u = values(n * 2 * rank, 2);
+        let bs: Vec<Vec<f32>> = mats.iter().enumerate().map(|(i, (w, _))| values(w.rows * rank, 3 + i)).collect();
+        let (mut worst, mut checked) = (0.0f32, 0);
+        let mut compare = |precision: Precision, with: &[f32], without: &[f32], what: &str| {
+            if precision == Precision::F32 {
+                assert_eq!(bits(with), bits(without), "{what}, f32");
+            } else {
+                let scale = without.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let diff = with.iter().zip(without).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+                assert!(diff < 1e-5, "{what}, bf16: max diff {diff} of the output's scale");
+                worst = worst.max(diff);
+            }
+            checked += 1;
+        };
+        for precision in [Precision::F32, Precision::Bf16] {
+            let term = |i: usize| LowRankTerm { u: &u[i * rank..], ldu: 2 * rank, v: &bs[i], vs: (1, rank), rank, scale: 0.5 };
+            let mut with: Vec<Vec<f32>> = mats.iter().map(|(w, _)| vec![f32::NAN; n * w.rows]).collect();
+            let mut products: Vec<WtProduct<'_>> = mats
+                .iter()
+                .zip(&mut with)
+                .enumerate()
+                .map(|(i, ((w, file), y))| WtProduct { w, file, y, packed: None, low_rank: Some(term(i)) })
+                .collect();
+            matmul_wt_many(&x, n, &mut products, precision);
+            for (i, ((w, file), got)) in mats.iter().zip(&with).enumerate() {
+                let mut y = vec![f32::NAN; n * w.rows];
+                matmul_wt(&x, n, w, file, &mut y, precision);
+                term(i).add_f32_into(n, w.rows, &mut y);
+                compare(precision, got, &y, "matmul_wt_many with terms");
+            }
+
+            // Backward: du (n × rank) · A (rank × k).
+            let a = values(rank * k, 9);
+            let du = values(n * rank, 10);
+            let dx_term = LowRankTerm { u: &du, ldu: rank, v: &a, vs: (k, 1), rank, scale: 1.0 };
+            let dys: Vec<Vec<f32>> = mats.iter().enumerate().map(|(i, (w, _))| values(n * w.rows, 20 + i)).collect();
+            let (tall, tall_file) = q4_1_matrix("tall", 2 * DEPTH_BLOCK + 40, k, 1, 99);
+            let dy_tall = values(n * tall.rows, 30);
+            for (w, file, dy) in [(&mats[0].0, &mats[0].1, &dys[0]), (&tall, &tall_file, &dy_tall)] {
+                let mut got = vec![f32::NAN; n * k];
+                matmul_w_plus(dy, n, w, file, &mut got, precision, false, Some(dx_term));
+                let mut expect = vec![f32::NAN; n * k];
+                matmul_w(dy, n, w, file, &mut expect, precision, false);
+                dx_term.add_f32_into(n, k, &mut expect);
+                compare(precision, &got, &expect, &format!("matmul_w_plus over {} rows", w.rows));
+            }
+            let products: Vec<WProduct<'_>> = mats.iter().zip(&dys).map(|((w, file), dy)| WProduct { dy, w, file }).collect();
+            let mut got = vec![f32::NAN; n * k];
+            matmul_w_many_plus(&products, n, &mut got, precision, false, Some(dx_term));
+            let mut expect = vec![f32::NAN; n * k];
+            matmul_w_many(&products, n, &mut expect, precision, false);
+            dx_term.add_f32_into(n, k, &mut expect);
+            compare(precision, &got, &expect, "matmul_w_many_plus");
+        }
+        println!("products with a low-rank term vs the term added after: {checked} cases, bf16 max diff {worst:.2e} of the output's scale");
     }
 }

@@ -650,8 +650,7 @@ impl<'a> Pass<'a> {
         rms_norm(&t.x_mid, ffn_norm, eps, &mut h);
         let mut dh = pool.take_for_overwrite(n * d);
         let (l_gate, l_up) = (self.linear(l, Gate), self.linear(l, Up));
-        Linear::frozen_backward_many([&l_gate, &l_up], [&d_gate, &d_up], n, &mut dh);
-        g.trainable_backward_many([&l_gate, &l_up], [Gate, Up], &h, n, [br(Gate), br(Up)], [&d_gate, &d_up], &mut dh);
+        g.backward_many([&l_gate, &l_up], [Gate, Up], &h, n, [br(Gate), br(Up)], [&d_gate, &d_up], &mut dh);
         pool.give(d_gate);
         pool.give(d_up);
         let mut dx_mid = pool.take_copy(dy);
@@ -676,8 +675,7 @@ impl<'a> Pass<'a> {
         self.rope.apply(&mut dk, c.n_kv_heads, &self.positions, true);
         rms_norm(&t.x_in, attn_norm, eps, &mut h);
         let (lq, lk, lv) = (self.linear(l, Q), self.linear(l, K), self.linear(l, V));
-        Linear::frozen_backward_many([&lq, &lk, &lv], [&dq, &dk, &dv], n, &mut dh);
-        g.trainable_backward_many([&lq, &lk, &lv], [Q, K, V], &h, n, [br(Q), br(K), br(V)], [&dq, &dk, &dv], &mut dh);
+        g.backward_many([&lq, &lk, &lv], [Q, K, V], &h, n, [br(Q), br(K), br(V)], [&dq, &dk, &dv], &mut dh);
         let mut dx = dx_mid;
         rms_norm_backward(&t.x_in, attn_norm, eps, &dh, &mut dx);
         if let BlockGrads::Full(b) = &mut g {
@@ -699,11 +697,12 @@ impl BlockGrads<'_> {
         }
     }
 
-    /// [`Linear::trainable_backward`] of several projections of one input `x` (the frozen
-    /// products already done): their LoRA branches as one group
-    /// ([`Linear::branch_backward_many`]), or each weight's gradient.
+    /// The backward of several projections of one input `x` (a block's q, k and v, or its
+    /// gate and up): `dx = Σ dy_i W_i` plus their trainable parts, overwriting `dx`. LoRA
+    /// branches go as one group with the frozen products ([`Linear::backward_many`]); weights
+    /// of full-parameter training get their gradients after the frozen products.
     #[allow(clippy::too_many_arguments)]
-    fn trainable_backward_many<const N: usize>(
+    fn backward_many<const N: usize>(
         &mut self,
         linears: [&Linear<'_>; N],
         targets: [LoraTarget; N],
@@ -716,9 +715,10 @@ impl BlockGrads<'_> {
         match self {
             BlockGrads::Lora(g) => {
                 let grads = g.get_disjoint_mut(targets.map(LoraTarget::index)).expect("distinct targets").map(Option::as_mut);
-                Linear::branch_backward_many(linears, x, n, tapes, dys, dx, grads);
+                Linear::backward_many(linears, x, n, tapes, dys, dx, grads);
             }
             BlockGrads::Full(_) => {
+                Linear::frozen_backward_many(linears, dys, n, dx);
                 for (((lin, t), tape), dy) in linears.iter().zip(targets).zip(tapes).zip(dys) {
                     let (lg, dw) = self.target(t);
                     lin.trainable_backward(x, n, tape, dy, dx, lg, dw);

@@ -49,7 +49,7 @@ impl Head<'_> {
 
     /// `logits = normed · lm_headᵀ`, overwriting `logits`.
     fn project(&self, normed: &[f32], n: usize, logits: &mut [f32]) {
-        let product = WtProduct { w: self.lm_head, file: self.file, y: logits, packed: self.packed };
+        let product = WtProduct { w: self.lm_head, file: self.file, y: logits, packed: self.packed, low_rank: None };
         matmul_wt_many(normed, n, &mut [product], self.precision);
     }
 

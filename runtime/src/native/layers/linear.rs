@@ -8,7 +8,9 @@ use rayon::prelude::*;
 
 use crate::native::gemm::{sgemm_par, Out, View};
 use crate::native::lora::{LoraPair, SplitMix64};
-use crate::native::matmul::{matmul_w, matmul_w_many, matmul_wt_many, Precision, WProduct, WeightMatrix, WtProduct};
+use crate::native::matmul::{
+    matmul_w, matmul_w_many, matmul_w_many_plus, matmul_w_plus, matmul_wt_many, LowRankTerm, Precision, WProduct, WeightMatrix, WtProduct,
+};
 
 /// What the backward pass needs of a LoRA branch: the dropout mask and the input after
 /// dropout (when dropout is on), and `u = x̃ Aᵀ`.
@@ -32,10 +34,14 @@ pub(crate) struct Linear<'a> {
 }
 
 impl Linear<'_> {
-    /// `y = x Wᵀ (+ branch)`, overwriting `y`; returns the branch's tape when adapted.
+    /// `y = x Wᵀ (+ branch)`, overwriting `y`; returns the branch's tape when adapted. The
+    /// branch's `u = x̃ Aᵀ` comes first, so that the frozen product adds `s · u Bᵀ` as it
+    /// writes y (see [`LowRankTerm`]).
     pub fn forward(&self, x: &[f32], n: usize, y: &mut [f32]) -> Option<BranchTape> {
-        matmul_wt_many(x, n, &mut [WtProduct { w: self.w, file: self.file, y, packed: self.packed }], self.precision);
-        self.branch_forward(x, n, y)
+        let tape = self.branch_tape(x, n);
+        let low_rank = tape.as_ref().map(|t| self.forward_term(&t.u, self.lora.map_or(0, |p| p.rank)));
+        matmul_wt_many(x, n, &mut [WtProduct { w: self.w, file: self.file, y, packed: self.packed, low_rank }], self.precision);
+        tape
     }
 
     /// [`forward`](Self::forward) of several projections that read the same `x` (a block's
@@ -43,20 +49,34 @@ impl Linear<'_> {
     /// [`matmul_wt_many`]); the same results as one call each.
     pub fn forward_many<const N: usize>(linears: [&Linear<'_>; N], x: &[f32], n: usize, ys: [&mut [f32]; N]) -> [Option<BranchTape>; N] {
         let precision = linears[0].precision;
+        let group = BranchGroup::of(&linears);
+        let (stacked_u, tapes) = match &group {
+            Some(g) => {
+                let (u, tapes) = g.tapes(&linears, x, n);
+                (Some(u), tapes)
+            }
+            None => (None, linears.map(|l| l.branch_tape(x, n))),
+        };
         let mut ys = ys;
-        let mut products: Vec<WtProduct<'_>> =
-            linears.iter().zip(ys.iter_mut()).map(|(l, y)| WtProduct { w: l.w, file: l.file, y, packed: l.packed }).collect();
+        let mut products: Vec<WtProduct<'_>> = Vec::with_capacity(N);
+        for (i, (l, y)) in linears.iter().zip(ys.iter_mut()).enumerate() {
+            // A grouped branch's u_i is its columns of the stacked u, read in place.
+            let low_rank = match (&group, &stacked_u, &tapes[i]) {
+                (Some(g), Some(u), Some(_)) => Some(l.forward_term(&u[g.offsets[i]..], g.rows)),
+                (_, _, Some(t)) => Some(l.forward_term(&t.u, l.lora.map_or(0, |p| p.rank))),
+                _ => None,
+            };
+            products.push(WtProduct { w: l.w, file: l.file, y, packed: l.packed, low_rank });
+        }
         matmul_wt_many(x, n, &mut products, precision);
         drop(products);
-        if let Some(group) = BranchGroup::of(&linears) {
-            return group.forward(&linears, x, n, ys);
-        }
-        let mut i = 0;
-        ys.map(|y| {
-            let tape = linears[i].branch_forward(x, n, y);
-            i += 1;
-            tape
-        })
+        tapes
+    }
+
+    /// The branch's term of the forward, `s · u Bᵀ`, with u's rows at stride `ldu`.
+    fn forward_term<'t>(&'t self, u: &'t [f32], ldu: usize) -> LowRankTerm<'t> {
+        let p = self.lora.expect("a term of a branch");
+        LowRankTerm { u, ldu, v: &p.b, vs: (1, p.rank), rank: p.rank, scale: self.scale }
     }
 
     /// [`branch_backward`](Self::branch_backward) of several projections of the same input
@@ -74,7 +94,9 @@ impl Linear<'_> {
         match BranchGroup::of(&linears) {
             Some(group) if tapes.iter().all(Option::is_some) && grads.iter().all(Option::is_some) => {
                 let tapes = tapes.map(|t| t.expect("checked"));
-                group.backward(&linears, x, n, tapes, dys, dx, grads.map(|g| g.expect("checked")));
+                let (du, a) = group.grads(&linears, x, n, tapes, dys, grads.map(|g| g.expect("checked")));
+                // dx (n × in) += du (n × R) · stack (R × in).
+                group.dx_term(&du, &a).add_f32_into(n, group.n_in, dx);
             }
             _ => {
                 for ((l, (tape, dy)), grad) in linears.iter().zip(tapes.into_iter().zip(dys)).zip(grads) {
@@ -84,8 +106,38 @@ impl Linear<'_> {
         }
     }
 
-    /// The LoRA branch alone: `y += s · (x̃ Aᵀ) Bᵀ` (nothing without an adapter).
-    pub fn branch_forward(&self, x: &[f32], n: usize, y: &mut [f32]) -> Option<BranchTape> {
+    /// The whole LoRA-training backward of several projections of one input `x`:
+    /// `dx = Σ dy_i W_i` plus the branches' part, overwriting `dx`, and the branches' A and B
+    /// gradients added into `grads`. When the branches form a group, their part of dx is the
+    /// frozen products' low-rank term (written with them, see [`LowRankTerm`]); otherwise the
+    /// frozen products, then [`branch_backward_many`](Self::branch_backward_many).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_many<const N: usize>(
+        linears: [&Linear<'_>; N],
+        x: &[f32],
+        n: usize,
+        tapes: [Option<&BranchTape>; N],
+        dys: [&[f32]; N],
+        dx: &mut [f32],
+        grads: [Option<&mut LoraPair>; N],
+    ) {
+        match BranchGroup::of(&linears) {
+            Some(group) if tapes.iter().all(Option::is_some) && grads.iter().all(Option::is_some) => {
+                let tapes = tapes.map(|t| t.expect("checked"));
+                let (du, a) = group.grads(&linears, x, n, tapes, dys, grads.map(|g| g.expect("checked")));
+                let products: Vec<WProduct<'_>> = linears.iter().zip(dys).map(|(l, dy)| WProduct { dy, w: l.w, file: l.file }).collect();
+                matmul_w_many_plus(&products, n, dx, linears[0].precision, false, Some(group.dx_term(&du, &a)));
+            }
+            _ => {
+                Self::frozen_backward_many(linears, dys, n, dx);
+                Self::branch_backward_many(linears, x, n, tapes, dys, dx, grads);
+            }
+        }
+    }
+
+    /// The branch's tape: the dropout mask and x̃ (with dropout), and `u = x̃ Aᵀ`; nothing
+    /// without an adapter.
+    fn branch_tape(&self, x: &[f32], n: usize) -> Option<BranchTape> {
         let p = self.lora?;
         let dropped = self.dropout.map(|(prob, seed)| {
             let mut rng = SplitMix64(seed);
@@ -95,16 +147,21 @@ impl Linear<'_> {
             (mask, xd)
         });
         let xd = dropped.as_ref().map_or(x, |(_, xd)| xd.as_slice());
-        let (r, n_in, n_out) = (p.rank, p.n_in, p.n_out);
+        let (r, n_in) = (p.rank, p.n_in);
         let mut u = vec![0.0f32; n * r];
-        // SAFETY (both): u = x̃ (n × in) · Aᵀ (A is r × in); y += s · u · Bᵀ (B is out × r).
-        // Every view addresses its operand's shape; y and u are written by these products
-        // alone. The activations are read in place; only the small Aᵀ and Bᵀ are packed.
-        unsafe {
-            sgemm_par(n, r, n_in, View::rows(xd, n_in), View::transposed(&p.a, n_in), Out::rows(&mut u, r), 1.0, false);
-            sgemm_par(n, n_out, r, View::rows(&u, r), View::transposed(&p.b, r), Out::rows(y, n_out), self.scale, true);
-        }
+        // SAFETY: u = x̃ (n × in) · Aᵀ (A is r × in), written by this product alone. The
+        // activations are read in place; only the small Aᵀ is packed.
+        unsafe { sgemm_par(n, r, n_in, View::rows(xd, n_in), View::transposed(&p.a, n_in), Out::rows(&mut u, r), 1.0, false) };
         Some(BranchTape { dropped, u })
+    }
+
+    /// The LoRA branch alone: `y += s · (x̃ Aᵀ) Bᵀ` (nothing without an adapter), as its own
+    /// products; [`forward`](Self::forward) adds the same term with the frozen product.
+    pub fn branch_forward(&self, x: &[f32], n: usize, y: &mut [f32]) -> Option<BranchTape> {
+        let tape = self.branch_tape(x, n)?;
+        let n_out = self.lora.map_or(0, |p| p.n_out);
+        self.forward_term(&tape.u, self.lora.map_or(0, |p| p.rank)).add_f32_into(n, n_out, y);
+        Some(tape)
     }
 
     /// Gradient through the projection: `dx = dy W (+ the branch's)`, overwriting `dx`, the
@@ -122,8 +179,19 @@ impl Linear<'_> {
         grad: Option<&mut LoraPair>,
         dw: Option<&mut [f32]>,
     ) {
-        matmul_w(dy, n, self.w, self.file, dx, self.precision, false);
-        self.trainable_backward(x, n, tape, dy, dx, grad, dw);
+        match (self.lora, tape, grad, dw) {
+            // A branch without dropout: its gradients first, then its part of dx (`du A`) as
+            // the frozen product's low-rank term.
+            (Some(p), Some(tape), Some(gp), None) if tape.dropped.is_none() => {
+                let du = self.branch_grads(x, n, tape, dy, gp);
+                let term = LowRankTerm { u: &du, ldu: p.rank, v: &p.a, vs: (p.n_in, 1), rank: p.rank, scale: 1.0 };
+                matmul_w_plus(dy, n, self.w, self.file, dx, self.precision, false, Some(term));
+            }
+            (_, tape, grad, dw) => {
+                matmul_w(dy, n, self.w, self.file, dx, self.precision, false);
+                self.trainable_backward(x, n, tape, dy, dx, grad, dw);
+            }
+        }
     }
 
     /// The frozen part of [`backward`](Self::backward) for several projections of one input,
@@ -160,20 +228,8 @@ impl Linear<'_> {
     /// contribution to `dx`.
     pub fn branch_backward(&self, x: &[f32], n: usize, tape: Option<&BranchTape>, dy: &[f32], dx: &mut [f32], grad: Option<&mut LoraPair>) {
         let (Some(p), Some(tape), Some(gp)) = (self.lora, tape, grad) else { return };
-        let (r, s, n_in, n_out) = (p.rank, self.scale, p.n_in, p.n_out);
-        let xd = tape.dropped.as_ref().map_or(x, |(_, xd)| xd.as_slice());
-        let mut du = vec![0.0f32; n * r];
-        // SAFETY: shapes as documented on each product (dy: n × out, x̃: n × in, u and du:
-        // n × r, A: r × in, B: out × r); each output is written by its product alone. The
-        // large operands (dy, x̃) are read in place as rows; only the n × r ones are packed.
-        unsafe {
-            // dBᵀ += s · uᵀ · dy  (dB is out × r)
-            sgemm_par(r, n_out, n, View::transposed(&tape.u, r), View::rows(dy, n_out), Out::transposed(&mut gp.b, r), s, true);
-            // du = s · dy · B
-            sgemm_par(n, r, n_out, View::rows(dy, n_out), View::rows(&p.b, r), Out::rows(&mut du, r), s, false);
-            // dA += duᵀ · x̃
-            sgemm_par(r, n_in, n, View::transposed(&du, r), View::rows(xd, n_in), Out::rows(&mut gp.a, n_in), 1.0, true);
-        }
+        let (r, n_in) = (p.rank, p.n_in);
+        let du = self.branch_grads(x, n, tape, dy, gp);
         let du_rows = View::rows(&du, r);
         match &tape.dropped {
             // x̃ = x · mask / (1 − p): dx += (du · A) ∘ mask / (1 − p).
@@ -191,6 +247,27 @@ impl Linear<'_> {
             // SAFETY: dx += du · A, n × in.
             None => unsafe { sgemm_par(n, n_in, r, du_rows, View::rows(&p.a, n_in), Out::rows(dx, n_in), 1.0, true) },
         }
+    }
+
+    /// The branch's A and B gradients, added into `gp`; returns `du = s · dy B` (`n × r`),
+    /// from which its part of dx follows.
+    fn branch_grads(&self, x: &[f32], n: usize, tape: &BranchTape, dy: &[f32], gp: &mut LoraPair) -> Vec<f32> {
+        let p = self.lora.expect("gradients of a branch");
+        let (r, s, n_in, n_out) = (p.rank, self.scale, p.n_in, p.n_out);
+        let xd = tape.dropped.as_ref().map_or(x, |(_, xd)| xd.as_slice());
+        let mut du = vec![0.0f32; n * r];
+        // SAFETY: shapes as documented on each product (dy: n × out, x̃: n × in, u and du:
+        // n × r, A: r × in, B: out × r); each output is written by its product alone. The
+        // large operands (dy, x̃) are read in place as rows; only the n × r ones are packed.
+        unsafe {
+            // dBᵀ += s · uᵀ · dy  (dB is out × r)
+            sgemm_par(r, n_out, n, View::transposed(&tape.u, r), View::rows(dy, n_out), Out::transposed(&mut gp.b, r), s, true);
+            // du = s · dy · B
+            sgemm_par(n, r, n_out, View::rows(dy, n_out), View::rows(&p.b, r), Out::rows(&mut du, r), s, false);
+            // dA += duᵀ · x̃
+            sgemm_par(r, n_in, n, View::transposed(&du, r), View::rows(xd, n_in), Out::rows(&mut gp.a, n_in), 1.0, true);
+        }
+        du
     }
 }
 
@@ -242,42 +319,47 @@ impl BranchGroup {
         a
     }
 
-    /// `y_i += s · (x A_iᵀ) B_iᵀ` for each branch; their tapes.
-    fn forward<const N: usize>(&self, linears: &[&Linear<'_>; N], x: &[f32], n: usize, ys: [&mut [f32]; N]) -> [Option<BranchTape>; N] {
+    /// `u = x · stackᵀ` (`n × R`), and each branch's tape (its columns of u).
+    fn tapes<const N: usize>(&self, linears: &[&Linear<'_>; N], x: &[f32], n: usize) -> (Vec<f32>, [Option<BranchTape>; N]) {
         let (rows, n_in) = (self.rows, self.n_in);
         let a = self.stacked_a(linears);
         let mut u = vec![0.0f32; n * rows];
         // SAFETY: u (n × R) = x (n × in) · stackᵀ (the stack is R × in).
         unsafe { sgemm_par(n, rows, n_in, View::rows(x, n_in), View::transposed(&a, n_in), Out::rows(&mut u, rows), 1.0, false) };
         let mut i = 0;
-        ys.map(|y| {
-            let (l, off) = (linears[i], self.offsets[i]);
+        let tapes = [(); N].map(|_| {
+            let (off, r) = (self.offsets[i], linears[i].lora.expect("a grouped branch").rank);
             i += 1;
-            let p = l.lora.expect("a grouped branch");
-            let r = p.rank;
-            // SAFETY: columns off..off + r of u (row stride R) are this branch's u_i, n × r;
-            // y (n × out) += s · u_i · Bᵀ (B is out × r).
-            unsafe {
-                let u_i = View { ptr: u.as_ptr().add(off), rs: rows, cs: 1 };
-                sgemm_par(n, p.n_out, r, u_i, View::transposed(&p.b, r), Out::rows(y, p.n_out), l.scale, true);
-            }
             let u_i: Vec<f32> = u.chunks_exact(rows).flat_map(|row| &row[off..off + r]).copied().collect();
             Some(BranchTape { dropped: None, u: u_i })
-        })
+        });
+        (u, tapes)
     }
 
-    /// Each branch's A and B gradients, and their sum's part of `dx`.
+    /// `y_i += s · (x A_iᵀ) B_iᵀ` for each branch, as products of their own; their tapes.
+    #[cfg(test)]
+    fn forward<const N: usize>(&self, linears: &[&Linear<'_>; N], x: &[f32], n: usize, ys: [&mut [f32]; N]) -> [Option<BranchTape>; N] {
+        let (u, tapes) = self.tapes(linears, x, n);
+        for (i, y) in ys.into_iter().enumerate() {
+            let l = linears[i];
+            let n_out = l.lora.expect("a grouped branch").n_out;
+            l.forward_term(&u[self.offsets[i]..], self.rows).add_f32_into(n, n_out, y);
+        }
+        tapes
+    }
+
+    /// Each branch's A and B gradients; returns `du` (`n × R`, every branch's `s · dy_i B_i`
+    /// side by side) and the stack of A, whose product `du · stack` is their sum's part of dx.
     #[allow(clippy::too_many_arguments)]
-    fn backward<const N: usize>(
+    fn grads<const N: usize>(
         &self,
         linears: &[&Linear<'_>; N],
         x: &[f32],
         n: usize,
         tapes: [&BranchTape; N],
         dys: [&[f32]; N],
-        dx: &mut [f32],
         grads: [&mut LoraPair; N],
-    ) {
+    ) -> (Vec<f32>, Vec<f32>) {
         let (rows, n_in) = (self.rows, self.n_in);
         let mut du = vec![0.0f32; n * rows];
         let mut grads = grads;
@@ -296,16 +378,18 @@ impl BranchGroup {
         }
         let a = self.stacked_a(linears);
         let mut da = vec![0.0f32; rows * n_in];
-        // SAFETY: dA (R × in) = duᵀ (R × n) · x (n × in); dx (n × in) += du (n × R) · stack
-        // (R × in).
-        unsafe {
-            sgemm_par(rows, n_in, n, View::transposed(&du, rows), View::rows(x, n_in), Out::rows(&mut da, n_in), 1.0, false);
-            sgemm_par(n, n_in, rows, View::rows(&du, rows), View::rows(&a, n_in), Out::rows(dx, n_in), 1.0, true);
-        }
+        // SAFETY: dA (R × in) = duᵀ (R × n) · x (n × in).
+        unsafe { sgemm_par(rows, n_in, n, View::transposed(&du, rows), View::rows(x, n_in), Out::rows(&mut da, n_in), 1.0, false) };
         for (g, off) in grads.iter_mut().zip(&self.offsets) {
             let part = &da[off * n_in..off * n_in + g.a.len()];
             g.a.iter_mut().zip(part).for_each(|(d, v)| *d += v);
         }
+        (du, a)
+    }
+
+    /// The branches' part of dx, `du · stack`, as a low-rank term.
+    fn dx_term<'t>(&self, du: &'t [f32], stack: &'t [f32]) -> LowRankTerm<'t> {
+        LowRankTerm { u: du, ldu: self.rows, v: stack, vs: (self.n_in, 1), rank: self.rows, scale: 1.0 }
     }
 }
 
