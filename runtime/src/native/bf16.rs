@@ -270,6 +270,61 @@ unsafe fn pack_blocks_avx512<B: Block32>(rows: &[u8], row_bytes: usize, depth: u
     }
 }
 
+thread_local! {
+    /// This thread's spare bf16 buffers (see [`Spare`]).
+    static SPARES: std::cell::RefCell<Vec<Vec<u16>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Spare buffers a thread keeps: a block's products and its attention convert at most this
+/// many operands before the first is given back.
+const MAX_SPARES: usize = 6;
+
+/// A bf16 buffer for a product's converted operand, taken from the buffers earlier products of
+/// this thread gave back, and given back when dropped. Why: a fresh `Vec` per product was
+/// allocated, zeroed by [`convert_rows`] and faulted in on every call, about 1 MB a product
+/// (`memset` and `clear_page` were 1-3% of a pass in `perf`).
+pub struct Spare(Vec<u16>);
+
+impl Spare {
+    /// The largest spare buffer of this thread, or an empty one.
+    pub fn take() -> Spare {
+        Spare(SPARES.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop())).unwrap_or_default())
+    }
+}
+
+impl std::ops::Deref for Spare {
+    type Target = Vec<u16>;
+    fn deref(&self) -> &Vec<u16> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Spare {
+    fn deref_mut(&mut self) -> &mut Vec<u16> {
+        &mut self.0
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        if v.capacity() == 0 {
+            return;
+        }
+        let _ = SPARES.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                // Kept sorted by capacity, so that `take` gets the largest (the one least
+                // likely to grow).
+                let at = s.partition_point(|b| b.capacity() <= v.capacity());
+                s.insert(at, v);
+                if s.len() > MAX_SPARES {
+                    s.remove(0);
+                }
+            }
+        });
+    }
+}
+
 /// `out` at `len` elements without zeroing what it already holds: for packers that write
 /// every element.
 fn reuse_for_overwrite(out: &mut Vec<u16>, len: usize) {
@@ -924,6 +979,27 @@ mod tests {
             }
         }
         println!("bf16 kernel vs f64 product of the rounded operands: max relative diff {max_rel:.2e}");
+    }
+
+    /// A dropped spare comes back to the next `take` of its thread, the largest first, and
+    /// a thread keeps at most MAX_SPARES of them.
+    #[test]
+    fn spares_are_reused_largest_first() {
+        std::thread::spawn(|| {
+            let mut bufs: Vec<Spare> = (0..MAX_SPARES + 2).map(|_| Spare::take()).collect();
+            for (i, b) in bufs.iter_mut().enumerate() {
+                b.resize(1000 * (i + 1), 7);
+            }
+            let largest = bufs.last().map(|b| b.as_ptr()).unwrap();
+            drop(bufs);
+            let again = Spare::take();
+            assert_eq!(again.as_ptr(), largest, "take returns the largest spare");
+            assert_eq!(again.len(), 1000 * (MAX_SPARES + 2), "a spare keeps its contents until it is overwritten");
+            let kept = SPARES.with(|s| s.borrow().len());
+            assert_eq!(kept, MAX_SPARES - 1, "at most MAX_SPARES spares are kept");
+        })
+        .join()
+        .unwrap();
     }
 
     /// The low-rank term added as blocks are stored: against an f64 reference of the rounded

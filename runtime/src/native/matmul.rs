@@ -383,7 +383,7 @@ pub fn matmul_wt_many(x: &[f32], n: usize, products: &mut [WtProduct<'_>], preci
         return;
     }
     let (fast, use_bf16) = (avx512::available(), precision == Precision::Bf16 && bf16::available());
-    let mut x_bf16 = Vec::new();
+    let mut x_bf16 = bf16::Spare::take();
     if use_bf16 {
         bf16::convert_rows_par(x, n, k, 0, k, &mut x_bf16);
     }
@@ -539,7 +539,7 @@ pub(crate) fn matmul_w_plus(
     // block meets is then read by every task while it is still in cache (the LM head's 49,152
     // rows would otherwise stream all of dy from memory once per task), and the order of the
     // sums stays fixed.
-    let mut dy_bf16 = Vec::new();
+    let mut dy_bf16 = bf16::Spare::take();
     let mut d0 = 0;
     while d0 < m {
         let depth = DEPTH_BLOCK.min(m - d0);
@@ -670,10 +670,10 @@ pub(crate) fn matmul_w_many_plus(
     let mut v_copy = Vec::new();
     let term = SharedTerm(low_rank.map(|t| t.kernel_term(k, &mut v_copy)));
     let last = products.len() - 1;
-    let inputs: Vec<Vec<u16>> = products
+    let inputs: Vec<bf16::Spare> = products
         .iter()
         .map(|p| {
-            let mut v = Vec::new();
+            let mut v = bf16::Spare::take();
             bf16::convert_rows_par(p.dy, n, p.w.rows, 0, p.w.rows, &mut v);
             v
         })

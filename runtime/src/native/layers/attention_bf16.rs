@@ -45,9 +45,9 @@ pub(super) fn applies(shape: &AttentionShape) -> bool {
 
 /// The whole buffer `x` (`rows × width` f32) as bf16 rows of stride
 /// [`bf16::row_stride`]`(width)`.
-pub(super) fn converted(x: &[f32], width: usize) -> Vec<u16> {
+pub(super) fn converted(x: &[f32], width: usize) -> bf16::Spare {
     let rows = x.len() / width;
-    let mut out = Vec::new();
+    let mut out = bf16::Spare::take();
     bf16::convert_rows_par(&x[..rows * width], rows, width, 0, width, &mut out);
     out
 }
