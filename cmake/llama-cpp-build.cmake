@@ -22,6 +22,14 @@ if(PROJECT_NAME STREQUAL "llama.cpp")
 endif()
 
 if(PROJECT_NAME STREQUAL "ggml")
+    # GCC's _tile_loadconfig names 8 bytes of the 64-byte tile configuration as its operand, so
+    # the optimizer drops the stores of the tile shapes and ggml's AMX kernels die with SIGILL
+    # on their first tile load; the header gives both configuration intrinsics the whole 64
+    # bytes (it says more). It changes nothing outside the sapphirerapids variant, nor with clang.
+    if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+        add_compile_options("SHELL:-include ${CMAKE_CURRENT_LIST_DIR}/gcc-amx-tile-config.h")
+    endif()
+
     # Which of ggml's x86 CPU variants the build compiles (GGML_CPU_ALL_VARIANTS builds 14, each
     # the same 17 sources compiled again, most of llama.cpp's compile time); other architectures
     # keep all of theirs. See README, "Speed".

@@ -85,6 +85,24 @@ contains "CPU         $D/libggml-cpu-sse42.so"
 ok env LAMINA_CPU_DISABLE=avx "$D/lamina" generate "${PROMPT[@]}"
 contains "Paris"
 
+step "AMX: the sapphirerapids variant's tile kernels run prompts and agree with AVX-512"
+# Prompts of more than one token go through ggml's AMX tile kernels. Built by a compiler that
+# drops the tile shapes (cmake/gcc-amx-tile-config.h), this crashed with SIGILL at the first
+# tile load; miscompiled otherwise, the perplexity would be far off the other variant's.
+if grep -qw amx_int8 /proc/cpuinfo && ok "$D/lamina" info && grep -q "CPU         $D/libggml-cpu-sapphirerapids.so" <<<"$OUTPUT"; then
+    head -c 12000 README.md > "$TMP/amx-text.txt"
+    ppl() { sed -n 's/^llama *PPL = \([0-9.]*\).*/\1/p' <<<"$OUTPUT"; }
+    ok "$D/lamina" perplexity --file "$TMP/amx-text.txt" --ctx 512 -t 2
+    amx="$(ppl)"
+    ok env LAMINA_CPU_DISABLE=amx "$D/lamina" perplexity --file "$TMP/amx-text.txt" --ctx 512 -t 2
+    avx512="$(ppl)"
+    echo "perplexity: AMX $amx, without AMX $avx512"
+    python3 -c "import sys; a, b = float('$amx'), float('$avx512'); sys.exit(abs(a - b) / b > 0.005)" \
+        || fail "the AMX variant's perplexity $amx is more than 0.5% from $avx512 without AMX"
+else
+    echo "(skipped: no usable AMX here, so the sapphirerapids variant is not the one loaded)"
+fi
+
 step "... and LAMINA_BACKEND_PATH or --backend-path supplies one"
 ok env LAMINA_BACKEND_PATH="$D" "$B/lamina" generate "${PROMPT[@]}"
 contains "Paris"
