@@ -31,8 +31,8 @@ pub struct FinetuneArgs {
     /// CPU threads (0 = all cores).
     #[arg(long, short = 't', default_value_t = 0)]
     threads: usize,
-    /// Precision of the native engine's weight products: auto (bf16 where the CPU has
-    /// AVX512-BF16 and its dot product is measured faster than f32 FMAs, else f32), f32 or bf16.
+    /// Precision of the native engine's weight products: auto (bf16 where the CPU has AMX tiles,
+    /// or AVX512-BF16 with a dot product measured faster than f32 FMAs; else f32), f32 or bf16.
     #[arg(long, default_value = "auto", value_parser = ["auto", "f32", "bf16"])]
     precision: String,
     /// Write the adapter as a GGUF LoRA file (use it with `--lora`).

@@ -24,6 +24,7 @@ pub mod atomic_file;
 pub mod chat;
 pub mod chat_template;
 pub mod corpus;
+pub(crate) mod cpu_support;
 pub mod data_file;
 pub mod engine;
 pub mod error;

@@ -500,7 +500,7 @@ mod dynamic {
 
     /// Why the CPU variant at `path` cannot run in this process although ggml rates it.
     fn unusable_variant(path: &Path) -> Option<String> {
-        crate::engine::cpu_support::variant_unusable(path.file_name()?.to_str()?)
+        crate::cpu_support::variant_unusable(path.file_name()?.to_str()?)
     }
 
     fn same_file(a: &Path, b: &Path) -> bool {

@@ -8,7 +8,6 @@ pub mod adapter;
 pub mod compute_backends;
 mod context;
 #[cfg(feature = "dynamic-backends")]
-mod cpu_support;
 pub mod embed;
 pub mod grammar;
 pub(crate) mod llama_global;

@@ -86,9 +86,9 @@ impl SharedMut {
 }
 
 /// How the frozen-weight products compute (see `bf16.rs`). `Auto` is resolved when a model
-/// loads: bf16 where the CPU has AVX512-BF16 and its dot product, measured, retires enough
-/// more multiply-adds than the f32 FMA to pay for the conversions ([`bf16::pays_off`]), else
-/// f32.
+/// loads: bf16 where the CPU has AVX512-BF16 and either usable AMX tiles (`amx.rs`) or a dot
+/// product that, measured, retires enough more multiply-adds than the f32 FMA to pay for the
+/// conversions ([`bf16::pays_off`]); else f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     #[default]

@@ -19,6 +19,7 @@
 //! and `log`, and never imports the llama.cpp engine, evaluation or tasks
 //! (`runtime/tests/integration/layers.rs` checks it).
 
+pub mod amx;
 mod avx512;
 mod avx512_narrow;
 pub mod bf16;

@@ -390,6 +390,9 @@ impl NativeModel {
 /// The kernels a model loaded with `precision` (Auto, or forced) runs on this CPU, in one line.
 pub fn describe_kernels(precision: Precision) -> String {
     match precision.resolve().0 {
+        Precision::Bf16 if super::amx::available() => {
+            "bf16 weight products on AMX tiles, attention products AVX512-BF16 (f32 accumulation); LoRA products f32, AVX-512 (lamina's kernel)".into()
+        }
         Precision::Bf16 => "bf16 weight and attention products (AVX512-BF16, f32 accumulation); LoRA products f32, AVX-512 (lamina's kernel)".into(),
         _ => match (precision, super::bf16::dot_speedup()) {
             (Precision::Auto, Some(speedup)) => format!(

@@ -84,12 +84,14 @@ fn a_forced_precision_falls_back_with_a_reason_when_the_cpu_lacks_it() {
     assert!(Precision::parse("fp8").unwrap_err().to_string().contains("auto, f32 or bf16"));
 }
 
-/// `Auto` takes the bf16 path only where its measured dot-product rate pays for its
-/// conversions, and says why it did not where AVX512-BF16 is present but slow.
+/// `Auto` takes the bf16 path only where AMX tiles are usable or the measured dot-product
+/// rate pays for its conversions, and says why it did not where AVX512-BF16 is present but
+/// slow.
 #[test]
 fn auto_chooses_bf16_only_where_it_is_measured_faster() {
     let speedup = bf16::dot_speedup();
     println!("AVX512-BF16 dot product vs f32 FMA, multiply-adds per second: {speedup:?} (bf16 taken from {}x)", bf16::MIN_SPEEDUP);
+    println!("AMX tiles: {}", lamina::native::amx::unavailable_reason().unwrap_or_else(|| "usable".into()));
     assert_eq!(speedup.is_some(), bf16::available());
     let auto = load(Precision::Auto);
     let description = lamina::native::model::describe_kernels(Precision::Auto);
@@ -97,7 +99,9 @@ fn auto_chooses_bf16_only_where_it_is_measured_faster() {
     match speedup {
         Some(s) => {
             assert!(s.is_finite() && (0.25..8.0).contains(&s), "implausible bf16 speedup {s}");
-            let expected = if s >= bf16::MIN_SPEEDUP { Precision::Bf16 } else { Precision::F32 };
+            let amx = lamina::native::amx::available();
+            assert_eq!(amx, description.contains("AMX tiles"), "{description}");
+            let expected = if amx || s >= bf16::MIN_SPEEDUP { Precision::Bf16 } else { Precision::F32 };
             assert_eq!(auto.precision(), expected);
             if expected == Precision::F32 {
                 assert!(description.contains("not bf16"), "{description}");
