@@ -143,22 +143,35 @@ pub const PAIRS_PER_STEP: usize = 16;
 /// Rows and columns of one [`block_32x32`] output block.
 pub const BLOCK: usize = 32;
 
-/// `sums[r][j] = Σ_{p < 16·steps} A[r][2p..2p+2] · B[p][j][..]` for a 32 × 32 block, written
-/// (not added) as 32 rows of 32 f32 at `sums` (stride 32 f32).
+/// `C[r][j] (+)= Σ_{p < 16·steps} A[r][2p..2p+2] · B[p][j][..]` for a 32 × 32 block of f32
+/// rows of stride `ldc` elements at `c`: the sums start from C's values where `add`, else from
+/// zero, and are written over C. The bf16 kernel calls it on its own aligned block of sums
+/// when something still has to join them (remaining pairs, a low-rank term, a partial panel),
+/// and on the output itself otherwise.
 ///
 /// # Safety
 /// A [`Tiles`] guard lives in this thread; `steps ≥ 1`; `a` addresses 32 bf16 rows of stride
 /// `lda` elements (even) with `32·steps` readable elements each; `b` a B panel (`[pairs][NR =
-/// 32][2]` bf16) with `16·steps` readable pairs; `sums` 1,024 writable f32.
+/// 32][2]` bf16) with `16·steps` readable pairs; `c` 32 rows of 32 writable (and, with `add`,
+/// readable) f32 at stride `ldc`.
 #[cfg(target_arch = "x86_64")]
-pub unsafe fn block_32x32(steps: usize, a: *const u16, lda: usize, b: *const u16, sums: *mut f32) {
+pub unsafe fn block_32x32(steps: usize, a: *const u16, lda: usize, b: *const u16, c: *mut f32, ldc: usize, add: bool) {
     debug_assert!(steps >= 1);
-    let lda_bytes = lda * 2;
+    let (lda_bytes, ldc_bytes) = (lda * 2, ldc * 4);
     // SAFETY: within the operands the contract describes; the tile shapes are the guard's
-    // (16 rows of 64 bytes). tmm0-3 sums, tmm4-5 A's two row halves, tmm6-7 B's two column
-    // halves; A advances 64 bytes (32 elements) and B 2,048 bytes (16 pairs × 128) per step.
+    // (16 rows of 64 bytes). tmm0-3 sums (rows 0-15 and 16-31, columns 0-15 and 16-31),
+    // tmm4-5 A's two row halves, tmm6-7 B's two column halves; A advances 64 bytes (32
+    // elements) and B 2,048 bytes (16 pairs × 128) per step.
     unsafe {
         asm!(
+            "test {add}, {add}",
+            "jz 3f",
+            "tileloadd tmm0, [{c} + {ldc}]",
+            "tileloadd tmm1, [{c} + {ldc} + 64]",
+            "tileloadd tmm2, [{c_hi} + {ldc}]",
+            "tileloadd tmm3, [{c_hi} + {ldc} + 64]",
+            "jmp 2f",
+            "3:",
             "tilezero tmm0",
             "tilezero tmm1",
             "tilezero tmm2",
@@ -181,15 +194,16 @@ pub unsafe fn block_32x32(steps: usize, a: *const u16, lda: usize, b: *const u16
             "tilestored [{c} + {ldc} + 64], tmm1",
             "tilestored [{c_hi} + {ldc}], tmm2",
             "tilestored [{c_hi} + {ldc} + 64], tmm3",
+            add = in(reg) usize::from(add),
             a = inout(reg) a => _,
             a_hi = inout(reg) a.wrapping_byte_add(16 * lda_bytes) => _,
             lda = in(reg) lda_bytes,
             b = inout(reg) b => _,
             ldb = in(reg) 128usize,
             steps = inout(reg) steps => _,
-            c = in(reg) sums,
-            c_hi = in(reg) sums.wrapping_add(16 * BLOCK),
-            ldc = in(reg) BLOCK * 4,
+            c = in(reg) c,
+            c_hi = in(reg) c.wrapping_byte_add(16 * ldc_bytes),
+            ldc = in(reg) ldc_bytes,
             options(nostack),
         );
     }

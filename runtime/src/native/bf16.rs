@@ -62,7 +62,13 @@ pub fn dot_speedup() -> Option<f64> {
 /// whose `vdpbf16ps` alone retires about 0.5x: the native forward ran at 926 tokens/s in f32
 /// and 2,355 with the weight products on tiles (`lamina bench-native --forward-only`).
 pub fn pays_off() -> bool {
-    amx::available() || dot_speedup().is_some_and(|s| s >= MIN_SPEEDUP)
+    amx::available() || vector_pays_off()
+}
+
+/// Whether the vector dot product `vdpbf16ps` alone retires at least [`MIN_SPEEDUP`] times the
+/// f32 FMA's multiply-adds here.
+pub fn vector_pays_off() -> bool {
+    dot_speedup().is_some_and(|s| s >= MIN_SPEEDUP)
 }
 
 /// f32 → bf16, rounding to nearest even (NaN stays NaN), as `vcvtneps2bf16` does for normal
@@ -712,14 +718,24 @@ unsafe fn gemm_inner(
                     let (steps, tail) = (np / amx::PAIRS_PER_STEP, np % amx::PAIRS_PER_STEP);
                     let panel = b[p * NR * 2 * pairs + p0 * 2 * NR..].as_ptr();
                     let rows_a = a[i0 * ld + 2 * p0..].as_ptr();
-                    // SAFETY: the tiles are loaded (_tiles); A holds 32 rows from i0 with 2·np
-                    // elements from pair p0 (the assertion above), the panel np pairs from p0.
-                    unsafe { amx::block_32x32(steps, rows_a, ld, panel, sums.0.as_mut_ptr()) };
+                    let add = accumulate || p0 > 0;
+                    let term = low_rank.filter(|_| last_block);
+                    if tail == 0 && width == NR && term.is_none() {
+                        // Nothing joins the tiles' sums: they go to (and start from) C itself.
+                        // SAFETY: the tiles are loaded (_tiles); A holds 32 rows from i0 with
+                        // 2·np elements from pair p0 (the assertion above), the panel np pairs
+                        // from p0; C's block of 32 full rows of 32 columns is the caller's.
+                        unsafe { amx::block_32x32(steps, rows_a, ld, panel, c.add(i0 * ldc + p * NR), ldc, add) };
+                        i0 += amx::BLOCK;
+                        continue;
+                    }
+                    // SAFETY: as above, with the block's own sums as the output.
+                    unsafe { amx::block_32x32(steps, rows_a, ld, panel, sums.0.as_mut_ptr(), amx::BLOCK, false) };
                     // The AVX512-BF16 kernel finishes the block, 8 rows at a time: the pairs
                     // after the whole tile steps, the low-rank term and the store.
                     let done = steps * amx::PAIRS_PER_STEP;
                     for r0 in (0..amx::BLOCK).step_by(8) {
-                        let term = low_rank.filter(|_| last_block).map(|t| t.at(i0 + r0, p * NR));
+                        let term = term.map(|t| t.at(i0 + r0, p * NR));
                         // SAFETY: rows i0 + r0 .. + 8 of A and C, the panel's pairs after
                         // `done`, and the block's sums: all inside what the contract covers.
                         unsafe {
@@ -731,7 +747,7 @@ unsafe fn gemm_inner(
                                 c.add((i0 + r0) * ldc + p * NR),
                                 ldc,
                                 width,
-                                accumulate || p0 > 0,
+                                add,
                                 term,
                                 sums.0[r0 * amx::BLOCK..].as_ptr(),
                             )
@@ -920,7 +936,7 @@ mod tests {
 
     /// `gemm` with a low-rank term, AMX allowed or not; C starts from `start(i, j)`.
     #[allow(clippy::too_many_arguments)]
-    fn product(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], term: LowRank, accumulate: bool, vector: bool) -> Vec<f32> {
+    fn product(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], term: Option<LowRank>, accumulate: bool, vector: bool) -> Vec<f32> {
         let (mut ab, mut pb) = (Vec::new(), Vec::new());
         convert_rows(a, m, k, 0, k, &mut ab);
         pack_b_from_depth_rows(b, k, n, &mut pb);
@@ -928,14 +944,15 @@ mod tests {
         let mut c: Vec<f32> = (0..m * ld).map(|e| if accumulate { (e % 29) as f32 / 16.0 } else { f32::NAN }).collect();
         VECTOR_ONLY.with(|v| v.set(vector));
         // SAFETY: the operands as gemm's contract asks (converted and packed just above).
-        unsafe { gemm(m, n, k, &ab, row_stride(k), &pb, c.as_mut_ptr(), ld, accumulate, Some(term)) };
+        unsafe { gemm(m, n, k, &ab, row_stride(k), &pb, c.as_mut_ptr(), ld, accumulate, term) };
         VECTOR_ONLY.with(|v| v.set(false));
         c
     }
 
     /// AMX tile blocks (whole 32-row blocks, whole 16-pair steps) and the vector kernel that
     /// finishes them give the vector kernel's product: on row counts with a remainder, odd
-    /// depths, depths cut into blocks, partial panels, a low-rank term, and accumulation.
+    /// depths, depths cut into blocks, partial panels, with and without a low-rank term
+    /// (without one, whole panels over whole tile steps go straight to C), and accumulation.
     /// Also from several threads at once: the tile state is per thread.
     #[test]
     fn amx_blocks_equal_the_vector_kernel() {
@@ -943,7 +960,8 @@ mod tests {
             eprintln!("skipped: {}", crate::native::amx::unavailable_reason().unwrap_or_default());
             return;
         }
-        let shapes = [(32usize, 32usize, 32usize), (45, 50, 41), (96, 70, 576), (64, 33, 1100), (33, 64, 2100), (40, 32, 30)];
+        let shapes =
+            [(32usize, 32usize, 32usize), (45, 50, 41), (96, 70, 576), (64, 33, 1100), (33, 64, 2100), (40, 32, 30), (64, 64, 1024)];
         let run = |&(m, n, k): &(usize, usize, usize)| -> f64 {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 40.0).collect();
@@ -952,7 +970,7 @@ mod tests {
             let v: Vec<f32> = (0..rank * ldv).map(|i| ((i * 31 % 83) as f32 - 41.0) / 20.0).collect();
             let term = LowRank { u: u.as_ptr(), ldu, v: v.as_ptr(), ldv, rank, scale: 0.5 };
             let mut max_rel = 0.0f64;
-            for accumulate in [false, true] {
+            for (accumulate, term) in [(false, Some(term)), (true, Some(term)), (false, None), (true, None)] {
                 let tiles = product(m, n, k, &a, &b, term, accumulate, false);
                 let vector = product(m, n, k, &a, &b, term, accumulate, true);
                 for i in 0..m {

@@ -154,7 +154,12 @@ impl NativeModel {
                 });
             }
             let c = &self.config;
-            let shape = AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, precision: self.precision };
+            let shape = AttentionShape {
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: c.head_dim,
+                precision: self.precision.for_attention(),
+            };
             let (qw, kw) = (c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim);
             let (q, k, v) = (activations(n * qw, 3), activations(n * kw, 4), activations(n * kw, 5));
             // The training batch's shape: 4 sequences of n / 4 tokens.

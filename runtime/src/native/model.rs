@@ -391,7 +391,11 @@ impl NativeModel {
 pub fn describe_kernels(precision: Precision) -> String {
     match precision.resolve().0 {
         Precision::Bf16 if super::amx::available() => {
-            "bf16 weight products on AMX tiles, attention products AVX512-BF16 (f32 accumulation); LoRA products f32, AVX-512 (lamina's kernel)".into()
+            let attention = match Precision::Bf16.for_attention() {
+                Precision::Bf16 => "attention products AVX512-BF16",
+                _ => "attention products f32 (AVX512-BF16's dot product is slower than the f32 FMA here)",
+            };
+            format!("bf16 weight products on AMX tiles (f32 accumulation), {attention}; LoRA products f32, AVX-512 (lamina's kernel)")
         }
         Precision::Bf16 => "bf16 weight and attention products (AVX512-BF16, f32 accumulation); LoRA products f32, AVX-512 (lamina's kernel)".into(),
         _ => match (precision, super::bf16::dot_speedup()) {

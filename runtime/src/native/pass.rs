@@ -380,7 +380,12 @@ impl<'a> Pass<'a> {
             seqs: ranges,
             positions,
             rope: RopeTable::new(&model.rope_freqs, max_len, model.rope_layout),
-            shape: AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, precision: model.precision },
+            shape: AttentionShape {
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: c.head_dim,
+                precision: model.precision.for_attention(),
+            },
             scale,
             dropout,
             block_dropout: None,
