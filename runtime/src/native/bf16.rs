@@ -699,9 +699,12 @@ unsafe fn gemm_inner(
         unsafe { low_rank_only(rows, cols, c, ldc, accumulate, low_rank) };
         return;
     }
-    // AMX tiles take whole 32-row blocks of plain rows (the weight products); attention's
-    // layouts and causal skips, and the last rows, stay on the AVX512-BF16 kernel.
-    let amx = matches!(lhs, Lhs::Rows { .. }) && causal == Causal::None && rows >= amx::BLOCK && amx::available() && !tests::vector_only();
+    // AMX tiles take whole 32-row blocks of plain rows: the weight products, and attention's
+    // products whose left operand is rows (scores, probabilities times values, and their
+    // backward counterparts). The transposed-pair layout and the last rows stay on the
+    // AVX512-BF16 kernel. Which rows form a block depends on nothing but `rows`, so every depth
+    // block sees the same blocks: `add` (an earlier depth block wrote this one) relies on it.
+    let amx = matches!(lhs, Lhs::Rows { .. }) && rows >= amx::BLOCK && amx::available() && !tests::vector_only();
     // SAFETY: AMX is available (checked just above).
     let _tiles = amx.then(|| unsafe { amx::Tiles::load() });
     let mut sums = TileSums([0.0; amx::BLOCK * amx::BLOCK]);
@@ -713,61 +716,39 @@ unsafe fn gemm_inner(
             let width = NR.min(cols - p * NR);
             let mut i0 = 0;
             while i0 < rows {
-                if let (true, Lhs::Rows { a, ld }) = (amx && rows - i0 >= amx::BLOCK && np >= amx::PAIRS_PER_STEP, lhs) {
-                    // Causal::None: this block's depth is the depth block's, p0 .. p0 + np.
-                    let (steps, tail) = (np / amx::PAIRS_PER_STEP, np % amx::PAIRS_PER_STEP);
-                    let panel = b[p * NR * 2 * pairs + p0 * 2 * NR..].as_ptr();
-                    let rows_a = a[i0 * ld + 2 * p0..].as_ptr();
-                    let add = accumulate || p0 > 0;
-                    let term = low_rank.filter(|_| last_block);
-                    if tail == 0 && width == NR && term.is_none() {
-                        // Nothing joins the tiles' sums: they go to (and start from) C itself.
-                        // SAFETY: the tiles are loaded (_tiles); A holds 32 rows from i0 with
-                        // 2·np elements from pair p0 (the assertion above), the panel np pairs
-                        // from p0; C's block of 32 full rows of 32 columns is the caller's.
-                        unsafe { amx::block_32x32(steps, rows_a, ld, panel, c.add(i0 * ldc + p * NR), ldc, add) };
-                        i0 += amx::BLOCK;
-                        continue;
+                if let (true, Lhs::Rows { a, ld }) = (amx && rows - i0 >= amx::BLOCK, lhs) {
+                    // The block's depth pairs: the causal range cut to this depth block.
+                    let range = causal_pairs(causal, i0, amx::BLOCK, p, pairs).map(|(first, end)| (first, first.max(p0), end.min(p0 + np)));
+                    match range {
+                        None => {
+                            i0 += amx::BLOCK;
+                            continue;
+                        }
+                        Some((_, from, to)) if from >= to => {
+                            i0 += amx::BLOCK;
+                            continue;
+                        }
+                        Some((first, from, to)) => {
+                            // SAFETY: forwarded from this function's contract (what `amx_block`
+                            // asks is what it guarantees for rows i0 .. i0 + 32 and panel p).
+                            unsafe {
+                                amx_block(
+                                    AmxBlock { a, ld, b, pairs, c, ldc, p, i0, from, to, width },
+                                    accumulate || first < p0,
+                                    low_rank.filter(|_| last_block),
+                                    &mut sums,
+                                )
+                            };
+                            i0 += amx::BLOCK;
+                            continue;
+                        }
                     }
-                    // SAFETY: as above, with the block's own sums as the output.
-                    unsafe { amx::block_32x32(steps, rows_a, ld, panel, sums.0.as_mut_ptr(), amx::BLOCK, false) };
-                    // The AVX512-BF16 kernel finishes the block, 8 rows at a time: the pairs
-                    // after the whole tile steps, the low-rank term and the store.
-                    let done = steps * amx::PAIRS_PER_STEP;
-                    for r0 in (0..amx::BLOCK).step_by(8) {
-                        let term = term.map(|t| t.at(i0 + r0, p * NR));
-                        // SAFETY: rows i0 + r0 .. + 8 of A and C, the panel's pairs after
-                        // `done`, and the block's sums: all inside what the contract covers.
-                        unsafe {
-                            kernel::<8, false>(
-                                tail,
-                                a[(i0 + r0) * ld + 2 * (p0 + done)..].as_ptr(),
-                                ld,
-                                panel.add(done * 2 * NR),
-                                c.add((i0 + r0) * ldc + p * NR),
-                                ldc,
-                                width,
-                                add,
-                                term,
-                                sums.0[r0 * amx::BLOCK..].as_ptr(),
-                            )
-                        };
-                    }
-                    i0 += amx::BLOCK;
-                    continue;
                 }
                 let live = MR.min(rows - i0);
                 i0 += live;
                 let i0 = i0 - live;
                 // This row block's depth pairs: all, or cut by the causal zeros of A.
-                let (first, end) = match causal {
-                    Causal::None => (0, pairs),
-                    // Every column of the panel lies right of every row of the block.
-                    Causal::Cols if p * NR > i0 + live - 1 => continue,
-                    Causal::Cols => (0, pairs),
-                    Causal::DepthTo => (0, (i0 + live).div_ceil(2).min(pairs)),
-                    Causal::DepthFrom => (i0 / 2, pairs),
-                };
+                let Some((first, end)) = causal_pairs(causal, i0, live, p, pairs) else { continue };
                 let (from, to) = (first.max(p0), end.min(p0 + np));
                 if from >= to {
                     continue;
@@ -794,6 +775,87 @@ unsafe fn gemm_inner(
             }
         }
         p0 += np;
+    }
+}
+
+/// The depth pairs `first .. end` that rows `i0 .. i0 + live` of a `causal` product need
+/// against panel `p`, or None where the block is not computed at all (above the diagonal of
+/// scores).
+fn causal_pairs(causal: Causal, i0: usize, live: usize, p: usize, pairs: usize) -> Option<(usize, usize)> {
+    match causal {
+        Causal::None => Some((0, pairs)),
+        // Every column of the panel lies right of every row of the block.
+        Causal::Cols if p * NR > i0 + live - 1 => None,
+        Causal::Cols => Some((0, pairs)),
+        Causal::DepthTo => Some((0, (i0 + live).div_ceil(2).min(pairs))),
+        Causal::DepthFrom => Some((i0 / 2, pairs)),
+    }
+}
+
+/// One 32-row AMX block of [`gemm_inner`]: rows `i0 .. i0 + 32` of A (bf16 rows of stride
+/// `ld`), panel `p` of B (`pairs` pairs per panel), depth pairs `from .. to` (at least one),
+/// output columns `p·NR ..` (`width` of them) of C.
+#[cfg(target_arch = "x86_64")]
+struct AmxBlock<'a> {
+    a: &'a [u16],
+    ld: usize,
+    b: &'a [u16],
+    pairs: usize,
+    c: *mut f32,
+    ldc: usize,
+    p: usize,
+    i0: usize,
+    from: usize,
+    to: usize,
+    width: usize,
+}
+
+/// Run an [`AmxBlock`]: whole tile steps on AMX, then the AVX512-BF16 kernel for the pairs
+/// after them, the low-rank `term` and the masked store, 8 rows at a time. Where none of those
+/// is needed (whole steps, a whole panel, no term), the tiles go straight to C.
+///
+/// # Safety
+/// A [`amx::Tiles`] guard lives in this thread; the block lies inside the operands of a
+/// [`gemm_inner`] call whose contract holds; `term` as [`LowRank`]'s contract says for the
+/// product's rows and columns.
+#[cfg(target_arch = "x86_64")]
+unsafe fn amx_block(blk: AmxBlock<'_>, add: bool, term: Option<LowRank>, sums: &mut TileSums) {
+    let AmxBlock { a, ld, b, pairs, c, ldc, p, i0, from, to, width } = blk;
+    let (steps, tail) = ((to - from) / amx::PAIRS_PER_STEP, (to - from) % amx::PAIRS_PER_STEP);
+    let panel = b[p * NR * 2 * pairs + from * 2 * NR..].as_ptr();
+    let rows_a = a[i0 * ld + 2 * from..].as_ptr();
+    // SAFETY: row i0, column p·NR of C: inside it by the caller's contract.
+    let out = unsafe { c.add(i0 * ldc + p * NR) };
+    if steps > 0 && tail == 0 && width == NR && term.is_none() {
+        // SAFETY: the tiles are loaded; A holds 32 rows from i0 with the pairs from..to, the
+        // panel those pairs, and C's block 32 full rows of 32 columns (the caller's contract).
+        unsafe { amx::block_32x32(steps, rows_a, ld, panel, out, ldc, add) };
+        return;
+    }
+    if steps > 0 {
+        // SAFETY: as above, with the block's own sums as the output.
+        unsafe { amx::block_32x32(steps, rows_a, ld, panel, sums.0.as_mut_ptr(), amx::BLOCK, false) };
+    }
+    // Less than one step in all: the vector kernel does the block from zero.
+    let init = |r0: usize| if steps > 0 { sums.0[r0 * amx::BLOCK..].as_ptr() } else { std::ptr::null() };
+    let done = from + steps * amx::PAIRS_PER_STEP;
+    for r0 in (0..amx::BLOCK).step_by(8) {
+        // SAFETY: rows i0 + r0 .. + 8 of A and C, the panel's pairs done..to, and the block's
+        // sums: all inside what the contract covers.
+        unsafe {
+            kernel::<8, false>(
+                tail,
+                a[(i0 + r0) * ld + 2 * done..].as_ptr(),
+                ld,
+                b[p * NR * 2 * pairs + done * 2 * NR..].as_ptr(),
+                out.add(r0 * ldc),
+                ldc,
+                width,
+                add,
+                term.map(|t| t.at(i0 + r0, p * NR)),
+                init(r0),
+            )
+        };
     }
 }
 
@@ -947,6 +1009,54 @@ mod tests {
         unsafe { gemm(m, n, k, &ab, row_stride(k), &pb, c.as_mut_ptr(), ld, accumulate, term) };
         VECTOR_ONLY.with(|v| v.set(false));
         c
+    }
+
+    /// Attention's causal products through AMX blocks equal the vector kernel's where they are
+    /// defined: scores (`Cols`: only `j <= i`) and probabilities times values (`DepthTo`: A is
+    /// zero right of the diagonal), on sizes with a remainder of rows and, at 1,030, two depth
+    /// blocks (whose row blocks must match for `add` to be right).
+    #[test]
+    fn amx_causal_products_equal_the_vector_kernel() {
+        if !crate::native::amx::available() {
+            eprintln!("skipped: {}", crate::native::amx::unavailable_reason().unwrap_or_default());
+            return;
+        }
+        let mut max_rel = 0.0f64;
+        for &n in &[40usize, 64, 100, 1030] {
+            for causal in [Causal::Cols, Causal::DepthTo] {
+                // Cols: n × n scores over a depth of 64; DepthTo: n × 64 over a depth of n.
+                let (m, cols, k) = if causal == Causal::Cols { (n, n, 64) } else { (n, 64, n) };
+                let a: Vec<f32> = (0..m * k)
+                    .map(|e| if causal == Causal::DepthTo && e % k > e / k { 0.0 } else { ((e * 37 % 101) as f32 - 50.0) / 25.0 })
+                    .collect();
+                let b: Vec<f32> = (0..k * cols).map(|i| ((i * 53 % 97) as f32 - 48.0) / 40.0).collect();
+                let (mut ab, mut pb) = (Vec::new(), Vec::new());
+                convert_rows(&a, m, k, 0, k, &mut ab);
+                pack_b_from_depth_rows(&b, k, cols, &mut pb);
+                let run = |vector: bool| {
+                    let mut c = vec![0.0f32; m * cols];
+                    VECTOR_ONLY.with(|v| v.set(vector));
+                    // SAFETY: the operands as gemm_lhs's contract asks; square geometry for Cols,
+                    // rows = depth for DepthTo, A zero where DepthTo skips.
+                    unsafe { gemm_lhs(m, cols, k, Lhs::Rows { a: &ab, ld: row_stride(k) }, &pb, c.as_mut_ptr(), cols, false, causal) };
+                    VECTOR_ONLY.with(|v| v.set(false));
+                    c
+                };
+                let (tiles, vector) = (run(false), run(true));
+                for i in 0..m {
+                    for j in 0..cols {
+                        if causal == Causal::Cols && j > i {
+                            continue;
+                        }
+                        let (t, w) = (tiles[i * cols + j], vector[i * cols + j]);
+                        let rel = f64::from((t - w).abs()) / (1.0 + f64::from(w.abs()));
+                        max_rel = max_rel.max(rel);
+                        assert!(rel < 1e-5, "{causal:?} n {n} ({i},{j}): AMX {t} vs vector {w}");
+                    }
+                }
+            }
+        }
+        println!("AMX vs AVX512-BF16 kernel, causal products: max relative diff {max_rel:.2e}");
     }
 
     /// AMX tile blocks (whole 32-row blocks, whole 16-pair steps) and the vector kernel that

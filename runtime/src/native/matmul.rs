@@ -139,8 +139,12 @@ impl Precision {
     /// follows the weight products, except where those run on AMX tiles and the vector
     /// `vdpbf16ps` that attention's per-head causal products would run on retires fewer
     /// multiply-adds than the f32 FMA ([`bf16::vector_pays_off`] false). Measured on a 2-vCPU
-    /// Sapphire Rapids (`vdpbf16ps` at 0.50x): the native forward ran 3-5% faster with f32
-    /// attention than with bf16 attention (2,201-2,213 against 2,097-2,138 tokens/s).
+    /// Sapphire Rapids (`vdpbf16ps` at 0.50x): with every attention product on `vdpbf16ps`, the
+    /// native forward ran 3-5% slower than with f32 attention (2,097-2,138 against 2,201-2,213
+    /// tokens/s); with the products whose left operand is rows on AMX tiles as well (the
+    /// transposed-pair ones, dK and dV, cannot be), bf16 attention only drew level (forward
+    /// 2,061-2,214 against 2,039-2,115; 5 LoRA steps 7.4-8.0 s against 7.3-7.6 s). f32 keeps
+    /// attention's own precision for nothing.
     pub fn for_attention(self) -> Precision {
         match self {
             Precision::Bf16 if super::amx::available() && !bf16::vector_pays_off() => Precision::F32,
