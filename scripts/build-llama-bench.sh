@@ -75,8 +75,14 @@ if [[ ! -f "$SRC/tools/llama-bench/llama-bench.cpp" ]]; then
     printf 'find_package(Threads REQUIRED)\nllama_add_compile_flags()\nadd_subdirectory(llama-bench)\n' > "$SRC/tools/CMakeLists.txt"
 fi
 
+# The one change to llama.cpp's own build: cmake/gcc-amx-tile-config.h, force-included as in
+# lamina's build, gives GCC correct AMX tile-configuration intrinsics. Without it a GCC-built
+# llama-bench dies with SIGILL in ggml's AMX kernels on Sapphire Rapids (both configurations);
+# with clang, or on processors without AMX, the header changes nothing.
+AMX_FIX="-include $ROOT/cmake/gcc-amx-tile-config.h"
 COMMON=(-DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF
-    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DGGML_OPENMP=ON)
+    -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DGGML_OPENMP=ON
+    "-DCMAKE_C_FLAGS=$AMX_FIX" "-DCMAKE_CXX_FLAGS=$AMX_FIX")
 for config in "${CONFIGS[@]}"; do
     BUILD="$OUT/$config"
     if [[ -x "$BUILD/bin/llama-bench" ]]; then
