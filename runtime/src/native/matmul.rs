@@ -143,8 +143,8 @@ impl Precision {
     /// native forward ran 3-5% slower than with f32 attention (2,097-2,138 against 2,201-2,213
     /// tokens/s); with the products whose left operand is rows on AMX tiles as well (the
     /// transposed-pair ones, dK and dV, cannot be), bf16 attention only drew level (forward
-    /// 2,061-2,214 against 2,039-2,115; 5 LoRA steps 7.4-8.0 s against 7.3-7.6 s). f32 keeps
-    /// attention's own precision for nothing.
+    /// 2,061-2,214 against 2,039-2,115; 5 LoRA steps 7.4-8.0 s against 7.3-7.6 s), so f32
+    /// keeps attention exact at no cost.
     pub fn for_attention(self) -> Precision {
         match self {
             Precision::Bf16 if super::amx::available() && !bf16::vector_pays_off() => Precision::F32,

@@ -6,8 +6,8 @@
 //!   forward and backward), `pass` (the one pass that inference, scoring and training share),
 //!   `tokenizer`, `convert` (GGUF <-> safetensors);
 //! - the kernels: `matmul` (products with weights kept in their stored type), `gemm` (strided
-//!   f32 products), `avx512`, `avx512_narrow` and `bf16` (lamina's AVX-512 f32 kernels, wide and
-//!   narrow, and its AVX512-BF16 kernel), `vexp`
+//!   f32 products), `avx512`, `avx512_narrow`, `bf16` and `amx` (lamina's AVX-512 f32 kernels,
+//!   wide and narrow, its AVX512-BF16 kernel and the AMX tiles that kernel uses), `vexp`
 //!   (vectorized exp), `peak` and `kernel_bench` (the measured FMA peak and per-shape timings);
 //! - training: `lora` (adapter parameters), `optim` (AdamW and the learning-rate schedules),
 //!   `train_records` (the JSONL/JSON record formats), `train_data` (records to examples with
