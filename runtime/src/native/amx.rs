@@ -74,6 +74,7 @@ fn listed() -> bool {
 }
 
 /// A 64-byte tile configuration (palette 1), as `ldtilecfg` reads it and `sttilecfg` writes it.
+#[cfg(target_arch = "x86_64")]
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
 struct TileConfig {
@@ -84,6 +85,7 @@ struct TileConfig {
     rows: [u8; 16],
 }
 
+#[cfg(target_arch = "x86_64")]
 impl TileConfig {
     /// lamina's shapes: all eight tiles 16 rows of 64 bytes (sums: 16 f32; A: 32 bf16 of
     /// depth; B: 16 depth pairs of 16 columns).

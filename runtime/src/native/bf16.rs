@@ -626,6 +626,7 @@ impl LowRank {
 }
 
 /// An AMX block's sums, aligned to a cache line as tile stores prefer.
+#[cfg(target_arch = "x86_64")]
 #[repr(C, align(64))]
 struct TileSums([f32; amx::BLOCK * amx::BLOCK]);
 
@@ -781,6 +782,7 @@ unsafe fn gemm_inner(
 /// The depth pairs `first .. end` that rows `i0 .. i0 + live` of a `causal` product need
 /// against panel `p`, or None where the block is not computed at all (above the diagonal of
 /// scores).
+#[cfg(target_arch = "x86_64")]
 fn causal_pairs(causal: Causal, i0: usize, live: usize, p: usize, pairs: usize) -> Option<(usize, usize)> {
     match causal {
         Causal::None => Some((0, pairs)),
