@@ -708,7 +708,8 @@ unsafe fn gemm_inner(
     let amx = matches!(lhs, Lhs::Rows { .. }) && rows >= amx::BLOCK && amx::available() && !tests::vector_only();
     // SAFETY: AMX is available (checked just above).
     let _tiles = amx.then(|| unsafe { amx::Tiles::load() });
-    let mut sums = TileSums([0.0; amx::BLOCK * amx::BLOCK]);
+    // Only an AMX product zeroes (and uses) the block sums.
+    let mut sums = amx.then(|| TileSums([0.0; amx::BLOCK * amx::BLOCK]));
     let mut p0 = 0;
     while p0 < pairs {
         let np = block.min(pairs - p0);
@@ -737,7 +738,7 @@ unsafe fn gemm_inner(
                                     AmxBlock { a, ld, b, pairs, c, ldc, p, i0, from, to, width },
                                     accumulate || first < p0,
                                     low_rank.filter(|_| last_block),
-                                    &mut sums,
+                                    sums.as_mut().expect("an AMX product has its block sums"),
                                 )
                             };
                             i0 += amx::BLOCK;
